@@ -1,0 +1,117 @@
+"""The one reader and writer of bundles: model files, tokenizer, labels and a checksummed manifest.
+
+Needs only the standard library and numpy, so the predictor can load bundles without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import BundleError
+from .files import atomic_directory
+from .text import Tokenizer
+
+BUNDLE_FORMAT = "rnnonnx-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+LABELS = "labels.json"
+MODEL = "model.onnx"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """JSON as UTF-8, human-readable, stable key order."""
+    Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokenizer: Tokenizer, labels: list[str], manifest: Mapping[str, Any]) -> Path:
+    """Write a complete bundle atomically: every file, then the manifest listing their sha256.
+
+    ``files`` maps file names (e.g. ``model.onnx``) to their bytes; tokenizer and labels are added here.
+    """
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        for name, payload in files.items():
+            (tmp / name).write_bytes(payload)
+        write_json(tmp / TOKENIZER, tokenizer.to_dict())
+        write_json(tmp / LABELS, labels)
+        entries = {}
+        for path in sorted(tmp.iterdir()):
+            entries[path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+        write_json(tmp / MANIFEST, {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": entries})
+    return out_dir
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+class Bundle:
+    """A verified bundle on disk: its manifest, tokenizer, labels and model paths."""
+
+    def __init__(self, path: str | os.PathLike, verify: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise BundleError(f"{self.path}: not a bundle directory (run 'rnnonnx export' to make one)")
+        manifest = _read_json(self.path / MANIFEST, "manifest")
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{self.path}: not an rnnonnx bundle (manifest format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{self.path}: bundle format version {version!r} is not supported (this rnnonnx reads version {FORMAT_VERSION}); re-export it or upgrade rnnonnx")
+        self.manifest: dict[str, Any] = manifest
+        if verify:
+            self.verify()
+        try:
+            self.tokenizer = Tokenizer.from_dict(_read_json(self.path / TOKENIZER, "tokenizer"))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BundleError(f"{self.path / TOKENIZER}: bad tokenizer ({exc})") from None
+        labels = _read_json(self.path / LABELS, "labels")
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise BundleError(f"{self.path / LABELS}: expected a list of two or more label names")
+        self.labels: list[str] = labels
+
+    def verify(self) -> None:
+        """Check every file listed in the manifest against its size and sha256."""
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or MODEL not in files:
+            raise BundleError(f"{self.path}: manifest lists no {MODEL}")
+        for name, entry in files.items():
+            path = self.path / name
+            if Path(name).name != name:
+                raise BundleError(f"{self.path}: manifest names a file outside the bundle: {name!r}")
+            if not path.is_file():
+                raise BundleError(f"{path}: missing (listed in the manifest)")
+            size = path.stat().st_size
+            if size != entry.get("bytes"):
+                raise BundleError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced?)")
+            if sha256_of(path) != entry.get("sha256"):
+                raise BundleError(f"{path}: checksum mismatch with the manifest (corrupted or modified)")
+
+    def has(self, name: str) -> bool:
+        """Whether the manifest lists ``name`` (e.g. an optional int8 or text-in model)."""
+        return name in self.manifest.get("files", {})
+
+    def file(self, name: str) -> Path:
+        """Path of a file the manifest lists."""
+        if not self.has(name):
+            raise BundleError(f"{self.path}: bundle has no {name}")
+        return self.path / name

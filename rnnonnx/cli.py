@@ -1,0 +1,167 @@
+"""The ``rnnonnx`` command line. Heavy libraries load inside the commands that need them,
+so ``rnnonnx --help`` and ``rnnonnx predict`` never import torch or scikit-learn."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import RnnonnxError
+
+TRAIN_HINT = "this command needs the training extra: pip install \"rnnonnx[train]\""
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-facing errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except RnnonnxError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in ("torch", "onnx", "sklearn", "safetensors"):
+                raise click.ClickException(f"{exc.name} is not installed; {TRAIN_HINT}") from None
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was left half-written", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The file options shared by every command that reads labelled texts."""
+    command = click.option("--label-col", default="label", show_default=True, help="Column (or JSON key) holding the label.")(command)
+    command = click.option("--text-col", default="text", show_default=True, help="Column (or JSON key) holding the text.")(command)
+    command = click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None,
+                           help="File format; by default taken from the extension (.csv, .tsv, .jsonl).")(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rnnonnx")
+def main() -> None:
+    """Train recurrent text classifiers in PyTorch and ship them through ONNX.
+
+    \b
+    rnnonnx train --out runs/lstm              # fit on the built-in dataset
+    rnnonnx export runs/lstm --out bundles/lstm
+    rnnonnx predict bundles/lstm "What a film"
+    """
+
+
+@main.command()
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Labelled texts (CSV, TSV or JSON Lines, UTF-8). Default: the built-in movie-review dataset.")
+@data_options
+@click.option("--arch", type=click.Choice(["rnn", "lstm", "gru"]), default="lstm", show_default=True, help="Recurrent layer type.")
+@click.option("--bidirectional/--unidirectional", default=False, show_default=True, help="Read texts in both directions.")
+@click.option("--layers", type=click.IntRange(1, 8), default=1, show_default=True, help="Stacked recurrent layers.")
+@click.option("--embed-dim", type=click.IntRange(1), default=128, show_default=True, help="Token embedding size.")
+@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True, help="Hidden size per direction.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True, help="Dropout on embeddings, between layers and before the head.")
+@click.option("--analyzer", type=click.Choice(["word", "char"]), default="word", show_default=True,
+              help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.")
+@click.option("--max-len", type=click.IntRange(1), default=64, show_default=True, help="Keep the first N tokens of each text.")
+@click.option("--min-df", type=click.IntRange(1), default=1, show_default=True, help="Drop tokens seen in fewer than N training texts.")
+@click.option("--max-vocab", type=click.IntRange(1), default=20000, show_default=True, help="Keep the N most frequent tokens.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Maximum epochs (training stops early when validation loss stalls).")
+@click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Epochs without validation improvement before stopping.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Texts per training step.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction held out for early stopping.")
+@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction held out, untouched, for the final test score.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly
+def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
+    """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
+    from .data import read_file
+    from .training import TrainConfig, train as fit
+
+    texts = read_file(data, fmt, text_col, label_col) if data else None
+    metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)
+    summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
+    if "test_accuracy" in metrics:
+        summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
+    click.echo(f"{summary}\nrun written to {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write. Default: RUN_DIR/bundle.")
+@friendly
+def export(run_dir: str, out: str | None) -> None:
+    """Turn a run into a bundle (ONNX model, tokenizer, labels, manifest), checking parity first."""
+    from .export import export_run
+
+    export_run(run_dir, out)
+
+
+def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str) -> list[str]:
+    if texts and input_path:
+        raise RnnonnxError("give texts as arguments or with --input, not both")
+    if texts:
+        return list(texts)
+    if input_path and (fmt or not input_path.lower().endswith(".txt")):
+        from .data import read_file
+
+        return read_file(input_path, fmt, text_col, None).texts
+    if input_path:
+        from .data import decode_utf8
+
+        try:
+            raw = open(input_path, "rb").read()
+        except OSError as exc:
+            raise RnnonnxError(f"{input_path}: {exc.strerror}") from None
+        return decode_utf8(raw, input_path).splitlines()
+    if sys.stdin.isatty():
+        raise RnnonnxError("no texts: pass them as arguments, with --input FILE, or on standard input (one per line)")
+    return sys.stdin.read().splitlines()
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
+              help="Texts to classify: .txt (one per line), or CSV/TSV/JSONL with a text column. Default: arguments, else stdin.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --input if its extension does not say.")
+@click.option("--text-col", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL --input.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@friendly
+def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None) -> None:
+    """Classify texts with a bundle, using only ONNX Runtime and numpy."""
+    from .predictor import Predictor
+
+    predictor = Predictor(bundle, device=device, threads=threads)
+    items = _read_inputs(texts, input_path, fmt, text_col)
+    proba = predictor.predict_proba(items)
+    labels = predictor.labels
+    if as_json:
+        for text, row in zip(items, proba):
+            best = int(row.argmax())
+            record = {"text": text, "label": labels[best], "score": float(row[best]),
+                      "probabilities": {name: float(p) for name, p in zip(labels, row)}}
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    width = max([5] + [len(name) for name in labels])
+    click.echo(f"{'label':<{width}}  score   text")
+    for text, row in zip(items, proba):
+        best = int(row.argmax())
+        shown = text if len(text) <= 70 else text[:67] + "..."
+        click.echo(f"{labels[best]:<{width}}  {row[best]:.4f}  {shown}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Reading labelled texts (CSV, TSV, JSON Lines, or the built-in dataset) and splitting them."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import DataError
+
+FORMATS = ("csv", "tsv", "jsonl")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+BUILTIN_NAME = "movie_sentences"
+BUILTIN_CREDIT = (
+    "Movie-review sentences of Pang & Lee (2005) as re-rated in Hutto & Gilbert, "
+    "'VADER: A Parsimonious Rule-based Model for Sentiment Analysis of Social Media Text', "
+    "ICWSM 2014 (vaderSentiment 3.3.2, MIT license); label = sign of the mean rating."
+)
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with their labels (as strings), and what was skipped while reading them."""
+
+    texts: list[str]
+    labels: list[str]
+    source: str
+    skipped_empty: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    """The file format: ``fmt`` if given, else from the extension (``.gz`` is looked through)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise DataError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
+    if suffixes and suffixes[-1] in _EXTENSIONS:
+        return _EXTENSIONS[suffixes[-1]]
+    raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl")
+
+
+def decode_utf8(raw: bytes, name: str) -> str:
+    """Decode UTF-8 (with or without BOM); on bad bytes say on which line they are."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{name}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
+
+
+def iter_records(text: str, fmt: str, name: str):
+    """Yield ``(line_number, dict)`` for each record of a decoded CSV/TSV/JSONL document."""
+    if fmt == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{name}: line {number} is not a JSON object")
+            yield number, record
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        for record in reader:
+            yield reader.line_num, record
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
+
+
+def _cell(value) -> str:
+    """A label or text cell as a string; integers stay integers written in decimal."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() if not isinstance(value, str) else value
+
+
+def parse_records(text: str, fmt: str, name: str, text_col: str, label_col: str | None) -> LabelledTexts:
+    """Pick the text and label columns out of a decoded document, with clear errors."""
+    texts: list[str] = []
+    labels: list[str] = []
+    skipped = 0
+    seen_any = False
+    for number, record in iter_records(text, fmt, name):
+        seen_any = True
+        for col in (text_col, label_col):
+            if col is not None and col not in record:
+                columns = ", ".join(repr(c) for c in record if c is not None) or "none"
+                raise DataError(f"{name}: no column {col!r} (line {number} has {columns}); use --text-col/--label-col")
+        body = _cell(record[text_col])
+        if not body.strip():
+            skipped += 1
+            continue
+        texts.append(body)
+        if label_col is not None:
+            label = _cell(record[label_col]).strip()
+            if not label:
+                raise DataError(f"{name}: line {number} has an empty label")
+            labels.append(label)
+    if not seen_any:
+        raise DataError(f"{name}: the file is empty (no rows under a header)")
+    if not texts:
+        raise DataError(f"{name}: every row has an empty text")
+    result = LabelledTexts(texts, labels, name, skipped)
+    if skipped:
+        result.warnings.append(f"{name}: skipped {skipped} row(s) with empty text")
+    return result
+
+
+def read_file(path: str | Path, fmt: str | None = None, text_col: str = "text", label_col: str | None = "label") -> LabelledTexts:
+    """Read a labelled (or, with ``label_col=None``, unlabelled) file of texts."""
+    path = Path(path)
+    fmt = detect_format(path, fmt)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        raw = gzip.decompress(raw)
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty")
+    return parse_records(decode_utf8(raw, str(path)), fmt, str(path), text_col, label_col)
+
+
+def read_builtin() -> LabelledTexts:
+    """The dataset shipped inside the package (see ``BUILTIN_CREDIT``)."""
+    raw = resources.files(__package__).joinpath("data", f"{BUILTIN_NAME}.csv.gz").read_bytes()
+    data = parse_records(decode_utf8(gzip.decompress(raw), BUILTIN_NAME), "csv", f"built-in:{BUILTIN_NAME}", "text", "label")
+    return data
+
+
+def sorted_labels(labels: list[str]) -> list[str]:
+    """Distinct labels in a stable order: numerically if all are integers, else alphabetically."""
+    distinct = set(labels)
+    try:
+        return sorted(distinct, key=int)
+    except ValueError:
+        return sorted(distinct)
+
+
+def check_classes(data: LabelledTexts) -> list[str]:
+    """The label names, refusing data with a single class."""
+    names = sorted_labels(data.labels)
+    if len(names) < 2:
+        raise DataError(f"{data.source}: only one class ({names[0]!r}); a classifier needs at least two")
+    return names
+
+
+@dataclass
+class Split:
+    """Row indices of each part; ``validation_is_train`` when data was too small to hold any out."""
+
+    train: list[int]
+    validation: list[int]
+    test: list[int]
+    validation_is_train: bool = False
+
+
+def split(labels: list[str], validation: float, test: float, seed: int) -> Split:
+    """A stratified train/validation/test split that degrades gracefully on tiny data.
+
+    A part is held out only if it can hold every class and every class keeps at least one
+    training example; otherwise the test part is dropped and validation reuses the training rows.
+    """
+    from sklearn.model_selection import train_test_split
+
+    indices = list(range(len(labels)))
+    n_classes = len(set(labels))
+
+    def carve(pool: list[int], fraction: float) -> tuple[list[int], list[int]] | None:
+        size = round(len(pool) * fraction)
+        counts: dict[str, int] = {}
+        for i in pool:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1
+        if fraction <= 0 or size < n_classes or len(pool) - size < n_classes or min(counts.values()) < 2:
+            return None
+        kept, held = train_test_split(pool, test_size=size, random_state=seed, stratify=[labels[i] for i in pool])
+        return sorted(kept), sorted(held)
+
+    carved = carve(indices, test)
+    rest, test_idx = carved if carved else (indices, [])
+    carved = carve(rest, validation / max(1e-9, 1 - (test if test_idx else 0)))
+    if carved:
+        return Split(carved[0], carved[1], test_idx)
+    return Split(rest, list(rest), test_idx, validation_is_train=True)
+
+
+def warn(message: str) -> None:
+    """Warnings go to stderr, so stdout stays clean for ``--json``."""
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,92 @@
+"""The PyTorch classifier: embedding, a recurrent encoder (RNN, LSTM or GRU), a linear head."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .text import PAD_ID
+
+ARCHS = ("rnn", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; saved in the run and the bundle manifest."""
+
+    vocab_size: int
+    num_classes: int
+    arch: str = "lstm"
+    embed_dim: int = 128
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
+        for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class TextClassifier(nn.Module):
+    """Maps right-padded token ids ``[batch, seq]`` to class logits ``[batch, classes]``.
+
+    Sequences are packed by their true lengths, so padding never reaches the recurrent layers:
+    a text gets the same logits whatever it is batched with, in both directions. The features
+    are the last layer's output at each direction's final step: position ``length - 1`` going
+    forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
+    convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[config.arch]
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
+        self.rnn = rnn_cls(
+            config.embed_dim,
+            config.hidden,
+            num_layers=config.layers,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.head = nn.Linear(config.hidden * directions, config.num_classes)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        lengths = (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
+        embedded = self.dropout(self.embedding(input_ids))
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+        features = outputs.gather(1, index).squeeze(1)
+        if self.config.bidirectional:
+            hidden = self.config.hidden
+            features = torch.cat([features[:, :hidden], outputs[:, 0, hidden:]], dim=-1)
+        return self.head(self.dropout(features))
+
+
+class ExportWrapper(nn.Module):
+    """What goes into ONNX: ids to logits and softmax probabilities."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(input_ids)
+        return logits, torch.softmax(logits, dim=-1)

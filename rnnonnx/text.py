@@ -1,0 +1,133 @@
+"""The one definition of tokenization, shared by training, export and prediction.
+
+The rule, written so that any runtime can reimplement it (and `tokenizer.json` carries it):
+
+1. Lowercase every code point by its Unicode *simple* lowercase mapping, one code point at a
+   time. This is what ONNX Runtime's ``StringNormalizer`` and JavaScript's per-character
+   ``toLowerCase`` do; it differs from Python's ``str.lower()`` only for U+0130 (``İ`` -> ``i``,
+   not ``i̇``) and for Greek capital sigma, which always becomes ``σ`` (no final-sigma rule).
+2. Word characters are the code points of Unicode general category L* or N*, plus ``_``.
+   This is Python's ``\\w`` and RE2's ``[\\p{L}\\p{N}_]``.
+3. The ``word`` analyzer yields every maximal run of two or more word characters (scikit-learn's
+   default ``(?u)\\b\\w\\w+\\b``); the ``char`` analyzer yields every word character on its own,
+   for languages written without spaces.
+4. Tokens map to ids through the vocabulary: 0 is padding, 1 is an unknown token; a text keeps
+   its first ``max_len`` tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+TOKENIZER_FORMAT = "rnnonnx-tokenizer/1"
+PAD_ID = 0
+UNK_ID = 1
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+ANALYZERS = ("word", "char")
+
+# Patterns in the common subset of Python `re` and RE2 syntax, given to other runtimes.
+WORD_CLASS_RE2 = r"[\p{L}\p{N}_]"
+PORTABLE_PATTERNS = {"word": WORD_CLASS_RE2 + "{2,}", "char": WORD_CLASS_RE2}
+_PY_PATTERNS = {"word": re.compile(r"\w{2,}"), "char": re.compile(r"\w")}
+
+# Code points whose full lowercase mapping (Python's) is not their simple one.
+_SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
+_NEEDS_SLOW_LOWER = re.compile("[\u0130\u03a3]")
+
+
+def simple_lower(text: str) -> str:
+    """Lowercase code point by code point (Unicode simple mapping), as ONNX Runtime does."""
+    if not _NEEDS_SLOW_LOWER.search(text):
+        return text.lower()
+    return "".join(_SIMPLE_LOWER_EXCEPTIONS.get(ch) or ch.lower() for ch in text)
+
+
+def analyze(text: str, analyzer: str = "word", lowercase: bool = True) -> list[str]:
+    """Split one text into tokens by the written rule above (no vocabulary, no truncation)."""
+    if lowercase:
+        text = simple_lower(text)
+    return _PY_PATTERNS[analyzer].findall(text)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """How raw text becomes tokens; stored in every run and bundle."""
+
+    analyzer: str = "word"
+    lowercase: bool = True
+    max_len: int = 64
+
+    def __post_init__(self) -> None:
+        if self.analyzer not in ANALYZERS:
+            raise ValueError(f"analyzer must be one of {ANALYZERS}, not {self.analyzer!r}")
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be at least 1, not {self.max_len}")
+
+    def tokens(self, text: str) -> list[str]:
+        """The tokens of one text, before vocabulary lookup and truncation."""
+        return analyze(text, self.analyzer, self.lowercase)
+
+
+def pad_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Right-pad id lists with ``PAD_ID`` into an int64 matrix of at least one column.
+
+    (A zero-width batch would crash ONNX Runtime's recurrent kernels; an all-padding row is
+    read by the model as one padding token.)
+    """
+    width = max([1] + [len(r) for r in rows])
+    out = np.full((len(rows), width), PAD_ID, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+class Tokenizer:
+    """A spec plus a vocabulary: turns texts into padded int64 id matrices."""
+
+    def __init__(self, spec: TokenizerSpec, vocab: Sequence[str]) -> None:
+        if len(vocab) < 2 or vocab[PAD_ID] != PAD_TOKEN or vocab[UNK_ID] != UNK_TOKEN:
+            raise ValueError(f"vocabulary must start with {PAD_TOKEN!r}, {UNK_TOKEN!r}")
+        self.spec = spec
+        self.vocab = list(vocab)
+        self._index = {token: i for i, token in enumerate(self.vocab)}
+        if len(self._index) != len(self.vocab):
+            raise ValueError("vocabulary has duplicate tokens")
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text, truncated to ``max_len`` (possibly empty)."""
+        get = self._index.get
+        return [get(t, UNK_ID) for t in self.spec.tokens(text)[: self.spec.max_len]]
+
+    def encode_batch(self, texts: Iterable[str]) -> np.ndarray:
+        """A ``[batch, seq]`` int64 matrix, right-padded with 0; always at least one column."""
+        return pad_ids([self.encode(t) for t in texts])
+
+    def to_dict(self) -> dict:
+        """The JSON form written as ``tokenizer.json``: the spec, the portable rule and the vocabulary."""
+        return {
+            "format": TOKENIZER_FORMAT,
+            "analyzer": self.spec.analyzer,
+            "lowercase": "unicode-simple" if self.spec.lowercase else "none",
+            "token_pattern": PORTABLE_PATTERNS[self.spec.analyzer],
+            "max_len": self.spec.max_len,
+            "pad_id": PAD_ID,
+            "unk_id": UNK_ID,
+            "vocab": self.vocab,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Tokenizer":
+        """Read the JSON form; refuses a format this version does not know."""
+        if data.get("format") != TOKENIZER_FORMAT:
+            raise ValueError(f"unknown tokenizer format {data.get('format')!r}")
+        spec = TokenizerSpec(
+            analyzer=data["analyzer"],
+            lowercase=data["lowercase"] == "unicode-simple",
+            max_len=int(data["max_len"]),
+        )
+        return cls(spec, data["vocab"])

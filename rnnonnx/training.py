@@ -1,0 +1,243 @@
+"""Fitting a classifier: vocabulary (scikit-learn), split, Adam with early stopping, run directory."""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
+from .errors import RnnonnxError
+from .files import atomic_directory
+from .model import ModelConfig, TextClassifier
+from .run import RUN_FORMAT, WEIGHTS, write_jsonl
+from .text import PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; the defaults are the recipe used for the shipped models."""
+
+    arch: str = "lstm"
+    bidirectional: bool = False
+    layers: int = 1
+    embed_dim: int = 128
+    hidden: int = 128
+    dropout: float = 0.3
+    analyzer: str = "word"
+    max_len: int = 64
+    min_df: int = 1
+    max_vocab: int | None = 20000
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    patience: int = 3
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+
+
+def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_vocab: int | None = None) -> list[str]:
+    """Vocabulary from scikit-learn's ``CountVectorizer`` driven by our own analyzer.
+
+    Ids 0 and 1 are padding and unknown; the rest follow the vectorizer's (alphabetical) order.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(analyzer=spec.tokens, min_df=min_df, max_features=max_vocab)
+    try:
+        vectorizer.fit(texts)
+    except ValueError as exc:
+        raise RnnonnxError(f"cannot build a vocabulary: {exc} (lower --min-df, or check --analyzer)") from None
+    return [PAD_TOKEN, UNK_TOKEN, *vectorizer.get_feature_names_out().tolist()]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` means CUDA when PyTorch sees a GPU; ``cuda`` without one is an error, not a fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RnnonnxError("--device cuda: PyTorch sees no CUDA GPU (install a CUDA build of torch, or use --device cpu)")
+    if device not in ("cpu", "cuda"):
+        raise RnnonnxError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(ids: torch.Tensor, targets: torch.Tensor, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(len(ids), generator=generator) if generator is not None else torch.arange(len(ids))
+    for start in range(0, len(ids), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = ids[chosen]
+        width = max(1, int((batch != 0).sum(dim=1).max()))
+        yield batch[:, :width], targets[chosen]
+
+
+def evaluate_loss(model: TextClassifier, ids: torch.Tensor, targets: torch.Tensor, device: torch.device, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy, in eval mode."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    with torch.no_grad():
+        for batch, target in _batches(ids, targets, batch_size, None):
+            logits = model(batch.to(device))
+            total_loss += float(loss_fn(logits, target.to(device)))
+            correct += int((logits.argmax(dim=1).cpu() == target).sum())
+    return total_loss / len(ids), correct / len(ids)
+
+
+def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train a classifier and write its run directory atomically; returns the metrics record."""
+    data = data if data is not None else read_builtin()
+    for message in data.warnings:
+        warn(message)
+    labels = check_classes(data)
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    parts = split(data.labels, config.validation, config.test, config.seed)
+    if parts.validation_is_train:
+        warn(f"only {len(data.texts)} rows: too few to hold out validation data, validating on the training rows")
+
+    def pick(indices: list[int]) -> tuple[list[str], list[str]]:
+        return [data.texts[i] for i in indices], [data.labels[i] for i in indices]
+
+    train_texts, train_labels = pick(parts.train)
+    val_texts, val_labels = pick(parts.validation)
+    test_texts, test_labels = pick(parts.test)
+
+    spec = TokenizerSpec(analyzer=config.analyzer, max_len=config.max_len)
+    tokenizer = Tokenizer(spec, build_vocab(train_texts, spec, config.min_df, config.max_vocab))
+    label_index = {name: i for i, name in enumerate(labels)}
+
+    def tensors(texts: list[str], names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(tokenizer.encode_batch(texts)), torch.tensor([label_index[n] for n in names])
+
+    train_ids, train_y = tensors(train_texts, train_labels)
+    val_ids, val_y = tensors(val_texts, val_labels)
+
+    model_config = ModelConfig(
+        vocab_size=len(tokenizer.vocab), num_classes=len(labels), arch=config.arch, embed_dim=config.embed_dim,
+        hidden=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+    )
+    model = TextClassifier(model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict[str, float]] = []
+    best_state, best_loss, best_epoch, stale = None, math.inf, 0, 0
+    started = time.perf_counter()
+    steps = math.ceil(len(train_ids) / config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = _progress(steps, f"epoch {epoch}/{config.epochs}", progress)
+        for batch, target in _batches(train_ids, train_y, config.batch_size, generator):
+            batch, target = batch.to(device), target.to(device)
+            optimizer.zero_grad()
+            logits = model(batch)
+            loss = loss_fn(logits, target)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            seen += len(target)
+            loss_sum += loss.item() * len(target)
+            correct += int((logits.argmax(dim=1) == target).sum())
+            bar.update(1, f"loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
+        val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
+        bar.finish(f"loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | val_loss {val_loss:.4f} val_acc {val_acc:.3f}")
+        history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc})
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                print(f"early stop: no validation improvement for {config.patience} epoch(s); keeping epoch {best_epoch}", file=sys.stderr)
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    best = history[best_epoch - 1]
+    metrics = {
+        "epochs": history,
+        "best_epoch": best_epoch,
+        "val_loss": best["val_loss"],
+        "val_accuracy": best["val_accuracy"],
+        "validation_is_train": parts.validation_is_train,
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    if test_texts:
+        test_ids, test_y = tensors(test_texts, test_labels)
+        metrics["test_loss"], metrics["test_accuracy"] = evaluate_loss(model, test_ids, test_y, device)
+    config_record = {
+        "format": RUN_FORMAT,
+        "rnnonnx_version": __version__,
+        "model": model_config.to_dict(),
+        "training": asdict(config) | {"device": str(device)},
+        "data": {
+            "source": data.source,
+            "credit": BUILTIN_CREDIT if data.source.startswith("built-in:") else None,
+            "rows": len(data.texts), "skipped_empty": data.skipped_empty,
+            "train": len(train_texts), "validation": len(val_texts), "test": len(test_texts),
+        },
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    _write_run(Path(out_dir), model, tokenizer, labels, config_record, metrics, (val_texts, val_labels), (test_texts, test_labels))
+    return metrics
+
+
+def _write_run(out_dir: Path, model: TextClassifier, tokenizer: Tokenizer, labels: list[str], config_record: dict,
+               metrics: dict, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]]) -> None:
+    from safetensors.torch import save_file
+
+    from .bundle import write_json
+
+    with atomic_directory(out_dir) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
+        write_json(tmp / "config.json", config_record)
+        write_json(tmp / "tokenizer.json", tokenizer.to_dict())
+        write_json(tmp / "labels.json", labels)
+        write_json(tmp / "metrics.json", metrics)
+        write_jsonl(tmp / "validation.jsonl", *validation)
+        write_jsonl(tmp / "test.jsonl", *test)
+
+
+class _progress:
+    """A one-line progress bar on stderr with a live status (loss, accuracy); silent when off."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total, self.label, self.enabled, self.done = total, label, enabled, 0
+        self.tty = enabled and sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, n: int, status: str) -> None:
+        self.done += n
+        if self.tty:
+            width = 24
+            filled = int(width * self.done / max(1, self.total))
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {status}  ")
+            sys.stderr.flush()
+
+    def finish(self, status: str) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self.started
+            sys.stderr.write(("\r" if self.tty else "") + f"{self.label} [{self.done}/{self.total}] {elapsed:.1f}s {status}\n")
+            sys.stderr.flush()
