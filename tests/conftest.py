@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny model trained once per session, and its bundle."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_sample(n: int = 400):
+    """The first ``n`` built-in sentences, as LabelledTexts (both classes present)."""
+    from rnnonnx.data import LabelledTexts, read_builtin
+
+    data = read_builtin()
+    return LabelledTexts(data.texts[:n], data.labels[:n], "built-in sample")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A one-epoch LSTM run on 400 built-in sentences."""
+    from rnnonnx.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(arch="lstm", embed_dim=16, hidden=16, epochs=1, max_len=24, seed=1)
+    train(config, out, small_sample(), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The bundle exported from ``tiny_run``."""
+    from rnnonnx.export import export_run
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_run(tiny_run, out, log=lambda message: None)
+    return out
+
+
+def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``rnnonnx`` in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "rnnonnx.cli", *args], input=input, capture_output=True, text=True,
+        cwd=cwd, env={**os.environ, **(env or {})}, timeout=600,
+    )

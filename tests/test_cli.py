@@ -1,0 +1,125 @@
+"""The command line, end to end in a temp dir, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rnnonnx import __version__
+from tests.conftest import run_cli, small_sample
+
+FOUR = [("I love this product", 0), ("This is a bad product", 1),
+        ("I am happy with this purchase", 0), ("I am disappointed with this purchase", 1)]
+HEAVY = ("torch", "onnx", "sklearn", "scipy")
+
+
+def imported_after(args: list[str]) -> tuple[str, list[str]]:
+    """Run the CLI in-process in a fresh interpreter; return its output and the heavy modules it loaded."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from click.testing import CliRunner
+        from rnnonnx.cli import main
+        result = CliRunner().invoke(main, {args!r})
+        print(json.dumps([result.output, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return tuple(json.loads(out.stdout))
+
+
+def test_help_and_version_do_not_import_torch():
+    output, heavy = imported_after(["--help"])
+    assert "train" in output and "export" in output and "predict" in output and heavy == []
+    output, heavy = imported_after(["train", "--help"])
+    assert "--bidirectional" in output and "--max-vocab" in output and heavy == []
+    assert run_cli("--version").stdout.strip() == f"rnnonnx, version {__version__}"
+
+
+def test_predict_does_not_import_torch(tiny_bundle):
+    output, heavy = imported_after(["predict", str(tiny_bundle), "a fine film", "--json"])
+    assert json.loads(output.splitlines()[0])["label"] in ("neg", "pos")
+    assert heavy == []
+
+
+def write_csv(path, rows):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_train_export_predict_end_to_end(tmp_path):
+    sample = small_sample(300)
+    write_csv(tmp_path / "train.csv", zip(sample.texts, sample.labels))
+    trained = run_cli("train", "--data", "train.csv", "--epochs", "1", "--embed-dim", "16", "--hidden", "16",
+                      "--bidirectional", "--arch", "gru", "--out", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "val_accuracy" in trained.stdout and "epoch 1/1" in trained.stderr
+    exported = run_cli("export", "run", "--out", "bundle", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "parity validation" in exported.stderr and (tmp_path / "bundle" / "manifest.json").is_file()
+
+    table = run_cli("predict", "bundle", "a moving, gorgeous film", "", cwd=tmp_path)
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["label", "score", "text"]
+    assert len(table.stdout.splitlines()) == 3
+    as_json = run_cli("predict", "bundle", "--json", "a moving film", "dull", cwd=tmp_path)
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["a moving film", "dull"]
+    assert all(r["label"] in ("neg", "pos") and abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in records)
+    assert all(r["score"] == max(r["probabilities"].values()) for r in records)
+
+    (tmp_path / "in.txt").write_text("one film\ntwo films\n", encoding="utf-8")
+    from_file = run_cli("predict", "bundle", "--json", "--input", "in.txt", cwd=tmp_path)
+    from_stdin = run_cli("predict", "bundle", "--json", input="one film\ntwo films\n", cwd=tmp_path)
+    assert from_file.stdout == from_stdin.stdout and len(from_file.stdout.splitlines()) == 2
+    write_csv(tmp_path / "in.csv", [("one film", "x"), ("two films", "y")])
+    from_csv = run_cli("predict", "bundle", "--json", "--input", "in.csv", cwd=tmp_path)
+    assert from_csv.stdout == from_file.stdout
+
+
+@pytest.mark.slow
+def test_four_sentence_write_up_example(tmp_path):
+    write_csv(tmp_path / "four.csv", FOUR)
+    assert run_cli("train", "--data", "four.csv", "--epochs", "5", "--out", "run", cwd=tmp_path).returncode == 0
+    assert run_cli("export", "run", "--out", "bundle", cwd=tmp_path).returncode == 0
+    result = run_cli("predict", "bundle", "--json", "I hate this product", "I am satisfied with this purchase", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["label"] in ("0", "1") for line in result.stdout.splitlines()] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "missing.csv: no such file"),
+        ("empty.csv", b"", "the file is empty"),
+        ("cols.csv", b"body,label\nhi,a\nho,b\n", "no column 'text'"),
+        ("one.csv", b"text,label\ngood film,a\nfine film,a\n", "only one class"),
+        ("bytes.csv", b"text,label\ngood,a\nbad \xff,b\n", "line 3 is not valid UTF-8"),
+        ("data.xml", b"<a/>", "cannot tell the format"),
+    ],
+)
+def test_bad_training_input_is_one_line_error(tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("previous run")
+    result = run_cli("train", "--data", name, "--out", "run", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert (tmp_path / "run" / "keep.txt").read_text() == "previous run"
+
+
+def test_bad_bundle_is_one_line_error(tmp_path, tiny_bundle):
+    result = run_cli("predict", str(tmp_path / "nope"), "text")
+    assert result.returncode == 1 and "not a bundle directory" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("export", str(tmp_path / "nope"))
+    assert result.returncode == 1 and "not a run directory" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("predict", str(tiny_bundle), "--input", str(tmp_path / "absent.txt"))
+    assert result.returncode == 1 and "absent.txt" in result.stderr and "Traceback" not in result.stderr

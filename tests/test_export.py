@@ -1,0 +1,98 @@
+"""Export: the parity matrix between PyTorch and ONNX Runtime, graph checks, failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rnnonnx.errors import ParityError
+from rnnonnx.export import export_run, parity, session_for, synthetic_batches, to_onnx
+from rnnonnx.model import ExportWrapper
+from rnnonnx.run import Run
+from rnnonnx.text import Tokenizer, TokenizerSpec
+from tests.test_model import MATRIX, padded_batch, tiny_model
+
+RECURRENT_OPS = {"RNN", "LSTM", "GRU"}
+
+
+def tiny_run(arch: str, bidirectional: bool, layers: int) -> Run:
+    model = tiny_model(arch, bidirectional, layers)
+    tokenizer = Tokenizer(TokenizerSpec(max_len=12), ["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
+    config = {"model": model.config.to_dict(), "training": {}, "data": {}}
+    return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], {})
+
+
+@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
+def test_parity_matrix(arch, bidirectional, layers):
+    run = tiny_run(arch, bidirectional, layers)
+    model_bytes = to_onnx(run)
+    graph = onnx.load_from_string(model_bytes).graph
+    recurrent = [n for n in graph.node if n.op_type in RECURRENT_OPS]
+    assert len(recurrent) == layers and all(n.op_type == arch.upper() for n in recurrent)
+    assert all(len(n.input) > 4 and n.input[4] for n in recurrent), "sequence_lens must be wired in"
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "sequence"]
+
+    session = session_for(model_bytes)
+    wrapper = ExportWrapper(run.model).eval()
+    worst_padded = worst_unpadded = worst_alone = 0.0
+    rng = np.random.default_rng(1)
+    for ids in synthetic_batches(40, 12):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(ids))[1].numpy()
+        got = session.run(["probabilities"], {"input_ids": ids})[0]
+        padded = (ids == 0).any()
+        diff = float(np.abs(expected - got).max())
+        worst_padded, worst_unpadded = (max(worst_padded, diff), worst_unpadded) if padded else (worst_padded, max(worst_unpadded, diff))
+        assert (expected.argmax(1) == got.argmax(1)).all()
+    for batch in (3, 16):
+        ids, lengths = padded_batch(rng, batch, 12)
+        together = session.run(["probabilities"], {"input_ids": ids})[0]
+        for i, n in enumerate(lengths):
+            alone = session.run(["probabilities"], {"input_ids": ids[i : i + 1, : max(1, n)]})[0]
+            worst_alone = max(worst_alone, float(np.abs(alone - together[i]).max()))
+    assert worst_padded <= 1e-5 and worst_unpadded <= 1e-5
+    assert worst_alone <= 1e-6
+
+
+def test_parity_report_flags_a_disagreeing_graph():
+    run = tiny_run("lstm", False, 1)
+    model = onnx.load_from_string(to_onnx(run))
+    head_bias = next(t for t in model.graph.initializer if t.name.endswith("head.bias"))
+    values = onnx.numpy_helper.to_array(head_bias).copy()
+    values[0] += 0.01
+    head_bias.CopyFrom(onnx.numpy_helper.from_array(values, head_bias.name))
+    report = parity(run, session_for(model.SerializeToString()))
+    assert not report["passed"] and report["synthetic"]["max_abs_diff"] > 1e-5
+    assert parity(run, session_for(to_onnx(run)))["passed"]
+
+
+def test_bundle_contents_and_metadata(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["format"] == "rnnonnx-bundle" and manifest["format_version"] == 1
+    assert {"model.onnx", "tokenizer.json", "labels.json"} <= set(manifest["files"])
+    assert manifest["parity"]["model.onnx"]["passed"]
+    assert manifest["parity"]["model.onnx"]["validation"]["rows"] > 0
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "scikit-learn"}
+    assert manifest["model"]["arch"] == "lstm" and "val_accuracy" in manifest["training"]
+    model = onnx.load(str(tiny_bundle / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["labels"]) == ["neg", "pos"] and meta["rnnonnx_format_version"] == "1"
+    assert json.loads(meta["tokenizer"])["analyzer"] == "word"
+
+
+def test_failed_parity_leaves_no_bundle_and_keeps_the_old_one(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("old bundle")
+    monkeypatch.setattr("rnnonnx.export.TOLERANCE", -1.0)
+    with pytest.raises(ParityError, match="no bundle written"):
+        export_run(tiny_run, out, log=lambda message: None)
+    assert (out / "keep.txt").read_text() == "old bundle"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

@@ -1,0 +1,66 @@
+"""The PyTorch model: a text's prediction must not depend on what it is batched with."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from rnnonnx.model import ExportWrapper, ModelConfig, TextClassifier
+
+MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2]))
+
+
+def tiny_model(arch: str, bidirectional: bool, layers: int, seed: int = 0) -> TextClassifier:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=40, num_classes=3, arch=arch, embed_dim=8, hidden=6, layers=layers, bidirectional=bidirectional)
+    return TextClassifier(config).eval()
+
+
+def padded_batch(rng: np.random.Generator, batch: int, width: int) -> tuple[np.ndarray, list[int]]:
+    ids = rng.integers(1, 40, size=(batch, width), dtype=np.int64)
+    lengths = [int(n) for n in rng.integers(0, width + 1, size=batch)]
+    lengths[0] = width
+    for row, n in enumerate(lengths):
+        ids[row, n:] = 0
+    return ids, lengths
+
+
+@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
+def test_padded_batch_equals_each_text_alone(arch, bidirectional, layers):
+    wrapper = ExportWrapper(tiny_model(arch, bidirectional, layers)).eval()
+    rng = np.random.default_rng(0)
+    ids, lengths = padded_batch(rng, 9, 12)
+    with torch.no_grad():
+        together = wrapper(torch.from_numpy(ids))[1].numpy()
+        alone = np.concatenate([wrapper(torch.from_numpy(ids[i : i + 1, : max(1, n)]))[1].numpy() for i, n in enumerate(lengths)])
+    assert np.abs(together - alone).max() <= 1e-6
+
+
+def test_all_padding_row_reads_as_one_padding_token():
+    wrapper = ExportWrapper(tiny_model("lstm", True, 1)).eval()
+    with torch.no_grad():
+        empty = wrapper(torch.zeros((1, 5), dtype=torch.int64))[1]
+        single = wrapper(torch.zeros((1, 1), dtype=torch.int64))[1]
+    assert torch.allclose(empty, single, atol=1e-7)
+
+
+@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
+def test_features_are_the_final_states_of_each_direction(arch, bidirectional, layers):
+    """Reference: run the recurrent layers on the unpadded text and read ``h_n`` (for the
+    backward direction, the state after reading the first token)."""
+    model = tiny_model(arch, bidirectional, layers)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0, 0]])
+    with torch.no_grad():
+        _, h_n = model.rnn(model.embedding(ids[:, :5]))
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n
+        features = torch.cat([h_n[-2], h_n[-1]], dim=-1) if bidirectional else h_n[-1]
+        assert torch.allclose(model(ids), model.head(features), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}])
+def test_bad_configs_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        ModelConfig(vocab_size=10, num_classes=2, **kwargs)

@@ -1,0 +1,90 @@
+"""Training: vocabulary, determinism, early stopping with best weights, run directory, devices."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnonnx.data import LabelledTexts
+from rnnonnx.errors import RnnonnxError
+from rnnonnx.run import load_run
+from rnnonnx.text import TokenizerSpec
+from rnnonnx.training import TrainConfig, build_vocab, evaluate_loss, resolve_device, train
+from tests.conftest import small_sample
+
+FAST = dict(embed_dim=8, hidden=8, max_len=20)
+
+
+def test_vocabulary_is_built_by_scikit_learn_with_our_analyzer():
+    texts = ["Good film good", "bad FILM", "film noir"]
+    assert build_vocab(texts, TokenizerSpec()) == ["<pad>", "<unk>", "bad", "film", "good", "noir"]
+    assert build_vocab(texts, TokenizerSpec(), min_df=2) == ["<pad>", "<unk>", "film"]
+    assert build_vocab(texts, TokenizerSpec(), max_vocab=1) == ["<pad>", "<unk>", "film"]
+    assert build_vocab(["日本"], TokenizerSpec(analyzer="char")) == ["<pad>", "<unk>", "日", "本"]
+    with pytest.raises(RnnonnxError, match="vocabulary"):
+        build_vocab(["a b c"], TokenizerSpec())
+
+
+def test_run_directory_contents(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert names == {"config.json", "model.safetensors", "tokenizer.json", "labels.json", "metrics.json", "validation.jsonl", "test.jsonl"}
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["format"] == "rnnonnx-run/1" and config["model"]["arch"] == "lstm"
+    assert config["data"]["train"] + config["data"]["validation"] + config["data"]["test"] == 400
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1]
+    assert set(metrics["epochs"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert "embedding.weight" in load_file(str(tiny_run / "model.safetensors"))
+
+
+def test_same_seed_same_model(tmp_path):
+    config = TrainConfig(epochs=1, seed=5, **FAST)
+    train(config, tmp_path / "a", small_sample(200), progress=False)
+    train(config, tmp_path / "b", small_sample(200), progress=False)
+    train(TrainConfig(epochs=1, seed=6, **FAST), tmp_path / "c", small_sample(200), progress=False)
+    a, b, c = (load_file(str(tmp_path / n / "model.safetensors")) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    metrics = train(TrainConfig(epochs=12, patience=1, lr=0.05, **FAST), tmp_path / "r", small_sample(300), progress=False)
+    losses = [e["val_loss"] for e in metrics["epochs"]]
+    assert len(losses) < 12, "validation loss never stalled: early stopping did not trigger"
+    assert metrics["best_epoch"] == losses.index(min(losses)) + 1
+    run = load_run(tmp_path / "r")
+    texts, labels = run.held_out("validation")
+    ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
+    target = torch.tensor([run.labels.index(y) for y in labels])
+    loss, _ = evaluate_loss(run.model, ids, target, torch.device("cpu"))
+    assert loss == pytest.approx(metrics["val_loss"], rel=1e-5), "the saved weights are not the best epoch's"
+
+
+def test_four_sentence_dataset_trains(tmp_path):
+    texts = ["I love this product", "This is a bad product", "I am happy with this purchase", "I am disappointed with this purchase"]
+    data = LabelledTexts(texts, ["0", "1", "0", "1"], "four")
+    metrics = train(TrainConfig(epochs=2, **FAST), tmp_path / "r", data, progress=False)
+    assert metrics["validation_is_train"] and "test_accuracy" not in metrics
+
+
+def test_single_class_is_refused(tmp_path):
+    with pytest.raises(RnnonnxError, match="only one class"):
+        train(TrainConfig(epochs=1), tmp_path / "r", LabelledTexts(["a b", "c d"], ["x", "x"], "one"), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(RnnonnxError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU and a CUDA build of torch")
+def test_training_on_cuda(tmp_path):
+    train(TrainConfig(epochs=1, device="cuda", **FAST), tmp_path / "r", small_sample(200), progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["training"]["device"].startswith("cuda")
