@@ -1,0 +1,164 @@
+'use strict';
+// rnnonnx for Node.js: classify texts with a bundle written by `rnnonnx export`.
+//
+//   const rnnonnx = require('rnnonnx');
+//   const model = await rnnonnx.load('path/to/bundle');
+//   const [top] = await model.predict(['a gripping, funny film']);  // {label, score, probabilities}
+//
+// Two graphs: 'text' (model.text.onnx: strings in, tokenization inside the ONNX graph) and 'ids'
+// (model.onnx: token ids in, tokenized here by tokenizer.js, which follows tokenizer.json).
+
+const ort = require('onnxruntime-node');
+const { BundleError, readBundle } = require('./bundle');
+const { Tokenizer, padIds } = require('./tokenizer');
+
+const GRAPHS = ['auto', 'text', 'ids'];
+const PRECISIONS = ['fp32', 'int8'];
+const MODEL_FILES = {
+  ids: { fp32: 'model.onnx', int8: 'model.int8.onnx' },
+  text: { fp32: 'model.text.onnx', int8: 'model.text.int8.onnx' },
+};
+
+class Classifier {
+  constructor(bundle, tokenizer, session, graph, precision, modelFile, batchSize) {
+    this.bundle = bundle;
+    this.tokenizer = tokenizer;
+    this.session = session;
+    this.graph = graph;
+    this.precision = precision;
+    this.modelFile = modelFile;
+    this.batchSize = batchSize;
+    this.labels = [...bundle.labels];
+  }
+
+  /** Probabilities for each text: an array of Float32Array rows (one column per label). */
+  async predictProba(texts) {
+    const flat = await this._run(checkTexts(texts));
+    const k = this.labels.length;
+    return Array.from({ length: texts.length }, (_, i) => flat.subarray(i * k, (i + 1) * k));
+  }
+
+  /** The top label of each text: [{label, score, probabilities: {label: p}}]. */
+  async predict(texts) {
+    const rows = await this.predictProba(texts);
+    return rows.map((row) => {
+      let best = 0;
+      for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j; // first maximum, as numpy argmax
+      const probabilities = Object.fromEntries(this.labels.map((label, j) => [label, row[j]]));
+      return { label: this.labels[best], score: row[best], probabilities };
+    });
+  }
+
+  /** Token ids of one text (the ids graph's input), truncated to max_len. */
+  encode(text) {
+    return this.tokenizer.encode(text);
+  }
+
+  async release() {
+    await this.session.release();
+  }
+
+  async _run(texts) {
+    const k = this.labels.length;
+    const out = new Float32Array(texts.length * k);
+    if (this.graph === 'text') {
+      // Group texts by length in code points (as the Python predictor does) so little compute goes to padding.
+      const lengths = texts.map(codePointLength);
+      const order = texts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b]); // stable
+      for (let start = 0; start < order.length; start += this.batchSize) {
+        const chosen = order.slice(start, start + this.batchSize);
+        // onnxruntime-node passes strings to ONNX Runtime as C strings, cut at the first U+0000;
+        // U+0000 is no word character, so a space in its place changes no token.
+        const batch = chosen.map((i) => (texts[i].includes('\0') ? texts[i].replace(NUL, ' ') : texts[i]));
+        const result = await this.session.run({ text: new ort.Tensor('string', batch, [batch.length]) });
+        const probs = this._probabilities(result, chosen.length);
+        chosen.forEach((i, r) => out.set(probs.subarray(r * k, (r + 1) * k), i * k));
+      }
+      return out;
+    }
+    // Group texts by token count (as the Python predictor does) so little compute goes to padding.
+    const encoded = texts.map((t) => this.tokenizer.encode(t));
+    const order = encoded.map((_, i) => i).sort((a, b) => encoded[a].length - encoded[b].length); // stable
+    for (let start = 0; start < order.length; start += this.batchSize) {
+      const chosen = order.slice(start, start + this.batchSize);
+      const { data, dims } = padIds(chosen.map((i) => encoded[i]), this.tokenizer.padId);
+      const result = await this.session.run({ input_ids: new ort.Tensor('int64', data, dims) });
+      const probs = this._probabilities(result, chosen.length);
+      chosen.forEach((i, r) => out.set(probs.subarray(r * k, (r + 1) * k), i * k));
+    }
+    return out;
+  }
+
+  _probabilities(result, rows) {
+    const tensor = result.probabilities;
+    const k = this.labels.length;
+    if (!tensor || tensor.type !== 'float32' || tensor.dims.length !== 2 || tensor.dims[0] !== rows || tensor.dims[1] !== k) {
+      throw new BundleError(`${this.modelFile}: expected output 'probabilities' float32 [${rows}, ${k}], got ${tensor ? `${tensor.type} [${tensor.dims}]` : 'none'}`);
+    }
+    return tensor.data;
+  }
+}
+
+const NUL = /\0/g;
+const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
+
+function codePointLength(text) {
+  let pairs = 0;
+  if (/[\uD800-\uDBFF]/.test(text)) pairs = text.match(SURROGATE_PAIR)?.length ?? 0;
+  return text.length - pairs;
+}
+
+function checkTexts(texts) {
+  if (typeof texts === 'string') throw new TypeError('predict takes an array of texts, not one string');
+  if (!Array.isArray(texts)) throw new TypeError('predict takes an array of texts');
+  texts.forEach((t, i) => {
+    if (typeof t !== 'string') throw new TypeError(`text ${i} is a ${typeof t}, not a string`);
+  });
+  return texts;
+}
+
+/**
+ * Load a bundle directory: verify its manifest (format version, sha256 of every file) and open the model.
+ *
+ * options.graph: 'text' (strings in, the default when the bundle has model.text.onnx), 'ids' (token ids
+ *   in, tokenized in JavaScript), or 'auto'.
+ * options.precision: 'fp32' (default) or 'int8' (the bundle's quantized model, if it has one).
+ * options.threads: ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
+ * options.batchSize: texts per model call (default 256).
+ * options.verify: check checksums (default true).
+ */
+async function load(bundleDir, options = {}) {
+  const { graph = 'auto', precision = 'fp32', threads, batchSize = 256, verify = true } = options;
+  if (!GRAPHS.includes(graph)) throw new TypeError(`graph must be one of ${GRAPHS.join(', ')}, not ${JSON.stringify(graph)}`);
+  if (!PRECISIONS.includes(precision)) throw new TypeError(`precision must be one of ${PRECISIONS.join(', ')}, not ${JSON.stringify(precision)}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new TypeError('batchSize must be a positive integer');
+  const bundle = readBundle(bundleDir, { verify });
+  let chosen = graph;
+  if (graph === 'auto') chosen = bundle.has(MODEL_FILES.text[precision]) ? 'text' : 'ids';
+  const name = MODEL_FILES[chosen][precision];
+  if (!bundle.has(name)) {
+    const hint = precision === 'int8' ? "export it with 'rnnonnx export RUN_DIR --quantize int8'" : 'it was exported by an older rnnonnx; export it again';
+    throw new BundleError(`${bundle.dir}: bundle has no ${name} (graph '${chosen}', precision '${precision}'); ${hint}`);
+  }
+  let tokenizer;
+  try {
+    tokenizer = new Tokenizer(bundle.tokenizerData);
+  } catch (err) {
+    throw new BundleError(`${bundle.dir}/tokenizer.json: bad tokenizer (${err.message})`);
+  }
+  const sessionOptions = { graphOptimizationLevel: 'all' };
+  if (threads !== undefined) {
+    if (!Number.isInteger(threads) || threads < 1) throw new TypeError('threads must be a positive integer');
+    sessionOptions.intraOpNumThreads = threads;
+    sessionOptions.interOpNumThreads = 1;
+  }
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bundle.file(name), sessionOptions);
+  } catch (err) {
+    throw new BundleError(`${bundle.file(name)}: ONNX Runtime cannot load it (${String(err.message).split('\n')[0]})`);
+  }
+  return new Classifier(bundle, tokenizer, session, chosen, precision, bundle.file(name), batchSize);
+}
+
+module.exports = { load, Classifier, Tokenizer, BundleError };
