@@ -88,3 +88,19 @@ def test_rewrite_replaces_the_whole_directory(tmp_path):
     write_bundle(path, {"model.onnx": b"v2"}, TOKENIZER, ["neg", "pos"], {})
     assert not (path / "stray.txt").exists() and Bundle(path).manifest["files"]["model.onnx"]["bytes"] == 2
     shutil.rmtree(path)
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    from rnnonnx.files import atomic_file
+
+    mask = os.umask(0o022)
+    try:
+        path = make(tmp_path)
+        with atomic_file(tmp_path / "out.txt") as handle:
+            handle.write("x")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

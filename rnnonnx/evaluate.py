@@ -1,0 +1,251 @@
+"""Scoring a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix.
+
+Runs on the predictor side, so the metrics are computed with numpy alone (no scikit-learn).
+They follow scikit-learn's conventions so the numbers match what users know: a score whose
+denominator is zero counts as 0, and macro averages run over the labels that occur in the
+true or the predicted labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import LabelledTexts
+from .errors import DataError, RnnonnxError
+
+SHOWN_UNKNOWN = 10
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``[n_classes, n_classes]``: rows are true classes, columns predicted ones."""
+    flat = np.asarray(true, dtype=np.int64) * n_classes + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise division where 0/0 is 0 (scikit-learn's ``zero_division=0``)."""
+    out = np.zeros(len(numerator), dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def scores(matrix: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support from a confusion matrix."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    tp = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    precision = _ratio(tp, predicted)
+    recall = _ratio(tp, support)
+    f1 = _ratio(2 * tp, support + predicted)
+    present = (support + predicted) > 0
+    total = int(matrix.sum())
+    return {
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.tolist(),
+    }
+
+
+@dataclass
+class Evaluation:
+    """What ``rnnonnx evaluate`` reports: the scores, and the rows it had to leave out."""
+
+    model: str
+    data: str
+    labels: list[str]
+    rows: int
+    confusion: np.ndarray
+    unknown: dict[str, int] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+
+    @property
+    def evaluated(self) -> int:
+        """Rows that entered the metrics (those whose label the model knows)."""
+        return int(self.confusion.sum())
+
+    @property
+    def excluded(self) -> int:
+        """Rows left out because the model does not know their label."""
+        return sum(self.unknown.values())
+
+    def scores(self) -> dict[str, Any]:
+        """See :func:`scores`."""
+        return scores(self.confusion)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: plain JSON types, per-class scores keyed by label."""
+        s = self.scores()
+        return {
+            "model": self.model,
+            "data": self.data,
+            "rows": self.rows,
+            "evaluated": self.evaluated,
+            "excluded": self.excluded,
+            "unknown_labels": dict(self.unknown),
+            "accuracy": s["accuracy"],
+            "macro_f1": s["macro_f1"],
+            "macro_precision": s["macro_precision"],
+            "macro_recall": s["macro_recall"],
+            "per_class": {
+                name: {"precision": s["precision"][i], "recall": s["recall"][i], "f1": s["f1"][i], "support": s["support"][i]}
+                for i, name in enumerate(self.labels)
+            },
+            "confusion_matrix": {"labels": self.labels, "rows": "true", "columns": "predicted", "counts": self.confusion.tolist()},
+            "plots": self.plots,
+        }
+
+    def to_json(self) -> str:
+        """One JSON document (UTF-8 labels kept as they are)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+
+    def unknown_note(self) -> str | None:
+        """One line naming the labels the model does not know, or None when every row counted."""
+        if not self.unknown:
+            return None
+        ranked = sorted(self.unknown.items(), key=lambda item: (-item[1], item[0]))
+        shown = ", ".join(f"{name!r} ({count})" for name, count in ranked[:SHOWN_UNKNOWN])
+        more = f" and {len(ranked) - SHOWN_UNKNOWN} more" if len(ranked) > SHOWN_UNKNOWN else ""
+        return (f"{self.excluded} of {self.rows} row(s) excluded from the metrics: labels the model does not know: "
+                f"{shown}{more} (it knows {', '.join(repr(n) for n in self.labels)})")
+
+    def table(self) -> str:
+        """A readable report: headline scores, per-class table, confusion matrix."""
+        s = self.scores()
+        name_width = max([9] + [len(n) for n in self.labels])
+        lines = [
+            f"model     {self.model}",
+            f"data      {self.data}: {self.evaluated} row(s) evaluated",
+        ]
+        note = self.unknown_note()
+        if note:
+            lines.append(f"excluded  {note}")
+        lines += [
+            f"accuracy  {s['accuracy']:.4f}",
+            f"macro-F1  {s['macro_f1']:.4f}",
+            "",
+            f"{'label':<{name_width}}  precision  recall  f1      support",
+        ]
+        for i, name in enumerate(self.labels):
+            lines.append(f"{name:<{name_width}}  {s['precision'][i]:<9.4f}  {s['recall'][i]:<6.4f}  {s['f1'][i]:<6.4f}  {s['support'][i]}")
+        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.evaluated}")
+        lines += ["", "confusion matrix (rows: true label, columns: predicted label)"]
+        cell = max([len(n) for n in self.labels] + [len(str(int(self.confusion.max(initial=0))))])
+        lines.append(" " * name_width + "  " + "  ".join(f"{n:>{cell}}" for n in self.labels))
+        for i, name in enumerate(self.labels):
+            lines.append(f"{name:<{name_width}}  " + "  ".join(f"{int(c):>{cell}}" for c in self.confusion[i]))
+        if self.plots:
+            lines += ["", *(f"plot written: {p}" for p in self.plots)]
+        return "\n".join(lines)
+
+
+def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Sequence[str], proba: np.ndarray) -> Evaluation:
+    """Compare true label names with the argmax of ``proba`` (columns in ``labels`` order).
+
+    Rows whose true label is not among ``labels`` are counted and left out; if no row is left,
+    that is an error, since the file and the model evidently disagree on what the labels are.
+    """
+    index = {name: i for i, name in enumerate(labels)}
+    unknown: dict[str, int] = {}
+    known_rows, known_true = [], []
+    for row, name in enumerate(true):
+        if name in index:
+            known_rows.append(row)
+            known_true.append(index[name])
+        else:
+            unknown[name] = unknown.get(name, 0) + 1
+    if not known_rows:
+        found = ", ".join(repr(n) for n in sorted(unknown)[:SHOWN_UNKNOWN]) + (" ..." if len(unknown) > SHOWN_UNKNOWN else "")
+        raise DataError(f"{data}: no row has a label the model knows ({', '.join(repr(n) for n in labels)}); "
+                        f"the file has {found} (wrong --label-col?)")
+    predicted = np.asarray(proba)[known_rows].argmax(axis=1)
+    matrix = confusion_matrix(np.asarray(known_true), predicted, len(labels))
+    return Evaluation(model, data, list(labels), len(true), matrix, unknown)
+
+
+def resolve_target(target: str | Path) -> tuple[Path, Path | None]:
+    """``(bundle, run_dir)`` for a bundle or a run directory (whose bundle is ``RUN/bundle``)."""
+    from .bundle import MANIFEST
+    from .run import RUN_FORMAT
+
+    path = Path(target)
+    if (path / MANIFEST).is_file():
+        return path, None
+    config = path / "config.json"
+    if config.is_file():
+        try:
+            is_run = json.loads(config.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            is_run = False
+        if is_run:
+            if not (path / "bundle" / MANIFEST).is_file():
+                raise RnnonnxError(f"{path}: the run has no bundle yet; run 'rnnonnx export {path}' first")
+            return path / "bundle", path
+    if not path.is_dir():
+        raise RnnonnxError(f"{path}: no such directory (expected a bundle or a run directory)")
+    raise RnnonnxError(f"{path}: neither a bundle (no manifest.json) nor a run directory (no config.json)")
+
+
+def run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` (per-epoch history, best epoch, baseline if fitted)."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnonnxError(f"{path}: missing; --run needs a run directory written by 'rnnonnx train'") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RnnonnxError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("epochs"), list) or not metrics["epochs"]:
+        raise RnnonnxError(f"{path}: no per-epoch history")
+    return metrics
+
+
+def held_out_rows(run_dir: Path) -> tuple[list[str], list[str], str]:
+    """The test rows a run kept aside, as ``(texts, labels, source)``; an error if it kept none."""
+    from .data import read_file
+
+    path = run_dir / "test.jsonl"
+    if not path.is_file() or not path.read_bytes().strip():
+        raise DataError(f"{path}: the run kept no test rows (too little data, or --test 0); pass --data FILE")
+    rows = read_file(path, "jsonl")
+    return rows.texts, rows.labels, str(path)
+
+
+def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str | Path | None = None,
+             plot_dir: str | Path | None = None, device: str = "auto", threads: int | None = None) -> Evaluation:
+    """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
+
+    A run is known when ``target`` is a run directory or ``run_dir`` names one. Without
+    ``data`` the bundle is scored on that run's test rows; with no run either, data is required.
+    ``plot_dir`` gets the confusion matrix, plus the training curves when a run is known.
+    """
+    from .predictor import Predictor
+
+    bundle, own_run = resolve_target(target)
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise RnnonnxError(f"{run_dir}: no such run directory")
+    run = Path(run_dir) if run_dir is not None else own_run
+    metrics = run_metrics(run) if run is not None and plot_dir is not None else None
+    if data is not None:
+        texts, labels, source = data.texts, data.labels, data.source
+    elif run is not None:
+        texts, labels, source = held_out_rows(run)
+    else:
+        raise DataError(f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)")
+    predictor = Predictor(bundle, device=device, threads=threads)
+    result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts))
+    if plot_dir is not None:
+        from .plots import write_plots
+
+        result.plots = [str(p) for p in write_plots(plot_dir, result, metrics)]
+    return result

@@ -1,0 +1,101 @@
+"""PNG figures for ``rnnonnx evaluate --plot``: the confusion matrix and the training curves.
+
+matplotlib is an optional extra (``rnnonnx[plot]``), imported only here and only when a plot
+is asked for. Figures are drawn on the Agg canvas without ``pyplot``, so no display and no
+global figure state are involved (the Agg canvas is attached to each figure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import RnnonnxError
+from .files import atomic_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .evaluate import Evaluation
+
+PLOT_HINT = 'plotting needs matplotlib: pip install "rnnonnx[plot]"'
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"
+
+
+def _figure(width: float, height: float) -> "Figure":
+    """A blank Agg-backed figure, or a clear error when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise RnnonnxError(PLOT_HINT) from None
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: "Figure", path: Path) -> Path:
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+    return path
+
+
+def plot_confusion(evaluation: "Evaluation", path: str | Path) -> Path:
+    """Counts per (true, predicted) cell, shaded by the share of the true label's rows."""
+    labels, counts = evaluation.labels, evaluation.confusion
+    size = min(4 + 0.6 * len(labels), 16)
+    figure = _figure(size + 1.2, size)
+    axes = figure.add_subplot()
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true label's rows")
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if max(map(len, labels)) > 6 else 0, ha="right" if max(map(len, labels)) > 6 else "center")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    if len(labels) <= 30:
+        for (i, j), count in np.ndenumerate(counts):
+            axes.text(j, i, str(int(count)), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+    s = evaluation.scores()
+    axes.set_title(f"{evaluation.evaluated} rows: accuracy {s['accuracy']:.3f}, macro-F1 {s['macro_f1']:.3f}")
+    return _save(figure, Path(path))
+
+
+def plot_curves(metrics: dict[str, Any], path: str | Path) -> Path:
+    """Loss and accuracy per epoch (train and validation), the kept epoch, and the baseline if any."""
+    history = metrics["epochs"]
+    epochs = [h["epoch"] for h in history]
+    figure = _figure(10, 4)
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    baseline = metrics.get("baseline") or {}
+    for axes, key, title in ((loss_axes, "loss", "cross-entropy loss"), (acc_axes, "accuracy", "accuracy")):
+        axes.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", label="train")
+        axes.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", label="validation")
+        if f"val_{key}" in baseline:
+            axes.axhline(baseline[f"val_{key}"], color="gray", linestyle="--", label="TF-IDF baseline (validation)")
+        if metrics.get("best_epoch"):
+            axes.axvline(metrics["best_epoch"], color="green", linestyle=":", label=f"kept epoch {metrics['best_epoch']}")
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+    if metrics.get("validation_is_train"):
+        figure.suptitle("validation rows are the training rows (too little data to hold any out)", color="darkred")
+    return _save(figure, Path(path))
+
+
+def write_plots(out_dir: str | Path, evaluation: "Evaluation", metrics: dict[str, Any] | None = None) -> list[Path]:
+    """Write the confusion matrix, and the training curves when ``metrics`` has a history."""
+    out_dir = Path(out_dir)
+    try:
+        written = [plot_confusion(evaluation, out_dir / CONFUSION_PNG)]
+        if metrics is not None:
+            written.append(plot_curves(metrics, out_dir / CURVES_PNG))
+    except OSError as exc:
+        raise RnnonnxError(f"{out_dir}: cannot write plots ({exc.strerror or exc})") from None
+    return written

@@ -1,0 +1,167 @@
+"""`rnnonnx evaluate`: numpy metrics, unknown labels, the run/bundle targets, table and --json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnonnx.data import read_file
+from rnnonnx.errors import DataError, RnnonnxError
+from rnnonnx.evaluate import confusion_matrix, evaluate, evaluate_predictions, scores
+from tests.conftest import run_cli
+
+
+def one_hot(indices: list[int], n: int) -> np.ndarray:
+    return np.eye(n, dtype=np.float32)[indices]
+
+
+def test_scores_match_hand_computed_values():
+    # true a a a b b c / predicted a b a b c a; label d occurs nowhere.
+    true, predicted = [0, 0, 0, 1, 1, 2], [0, 1, 0, 1, 2, 0]
+    matrix = confusion_matrix(np.array(true), np.array(predicted), 4)
+    assert matrix.tolist() == [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    s = scores(matrix)
+    assert s["accuracy"] == pytest.approx(0.5)
+    assert s["precision"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert s["recall"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert s["f1"] == pytest.approx([2 / 3, 1 / 2, 0, 0])
+    assert s["support"] == [3, 2, 1, 0]
+    # d is in neither the true nor the predicted labels, so it does not drag the average down.
+    assert s["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+
+
+def test_scores_agree_with_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(7)
+    true = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.6, true, rng.integers(0, 3, 300))  # class 3 never predicted
+    matrix = confusion_matrix(true, predicted, 5)  # class 4 absent everywhere
+    s = scores(matrix)
+    assert matrix.tolist() == metrics.confusion_matrix(true, predicted, labels=range(5)).tolist()
+    assert s["accuracy"] == pytest.approx(metrics.accuracy_score(true, predicted))
+    assert s["macro_f1"] == pytest.approx(metrics.f1_score(true, predicted, average="macro", zero_division=0))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(true, predicted, labels=range(5), zero_division=0)
+    assert s["precision"] == pytest.approx(precision.tolist())
+    assert s["recall"] == pytest.approx(recall.tolist())
+    assert s["f1"] == pytest.approx(f1.tolist())
+    assert s["support"] == support.tolist()
+
+
+def test_unknown_labels_are_counted_named_and_left_out():
+    labels = ["neg", "pos"]
+    true = ["neg", "neutral", "pos", "neutral", "mixed", "pos"]
+    proba = one_hot([0, 0, 1, 1, 0, 0], 2)
+    result = evaluate_predictions("m", "d.csv", labels, true, proba)
+    assert result.rows == 6 and result.evaluated == 3 and result.excluded == 3
+    assert result.unknown == {"neutral": 2, "mixed": 1}
+    assert result.confusion.tolist() == [[1, 0], [1, 1]]
+    assert result.scores()["accuracy"] == pytest.approx(2 / 3)
+    note = result.unknown_note()
+    assert note.startswith("3 of 6 row(s) excluded") and "'neutral' (2), 'mixed' (1)" in note
+    assert "excluded  3 of 6" in result.table()
+
+
+def test_a_file_with_no_known_label_is_a_clear_error():
+    with pytest.raises(DataError, match=r"no row has a label the model knows \('neg', 'pos'\); the file has '0', '1'"):
+        evaluate_predictions("m", "d.csv", ["neg", "pos"], ["0", "1", "1"], one_hot([0, 1, 1], 2))
+
+
+def test_table_lists_scores_per_class_and_the_confusion_matrix():
+    result = evaluate_predictions("bundles/x", "d.csv", ["neg", "pos"], ["neg", "neg", "pos", "pos"], one_hot([0, 1, 1, 1], 2))
+    lines = result.table().splitlines()
+    assert "accuracy  0.7500" in lines and "macro-F1  0.7333" in lines
+    assert "neg        1.0000     0.5000  0.6667  2" in lines
+    assert "pos        0.6667     1.0000  0.8000  2" in lines
+    assert lines[-3:] == ["           neg  pos", "neg          1    1", "pos          0    2"]
+
+
+@pytest.fixture(scope="module")
+def run_with_bundle(tiny_run, tiny_bundle, tmp_path_factory):
+    """A copy of the tiny run with its bundle where ``rnnonnx export`` puts it by default."""
+    run = tmp_path_factory.mktemp("evaluate") / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copytree(tiny_bundle, run / "bundle")
+    return run
+
+
+def test_a_run_directory_is_scored_on_its_test_rows(tiny_run, tiny_bundle, run_with_bundle):
+    from_run = evaluate(run_with_bundle, device="cpu")
+    from_bundle = evaluate(tiny_bundle, read_file(tiny_run / "test.jsonl"), device="cpu")
+    with_run_option = evaluate(tiny_bundle, run_dir=tiny_run, device="cpu")
+    assert from_run.data == str(run_with_bundle / "test.jsonl")
+    assert from_run.evaluated == 40
+    assert from_run.confusion.tolist() == from_bundle.confusion.tolist() == with_run_option.confusion.tolist()
+    # ONNX Runtime reproduces the test accuracy PyTorch recorded at training time.
+    recorded = json.loads((tiny_run / "metrics.json").read_text())["test_accuracy"]
+    assert from_run.scores()["accuracy"] == pytest.approx(recorded, abs=1 / 40)
+
+
+def test_targets_that_cannot_be_evaluated(tiny_run, tiny_bundle, tmp_path):
+    with pytest.raises(DataError, match="a bundle has no test rows of its own; pass --data"):
+        evaluate(tiny_bundle)
+    with pytest.raises(RnnonnxError, match="the run has no bundle yet; run 'rnnonnx export"):
+        evaluate(tiny_run)
+    with pytest.raises(RnnonnxError, match="neither a bundle"):
+        evaluate(tmp_path)
+    with pytest.raises(RnnonnxError, match="no such directory"):
+        evaluate(tmp_path / "missing")
+    with pytest.raises(RnnonnxError, match="no such run directory"):
+        evaluate(tiny_bundle, run_dir=tmp_path / "missing")
+
+
+def write_csv(path, rows):
+    path.write_text("text,label\n" + "".join(f'"{t}",{l}\n' for t, l in rows), encoding="utf-8")
+    return path
+
+
+def test_cli_json_reports_unknown_labels(tiny_bundle, tmp_path):
+    data = write_csv(tmp_path / "d.csv", [("a wonderful film", "pos"), ("dull and long", "neg"), ("so so", "neutral")])
+    result = run_cli("evaluate", str(tiny_bundle), "--data", str(data), "--json", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 3 and report["evaluated"] == 2 and report["excluded"] == 1
+    assert report["unknown_labels"] == {"neutral": 1}
+    assert set(report["per_class"]) == {"neg", "pos"}
+    assert sum(map(sum, report["confusion_matrix"]["counts"])) == 2
+    assert 0 <= report["accuracy"] <= 1 and 0 <= report["macro_f1"] <= 1
+    assert "warning: 1 of 3 row(s) excluded" in result.stderr
+
+
+def test_cli_table_for_a_run_directory(run_with_bundle):
+    result = run_cli("evaluate", str(run_with_bundle), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    for expected in ("accuracy  0.", "macro-F1  0.", "label      precision  recall  f1      support", "macro avg", "confusion matrix"):
+        assert expected in result.stdout
+    assert "40 row(s) evaluated" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{missing}"], "no such file"),
+    (["--data", "{bad}"], "no row has a label the model knows"),
+    ([], "pass --data FILE"),
+])
+def test_cli_errors_are_one_line(tiny_bundle, tmp_path, args, message):
+    bad = write_csv(tmp_path / "bad.csv", [("a film", "0"), ("another", "1")])
+    args = [a.format(missing=tmp_path / "nope.csv", bad=bad) for a in args]
+    result = run_cli("evaluate", str(tiny_bundle), *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_needs_neither_torch_nor_scikit_learn(tiny_bundle, tmp_path):
+    data = write_csv(tmp_path / "d.csv", [("a wonderful film", "pos"), ("dull and long", "neg")])
+    code = (
+        "import sys\n"
+        "from rnnonnx.cli import main\n"
+        f"main(['evaluate', {str(tiny_bundle)!r}, '--data', {str(data)!r}, '--device', 'cpu'], standalone_mode=False)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'matplotlib'})\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
