@@ -1,0 +1,301 @@
+"""Streaming prediction over files of any size: bounded memory, input order kept, atomic output.
+
+The input is read a chunk of rows at a time; each chunk is classified with its texts grouped by
+token count (bucketing, so batches carry little padding) and written back in input order, with
+every original column kept and ``label`` and ``score`` added. The output appears under its
+name only once complete, so an interrupted run never leaves a half-written file there.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .data import _cell, detect_format
+from .errors import DataError, RnnonnxError
+from .files import atomic_file
+
+CHUNK_ROWS = 8192
+OUTPUT_NAMES = (("label", "score"), ("predicted_label", "predicted_score"))
+SCORE_DECIMALS = 6
+
+
+class ProbaModel(Protocol):
+    """What streaming needs of a predictor (``rnnonnx.Predictor`` is one)."""
+
+    batch_size: int
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class BatchStats:
+    """What a streaming run did, for the summary line and benchmarks."""
+
+    rows: int
+    seconds: float
+    output: Path
+    format: str
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows through the model per second of the whole run (reading and writing included)."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def file_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """``csv``, ``tsv``, ``jsonl`` (as :func:`rnnonnx.data.detect_format`) or ``txt`` (one text a line)."""
+    if not fmt and [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"][-1:] == [".txt"]:
+        return "txt"
+    return detect_format(path, fmt)
+
+
+def predict_proba(predictor: ProbaModel, texts: Sequence[str], bucketing: bool = True) -> np.ndarray:
+    """Probabilities for ``texts`` in their order.
+
+    With ``bucketing`` the predictor sees all the texts at once and groups them by token count;
+    without, it gets consecutive slices of ``batch_size`` texts in input order (what a plain
+    loop does), which is there to measure what bucketing saves.
+    """
+    if bucketing:
+        return predictor.predict_proba(texts)
+    size = predictor.batch_size
+    parts = [predictor.predict_proba(texts[i : i + size]) for i in range(0, len(texts), size)]
+    return np.concatenate(parts) if parts else np.empty((0, len(predictor.labels)), dtype=np.float32)
+
+
+class _Source:
+    """Decoded lines of a file read as a stream; a bad byte is reported with its line number."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.line = 0
+        try:
+            self.raw: IO[bytes] = open(path, "rb")
+        except OSError as exc:
+            raise DataError(f"{path}: {exc.strerror}") from None
+        self.size = os.fstat(self.raw.fileno()).st_size
+        self.stream: IO[bytes] = gzip.GzipFile(fileobj=self.raw) if path.suffix.lower() == ".gz" else self.raw
+
+    def lines(self) -> Iterator[str]:
+        try:
+            for raw in self.stream:
+                self.line += 1
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{self.path}: line {self.line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
+                yield line[1:] if self.line == 1 and line.startswith("\ufeff") else line
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{self.path}: cannot read line {self.line + 1} ({exc})") from None
+
+    def fraction(self) -> float | None:
+        """How far through the file reading is (compressed bytes for ``.gz``)."""
+        return self.raw.tell() / self.size if self.size else None
+
+    def close(self) -> None:
+        self.stream.close()
+        self.raw.close()
+
+
+@dataclass
+class _Rows:
+    """The records of an input file: ``(text, record)`` pairs, and a header when rows are lists."""
+
+    header: list[str] | None
+    records: Iterator[tuple[str, Any]]
+
+
+def _read_rows(source: _Source, fmt: str, text_col: str) -> _Rows:
+    name = str(source.path)
+    if fmt == "txt":
+        return _Rows(["text"], ((line.rstrip("\r\n"), [line.rstrip("\r\n")]) for line in source.lines()))
+    if fmt == "jsonl":
+        def jsonl() -> Iterator[tuple[str, Any]]:
+            for line in source.lines():
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{name}: line {source.line} is not valid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{name}: line {source.line} is not a JSON object")
+                if text_col not in record:
+                    keys = ", ".join(repr(k) for k in record) or "none"
+                    raise DataError(f"{name}: line {source.line} has no key {text_col!r} (it has {keys}); use --text-col")
+                yield _cell(record[text_col]), record
+
+        return _Rows(None, jsonl())
+    reader = csv.reader(source.lines(), delimiter="\t" if fmt == "tsv" else ",")
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise DataError(f"{name}: the file is empty (no header row)")
+    if text_col not in header:
+        raise DataError(f"{name}: no column {text_col!r} (the header has {', '.join(repr(c) for c in header)}); use --text-col")
+    index, width = header.index(text_col), len(header)
+
+    def table() -> Iterator[tuple[str, Any]]:
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) > width:
+                    raise DataError(f"{name}: line {reader.line_num} has {len(row)} fields, the header has {width}")
+                row += [""] * (width - len(row))
+                yield row[index], row
+        except csv.Error as exc:
+            raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
+
+    return _Rows(header, table())
+
+
+def iter_texts(path: str | os.PathLike, fmt: str | None = None, text_col: str = "text") -> Iterator[str]:
+    """The texts of a CSV/TSV/JSONL file's text column, or of a ``.txt`` file's lines, streamed."""
+    source = _Source(Path(path))
+    try:
+        yield from (text for text, _ in _read_rows(source, file_format(path, fmt), text_col).records)
+    finally:
+        source.close()
+
+
+class _Writer:
+    """Writes records with the two prediction fields added, in the output's format."""
+
+    def __init__(self, handle: IO[str], fmt: str, header: list[str] | None, names: tuple[str, str]) -> None:
+        self.fmt, self.header, self.names = fmt, header, names
+        self.handle = handle
+        if fmt in ("csv", "tsv"):
+            self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+            self.csv.writerow([*(header or []), *names])
+
+    def write(self, record: Any, label: str, score: float) -> None:
+        if self.fmt in ("csv", "tsv"):
+            self.csv.writerow([*record, label, f"{score:.{SCORE_DECIMALS}f}"])
+            return
+        fields = dict(zip(self.header, record)) if self.header is not None else dict(record)
+        fields[self.names[0]], fields[self.names[1]] = label, round(score, SCORE_DECIMALS)
+        self.handle.write(json.dumps(fields, ensure_ascii=False) + "\n")
+
+
+class Progress:
+    """Rows done and rows/s on one stderr line; silent when disabled or stderr is not a terminal
+    (so logs and pipes get no carriage-return noise)."""
+
+    def __init__(self, enabled: bool, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and self.stream.isatty()
+        self.started = time.perf_counter()
+        self.shown = False
+
+    def update(self, rows: int, fraction: float | None = None) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        done = f"  {min(fraction, 1.0):6.1%} of input" if fraction is not None else ""
+        self.stream.write(f"\r{rows:,} rows  {rows / max(elapsed, 1e-9):,.0f} rows/s{done}  ")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _names_for(header: list[str] | None, first: dict | None) -> tuple[str, str]:
+    """``label``/``score``, or ``predicted_label``/``predicted_score`` if the input already has either."""
+    taken = set(header or ()) | set(first or ())
+    for names in OUTPUT_NAMES:
+        if not taken & set(names):
+            return names
+    raise DataError(f"the input already has columns {', '.join(n for pair in OUTPUT_NAMES for n in pair)}; rename one to make room for the predictions")
+
+
+def _open_output(handle: IO[bytes], path: Path) -> IO[str]:
+    binary: IO[bytes] = gzip.GzipFile(fileobj=handle, mode="wb") if path.suffix.lower() == ".gz" else handle
+    return io.TextIOWrapper(binary, encoding="utf-8", newline="")
+
+
+def predict_file(
+    predictor: ProbaModel,
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    fmt: str | None = None,
+    text_col: str = "text",
+    *,
+    bucketing: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = False,
+) -> BatchStats:
+    """Classify every row of ``input_path`` into ``output_path``, streaming.
+
+    The output has the input's format unless its extension names another (``.txt`` input needs
+    a ``.csv``, ``.tsv`` or ``.jsonl`` output; JSONL cannot become CSV/TSV, its keys are not
+    known in advance). Columns ``label`` and ``score`` are added (``predicted_label`` and
+    ``predicted_score`` if the input has a column of either name). Memory holds one chunk of
+    ``chunk_rows`` rows whatever the file size.
+    """
+    if chunk_rows < 1:
+        raise RnnonnxError("chunk_rows must be at least 1")
+    input_path, output_path = Path(input_path), Path(output_path)
+    in_fmt = file_format(input_path, fmt)
+    try:
+        out_fmt = detect_format(output_path)
+    except DataError:
+        if in_fmt == "txt":
+            raise DataError(f"{output_path}: name the output .csv, .tsv or .jsonl (a .txt input has no format to keep)") from None
+        out_fmt = in_fmt
+    if in_fmt == "jsonl" and out_fmt != "jsonl":
+        raise DataError(f"{output_path}: JSON Lines input can only be written as JSON Lines (its keys vary by line); name the output .jsonl")
+    labels = predictor.labels
+    started = time.perf_counter()
+    bar = Progress(progress)
+    source = _Source(input_path)
+    rows = 0
+    try:
+        parsed = _read_rows(source, in_fmt, text_col)
+        first = next(parsed.records, None)
+        names = _names_for(parsed.header, first[1] if first is not None and parsed.header is None else None)
+        chunk: list[tuple[str, Any]] = [first] if first is not None else []
+        with atomic_file(output_path, "wb") as handle, _open_output(handle, output_path) as text_out:
+            writer = _Writer(text_out, out_fmt, parsed.header, names)
+
+            def flush() -> None:
+                proba = predict_proba(predictor, [text for text, _ in chunk], bucketing)
+                for (_, record), k, row in zip(chunk, proba.argmax(axis=1), proba):
+                    writer.write(record, labels[k], float(row[k]))
+                chunk.clear()
+
+            for item in parsed.records:
+                if parsed.header is None and not set(names).isdisjoint(item[1]):
+                    raise DataError(f"{input_path}: line {source.line} has a {names[0]!r} or {names[1]!r} key, unlike the first record; the predictions would overwrite it")
+                chunk.append(item)
+                if len(chunk) >= chunk_rows:
+                    rows += len(chunk)
+                    flush()
+                    bar.update(rows, source.fraction())
+            rows += len(chunk)
+            flush()
+            bar.update(rows, source.fraction())
+    finally:
+        bar.close()
+        source.close()
+    return BatchStats(rows, time.perf_counter() - started, output_path, out_fmt)
