@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .bundle import Bundle
+from .bundle import INT8_MODEL, Bundle
 from .errors import RnnonnxError
-
-INT8_MODEL = "model.int8.onnx"
 COLD_TEXT = "A moving, funny and beautifully acted film that stays with you."
 PARITY_TOLERANCE = 1e-4
 TRAIN_HINT = 'PyTorch is not installed; pip install "rnnonnx[train]"'

@@ -21,6 +21,9 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 LABELS = "labels.json"
 MODEL = "model.onnx"
+TEXT_MODEL = "model.text.onnx"
+INT8_MODEL = "model.int8.onnx"
+TEXT_INT8_MODEL = "model.text.int8.onnx"
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -54,6 +54,7 @@ def main() -> None:
     rnnonnx train --out runs/lstm              # fit on the built-in dataset
     rnnonnx export runs/lstm --out bundles/lstm
     rnnonnx predict bundles/lstm "What a film"
+    rnnonnx evaluate bundles/lstm --run runs/lstm --plot plots
     """
 
 
@@ -80,6 +81,7 @@ def main() -> None:
 @click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction held out, untouched, for the final test score.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same model.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
+@click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
@@ -93,18 +95,28 @@ def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out:
     summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
     if "test_accuracy" in metrics:
         summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
+    if "baseline" in metrics:
+        from .baseline import comparison
+
+        summary += "\n" + comparison(metrics, ("bi-" if options["bidirectional"] else "") + options["arch"])
     click.echo(f"{summary}\nrun written to {out}")
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write. Default: RUN_DIR/bundle.")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="Also write int8 models (ONNX Runtime dynamic quantization), with fp32 and int8 validation accuracy in the manifest.")
 @friendly
-def export(run_dir: str, out: str | None) -> None:
-    """Turn a run into a bundle (ONNX model, tokenizer, labels, manifest), checking parity first."""
+def export(run_dir: str, out: str | None, quantize: str | None) -> None:
+    """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.
+
+    The bundle holds model.onnx (token ids in) and model.text.onnx (raw strings in, tokenization
+    inside the graph, usable on its own).
+    """
     from .export import export_run
 
-    export_run(run_dir, out)
+    export_run(run_dir, out, quantize=quantize)
 
 
 def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str) -> list[str]:
@@ -129,6 +141,20 @@ def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None
     return sys.stdin.read().splitlines()
 
 
+def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str | None, text_col: str, quiet: bool, bucketing: bool) -> None:
+    """``predict --output``: SIGTERM exits through the same cleanup as Ctrl-C, so no temporary file is left."""
+    import signal
+    import threading
+
+    from .batch import predict_file
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    stats = predict_file(predictor, input_path, output_path, fmt, text_col, bucketing=bucketing, progress=not quiet)
+    if not quiet:
+        click.echo(f"{stats.rows:,} rows in {stats.seconds:.1f}s ({stats.rows_per_second:,.0f} rows/s) written to {stats.output}", err=True)
+
+
 @main.command()
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1)
@@ -139,14 +165,38 @@ def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
+@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
+              help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="Stream --input into this file (its format, or the one --output's extension names) with label and score "
+                   "columns added, rows in input order; memory stays bounded, and the file appears only when complete.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
+@click.option("--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring).")
 @friendly
-def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None) -> None:
-    """Classify texts with a bundle, using only ONNX Runtime and numpy."""
+def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None,
+            int8: bool, graph: str, output_path: str | None, quiet: bool, no_bucketing: bool) -> None:
+    """Classify texts with a bundle, using only ONNX Runtime and numpy.
+
+    \b
+    rnnonnx predict BUNDLE "What a film" "Dull"
+    rnnonnx predict BUNDLE --input big.csv --output preds.csv
+    """
     from .predictor import Predictor
 
-    predictor = Predictor(bundle, device=device, threads=threads)
+    if output_path and (texts or not input_path or as_json):
+        raise RnnonnxError("--output streams a file: give --input FILE, and no text arguments or --json")
+    predictor = Predictor(bundle, device=device, threads=threads, precision="int8" if int8 else "fp32", graph=graph)
+    if output_path:
+        _predict_to_file(predictor, input_path, output_path, fmt, text_col, quiet, not no_bucketing)
+        return
     items = _read_inputs(texts, input_path, fmt, text_col)
-    proba = predictor.predict_proba(items)
+    if no_bucketing:
+        from .batch import predict_proba
+
+        proba = predict_proba(predictor, items, bucketing=False)
+    else:
+        proba = predictor.predict_proba(items)
     labels = predictor.labels
     if as_json:
         for text, row in zip(items, proba):
@@ -161,6 +211,82 @@ def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: st
         best = int(row.argmax())
         shown = text if len(text) <= 70 else text[:67] + "..."
         click.echo(f"{labels[best]:<{width}}  {row[best]:.4f}  {shown}")
+
+
+@main.command()
+@click.argument("target", metavar="BUNDLE_OR_RUN", type=click.Path(file_okay=False))
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Labelled texts to score (CSV, TSV or JSON Lines). Default for a run directory: its test rows.")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNG figures here: confusion matrix, and training curves when a run is known (needs rnnonnx[plot]).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot (implied when BUNDLE_OR_RUN is a run).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@friendly
+def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
+             plot_dir: str | None, run_dir: str | None, device: str, threads: int | None) -> None:
+    """Score a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix.
+
+    BUNDLE_OR_RUN is a bundle, or a run directory with an exported bundle (RUN/bundle). The
+    data is --data, else the test rows the run kept aside (a bare bundle needs --data or --run).
+    Rows whose label the model does not know are counted, named and left out of the metrics.
+    """
+    from .data import read_file, warn
+    from .evaluate import evaluate as score
+
+    texts = None
+    if data:
+        texts = read_file(data, fmt, text_col, label_col)
+        for message in texts.warnings:
+            warn(message)
+    result = score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads)
+    if as_json:
+        note = result.unknown_note()
+        if note:
+            warn(note)
+        click.echo(result.to_json())
+    else:
+        click.echo(result.table())
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="Run the bundle was exported from, for PyTorch eager on the same weights (checked). "
+                   "Default: the bundle's parent when it is a run; with none, PyTorch is skipped.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Texts to time: CSV/TSV/JSONL with a text column, or .txt one per line. Default: the built-in sentences.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --data if its extension does not say.")
+@click.option("--text-col", default="text", show_default=True, help="Text column of --data.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads for every engine (default: every core this process may use).")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=3.0, show_default=True, help="Time spent on each measurement.")
+@click.option("--cold-runs", type=click.IntRange(1), default=5, show_default=True, help="Measured runs of each cold start (median reported).")
+@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
+              help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.")
+@click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document.")
+@click.option("--markdown", is_flag=True, help="The report as Markdown tables (for benchmarks/ and the README).")
+@friendly
+def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: int | None,
+          seconds: float, cold_runs: int, graph: str, as_json: bool, markdown: bool) -> None:
+    """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager, each in its own process.
+
+    Reports one-text latency (p50, p95), throughput at batch 32 and 256, ratios against
+    PyTorch, and the cold start (wall time, peak RSS) of 'rnnonnx predict' on one sentence
+    against a process that imports torch and predicts; then whether each target is met.
+    Progress goes to stderr.
+    """
+    from .bench import format_markdown, format_text, run_bench
+
+    if as_json and markdown:
+        raise RnnonnxError("choose --json or --markdown, not both")
+    report = run_bench(bundle, run_dir, data, fmt, text_col, threads, seconds, cold_runs, graph)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(format_markdown(report) if markdown else format_text(report))
 
 
 if __name__ == "__main__":

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
+import os
 import platform
 import sys
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from . import __version__
-from .bundle import FORMAT_VERSION, MODEL, write_bundle
+from .bundle import FORMAT_VERSION, INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
 from .errors import ParityError, RnnonnxError
 from .run import Run, load_run
 from .text import PAD_ID, UNK_ID
@@ -39,7 +43,7 @@ def to_onnx(run: Run) -> bytes:
     wrapper = ExportWrapper(run.model).eval()
     example = torch.randint(2, len(run.tokenizer.vocab), (2, 5))
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), quiet_exporter():
         torch.onnx.export(
             wrapper, (example,), buffer, dynamo=False, opset_version=OPSET,
             input_names=["input_ids"], output_names=["logits", "probabilities"],
@@ -54,6 +58,28 @@ def to_onnx(run: Run) -> bytes:
     if foreign:
         raise RnnonnxError(f"exported graph uses non-standard op domains {foreign}")
     return model.SerializeToString()
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Hide the TorchScript exporter's known-harmless warnings (PackPadded shape inference,
+    LSTM batch-size advice, both checked away by the parity test), which it prints from C++
+    straight to file descriptor 2; they are replayed if the export fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def set_metadata(model: Any, run: Run) -> None:
@@ -145,22 +171,85 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Export ``run_dir`` to a bundle at ``out_dir`` (default ``RUN_DIR/bundle``).
+def text_twin(run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
+    """The text-in graph built on ``ids_bytes``, checked against it on the validation texts and
+    :func:`rnnonnx.textgraph.edge_texts`; raises :class:`ParityError` when they differ."""
+    import onnx
+
+    from . import textgraph
+
+    model = textgraph.text_model(onnx.load_from_string(ids_bytes), run.tokenizer)
+    textgraph.check(model)
+    text_bytes = model.SerializeToString()
+    texts, _ = run.held_out("validation")
+    report = textgraph.parity(run.tokenizer, ids_session, session_for(text_bytes), texts + textgraph.edge_texts())
+    log(f"parity {name} vs its ids graph: {report['rows']} texts in {report['batches']} batches, max |dp| {report['max_abs_diff']:.2e}, label disagreements {report['label_disagreements']}")
+    if not report["passed"]:
+        raise ParityError(f"{name}: in-graph tokenization disagrees with the Python tokenizer beyond {textgraph.TOLERANCE:g} (see above); no bundle written")
+    return text_bytes, report
+
+
+def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[str], None]) -> tuple[dict[str, bytes], dict[str, Any], dict[str, Any]]:
+    """The int8 ids and text-in models, their text parity, and the manifest's ``int8`` entry:
+    what became int8 and the validation accuracy of fp32 and int8 side by side. Warns loudly
+    when int8 loses more than :data:`rnnonnx.quantize.MAX_ACCURACY_DROP` points."""
+    from .quantize import MAX_ACCURACY_DROP, accuracy, quantize_int8, verdict
+
+    int8_bytes, report = quantize_int8(model_bytes)
+    int8_session = session_for(int8_bytes)
+    text_bytes, text_report = text_twin(run, int8_bytes, int8_session, TEXT_INT8_MODEL, log)
+    texts, gold = run.held_out("validation")
+    fp32_acc = accuracy(ids_session, run.tokenizer, run.labels, texts, gold)
+    int8_acc = accuracy(int8_session, run.tokenizer, run.labels, texts, gold)
+    drop = None if fp32_acc is None or int8_acc is None else round(100.0 * (fp32_acc - int8_acc), 4)
+    warning = verdict(fp32_acc, int8_acc)
+    if drop is not None:
+        log(f"int8: validation accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f} ({100 * (int8_acc - fp32_acc):+.2f} points); "
+            + ", ".join(f"{layer} {kind}" for layer, kind in report["layers"].items()))
+    if "note" in report:
+        log(f"int8: {report['note']}")
+    if warning:
+        banner = "!" * 78
+        log(f"{banner}\nWARNING: {warning}\n{banner}")
+    entry = {
+        **report,
+        "validation_accuracy": {"fp32": fp32_acc, "int8": int8_acc, "drop_points": drop, "rows": len(texts)},
+        "max_drop_points": MAX_ACCURACY_DROP,
+        "warning": warning,
+    }
+    return {INT8_MODEL: int8_bytes, TEXT_INT8_MODEL: text_bytes}, {TEXT_INT8_MODEL: text_report}, entry
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Callable[[str], None] | None = None, quantize: str | None = None) -> Path:
+    """Export ``run_dir`` to a bundle at ``out_dir`` (default ``RUN_DIR/bundle``): the ids graph,
+    its text-in twin and, with ``quantize="int8"``, both in int8 as well.
 
     Raises :class:`ParityError` (and writes nothing) when ORT and PyTorch disagree beyond
-    ``TOLERANCE`` or on any decided argmax.
+    ``TOLERANCE`` or on any decided argmax, or when a text-in graph disagrees with its ids graph.
     """
+    from .quantize import QUANTIZE_CHOICES
+
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise RnnonnxError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZE_CHOICES)}")
     log = log or (lambda message: print(message, file=sys.stderr))
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "bundle"
     model_bytes = to_onnx(run)
-    report = parity(run, session_for(model_bytes))
+    ids_session = session_for(model_bytes)
+    report = parity(run, ids_session)
     for group in ("validation", "synthetic"):
         r = report[group]
         log(f"parity {group}: {r['rows']} rows in {r['batches']} batches, max |dp| {r['max_abs_diff']:.2e}, argmax disagreements {r['argmax_disagreements']}")
     if not report["passed"]:
         raise ParityError(f"ONNX Runtime and PyTorch disagree beyond {TOLERANCE:g} (see above); no bundle written")
+    text_bytes, text_report = text_twin(run, model_bytes, ids_session, TEXT_MODEL, log)
+    files = {MODEL: model_bytes, TEXT_MODEL: text_bytes}
+    reports = {MODEL: report, TEXT_MODEL: text_report}
+    extra: dict[str, Any] = {}
+    if quantize == "int8":
+        int8_files, int8_reports, extra["int8"] = int8_models(run, model_bytes, ids_session, log)
+        files.update(int8_files)
+        reports.update(int8_reports)
     manifest = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": run.config["model"],
@@ -172,8 +261,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
             **{k: v for k, v in run.metrics.items() if k != "epochs"},
         },
         "versions": library_versions(),
-        "parity": {MODEL: report},
+        "parity": reports,
+        **extra,
     }
-    write_bundle(out, {MODEL: model_bytes}, run.tokenizer, run.labels, manifest)
+    write_bundle(out, files, run.tokenizer, run.labels, manifest)
     log(f"bundle written to {out}")
     return out

@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .bundle import MODEL, Bundle
-from .errors import RnnonnxError
+from .bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
+from .errors import BundleError, RnnonnxError
+from .quantize import PRECISIONS
 from .text import pad_ids
+from .textgraph import IDS_INPUT, PROBABILITIES, TEXT_INPUT
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+GRAPHS = ("auto", "ids", "text")
+MODEL_FILES = {("ids", "fp32"): MODEL, ("text", "fp32"): TEXT_MODEL, ("ids", "int8"): INT8_MODEL, ("text", "int8"): TEXT_INT8_MODEL}
+# What graph="auto" runs when the bundle has it: text-in, faster at batch 1 and 256 by
+# benchmarks/graph_speed.py (no Python tokenization). Its lowercasing is the C library's; glibc
+# 2.36 matches the rule at every code point (tests/test_textgraph.py checks the host it runs on).
+DEFAULT_GRAPH = "text"
+# Lone surrogates cannot be encoded for ONNX Runtime; like U+FFFD they are not word characters,
+# so replacing them changes no token.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
+SHADOW_HINT = ("both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
+               "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu")
+
+
+def _gpu_build_shadowed() -> bool:
+    """Whether onnxruntime-gpu is installed but the CPU onnxruntime's files won (pip cannot swap them)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -36,7 +61,8 @@ def providers_for(device: str) -> list[str]:
         raise RnnonnxError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     available = ort.get_available_providers()
     if device == "cuda" and CUDA_PROVIDER not in available:
-        raise RnnonnxError(f"device 'cuda': this onnxruntime has no CUDA execution provider ({', '.join(available)}); {GPU_HINT}")
+        hint = SHADOW_HINT if _gpu_build_shadowed() else GPU_HINT
+        raise RnnonnxError(f"device 'cuda': this onnxruntime has no CUDA execution provider ({', '.join(available)}); {hint}")
     if device in ("cuda", "auto") and CUDA_PROVIDER in available:
         return [CUDA_PROVIDER, CPU_PROVIDER]
     return [CPU_PROVIDER]
@@ -48,14 +74,28 @@ class Predictor:
     Loading verifies the bundle's checksums and format version. ``predict`` and
     ``predict_proba`` are safe to call from several threads at once (ONNX Runtime sessions
     are, and tokenization keeps no shared mutable state).
+
+    ``graph`` picks the ONNX graph: ``ids`` tokenizes in Python and feeds token ids to
+    ``model.onnx``; ``text`` feeds raw strings to ``model.text.onnx``, which tokenizes inside
+    ONNX Runtime; ``auto`` takes ``DEFAULT_GRAPH`` when the bundle has it and ONNX Runtime can
+    load it, else ``ids``. Both give the same probabilities (within 1e-6). ``precision="int8"``
+    runs the int8 twin of the chosen graph (``rnnonnx export --quantize int8``).
     """
 
-    def __init__(self, bundle_dir: str | os.PathLike, device: str = "auto", threads: int | None = None, batch_size: int = 256) -> None:
+    def __init__(self, bundle_dir: str | os.PathLike, device: str = "auto", threads: int | None = None, batch_size: int = 256,
+                 precision: str = "fp32", graph: str = "auto") -> None:
         import onnxruntime as ort
 
+        if precision not in PRECISIONS:
+            raise RnnonnxError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if graph not in GRAPHS:
+            raise RnnonnxError(f"unknown graph {graph!r}; use one of {', '.join(GRAPHS)}")
         self.bundle = Bundle(bundle_dir)
         self.tokenizer = self.bundle.tokenizer
         self.batch_size = batch_size
+        self.precision = precision
+        self.graph = self._pick_graph(graph, precision)
+        self.model_file = MODEL_FILES[(self.graph, precision)]
         options = ort.SessionOptions()
         if threads is not None:
             if threads < 1:
@@ -64,16 +104,38 @@ class Predictor:
             options.inter_op_num_threads = 1
         wanted = providers_for(device)
         try:
-            self.session = ort.InferenceSession(str(self.bundle.file(MODEL)), options, providers=wanted)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise RnnonnxError(f"{self.bundle.path / MODEL}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            self.session = self._open(ort, options, wanted)
+        except RnnonnxError as exc:
+            if graph != "auto" or self.graph == "ids":
+                raise
+            # e.g. a C library without the C.UTF-8 locale that StringNormalizer asks for
+            warnings.warn(f"{exc}; running the ids graph instead", RuntimeWarning, stacklevel=2)
+            self.graph, self.model_file = "ids", MODEL_FILES[("ids", precision)]
+            self.session = self._open(ort, options, wanted)
         self.providers = self.session.get_providers()
         if wanted[0] == CUDA_PROVIDER and CUDA_PROVIDER not in self.providers:
             if device == "cuda":
                 raise RnnonnxError(f"device 'cuda': ONNX Runtime fell back to {self.providers} (CUDA or cuDNN libraries missing, or no GPU); {GPU_HINT}")
             warnings.warn(f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2)
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
-        self._output = [o.name for o in self.session.get_outputs()].index("probabilities")
+
+    def _open(self, ort: Any, options: Any, providers: list[str]) -> Any:
+        try:
+            return ort.InferenceSession(str(self.bundle.file(self.model_file)), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+
+    def _pick_graph(self, graph: str, precision: str) -> str:
+        """The graph to run: the one asked for, which the bundle must have, or for ``auto``
+        ``DEFAULT_GRAPH`` if bundled (bundles from before text-in graphs have only ids)."""
+        if graph == "auto":
+            graph = DEFAULT_GRAPH if self.bundle.has(MODEL_FILES[(DEFAULT_GRAPH, precision)]) else "ids"
+        name = MODEL_FILES[(graph, precision)]
+        if not self.bundle.has(name):
+            hint = ("export it with 'rnnonnx export RUN_DIR --quantize int8'" if precision == "int8"
+                    else "it was exported by an older rnnonnx; export it again")
+            raise BundleError(f"{self.bundle.path}: bundle has no {name}; {hint}")
+        return graph
 
     @property
     def labels(self) -> list[str]:
@@ -83,18 +145,34 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str] | Iterable[str]) -> np.ndarray:
         """Probabilities ``[len(texts), len(labels)]`` (float32).
 
-        Texts are grouped by token count before batching, so little compute goes to padding;
-        the result keeps the input order and does not depend on the grouping.
+        Texts are grouped by token count (by length, for the text-in graph) before batching, so
+        little compute goes to padding; the result keeps the input order and, in fp32, does not
+        depend on the grouping (int8 scales activations per batch: see :mod:`rnnonnx.quantize`).
         """
         if isinstance(texts, str):
             raise TypeError("predict_proba takes a list of texts, not one string")
+        if self.graph == "text":
+            return self._proba_text(list(texts))
         encoded = [self.tokenizer.encode(t) for t in texts]
         out = np.empty((len(encoded), len(self.bundle.labels)), dtype=np.float32)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
             ids = pad_ids([encoded[i] for i in chosen])
-            out[chosen] = self.session.run(None, {"input_ids": ids})[self._output]
+            out[chosen] = self.session.run([PROBABILITIES], {IDS_INPUT: ids})[0]
+        return out
+
+    def _proba_text(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), len(self.bundle.labels)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            batch = np.array([texts[i] for i in chosen], dtype=object)
+            try:
+                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: batch})[0]
+            except UnicodeEncodeError:
+                clean = np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in batch], dtype=object)
+                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: clean})[0]
         return out
 
     def predict(self, texts: Sequence[str] | Iterable[str]) -> list[Prediction]:
@@ -104,4 +182,5 @@ class Predictor:
         return [Prediction(self.bundle.labels[k], float(proba[i, k])) for i, k in enumerate(best)]
 
     def __repr__(self) -> str:
-        return f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, labels={self.labels!r})"
+        return (f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "
+                f"precision={self.precision!r}, labels={self.labels!r})")

@@ -47,6 +47,7 @@ class TrainConfig:
     test: float = 0.1
     seed: int = 0
     device: str = "auto"
+    baseline: bool = False
 
 
 def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_vocab: int | None = None) -> list[str]:
@@ -187,6 +188,13 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     if test_texts:
         test_ids, test_y = tensors(test_texts, test_labels)
         metrics["test_loss"], metrics["test_accuracy"] = evaluate_loss(model, test_ids, test_y, device)
+    if config.baseline:
+        from .baseline import baseline_metrics
+
+        if progress:
+            print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
+        metrics["baseline"] = baseline_metrics((train_texts, train_labels), (val_texts, val_labels), (test_texts, test_labels),
+                                               spec, config.min_df, config.seed)
     config_record = {
         "format": RUN_FORMAT,
         "rnnonnx_version": __version__,
