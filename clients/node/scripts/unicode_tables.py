@@ -2,7 +2,7 @@
 the tokenizer rule (word characters, simple lowercase mappings), copied verbatim so that Python and
 JavaScript read the same data whatever Unicode version their engines know.
 
-Run after tools/unicode_tables.py:  python clients/node/scripts/unicode_tables.py
+Run after scripts/unicode_tables.py:  python clients/node/scripts/unicode_tables.py
 (tests/test_node_client.py fails when the two copies differ.)
 """
 
