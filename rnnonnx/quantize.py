@@ -27,6 +27,7 @@ import numpy as np
 
 from .bundle import INT8_MODEL, TEXT_INT8_MODEL
 from .text import Tokenizer
+
 PRECISIONS = ("fp32", "int8")
 QUANTIZE_CHOICES = ("int8",)
 # How many points of validation accuracy int8 may lose before export warns loudly.
