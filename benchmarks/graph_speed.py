@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -18,23 +17,12 @@ from typing import Callable
 import numpy as np
 import onnxruntime
 
+from rnnonnx.bench import cpu_name
 from rnnonnx.data import read_builtin
 from rnnonnx.predictor import Predictor
 
 BATCHES = (1, 256)
 GRAPHS = ("ids", "text")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux), else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def texts_per_second(call: Callable[[list[str]], np.ndarray], texts: list[str], batch: int, seconds: float) -> float:
@@ -70,7 +58,7 @@ def main() -> None:
                 results[(graph, batch)].append(texts_per_second(predictors[graph].predict_proba, texts, batch, args.seconds))
 
     model = predictors["ids"].bundle.manifest.get("model", {})
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores visible), onnxruntime {onnxruntime.__version__}, "
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores visible), onnxruntime {onnxruntime.__version__}, "
           f"threads {args.threads}, {precision}")
     print(f"model: {model.get('arch')} embed {model.get('embed_dim')} hidden {model.get('hidden')}, "
           f"{len(texts):,} built-in sentences, median of {args.rounds} rounds x {args.seconds:g}s")

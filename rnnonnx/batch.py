@@ -22,7 +22,7 @@ from typing import IO, Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .data import _cell, detect_format
+from .data import cell_text, detect_format, parse_json_line
 from .errors import DataError, RnnonnxError
 from .files import atomic_file
 
@@ -129,16 +129,11 @@ def _read_rows(source: _Source, fmt: str, text_col: str) -> _Rows:
             for line in source.lines():
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{name}: line {source.line} is not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{name}: line {source.line} is not a JSON object")
+                record = parse_json_line(line, source.line, name)
                 if text_col not in record:
                     keys = ", ".join(repr(k) for k in record) or "none"
                     raise DataError(f"{name}: line {source.line} has no key {text_col!r} (it has {keys}); use --text-col")
-                yield _cell(record[text_col]), record
+                yield cell_text(record[text_col]), record
 
         return _Rows(None, jsonl())
     reader = csv.reader(source.lines(), delimiter="\t" if fmt == "tsv" else ",")

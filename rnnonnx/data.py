@@ -55,19 +55,23 @@ def decode_utf8(raw: bytes, name: str) -> str:
         raise DataError(f"{name}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
 
 
+def parse_json_line(line: str, number: int, name: str) -> dict:
+    """One JSON Lines record, which must be an object; errors name the line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{name}: line {number} is not a JSON object")
+    return record
+
+
 def iter_records(text: str, fmt: str, name: str):
     """Yield ``(line_number, dict)`` for each record of a decoded CSV/TSV/JSONL document."""
     if fmt == "jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{name}: line {number} is not a JSON object")
-            yield number, record
+            if line.strip():
+                yield number, parse_json_line(line, number, name)
         return
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     try:
@@ -77,7 +81,7 @@ def iter_records(text: str, fmt: str, name: str):
         raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
 
 
-def _cell(value) -> str:
+def cell_text(value: object) -> str:
     """A label or text cell as a string; integers stay integers written in decimal."""
     if value is None:
         return ""
@@ -100,13 +104,13 @@ def parse_records(text: str, fmt: str, name: str, text_col: str, label_col: str 
             if col is not None and col not in record:
                 columns = ", ".join(repr(c) for c in record if c is not None) or "none"
                 raise DataError(f"{name}: no column {col!r} (line {number} has {columns}); use --text-col/--label-col")
-        body = _cell(record[text_col])
+        body = cell_text(record[text_col])
         if not body.strip():
             skipped += 1
             continue
         texts.append(body)
         if label_col is not None:
-            label = _cell(record[label_col]).strip()
+            label = cell_text(record[label_col]).strip()
             if not label:
                 raise DataError(f"{name}: line {number} has an empty label")
             labels.append(label)
