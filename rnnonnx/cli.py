@@ -11,8 +11,10 @@ from typing import Any, Callable
 import click
 
 from . import __version__
+from .config import MONITORS, TrainConfig
 from .errors import RnnonnxError
 
+DEFAULTS = TrainConfig()
 TRAIN_HINT = "this command needs the training extra: pip install \"rnnonnx[train]\""
 
 
@@ -62,25 +64,27 @@ def main() -> None:
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Labelled texts (CSV, TSV or JSON Lines, UTF-8). Default: the built-in movie-review dataset.")
 @data_options
-@click.option("--arch", type=click.Choice(["rnn", "lstm", "gru"]), default="lstm", show_default=True, help="Recurrent layer type.")
-@click.option("--bidirectional/--unidirectional", default=False, show_default=True, help="Read texts in both directions.")
-@click.option("--layers", type=click.IntRange(1, 8), default=1, show_default=True, help="Stacked recurrent layers.")
-@click.option("--embed-dim", type=click.IntRange(1), default=128, show_default=True, help="Token embedding size.")
-@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True, help="Hidden size per direction.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True, help="Dropout on embeddings, between layers and before the head.")
-@click.option("--analyzer", type=click.Choice(["word", "char"]), default="word", show_default=True,
+@click.option("--arch", type=click.Choice(["rnn", "lstm", "gru"]), default=DEFAULTS.arch, show_default=True, help="Recurrent layer type.")
+@click.option("--bidirectional/--unidirectional", default=DEFAULTS.bidirectional, show_default=True, help="Read texts in both directions.")
+@click.option("--layers", type=click.IntRange(1, 8), default=DEFAULTS.layers, show_default=True, help="Stacked recurrent layers.")
+@click.option("--embed-dim", type=click.IntRange(1), default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
+@click.option("--hidden", type=click.IntRange(1), default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
+@click.option("--analyzer", type=click.Choice(["word", "char"]), default=DEFAULTS.analyzer, show_default=True,
               help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.")
-@click.option("--max-len", type=click.IntRange(1), default=64, show_default=True, help="Keep the first N tokens of each text.")
-@click.option("--min-df", type=click.IntRange(1), default=1, show_default=True, help="Drop tokens seen in fewer than N training texts.")
-@click.option("--max-vocab", type=click.IntRange(1), default=20000, show_default=True, help="Keep the N most frequent tokens.")
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Maximum epochs (training stops early when validation loss stalls).")
-@click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Epochs without validation improvement before stopping.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Texts per training step.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate.")
-@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction held out for early stopping.")
-@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Fraction held out, untouched, for the final test score.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
+@click.option("--max-len", type=click.IntRange(1), default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
+@click.option("--min-df", type=click.IntRange(1), default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts.")
+@click.option("--max-vocab", type=click.IntRange(1), default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")
+@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True, help="Maximum epochs (training stops early when the --monitor metric stalls).")
+@click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience, show_default=True, help="Epochs without validation improvement before stopping.")
+@click.option("--monitor", type=click.Choice(MONITORS), default=DEFAULTS.monitor, show_default=True,
+              help="What early stopping watches and what picks the kept epoch (accuracy: loss breaks ties).")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size, show_default=True, help="Texts per training step.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=DEFAULTS.lr, show_default=True, help="Adam learning rate.")
+@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping.")
+@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
 @click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -88,7 +92,7 @@ def main() -> None:
 def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
     """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
     from .data import read_file
-    from .training import TrainConfig, train as fit
+    from .training import train as fit
 
     texts = read_file(data, fmt, text_col, label_col) if data else None
     metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)

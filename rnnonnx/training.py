@@ -8,7 +8,7 @@ import platform
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +18,12 @@ from torch import nn
 
 from . import __version__
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
+from .config import MONITORS, TrainConfig
 from .errors import RnnonnxError
 from .files import atomic_directory
 from .model import ModelConfig, TextClassifier
 from .run import RUN_FORMAT, WEIGHTS, write_jsonl
 from .text import PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
-
-
-@dataclass
-class TrainConfig:
-    """Every training option; the defaults are the recipe used for the shipped models."""
-
-    arch: str = "lstm"
-    bidirectional: bool = False
-    layers: int = 1
-    embed_dim: int = 128
-    hidden: int = 128
-    dropout: float = 0.3
-    analyzer: str = "word"
-    max_len: int = 64
-    min_df: int = 1
-    max_vocab: int | None = 20000
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 2e-3
-    patience: int = 3
-    validation: float = 0.1
-    test: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    baseline: bool = False
 
 
 def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_vocab: int | None = None) -> list[str]:
@@ -144,7 +120,9 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     generator = torch.Generator().manual_seed(config.seed)
 
     history: list[dict[str, float]] = []
-    best_state, best_loss, best_epoch, stale = None, math.inf, 0, 0
+    if config.monitor not in MONITORS:
+        raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")
+    best_state, best_key, best_epoch, stale = None, (math.inf,), 0, 0
     started = time.perf_counter()
     steps = math.ceil(len(train_ids) / config.batch_size)
     for epoch in range(1, config.epochs + 1):
@@ -166,13 +144,14 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
         val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
         bar.finish(f"loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | val_loss {val_loss:.4f} val_acc {val_acc:.3f}")
         history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc})
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
+        key = (-val_acc, val_loss) if config.monitor == "val_accuracy" else (val_loss,)
+        if key < best_key:
+            best_key, best_epoch, stale = key, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
             if stale >= config.patience:
-                print(f"early stop: no validation improvement for {config.patience} epoch(s); keeping epoch {best_epoch}", file=sys.stderr)
+                print(f"early stop: no {config.monitor} improvement for {config.patience} epoch(s); keeping epoch {best_epoch}", file=sys.stderr)
                 break
     model.load_state_dict(best_state)
     model.eval()
@@ -180,6 +159,7 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     metrics = {
         "epochs": history,
         "best_epoch": best_epoch,
+        "monitor": config.monitor,
         "val_loss": best["val_loss"],
         "val_accuracy": best["val_accuracy"],
         "validation_is_train": parts.validation_is_train,

@@ -50,11 +50,16 @@ def test_same_seed_same_model(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_early_stopping_keeps_the_best_epoch(tmp_path):
-    metrics = train(TrainConfig(epochs=12, patience=1, lr=0.05, **FAST), tmp_path / "r", small_sample(300), progress=False)
-    losses = [e["val_loss"] for e in metrics["epochs"]]
-    assert len(losses) < 12, "validation loss never stalled: early stopping did not trigger"
-    assert metrics["best_epoch"] == losses.index(min(losses)) + 1
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_early_stopping_keeps_the_best_epoch(tmp_path, monitor):
+    metrics = train(TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, **FAST), tmp_path / "r", small_sample(300), progress=False)
+    history = metrics["epochs"]
+    assert len(history) < 12, "validation never stalled: early stopping did not trigger"
+    if monitor == "val_loss":
+        best = min(history, key=lambda e: e["val_loss"])
+    else:
+        best = min(history, key=lambda e: (-e["val_accuracy"], e["val_loss"]))
+    assert metrics["best_epoch"] == best["epoch"] and metrics["monitor"] == monitor
     run = load_run(tmp_path / "r")
     texts, labels = run.held_out("validation")
     ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
