@@ -1,0 +1,31 @@
+"""The committed bundles in exported/: intact, small, and they classify obvious sentences."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnonnx import Predictor
+from rnnonnx.bundle import Bundle
+from tests.conftest import ROOT
+
+BUNDLES = ["lstm", "rnn"]
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_committed_bundle_is_intact_and_small(name):
+    path = ROOT / "exported" / name
+    bundle = Bundle(path)
+    assert bundle.manifest["model"]["arch"] == name
+    assert bundle.manifest["training"]["data"]["source"] == "built-in:movie_sentences"
+    assert "Hutto & Gilbert" in bundle.manifest["training"]["data"]["credit"]
+    assert all(bundle.manifest["parity"][f]["passed"] for f in ("model.onnx", "model.text.onnx"))
+    assert sum(p.stat().st_size for p in path.iterdir()) < 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_committed_bundle_predicts(name, graph):
+    predictor = Predictor(ROOT / "exported" / name, graph=graph)
+    texts = ["A gorgeous, moving film.", "Flat, dull and far too long.", ""]
+    labels = [p.label for p in predictor.predict(texts)]
+    assert labels[:2] == ["pos", "neg"]
