@@ -13,11 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_sample(n: int = 400):
-    """The first ``n`` built-in sentences, as LabelledTexts (both classes present)."""
+    """``n`` built-in sentences, half of each class (the file lists all ``pos`` rows first)."""
     from rnnonnx.data import LabelledTexts, read_builtin
 
     data = read_builtin()
-    return LabelledTexts(data.texts[:n], data.labels[:n], "built-in sample")
+    rows = [i for label in ("neg", "pos") for i in [j for j, y in enumerate(data.labels) if y == label][: n // 2]]
+    rows.sort()
+    return LabelledTexts([data.texts[i] for i in rows], [data.labels[i] for i in rows], "built-in sample")
 
 
 @pytest.fixture(scope="session")
