@@ -13,12 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_sample(n: int = 400):
-    """``n`` built-in sentences, half of each class (the file lists all ``pos`` rows first)."""
+    """``n`` built-in sentences, classes alternating (the file lists all ``pos`` rows first), so
+    any prefix of the sample is balanced too."""
     from rnnonnx.data import LabelledTexts, read_builtin
 
     data = read_builtin()
-    rows = [i for label in ("neg", "pos") for i in [j for j, y in enumerate(data.labels) if y == label][: n // 2]]
-    rows.sort()
+    by_label = [[j for j, y in enumerate(data.labels) if y == label][: n // 2] for label in ("neg", "pos")]
+    rows = [i for pair in zip(*by_label) for i in pair]
     return LabelledTexts([data.texts[i] for i in rows], [data.labels[i] for i in rows], "built-in sample")
 
 
