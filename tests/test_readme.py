@@ -15,4 +15,4 @@ def test_ci_runs_the_readme_test_command():
     main_job, tests = opening_commands()
     assert "torch==2.13.0" in main_job and "rnnonnx train" in main_job and "rnnonnx predict" in main_job
     assert tests.endswith("python -m pytest") and "torch==2.13.0" in tests
-    assert tests in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert tests in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
