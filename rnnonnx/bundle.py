@@ -58,56 +58,89 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokeniz
     return out_dir
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _parse_json(path: Path, payload: bytes, what: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path}: missing {what}") from None
+        return json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: {what} is not valid JSON ({exc})") from None
 
 
 class Bundle:
-    """A verified bundle on disk: its manifest, tokenizer, labels and model paths."""
+    """A bundle on disk: its manifest, tokenizer, labels and model files.
+
+    Opening checks the manifest, that every listed file is there with its listed size, and the
+    sha256 of the labels. Every other file is checked against its sha256 when it is read
+    (``read``), so each byte a process uses is verified once, and a one-sentence ``rnnonnx
+    predict`` does not hash the model files it never opens. ``verify()`` checks them all.
+    """
 
     def __init__(self, path: str | os.PathLike, verify: bool = True) -> None:
         self.path = Path(path)
+        self.verified = verify
         if not self.path.is_dir():
             raise BundleError(f"{self.path}: not a bundle directory (run 'rnnonnx export' to make one)")
-        manifest = _read_json(self.path / MANIFEST, "manifest")
+        try:
+            manifest = _parse_json(self.path / MANIFEST, (self.path / MANIFEST).read_bytes(), "manifest")
+        except FileNotFoundError:
+            raise BundleError(f"{self.path / MANIFEST}: missing manifest") from None
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{self.path}: not an rnnonnx bundle (manifest format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
         version = manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleError(f"{self.path}: bundle format version {version!r} is not supported (this rnnonnx reads version {FORMAT_VERSION}); re-export it or upgrade rnnonnx")
         self.manifest: dict[str, Any] = manifest
-        if verify:
-            self.verify()
-        try:
-            self.tokenizer = Tokenizer.from_dict(_read_json(self.path / TOKENIZER, "tokenizer"))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BundleError(f"{self.path / TOKENIZER}: bad tokenizer ({exc})") from None
-        labels = _read_json(self.path / LABELS, "labels")
+        self._check_listing()
+        labels = _parse_json(self.path / LABELS, self.read(LABELS), "labels")
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             raise BundleError(f"{self.path / LABELS}: expected a list of two or more label names")
         self.labels: list[str] = labels
+        self._tokenizer: Tokenizer | None = None
 
-    def verify(self) -> None:
-        """Check every file listed in the manifest against its size and sha256."""
+    def _check_listing(self) -> None:
+        """Every file the manifest lists is inside the bundle, present, and of its listed size."""
         files = self.manifest.get("files")
         if not isinstance(files, dict) or MODEL not in files:
             raise BundleError(f"{self.path}: manifest lists no {MODEL}")
+        for name in (TOKENIZER, LABELS):
+            if name not in files:
+                raise BundleError(f"{self.path / name}: missing (not listed in the manifest)")
         for name, entry in files.items():
             path = self.path / name
             if Path(name).name != name:
                 raise BundleError(f"{self.path}: manifest names a file outside the bundle: {name!r}")
+            if not isinstance(entry, dict):
+                raise BundleError(f"{self.path}: manifest entry for {name!r} is not an object")
             if not path.is_file():
                 raise BundleError(f"{path}: missing (listed in the manifest)")
             size = path.stat().st_size
             if size != entry.get("bytes"):
                 raise BundleError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced?)")
-            if sha256_of(path) != entry.get("sha256"):
-                raise BundleError(f"{path}: checksum mismatch with the manifest (corrupted or modified)")
+
+    def read(self, name: str) -> bytes:
+        """The bytes of a listed file, checked against the manifest's sha256 (unless opened with
+        ``verify=False``)."""
+        path = self.file(name)
+        payload = path.read_bytes()
+        if self.verified and hashlib.sha256(payload).hexdigest() != self.manifest["files"][name].get("sha256"):
+            raise BundleError(f"{path}: checksum mismatch with the manifest (corrupted or modified)")
+        return payload
+
+    def verify(self) -> None:
+        """Check every listed file against its size and sha256, including those not read yet."""
+        self._check_listing()
+        for name, entry in self.manifest["files"].items():
+            if sha256_of(self.path / name) != entry.get("sha256"):
+                raise BundleError(f"{self.path / name}: checksum mismatch with the manifest (corrupted or modified)")
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer, read on first use (the text-in graph carries its own)."""
+        if self._tokenizer is None:
+            try:
+                self._tokenizer = Tokenizer.from_dict(_parse_json(self.path / TOKENIZER, self.read(TOKENIZER), "tokenizer"))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise BundleError(f"{self.path / TOKENIZER}: bad tokenizer ({exc})") from None
+        return self._tokenizer
 
     def has(self, name: str) -> bool:
         """Whether the manifest lists ``name`` (e.g. an optional int8 or text-in model)."""

@@ -14,7 +14,7 @@ import numpy as np
 from .bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
 from .errors import BundleError, RnnonnxError
 from .quantize import PRECISIONS
-from .text import pad_ids
+from .text import Tokenizer, pad_ids
 from .textgraph import IDS_INPUT, PROBABILITIES, TEXT_INPUT
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -71,7 +71,7 @@ def providers_for(device: str) -> list[str]:
 class Predictor:
     """Classify texts with a bundle written by ``rnnonnx export``.
 
-    Loading verifies the bundle's checksums and format version. ``predict`` and
+    Loading checks the bundle's format version and the checksum of every file it reads. ``predict`` and
     ``predict_proba`` are safe to call from several threads at once (ONNX Runtime sessions
     are, and tokenization keeps no shared mutable state).
 
@@ -91,7 +91,6 @@ class Predictor:
         if graph not in GRAPHS:
             raise RnnonnxError(f"unknown graph {graph!r}; use one of {', '.join(GRAPHS)}")
         self.bundle = Bundle(bundle_dir)
-        self.tokenizer = self.bundle.tokenizer
         self.batch_size = batch_size
         self.precision = precision
         self.graph = self._pick_graph(graph, precision)
@@ -105,6 +104,8 @@ class Predictor:
         wanted = providers_for(device)
         try:
             self.session = self._open(ort, options, wanted)
+        except BundleError:
+            raise
         except RnnonnxError as exc:
             if graph != "auto" or self.graph == "ids":
                 raise
@@ -121,7 +122,11 @@ class Predictor:
 
     def _open(self, ort: Any, options: Any, providers: list[str]) -> Any:
         try:
-            return ort.InferenceSession(str(self.bundle.file(self.model_file)), options, providers=providers)
+            model = self.bundle.read(self.model_file)
+        except OSError as exc:
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: cannot read it ({exc.strerror})") from None
+        try:
+            return ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
             raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
 
@@ -136,6 +141,11 @@ class Predictor:
                     else "it was exported by an older rnnonnx; export it again")
             raise BundleError(f"{self.bundle.path}: bundle has no {name}; {hint}")
         return graph
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The Python tokenizer of the ids graph (the text-in graph tokenizes inside ONNX Runtime)."""
+        return self.bundle.tokenizer
 
     @property
     def labels(self) -> list[str]:

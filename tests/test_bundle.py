@@ -25,11 +25,24 @@ def test_round_trip(tmp_path):
     assert bundle.has("model.onnx") and not bundle.has("model.int8.onnx")
 
 
-def test_corrupted_file_is_detected(tmp_path):
+def test_corrupted_file_is_detected_when_read_and_by_verify(tmp_path):
     path = make(tmp_path)
     (path / "model.onnx").write_bytes(b"not really onnX")
-    with pytest.raises(BundleError, match="checksum mismatch"):
-        Bundle(path)
+    bundle = Bundle(path)  # opening hashes only the labels: the model is checked when read
+    with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
+        bundle.read("model.onnx")
+    with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
+        bundle.verify()
+    assert Bundle(path, verify=False).read("model.onnx") == b"not really onnX"
+
+
+@pytest.mark.parametrize("name", ["labels.json", "tokenizer.json"])
+def test_corrupted_labels_or_tokenizer_are_detected(tmp_path, name):
+    path = make(tmp_path)
+    data = (path / name).read_text()
+    (path / name).write_text(data.replace("neg", "nog").replace("good", "goad"))
+    with pytest.raises(BundleError, match=f"{name}: checksum mismatch"):
+        Bundle(path).tokenizer
 
 
 def test_truncated_file_is_detected(tmp_path):

@@ -65,16 +65,17 @@ def test_concurrent_predict_calls_are_safe(tiny_bundle):
     assert all(np.array_equal(a, b) for a, b in zip(results, expected))
 
 
-def test_corrupted_bundle_is_refused(tiny_bundle, tmp_path):
+@pytest.mark.parametrize(("graph", "name"), [("ids", "model.onnx"), ("text", "model.text.onnx"), ("auto", "model.text.onnx")])
+def test_corrupted_model_is_refused_not_worked_around(tiny_bundle, tmp_path, graph, name):
     import shutil
 
     copy = tmp_path / "b"
     shutil.copytree(tiny_bundle, copy)
-    data = bytearray((copy / "model.onnx").read_bytes())
+    data = bytearray((copy / name).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (copy / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="checksum mismatch"):
-        Predictor(copy)
+    (copy / name).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{name}: checksum mismatch"):
+        Predictor(copy, graph=graph)
 
 
 @pytest.mark.skipif(HAS_CUDA_PROVIDER, reason="this onnxruntime has the CUDA provider")
