@@ -123,3 +123,60 @@ def test_bad_bundle_is_one_line_error(tmp_path, tiny_bundle):
     assert result.returncode == 1 and "not a run directory" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("predict", str(tiny_bundle), "--input", str(tmp_path / "absent.txt"))
     assert result.returncode == 1 and "absent.txt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_console_script_quick_exit_loses_no_output(tiny_bundle, tmp_path):
+    texts = [f"a fine film number {i}" for i in range(3000)]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    done = run_cli("predict", str(tiny_bundle), "--input", str(tmp_path / "in.txt"), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["text"] for r in rows] == texts
+    bad = run_cli("predict", str(tmp_path / "nowhere"), "a text")
+    assert bad.returncode != 0 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_entry_point_is_the_quick_exit():
+    from importlib import metadata
+
+    (script,) = [e for e in metadata.distribution("rnnonnx").entry_points if e.name == "rnnonnx"]
+    assert script.value == "rnnonnx.cli:entry"
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("exit_with", "code", "stderr"), [(None, 0, ""), (3, 3, ""), ("bad input", 1, "bad input\n")])
+def test_entry_flushes_and_maps_exit_codes(monkeypatch, exit_with, code, stderr):
+    import io
+    import os
+
+    import rnnonnx.cli as cli
+
+    class Buffered(io.StringIO):
+        flushed = ""
+
+        def flush(self):
+            Buffered.flushed = self.getvalue()
+
+    out, err = Buffered(), io.StringIO()
+
+    def fake_main():
+        out.write("unflushed line\n")
+        raise SystemExit(exit_with)
+
+    def fake_exit(status):
+        raise _Exited(status)
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    with pytest.raises(_Exited) as exited:
+        cli.entry()
+    assert exited.value.args == (code,) and Buffered.flushed == "unflushed line\n" and err.getvalue() == stderr
+    monkeypatch.setitem(sys.modules, "torch", object())  # after torch, a normal interpreter exit
+    with pytest.raises(SystemExit):
+        cli.entry()
