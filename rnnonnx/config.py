@@ -10,6 +10,11 @@ from dataclasses import dataclass
 # accuracy keeps improving for several more (benchmarks/recipe.md).
 MONITORS = ("val_accuracy", "val_loss")
 
+# How the recurrent outputs become one feature vector: "max" over the text's steps, or "last"
+# (each direction's final step). Max-pooling matches "last" on the built-in sentences and is far
+# better on long texts, where the final step forgets the start (benchmarks/recipe.md).
+POOLINGS = ("max", "last")
+
 
 @dataclass
 class TrainConfig:
@@ -21,6 +26,7 @@ class TrainConfig:
     embed_dim: int = 64
     hidden: int = 64
     dropout: float = 0.3
+    pooling: str = "last"
     analyzer: str = "word"
     max_len: int = 64
     min_df: int = 2

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .config import POOLINGS
 from .text import PAD_ID
 
 ARCHS = ("rnn", "lstm", "gru")
@@ -25,10 +26,13 @@ class ModelConfig:
     layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.3
+    pooling: str = "last"  # runs saved before the option existed used the final step
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
         for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
@@ -45,8 +49,10 @@ class TextClassifier(nn.Module):
 
     Sequences are packed by their true lengths, so padding never reaches the recurrent layers:
     a text gets the same logits whatever it is batched with, in both directions. The features
-    are the last layer's output at each direction's final step: position ``length - 1`` going
-    forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
+    come from the last layer's outputs. ``pooling="max"``: their element-wise maximum over the
+    text's own steps (padding masked out), which keeps long texts from resting on the final step
+    alone. ``pooling="last"``: the output at each direction's final step, position ``length - 1``
+    going forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
     convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
     """
 
@@ -72,6 +78,10 @@ class TextClassifier(nn.Module):
         embedded = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
+        if self.config.pooling == "max":
+            valid = torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
+            features = outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+            return self.head(self.dropout(features))
         index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
         features = outputs.gather(1, index).squeeze(1)
         if self.config.bidirectional:

@@ -113,6 +113,7 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     model_config = ModelConfig(
         vocab_size=len(tokenizer.vocab), num_classes=len(labels), arch=config.arch, embed_dim=config.embed_dim,
         hidden=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+        pooling=config.pooling,
     )
     model = TextClassifier(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

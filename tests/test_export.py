@@ -20,16 +20,16 @@ from tests.test_model import MATRIX, padded_batch, tiny_model
 RECURRENT_OPS = {"RNN", "LSTM", "GRU"}
 
 
-def tiny_run(arch: str, bidirectional: bool, layers: int) -> Run:
-    model = tiny_model(arch, bidirectional, layers)
+def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last") -> Run:
+    model = tiny_model(arch, bidirectional, layers, pooling)
     tokenizer = Tokenizer(TokenizerSpec(max_len=12), ["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
     config = {"model": model.config.to_dict(), "training": {}, "data": {}}
     return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], {})
 
 
-@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
-def test_parity_matrix(arch, bidirectional, layers):
-    run = tiny_run(arch, bidirectional, layers)
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling"), MATRIX)
+def test_parity_matrix(arch, bidirectional, layers, pooling):
+    run = tiny_run(arch, bidirectional, layers, pooling)
     model_bytes = to_onnx(run)
     graph = onnx.load_from_string(model_bytes).graph
     recurrent = [n for n in graph.node if n.op_type in RECURRENT_OPS]

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from rnnonnx.config import POOLINGS
 from rnnonnx.model import ExportWrapper, ModelConfig, TextClassifier
 
-MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2]))
+MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2], POOLINGS))
+ARCHS_ONLY = sorted({m[:3] for m in MATRIX})
 
 
-def tiny_model(arch: str, bidirectional: bool, layers: int, seed: int = 0) -> TextClassifier:
+def tiny_model(arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0) -> TextClassifier:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=40, num_classes=3, arch=arch, embed_dim=8, hidden=6, layers=layers, bidirectional=bidirectional)
+    config = ModelConfig(vocab_size=40, num_classes=3, arch=arch, embed_dim=8, hidden=6, layers=layers, bidirectional=bidirectional,
+                         pooling=pooling)
     return TextClassifier(config).eval()
 
 
@@ -28,9 +31,9 @@ def padded_batch(rng: np.random.Generator, batch: int, width: int) -> tuple[np.n
     return ids, lengths
 
 
-@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
-def test_padded_batch_equals_each_text_alone(arch, bidirectional, layers):
-    wrapper = ExportWrapper(tiny_model(arch, bidirectional, layers)).eval()
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling"), MATRIX)
+def test_padded_batch_equals_each_text_alone(arch, bidirectional, layers, pooling):
+    wrapper = ExportWrapper(tiny_model(arch, bidirectional, layers, pooling)).eval()
     rng = np.random.default_rng(0)
     ids, lengths = padded_batch(rng, 9, 12)
     with torch.no_grad():
@@ -39,15 +42,16 @@ def test_padded_batch_equals_each_text_alone(arch, bidirectional, layers):
     assert np.abs(together - alone).max() <= 1e-6
 
 
-def test_all_padding_row_reads_as_one_padding_token():
-    wrapper = ExportWrapper(tiny_model("lstm", True, 1)).eval()
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_all_padding_row_reads_as_one_padding_token(pooling):
+    wrapper = ExportWrapper(tiny_model("lstm", True, 1, pooling)).eval()
     with torch.no_grad():
         empty = wrapper(torch.zeros((1, 5), dtype=torch.int64))[1]
         single = wrapper(torch.zeros((1, 1), dtype=torch.int64))[1]
     assert torch.allclose(empty, single, atol=1e-7)
 
 
-@pytest.mark.parametrize(("arch", "bidirectional", "layers"), MATRIX)
+@pytest.mark.parametrize(("arch", "bidirectional", "layers"), ARCHS_ONLY)
 def test_features_are_the_final_states_of_each_direction(arch, bidirectional, layers):
     """Reference: run the recurrent layers on the unpadded text and read ``h_n`` (for the
     backward direction, the state after reading the first token)."""
@@ -60,7 +64,17 @@ def test_features_are_the_final_states_of_each_direction(arch, bidirectional, la
         assert torch.allclose(model(ids), model.head(features), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}])
+@pytest.mark.parametrize(("arch", "bidirectional", "layers"), ARCHS_ONLY)
+def test_max_pooling_is_the_maximum_over_the_texts_own_steps(arch, bidirectional, layers):
+    """Reference: the recurrent outputs of the unpadded text, maximum over time."""
+    model = tiny_model(arch, bidirectional, layers, "max")
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0, 0]])
+    with torch.no_grad():
+        outputs, _ = model.rnn(model.embedding(ids[:, :5]))
+        assert torch.allclose(model(ids), model.head(outputs.amax(dim=1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}, {"pooling": "mean"}])
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         ModelConfig(vocab_size=10, num_classes=2, **kwargs)
