@@ -73,6 +73,8 @@ def main() -> None:
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULTS.pooling, show_default=True,
               help="How the recurrent outputs become the head's input: max over the text's steps, or the final step of each direction.")
+@click.option("--members", type=click.IntRange(1, 16), default=DEFAULTS.members, show_default=True,
+              help="Classifiers trained from different seeds whose probabilities are averaged (one ONNX graph); on CPU they train side by side, one per core.")
 @click.option("--analyzer", type=click.Choice(["word", "char"]), default=DEFAULTS.analyzer, show_default=True,
               help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.")
 @click.option("--max-len", type=click.IntRange(1), default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
@@ -99,7 +101,11 @@ def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out:
 
     texts = read_file(data, fmt, text_col, label_col) if data else None
     metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)
-    summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
+    if "members" in metrics:
+        kept = " ".join(f"{m['best_epoch']} ({m['val_accuracy']:.4f})" for m in metrics["members"])
+        summary = f"members' best epochs (val_accuracy): {kept}\nensemble of {len(metrics['members'])}: val_accuracy {metrics['val_accuracy']:.4f}"
+    else:
+        summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
     if "test_accuracy" in metrics:
         summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
     if "baseline" in metrics:

@@ -27,6 +27,7 @@ class TrainConfig:
     hidden: int = 64
     dropout: float = 0.3
     pooling: str = "last"
+    members: int = 1
     analyzer: str = "word"
     max_len: int = 64
     min_df: int = 2

@@ -1,4 +1,5 @@
-"""The PyTorch classifier: embedding, a recurrent encoder (RNN, LSTM or GRU), a linear head."""
+"""The PyTorch classifier: embedding, a recurrent encoder (RNN, LSTM or GRU), a linear head;
+and an ensemble of such classifiers, which exports as one ONNX graph."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     pooling: str = "last"  # runs saved before the option existed used the final step
+    members: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
-        for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers"):
+        for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers", "members"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         if not 0.0 <= self.dropout < 1.0:
@@ -90,10 +92,37 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(features))
 
 
+class Ensemble(nn.Module):
+    """Independently trained classifiers voting by their mean probability.
+
+    ``forward`` returns the log of that mean, so a softmax over it gives the mean exactly and
+    the ONNX graph keeps the ``logits``/``probabilities`` outputs of a single classifier.
+    Averaging members that started from different seeds cancels much of each one's variance:
+    on the built-in sentences three members gain more than any single-model setting tried
+    (benchmarks/recipe.md).
+    """
+
+    def __init__(self, members: list[TextClassifier]) -> None:
+        super().__init__()
+        self.config = members[0].config
+        self.members = nn.ModuleList(members)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([torch.softmax(m(input_ids), dim=-1) for m in self.members]).mean(dim=0)
+        return probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+
+
+def build_model(config: ModelConfig) -> TextClassifier | Ensemble:
+    """The network a config describes: one classifier, or an ensemble of ``config.members``."""
+    if config.members == 1:
+        return TextClassifier(config)
+    return Ensemble([TextClassifier(config) for _ in range(config.members)])
+
+
 class ExportWrapper(nn.Module):
     """What goes into ONNX: ids to logits and softmax probabilities."""
 
-    def __init__(self, model: TextClassifier) -> None:
+    def __init__(self, model: TextClassifier | Ensemble) -> None:
         super().__init__()
         self.model = model
 

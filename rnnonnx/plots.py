@@ -66,24 +66,32 @@ def plot_confusion(evaluation: "Evaluation", path: str | Path) -> Path:
 
 
 def plot_curves(metrics: dict[str, Any], path: str | Path) -> Path:
-    """Loss and accuracy per epoch (train and validation), the kept epoch, and the baseline if any."""
-    history = metrics["epochs"]
-    epochs = [h["epoch"] for h in history]
+    """Loss and accuracy per epoch (train and validation), the kept epoch, and the baseline if any;
+    for an ensemble, every member's curves and the ensemble's validation score."""
+    members = metrics.get("members") or [{"epochs": metrics["epochs"], "best_epoch": metrics.get("best_epoch")}]
     figure = _figure(10, 4)
     loss_axes, acc_axes = figure.subplots(1, 2)
     baseline = metrics.get("baseline") or {}
+    longest = max((m["epochs"] for m in members), key=len)
+    epochs = [h["epoch"] for h in longest]
     for axes, key, title in ((loss_axes, "loss", "cross-entropy loss"), (acc_axes, "accuracy", "accuracy")):
-        axes.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", label="train")
-        axes.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", label="validation")
+        for k, member in enumerate(members):
+            history = member["epochs"]
+            name = f"member {k + 1} " if len(members) > 1 else ""
+            steps = [h["epoch"] for h in history]
+            train_line, = axes.plot(steps, [h[f"train_{key}"] for h in history], marker="o", label=f"{name}train")
+            axes.plot(steps, [h[f"val_{key}"] for h in history], marker="s", linestyle="--", color=train_line.get_color(), label=f"{name}validation")
+            if member.get("best_epoch"):
+                axes.axvline(member["best_epoch"], color=train_line.get_color(), linestyle=":", label=f"{name}kept epoch {member['best_epoch']}")
+        if len(members) > 1 and f"val_{key}" in metrics:
+            axes.axhline(metrics[f"val_{key}"], color="black", linestyle="-.", label=f"ensemble of {len(members)} (validation)")
         if f"val_{key}" in baseline:
             axes.axhline(baseline[f"val_{key}"], color="gray", linestyle="--", label="TF-IDF baseline (validation)")
-        if metrics.get("best_epoch"):
-            axes.axvline(metrics["best_epoch"], color="green", linestyle=":", label=f"kept epoch {metrics['best_epoch']}")
         axes.set_title(title)
         axes.set_xlabel("epoch")
         axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
         axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="x-small")
     if metrics.get("validation_is_train"):
         figure.suptitle("validation rows are the training rows (too little data to hold any out)", color="darkred")
     return _save(figure, Path(path))

@@ -57,7 +57,7 @@ def load_run(path: str | Path) -> Run:
     """Load a run directory with safe deserialization only (safetensors, JSON)."""
     from safetensors.torch import load_file
 
-    from .model import ModelConfig, TextClassifier
+    from .model import ModelConfig, build_model
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -69,7 +69,7 @@ def load_run(path: str | Path) -> Run:
         tokenizer = Tokenizer.from_dict(json.loads((path / "tokenizer.json").read_text(encoding="utf-8")))
         labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        model = TextClassifier(ModelConfig(**config["model"]))
+        model = build_model(ModelConfig(**config["model"]))
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise RnnonnxError(f"{path}: cannot load run ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None

@@ -15,25 +15,25 @@ from rnnonnx.export import export_run, parity, session_for, synthetic_batches, t
 from rnnonnx.model import ExportWrapper
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from tests.test_model import MATRIX, padded_batch, tiny_model
+from tests.test_model import ENSEMBLES, MATRIX, padded_batch, tiny_model
 
 RECURRENT_OPS = {"RNN", "LSTM", "GRU"}
 
 
-def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last") -> Run:
-    model = tiny_model(arch, bidirectional, layers, pooling)
+def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last", members: int = 1) -> Run:
+    model = tiny_model(arch, bidirectional, layers, pooling, members=members)
     tokenizer = Tokenizer(TokenizerSpec(max_len=12), ["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
     config = {"model": model.config.to_dict(), "training": {}, "data": {}}
     return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], {})
 
 
-@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling"), MATRIX)
-def test_parity_matrix(arch, bidirectional, layers, pooling):
-    run = tiny_run(arch, bidirectional, layers, pooling)
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling", "members"), [m + (1,) for m in MATRIX] + ENSEMBLES)
+def test_parity_matrix(arch, bidirectional, layers, pooling, members):
+    run = tiny_run(arch, bidirectional, layers, pooling, members)
     model_bytes = to_onnx(run)
     graph = onnx.load_from_string(model_bytes).graph
     recurrent = [n for n in graph.node if n.op_type in RECURRENT_OPS]
-    assert len(recurrent) == layers and all(n.op_type == arch.upper() for n in recurrent)
+    assert len(recurrent) == layers * members and all(n.op_type == arch.upper() for n in recurrent)
     assert all(len(n.input) > 4 and n.input[4] for n in recurrent), "sequence_lens must be wired in"
     dims = graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "sequence"]

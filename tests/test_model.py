@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from rnnonnx.config import POOLINGS
-from rnnonnx.model import ExportWrapper, ModelConfig, TextClassifier
+from rnnonnx.model import Ensemble, ExportWrapper, ModelConfig, TextClassifier, build_model
 
 MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2], POOLINGS))
 ARCHS_ONLY = sorted({m[:3] for m in MATRIX})
 
 
-def tiny_model(arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0) -> TextClassifier:
+def tiny_model(arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0, members: int = 1) -> TextClassifier | Ensemble:
     torch.manual_seed(seed)
     config = ModelConfig(vocab_size=40, num_classes=3, arch=arch, embed_dim=8, hidden=6, layers=layers, bidirectional=bidirectional,
-                         pooling=pooling)
-    return TextClassifier(config).eval()
+                         pooling=pooling, members=members)
+    return build_model(config).eval()
 
 
 def padded_batch(rng: np.random.Generator, batch: int, width: int) -> tuple[np.ndarray, list[int]]:
@@ -74,7 +74,30 @@ def test_max_pooling_is_the_maximum_over_the_texts_own_steps(arch, bidirectional
         assert torch.allclose(model(ids), model.head(outputs.amax(dim=1)), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}, {"pooling": "mean"}])
+ENSEMBLES = [("lstm", False, 1, "last", 3), ("gru", True, 2, "max", 2)]
+
+
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling", "members"), ENSEMBLES)
+def test_ensemble_probabilities_are_the_members_mean(arch, bidirectional, layers, pooling, members):
+    ensemble = tiny_model(arch, bidirectional, layers, pooling, members=members)
+    assert isinstance(ensemble, Ensemble) and len(ensemble.members) == members
+    ids, lengths = padded_batch(np.random.default_rng(2), 7, 12)
+    ids = torch.from_numpy(ids)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(m(ids), dim=-1) for m in ensemble.members]).mean(dim=0)
+        logits, probabilities = ExportWrapper(ensemble)(ids)
+        alone = torch.cat([ExportWrapper(ensemble)(ids[i : i + 1, : max(1, n)])[1] for i, n in enumerate(lengths)])
+    assert torch.allclose(probabilities, expected, atol=1e-6) and torch.allclose(alone, probabilities, atol=1e-6)
+    assert torch.isfinite(logits).all()
+    first, second = (torch.cat([p.flatten() for p in m.parameters()]) for m in ensemble.members[:2])
+    assert not torch.equal(first, second), "members must start from different weights"
+
+
+def test_one_member_is_a_plain_classifier():
+    assert type(tiny_model("lstm", False, 1)) is TextClassifier
+
+
+@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}, {"pooling": "mean"}, {"members": 0}])
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         ModelConfig(vocab_size=10, num_classes=2, **kwargs)

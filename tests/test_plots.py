@@ -55,6 +55,9 @@ def test_curves_with_a_baseline_and_many_labels(tmp_path):
     metrics = {"epochs": history, "best_epoch": 25, "validation_is_train": True,
                "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.2, "val_accuracy": 0.7}}
     assert_real_png(plot_curves(metrics, tmp_path / "curves.png"))
+    ensemble = {"epochs": history, "best_epoch": 25, "val_loss": 0.3, "val_accuracy": 0.8,
+                "members": [{"epochs": history, "best_epoch": 25}, {"epochs": history[:12], "best_epoch": 9}]}
+    assert_real_png(plot_curves(ensemble, tmp_path / "ensemble.png"))
     labels = [f"label-{i}" for i in range(12)]
     rng = np.random.default_rng(0)
     result = evaluate_predictions("m", "d", labels, [labels[i] for i in rng.integers(0, 12, 200)], rng.random((200, 12)))

@@ -93,3 +93,55 @@ def test_training_on_cuda(tmp_path):
     train(TrainConfig(epochs=1, device="cuda", **FAST), tmp_path / "r", small_sample(200), progress=False)
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["training"]["device"].startswith("cuda")
+
+
+def _member_data(n: int = 120) -> tuple:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(2, 30, (n, 10), generator=generator)
+    ids[::3, 6:] = 0
+    return (ids, torch.randint(0, 2, (n,), generator=generator)), (ids[:30], torch.randint(0, 2, (30,), generator=generator))
+
+
+def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypatch):
+    from rnnonnx import training
+    from rnnonnx.model import ModelConfig
+
+    train_data, val_data = _member_data()
+    model_config = ModelConfig(vocab_size=30, num_classes=2, embed_dim=8, hidden=8, members=2)
+    config = TrainConfig(epochs=2, batch_size=16, patience=5, **{k: v for k, v in FAST.items() if k != "max_len"})
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)  # two workers, one thread each, even on one core
+    fits = training._fit_members(model_config, config, train_data, val_data, torch.device("cpu"), False)
+    threads = torch.get_num_threads()
+    try:
+        here = [training.fit_member(model_config, config, k, train_data, val_data, torch.device("cpu"), False, threads=1) for k in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert [f.seed for f in fits] == [0, 1000] and [f.best_epoch for f in fits] == [h.best_epoch for h in here]
+    for fit, ref in zip(fits, here):
+        assert fit.history == ref.history and all(torch.equal(fit.state[k], ref.state[k]) for k in ref.state)
+    assert not torch.equal(fits[0].state["embedding.weight"], fits[1].state["embedding.weight"])
+
+
+def test_a_failed_member_worker_is_a_clear_error(monkeypatch):
+    from rnnonnx import training
+    from rnnonnx.model import ModelConfig
+
+    train_data, val_data = _member_data()
+    monkeypatch.setattr(training, "usable_cores", lambda: 2)
+    monkeypatch.setattr(training.sys, "executable", "false")
+    with pytest.raises(RnnonnxError, match="training member 1 of 2 failed"):
+        training._fit_members(ModelConfig(vocab_size=30, num_classes=2, embed_dim=8, hidden=8, members=2), TrainConfig(epochs=1),
+                              train_data, val_data, torch.device("cpu"), False)
+
+
+def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
+    metrics = train(TrainConfig(epochs=2, members=2, device="cpu", **FAST), tmp_path / "run", small_sample(300), progress=False)
+    run = load_run(tmp_path / "run")
+    assert [m["seed"] for m in metrics["members"]] == [0, 1000] and metrics["epochs"] == metrics["members"][0]["epochs"]
+    texts, labels = run.held_out("validation")
+    ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
+    gold = torch.tensor([run.labels.index(label) for label in labels])
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(ids), dim=-1) for m in run.model.members]).mean(dim=0)
+    assert abs(float((mean.argmax(1) == gold).float().mean()) - metrics["val_accuracy"]) < 1e-9
+    assert "members.1.embedding.weight" in load_file(str(tmp_path / "run" / "model.safetensors"))
