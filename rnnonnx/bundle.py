@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import BundleError
-from .files import atomic_directory
 from .text import Tokenizer
 
 BUNDLE_FORMAT = "rnnonnx-bundle"
@@ -24,6 +23,12 @@ MODEL = "model.onnx"
 TEXT_MODEL = "model.text.onnx"
 INT8_MODEL = "model.int8.onnx"
 TEXT_INT8_MODEL = "model.text.int8.onnx"
+PRECISIONS = ("fp32", "int8")
+# The graphs' input and output names: token ids or raw texts in, probabilities and the top label out.
+IDS_INPUT = "input_ids"
+TEXT_INPUT = "text"
+PROBABILITIES = "probabilities"
+LABEL = "label"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -45,6 +50,8 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokeniz
 
     ``files`` maps file names (e.g. ``model.onnx``) to their bytes; tokenizer and labels are added here.
     """
+    from .files import atomic_directory
+
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         for name, payload in files.items():

@@ -11,11 +11,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
+from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEXT_INPUT, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
 from .errors import BundleError, RnnonnxError
-from .quantize import PRECISIONS
 from .text import Tokenizer, pad_ids
-from .textgraph import IDS_INPUT, PROBABILITIES, TEXT_INPUT
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"

@@ -25,10 +25,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .bundle import INT8_MODEL, TEXT_INT8_MODEL
+from .bundle import INT8_MODEL, PRECISIONS, TEXT_INT8_MODEL
 from .text import Tokenizer
 
-PRECISIONS = ("fp32", "int8")
 QUANTIZE_CHOICES = ("int8",)
 # How many points of validation accuracy int8 may lose before export warns loudly.
 MAX_ACCURACY_DROP = 1.0

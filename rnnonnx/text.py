@@ -57,15 +57,25 @@ def _char_class(ranges: list[tuple[int, int]]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-WORD_CLASS = _char_class(_word_ranges())
-PORTABLE_PATTERNS = {"word": WORD_CLASS + "{2,}", "char": WORD_CLASS}
+@lru_cache(maxsize=None)
+def portable_pattern(analyzer: str) -> str:
+    """The token regex of the rule, spelled with literal code points (for ONNX Runtime's RE2 and
+    JavaScript). Built on first use: a one-sentence prediction on the text-in graph never needs it."""
+    word_class = _char_class(_word_ranges())
+    return word_class + "{2,}" if analyzer == "word" else word_class
+
+
 # When this Python's own Unicode tables are the rule's, its built-ins give the same answers
 # (tests/test_textgraph.py checks every code point) three times faster than the spelled-out class.
 NATIVE_UNICODE = unicodedata.unidata_version == UNICODE_VERSION
-if NATIVE_UNICODE:
-    _PY_PATTERNS = {"word": re.compile(r"\w{2,}"), "char": re.compile(r"\w")}
-else:
-    _PY_PATTERNS = {name: re.compile(pattern) for name, pattern in PORTABLE_PATTERNS.items()}
+
+
+@lru_cache(maxsize=None)
+def _python_pattern(analyzer: str) -> re.Pattern[str]:
+    if NATIVE_UNICODE:
+        return re.compile(r"\w{2,}" if analyzer == "word" else r"\w")
+    return re.compile(portable_pattern(analyzer))
+
 
 # Code points whose full lowercase mapping (Python's) is not their simple one.
 _SIMPLE_LOWER_EXCEPTIONS = {"\u0130": "i"}
@@ -91,7 +101,7 @@ def analyze(text: str, analyzer: str = "word", lowercase: bool = True) -> list[s
     """Split one text into tokens by the written rule above (no vocabulary, no truncation)."""
     if lowercase:
         text = simple_lower(text)
-    return _PY_PATTERNS[analyzer].findall(text)
+    return _python_pattern(analyzer).findall(text)
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ class Tokenizer:
             "format": TOKENIZER_FORMAT,
             "analyzer": self.spec.analyzer,
             "lowercase": "unicode-simple" if self.spec.lowercase else "none",
-            "token_pattern": PORTABLE_PATTERNS[self.spec.analyzer],
+            "token_pattern": portable_pattern(self.spec.analyzer),
             "max_len": self.spec.max_len,
             "pad_id": PAD_ID,
             "unk_id": UNK_ID,

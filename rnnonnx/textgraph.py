@@ -20,12 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .bundle import TEXT_MODEL
-from .text import PAD_ID, PAD_TOKEN, PORTABLE_PATTERNS, UNK_ID, Tokenizer, TokenizerSpec
-TEXT_INPUT = "text"
-IDS_INPUT = "input_ids"
-PROBABILITIES = "probabilities"
-LABEL = "label"
+from .bundle import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL
+from .text import PAD_ID, PAD_TOKEN, UNK_ID, Tokenizer, TokenizerSpec, portable_pattern
 # StringNormalizer lowercases through a C++ locale: C.UTF-8 is built into glibc since 2.35 (and
 # Debian-based images carried it before), unlike the kernel's default en_US.UTF-8, often missing.
 LOCALE = "C.UTF-8"
@@ -61,7 +57,7 @@ def tokenize_nodes(spec: TokenizerSpec) -> list[Any]:
         source = _name("lowered")
     nodes.append(helper.make_node(
         "Tokenizer", [source], [TOKENS], name=_name("tokenize"), domain="com.microsoft",
-        mark=0, mincharnum=1, pad_value=PAD_TOKEN, tokenexp=PORTABLE_PATTERNS[spec.analyzer],
+        mark=0, mincharnum=1, pad_value=PAD_TOKEN, tokenexp=portable_pattern(spec.analyzer),
     ))
     return nodes
 

@@ -21,7 +21,7 @@ from rnnonnx.bundle import MODEL, Bundle, write_bundle
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.predictor import DEFAULT_GRAPH, Predictor
-from rnnonnx.text import PAD_TOKEN, PORTABLE_PATTERNS, Tokenizer, TokenizerSpec, analyze, lower_table, simple_lower
+from rnnonnx.text import PAD_TOKEN, Tokenizer, TokenizerSpec, analyze, lower_table, portable_pattern, simple_lower
 from rnnonnx.textgraph import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL, TOKENS, edge_texts, front_model, text_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_committed_tables_are_this_pythons_word_class_and_simple_lowercase():
     word = re.compile(r"\w")
     table = lower_table()
     chars = [chr(cp) for cp in CODE_POINTS]
-    portable = re.compile(PORTABLE_PATTERNS["char"])
+    portable = re.compile(portable_pattern("char"))
     assert [c for c in chars if bool(word.match(c)) != bool(portable.match(c))] == []
     assert [c for c in chars if simple_lower(c) != chr(table.get(ord(c), ord(c)))] == []
 
@@ -116,7 +116,7 @@ def test_table_driven_path_for_other_pythons_gives_the_same_tokens():
     table = lower_table()
     sample = corpus()[::5]
     for analyzer in ("word", "char"):
-        pattern = re.compile(PORTABLE_PATTERNS[analyzer])
+        pattern = re.compile(portable_pattern(analyzer))
         assert [t for t in sample if pattern.findall(t.translate(table)) != analyze(t, analyzer)] == []
 
 
