@@ -2,12 +2,17 @@
 
 For each set: ``rnnonnx.training.train`` with ``TrainConfig()`` defaults (only ``--analyzer char``
 for Japanese, and any ``--set`` overrides), then test accuracy and macro-F1 from the saved run, and a
-TF-IDF + logistic regression reference fitted on the same training rows. No choice is made here:
-the recipe was chosen on the built-in data (benchmarks/recipe.py), so test figures are fair.
+TF-IDF + logistic regression reference fitted on the same training rows. The recipe was chosen on
+the built-in data (benchmarks/recipe.py); settings tried on these sets (``--set``) are compared with
+``--validation-only``, which neither computes nor prints test figures, so the test split of each set
+is scored only for the settings finally reported.
 
     python benchmarks/make_datasets.py --out /tmp/rnnonnx-data
     python benchmarks/other_data.py --data /tmp/rnnonnx-data
-    python benchmarks/other_data.py --only kernel-docs --set max_len=512
+    python benchmarks/other_data.py --only kernel-docs --set max_len=256 --validation-only
+    python benchmarks/other_data.py --only kernel-docs --set max_len=256 --set pooling=max --validation-only
+
+``--set`` takes TrainConfig fields (e.g. ``pooling=max``, ``members=3``, ``max_len=256``).
 """
 
 from __future__ import annotations
@@ -64,8 +69,8 @@ def tfidf_reference(train: tuple[list[str], list[str]], test: tuple[list[str], l
     return accuracy, macro_f1(test[1], predicted)
 
 
-def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Train the defaults on one set; returns its figures."""
+def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], work: Path, with_test: bool = True) -> dict[str, Any]:
+    """Train the defaults (plus ``overrides``) on one set; returns its figures, test ones only ``with_test``."""
     from rnnonnx.data import read_file, split
     from rnnonnx.run import read_jsonl
     from rnnonnx.text import analyze
@@ -73,25 +78,28 @@ def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], wo
 
     data = read_file(path)
     config = TrainConfig(**{"analyzer": analyzer, "device": "cpu"} | overrides)
-    out = work / name
+    out = work / (name + "".join(f"-{k}={v}" for k, v in sorted(overrides.items())))
     wall, cpu = time.perf_counter(), time.process_time()
     metrics = train(config, out, data, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    test = read_jsonl(out / "test.jsonl")
-    parts = split(data.labels, config.validation, config.test, config.seed)  # the split train() used
-    train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
-    ref_acc, ref_f1 = tfidf_reference(train_rows, test, analyzer)
     lengths = [len(analyze(t, analyzer)) for t in data.texts]
-    return {
+    record = {
         "set": name, "rows": len(data.texts), "classes": len(set(data.labels)),
         "median_tokens": statistics.median(lengths), "truncated_share": sum(n > config.max_len for n in lengths) / len(lengths),
-        "analyzer": analyzer, "overrides": overrides,
-        "val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
-        "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
-        "tfidf_lr_test_accuracy": ref_acc, "tfidf_lr_test_macro_f1": ref_f1,
+        "analyzer": analyzer, "overrides": overrides, "val_accuracy": metrics["val_accuracy"],
         "best_epoch": metrics["best_epoch"], "epochs_run": len(metrics["epochs"]),
         "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "config": asdict(config),
     }
+    if with_test:
+        test = read_jsonl(out / "test.jsonl")
+        parts = split(data.labels, config.validation, config.test, config.seed)  # the split train() used
+        train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
+        ref_acc, ref_f1 = tfidf_reference(train_rows, test, analyzer)
+        record |= {
+            "test_accuracy": metrics["test_accuracy"], "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
+            "tfidf_lr_test_accuracy": ref_acc, "tfidf_lr_test_macro_f1": ref_f1,
+        }
+    return record
 
 
 def main() -> None:
@@ -102,6 +110,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated set names")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a TrainConfig field")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--validation-only", action="store_true",
+                        help="print and record validation figures only (for choosing settings on these sets)")
     args = parser.parse_args()
     import torch
 
@@ -117,7 +127,13 @@ def main() -> None:
         if not path.exists():
             print(f"{name}: {path} missing (run make_datasets.py)", file=sys.stderr)
             continue
-        record = evaluate(name, path, SETS[name], overrides, args.work)
+        record = evaluate(name, path, SETS[name], overrides, args.work, with_test=not args.validation_only)
+        if args.validation_only:
+            with (args.work / "validation.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            print(f"{name}: val {100 * record['val_accuracy']:.1f} (epoch {record['best_epoch']}/{record['epochs_run']}), "
+                  f"{record['cpu_s']:.0f} CPU s, {100 * record['truncated_share']:.0f}% over max_len {overrides or ''}", flush=True)
+            continue
         with (args.work / "results.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         print(f"{name}: {record['rows']} rows, {record['classes']} classes, median {record['median_tokens']:.0f} tokens "

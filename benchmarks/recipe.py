@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 BASE: dict[str, Any] = {
     "arch": "lstm", "bidirectional": False, "layers": 1, "embed_dim": 128, "hidden": 128, "dropout": 0.3,
     "analyzer": "word", "max_len": 64, "min_df": 1, "max_vocab": 20000, "epochs": 10, "batch_size": 32,
-    "lr": 2e-3, "patience": 3, "monitor": "val_loss", "seed": 0, "device": "cpu", "pooling": "last",
+    "lr": 2e-3, "patience": 3, "monitor": "val_loss", "seed": 0, "device": "cpu", "pooling": "last", "members": 1,
 }
 
 # name -> changes from BASE (or from another named experiment via "from").
@@ -77,6 +77,21 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
     "R+epochs=15+arch=rnn": {"from": "R+epochs=15", "arch": "rnn"},
     "R+epochs=15+lr=3e-3+min_df=3": {"from": "R+epochs=15+lr=3e-3", "min_df": 3},
     "R+epochs=15+lr=3e-3+gru": {"from": "R+epochs=15+lr=3e-3", "arch": "gru"},
+    # round 4: max-pooling was far better on long documents (other_data.py, validation only)
+    "R+epochs=15+pool=max": {"from": "R+epochs=15", "pooling": "max"},
+    "R+epochs=15+pool=max+arch=rnn": {"from": "R+epochs=15+pool=max", "arch": "rnn"},
+    # round 5: regularisation and pooling that keep embedding -> RNN -> linear head, and a wide n-gram branch
+    "R+word_dropout=0.1": {"from": "R+epochs=15", "word_dropout": 0.1},
+    "R+word_dropout=0.25": {"from": "R+epochs=15", "word_dropout": 0.25},
+    "R+pool=concat": {"from": "R+epochs=15", "pooling": "concat"},
+    "R+wide": {"from": "R+epochs=15", "wide_buckets": 1 << 18},
+    "R+wide+word_dropout=0.25": {"from": "R+wide", "word_dropout": 0.25},
+    # round 6, after training batches became length-bucketed in the package (half the time per
+    # epoch): R again as the reference, then ensembles of members from different seeds
+    "R(bucketed)": {"from": "R+epochs=15"},
+    "R+members=3": {"from": "R+epochs=15", "members": 3},
+    "R+members=3+pool=concat": {"from": "R+members=3", "pooling": "concat"},
+    "R+members=3+pool=max": {"from": "R+members=3", "pooling": "max"},
 }
 
 
@@ -106,25 +121,53 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
     from rnnonnx.text import PAD_ID
 
     pooling = extra.get("pooling", "last")
+    word_dropout = float(extra.get("word_dropout", 0.0))
+    wide = int(extra.get("wide_buckets", 0))
     weight_decay = float(extra.get("weight_decay", 0.0))
     schedule = extra.get("schedule", "none")
     smoothing = float(extra.get("label_smoothing", 0.0))
     originals = (training.TextClassifier, torch.optim.Adam, training.nn.CrossEntropyLoss)
 
     class Pooled(TextClassifier):
-        """Max or mean over the valid time steps instead of the final step."""
+        """Other pooling (max, mean, concat of last/max/mean), word dropout, and a wide n-gram branch."""
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            width = self.head.in_features
+            if pooling == "concat":
+                self.head = torch.nn.Linear(3 * width, config.num_classes)
+            if wide:
+                self.uni = torch.nn.Embedding(config.vocab_size, config.num_classes, padding_idx=PAD_ID)
+                self.bi = torch.nn.Embedding(wide, config.num_classes)
+                torch.nn.init.zeros_(self.uni.weight)
+                torch.nn.init.zeros_(self.bi.weight)
 
         def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
             lengths = (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
+            if self.training and word_dropout:
+                drop = (torch.rand(input_ids.shape, device=input_ids.device) < word_dropout) & (input_ids != PAD_ID)
+                input_ids = input_ids.masked_fill(drop, 1)
             embedded = self.dropout(self.embedding(input_ids))
             packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
             outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
             valid = torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None]
-            if pooling == "max":
-                features = outputs.masked_fill(~valid[..., None], float("-inf")).amax(dim=1)
-            else:
-                features = outputs.sum(dim=1) / lengths[:, None].to(outputs.dtype)
-            return self.head(self.dropout(features))
+            index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+            last = outputs.gather(1, index).squeeze(1)
+            if self.config.bidirectional:
+                last = torch.cat([last[:, :self.config.hidden], outputs[:, 0, self.config.hidden:]], dim=-1)
+            top = outputs.masked_fill(~valid[..., None], float("-inf")).amax(dim=1)
+            mean = outputs.sum(dim=1) / lengths[:, None].to(outputs.dtype)
+            features = {"last": last, "max": top, "mean": mean, "concat": torch.cat([last, top, mean], dim=-1)}[pooling]
+            logits = self.head(self.dropout(features))
+            if wide:
+                ids = input_ids[:, :outputs.shape[1]]
+                mask = (ids != PAD_ID).to(logits.dtype)
+                uni = (self.uni(ids) * mask[..., None]).sum(1)
+                pair = (ids[:, :-1] * 1000003 + ids[:, 1:]) % wide
+                pmask = mask[:, 1:] * mask[:, :-1]
+                bi = (self.bi(pair) * pmask[..., None]).sum(1)
+                logits = logits + (uni + bi) / lengths[:, None].to(logits.dtype).sqrt()
+            return logits
 
     class Scheduled(originals[1]):  # type: ignore[misc, valid-type]
         """Adam with L2 weight decay and a per-step learning-rate schedule over the planned steps."""
@@ -150,7 +193,7 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
             super().__init__(reduction=reduction, label_smoothing=smoothing if reduction == "mean" else 0.0)
 
     try:
-        if pooling != "last":
+        if pooling != "last" or word_dropout or wide:
             training.TextClassifier = Pooled
         if weight_decay or schedule != "none":
             torch.optim.Adam = Scheduled
@@ -185,6 +228,8 @@ def run_one(name: str, seed: int, work: Path, final: bool = False) -> dict[str, 
     known = _train_fields()
     given = {k: v for k, v in options.items() if k in known}
     extra = {k: v for k, v in options.items() if k not in known}
+    if extra and options.get("members", 1) > 1:
+        raise SystemExit(f"{name}: {sorted(extra)} are patched into this process only, not into ensemble member workers")
     if final:
         data = read_builtin()
         config = TrainConfig(**given)

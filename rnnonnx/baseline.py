@@ -67,7 +67,8 @@ def baseline_metrics(train: tuple[list[str], list[str]], validation: tuple[list[
 def comparison(metrics: dict[str, Any], rnn_name: str) -> str:
     """The RNN and the baseline side by side, and which one wins on held-out accuracy."""
     base = metrics["baseline"]
-    rnn_label = f"{rnn_name} (epoch {metrics['best_epoch']})"
+    members = metrics.get("members")
+    rnn_label = f"{rnn_name} (ensemble of {len(members)})" if members else f"{rnn_name} (epoch {metrics['best_epoch']})"
     width = max(len(rnn_label), len(base["model"]))
     columns = [c for c in ("val_loss", "val_accuracy", "test_loss", "test_accuracy") if c in metrics and c in base]
     lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>13}" for c in columns)]

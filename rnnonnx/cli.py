@@ -102,12 +102,13 @@ def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out:
     texts = read_file(data, fmt, text_col, label_col) if data else None
     metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)
     if "members" in metrics:
-        kept = " ".join(f"{m['best_epoch']} ({m['val_accuracy']:.4f})" for m in metrics["members"])
-        summary = f"members' best epochs (val_accuracy): {kept}\nensemble of {len(metrics['members'])}: val_accuracy {metrics['val_accuracy']:.4f}"
+        summary = f"ensemble of {len(metrics['members'])}: val_accuracy {metrics['val_accuracy']:.4f}"
     else:
         summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
     if "test_accuracy" in metrics:
         summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
+    if "members" in metrics:
+        summary += " (members: " + ", ".join(f"epoch {m['best_epoch']} val_accuracy {m['val_accuracy']:.4f}" for m in metrics["members"]) + ")"
     if "baseline" in metrics:
         from .baseline import comparison
 

@@ -73,22 +73,26 @@ class TextClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
-        self.head = nn.Linear(config.hidden * directions, config.num_classes)
+        poolings = 2 if config.pooling == "concat" else 1
+        self.head = nn.Linear(config.hidden * directions * poolings, config.num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         lengths = (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
         embedded = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
-        if self.config.pooling == "max":
+        pooled = []
+        if self.config.pooling in ("last", "concat"):
+            index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+            last = outputs.gather(1, index).squeeze(1)
+            if self.config.bidirectional:
+                hidden = self.config.hidden
+                last = torch.cat([last[:, :hidden], outputs[:, 0, hidden:]], dim=-1)
+            pooled.append(last)
+        if self.config.pooling in ("max", "concat"):
             valid = torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
-            features = outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
-            return self.head(self.dropout(features))
-        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
-        features = outputs.gather(1, index).squeeze(1)
-        if self.config.bidirectional:
-            hidden = self.config.hidden
-            features = torch.cat([features[:, :hidden], outputs[:, 0, hidden:]], dim=-1)
+            pooled.append(outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1))
+        features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
         return self.head(self.dropout(features))
 
 

@@ -74,6 +74,16 @@ def test_max_pooling_is_the_maximum_over_the_texts_own_steps(arch, bidirectional
         assert torch.allclose(model(ids), model.head(outputs.amax(dim=1)), atol=1e-6)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_concat_pooling_is_the_final_states_and_the_maximum_side_by_side(bidirectional):
+    model = tiny_model("gru", bidirectional, 1, "concat")
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0, 0]])
+    with torch.no_grad():
+        outputs, h_n = model.rnn(model.embedding(ids[:, :5]))
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if bidirectional else h_n[-1]
+        assert torch.allclose(model(ids), model.head(torch.cat([last, outputs.amax(dim=1)], dim=-1)), atol=1e-6)
+
+
 ENSEMBLES = [("lstm", False, 1, "last", 3), ("gru", True, 2, "max", 2)]
 
 

@@ -15,7 +15,7 @@ from rnnonnx.text import TokenizerSpec
 from rnnonnx.training import TrainConfig, build_vocab, evaluate_loss, resolve_device, train
 from tests.conftest import small_sample
 
-FAST = dict(embed_dim=8, hidden=8, max_len=20)
+FAST = dict(embed_dim=8, hidden=8, max_len=20, members=1)
 
 
 def test_vocabulary_is_built_by_scikit_learn_with_our_analyzer():
@@ -37,7 +37,7 @@ def test_run_directory_contents(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1]
     assert set(metrics["epochs"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
-    assert "embedding.weight" in load_file(str(tiny_run / "model.safetensors"))
+    assert "members.2.embedding.weight" in load_file(str(tiny_run / "model.safetensors"))  # the default ensemble of 3
 
 
 def test_same_seed_same_model(tmp_path):
@@ -135,7 +135,7 @@ def test_a_failed_member_worker_is_a_clear_error(monkeypatch):
 
 
 def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
-    metrics = train(TrainConfig(epochs=2, members=2, device="cpu", **FAST), tmp_path / "run", small_sample(300), progress=False)
+    metrics = train(TrainConfig(epochs=2, device="cpu", **FAST | {"members": 2}), tmp_path / "run", small_sample(300), progress=False)
     run = load_run(tmp_path / "run")
     assert [m["seed"] for m in metrics["members"]] == [0, 1000] and metrics["epochs"] == metrics["members"][0]["epochs"]
     texts, labels = run.held_out("validation")
