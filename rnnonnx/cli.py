@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .config import MONITORS, POOLINGS, TrainConfig
+from .config import MONITORS, POOLING_CHOICES, TrainConfig
 from .errors import RnnonnxError
 
 DEFAULTS = TrainConfig()
@@ -71,8 +71,9 @@ def main() -> None:
 @click.option("--embed-dim", type=click.IntRange(1), default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
 @click.option("--hidden", type=click.IntRange(1), default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
-@click.option("--pooling", type=click.Choice(POOLINGS), default=DEFAULTS.pooling, show_default=True,
-              help="How the recurrent outputs become the head's input: max over the text's steps, or the final step of each direction.")
+@click.option("--pooling", type=click.Choice(POOLING_CHOICES), default=DEFAULTS.pooling, show_default=True,
+              help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
+                   "auto: max when the median training text is longer than half of --max-len, else last.")
 @click.option("--members", type=click.IntRange(1, 16), default=DEFAULTS.members, show_default=True,
               help="Classifiers trained from different seeds whose probabilities are averaged (one ONNX graph); on CPU they train side by side, one per core.")
 @click.option("--analyzer", type=click.Choice(["word", "char"]), default=DEFAULTS.analyzer, show_default=True,

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 # accuracy keeps improving for several more (benchmarks/recipe.md).
 MONITORS = ("val_accuracy", "val_loss")
 
-# How the recurrent outputs become one feature vector: "max" over the text's steps, or "last"
-# (each direction's final step). Max-pooling matches "last" on the built-in sentences and is far
-# better on long texts, where the final step forgets the start (benchmarks/recipe.md).
+# How the recurrent outputs become one feature vector: "last" (each direction's final step), "max"
+# (element-wise maximum over the text's own steps) or "concat" (both side by side). "auto", the
+# default, picks "max" when the median training text is longer than half of max_len, else "last":
+# the final step summarises a sentence best (built-in sentences, median 18 tokens), and forgets the
+# start of a long text, where the maximum wins by 2 to 17 validation points (benchmarks/recipe.md).
 POOLINGS = ("last", "max", "concat")
+POOLING_CHOICES = ("auto", *POOLINGS)
 
 
 @dataclass
@@ -26,7 +29,7 @@ class TrainConfig:
     embed_dim: int = 64
     hidden: int = 64
     dropout: float = 0.3
-    pooling: str = "last"
+    pooling: str = "auto"
     # Three members from different seeds, probabilities averaged: +1.3 to +2.7 validation points over
     # one classifier on the built-in sentences, for 3x the weights (benchmarks/recipe.md).
     members: int = 3

@@ -217,17 +217,41 @@ def _read_member(work: Path, member: int) -> MemberFit:
     return MemberFit(record["seed"], load_file(str(work / f"member{member}.safetensors")), record["history"], record["best_epoch"])
 
 
+def _exit_with_parent() -> None:
+    """Stop this worker as soon as its parent is gone (killed before it could stop its workers)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _member_worker(work: Path, member: int) -> None:
     """A worker process: fit one member from the files ``_fit_members`` wrote, write it back."""
     from safetensors.torch import load_file, save_file
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _exit_with_parent()
     job = json.loads((work / "job.json").read_text(encoding="utf-8"))
     data = load_file(str(work / "data.safetensors"))
     fit = fit_member(ModelConfig(**job["model"]), TrainConfig(**job["training"]), member, (data["train_ids"], data["train_y"]),
                      (data["val_ids"], data["val_y"]), torch.device("cpu"), job["progress"], live=False, threads=job["threads"])
     save_file({k: v.contiguous() for k, v in fit.state.items()}, str(work / f"member{member}.safetensors"))
     (work / f"member{member}.json").write_text(json.dumps({"seed": fit.seed, "history": fit.history, "best_epoch": fit.best_epoch}), encoding="utf-8")
+
+
+def resolve_pooling(pooling: str, texts: list[str], spec: TokenizerSpec) -> str:
+    """``auto``: ``max`` when the median text (before truncation) is longer than half of
+    ``max_len``, else ``last``; any other choice stands."""
+    if pooling != "auto":
+        return pooling
+    lengths = sorted(len(spec.tokens(t)) for t in texts)
+    return "max" if lengths[len(lengths) // 2] > spec.max_len / 2 else "last"
 
 
 def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None = None, progress: bool = True) -> dict[str, Any]:
@@ -259,10 +283,13 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     train_ids, train_y = tensors(train_texts, train_labels)
     val_ids, val_y = tensors(val_texts, val_labels)
 
+    pooling = resolve_pooling(config.pooling, train_texts, spec)
+    if progress and pooling != config.pooling:
+        print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = ModelConfig(
         vocab_size=len(tokenizer.vocab), num_classes=len(labels), arch=config.arch, embed_dim=config.embed_dim,
         hidden=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-        pooling=config.pooling, members=config.members,
+        pooling=pooling, members=config.members,
     )
     if config.monitor not in MONITORS:
         raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")

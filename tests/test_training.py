@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -145,3 +149,44 @@ def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_pat
         mean = torch.stack([torch.softmax(m(ids), dim=-1) for m in run.model.members]).mean(dim=0)
     assert abs(float((mean.argmax(1) == gold).float().mean()) - metrics["val_accuracy"]) < 1e-9
     assert "members.1.embedding.weight" in load_file(str(tmp_path / "run" / "model.safetensors"))
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
+def test_member_worker_stops_when_its_parent_is_killed():
+    child = "import time; from rnnonnx.training import _exit_with_parent; _exit_with_parent(); print('ready', flush=True); time.sleep(120)"
+    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
+              "p.stdout.readline(); print(p.pid, flush=True)")
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
+    pid = int(done.stdout.strip())
+    deadline = time.time() + 10
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, 9)
+        pytest.fail("the worker outlived its parent")
+
+
+def test_auto_pooling_reads_the_median_text_length():
+    from rnnonnx.training import resolve_pooling
+
+    spec = TokenizerSpec(max_len=8)
+    short, long = "good film", " ".join(["word"] * 5)  # 2 and 5 tokens; half of max_len is 4
+    assert resolve_pooling("auto", [short, short, long], spec) == "last"
+    assert resolve_pooling("auto", [short, long, long], spec) == "max"
+    assert resolve_pooling("concat", [short] * 3, spec) == "concat" and resolve_pooling("last", [long] * 3, spec) == "last"
+
+
+def test_run_records_the_pooling_auto_chose(tmp_path):
+    train(TrainConfig(epochs=1, **FAST | {"max_len": 4}), tmp_path / "r", small_sample(200), progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["training"]["pooling"] == "auto" and config["model"]["pooling"] == "max"
+    assert load_run(tmp_path / "r").model.config.pooling == "max"
