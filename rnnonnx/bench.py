@@ -139,21 +139,32 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     return wall, peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
-def rnnonnx_command() -> list[str]:
-    """``rnnonnx`` as a user types it: this interpreter's installed script when there is one."""
-    script = Path(sys.executable).with_name("rnnonnx")
+CORE_INSTALL = "rnnonnx predict (core install)"
+
+
+def rnnonnx_command(env: Path | None = None) -> list[str]:
+    """``rnnonnx`` as a user types it: the installed script of this interpreter (or of the
+    virtual environment ``env``) when there is one."""
+    script = (env / ("Scripts" if os.name == "nt" else "bin") / "rnnonnx") if env else Path(sys.executable).with_name("rnnonnx")
+    if env is not None and not (script.is_file() and os.access(script, os.X_OK)):
+        raise RnnonnxError(f"{env}: no rnnonnx script in this environment (python -m venv {env} && {env}/bin/pip install rnnonnx)")
     return [str(script)] if script.is_file() and os.access(script, os.X_OK) else [sys.executable, "-m", "rnnonnx.cli"]
 
 
-def predict_command(bundle: Path, text: str, graph: str = "auto") -> list[str]:
+def predict_command(bundle: Path, text: str, graph: str = "auto", env: Path | None = None) -> list[str]:
     """``rnnonnx predict`` on one sentence, on the CPU like the PyTorch side."""
-    return [*rnnonnx_command(), "predict", str(bundle), "--device", "cpu", *(["--graph", graph] if graph != "auto" else []), text]
+    return [*rnnonnx_command(env), "predict", str(bundle), "--device", "cpu", *(["--graph", graph] if graph != "auto" else []), text]
 
 
-def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto") -> dict[str, Any]:
+def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", core_env: Path | None = None) -> dict[str, Any]:
     """Median wall time and peak RSS of each one-sentence process, after one unmeasured run
-    that brings the files into the page cache."""
+    that brings the files into the page cache. ``core_env``: also cold-start the ``rnnonnx``
+    of that virtual environment, a plain ``pip install`` of the predictor as users deploy it
+    (a development environment adds its editable-install hooks and every extra's ``.pth``
+    files to each start)."""
     commands = {"rnnonnx predict": predict_command(bundle, COLD_TEXT, graph)}
+    if core_env is not None:
+        commands[CORE_INSTALL] = predict_command(bundle.resolve(), COLD_TEXT, graph, core_env)
     if run is not None:
         commands["torch predict"] = [sys.executable, "-m", "rnnonnx.bench_worker", "--cold-torch", str(run), COLD_TEXT]
     out: dict[str, Any] = {}
@@ -177,6 +188,8 @@ def _targets(engines: dict[str, Any], cold: dict[str, Any], skipped: dict[str, s
     out = []
     for key, description, subject, measure, op, goal in TARGETS:
         entry: dict[str, Any] = {"key": key, "description": description, "op": op, "goal": goal}
+        if subject == "rnnonnx predict" and CORE_INSTALL in cold:
+            subject, entry["description"] = CORE_INSTALL, description.replace(subject, CORE_INSTALL)
         source = cold.get(subject) if measure in ("wall_s", "peak_rss_mib") else engines.get(subject)
         value = source.get(measure) if source else None
         if value is None:
@@ -193,10 +206,11 @@ def _targets(engines: dict[str, Any], cold: dict[str, Any], skipped: dict[str, s
 
 def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | None = None, fmt: str | None = None,
               text_col: str = "text", threads: int | None = None, seconds: float = 3.0, cold_runs: int = 5,
-              graph: str = "auto", log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              graph: str = "auto", log: Callable[[str], None] | None = None, core_env: str | os.PathLike | None = None) -> dict[str, Any]:
     """Measure every engine the bundle (and run) allow; returns the report that ``--json`` prints.
 
     ``graph`` goes to the predictor (and to the cold ``rnnonnx predict``) as ``--graph`` would.
+    With ``core_env``, the cold-start targets are judged on that environment's ``rnnonnx``.
     """
     if seconds <= 0 or cold_runs < 1:
         raise RnnonnxError("seconds must be positive and cold_runs at least 1")
@@ -235,7 +249,7 @@ def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | Non
             result["latency_ratio"] = result["latency_ms"]["p50"] / base["latency_ms"]["p50"]
             result["throughput_ratio"] = result["throughput"]["256"]["texts_per_s"] / base["throughput"]["256"]["texts_per_s"]
     log(f"bench: cold starts ({cold_runs} run(s) each)")
-    cold = cold_start(bundle_path, run_dir, cold_runs, graph)
+    cold = cold_start(bundle_path, run_dir, cold_runs, graph, Path(core_env) if core_env else None)
     tokenizer = info.tokenizer
     lengths = [len(tokenizer.encode(t)) for t in texts]
     model = info.manifest.get("model", {})
@@ -262,7 +276,9 @@ def _describe_model(model: dict[str, Any]) -> str:
     if not model:
         return "model"
     bi = "bidirectional " if model.get("bidirectional") else ""
-    return f"{bi}{model.get('arch', '?')}, {model.get('layers', '?')} layer(s), hidden {model.get('hidden', '?')}, embed {model.get('embed_dim', '?')}"
+    members = f"ensemble of {model['members']}: " if model.get("members", 1) > 1 else ""
+    return (f"{members}{bi}{model.get('arch', '?')}, {model.get('layers', '?')} layer(s), hidden {model.get('hidden', '?')}, "
+            f"embed {model.get('embed_dim', '?')}, pooling {model.get('pooling', 'last')}")
 
 
 def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:

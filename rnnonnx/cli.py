@@ -281,11 +281,14 @@ def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, labe
 @click.option("--cold-runs", type=click.IntRange(1), default=5, show_default=True, help="Measured runs of each cold start (median reported).")
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
               help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.")
+@click.option("--core-env", type=click.Path(file_okay=False, exists=True), default=None,
+              help="A virtual environment with only the predictor installed (pip install rnnonnx): its 'rnnonnx predict' is "
+                   "cold-started too and judged against the targets.")
 @click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document.")
 @click.option("--markdown", is_flag=True, help="The report as Markdown tables (for benchmarks/ and the README).")
 @friendly
 def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: int | None,
-          seconds: float, cold_runs: int, graph: str, as_json: bool, markdown: bool) -> None:
+          seconds: float, cold_runs: int, graph: str, core_env: str | None, as_json: bool, markdown: bool) -> None:
     """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager, each in its own process.
 
     Reports one-text latency (p50, p95), throughput at batch 32 and 256, ratios against
@@ -297,7 +300,7 @@ def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, t
 
     if as_json and markdown:
         raise RnnonnxError("choose --json or --markdown, not both")
-    report = run_bench(bundle, run_dir, data, fmt, text_col, threads, seconds, cold_runs, graph)
+    report = run_bench(bundle, run_dir, data, fmt, text_col, threads, seconds, cold_runs, graph, core_env=core_env)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:

@@ -104,3 +104,20 @@ def test_run_measured_reads_each_child_on_its_own():
     assert big > 300 and small < 100 and big_wall > 0 and small_wall > 0
     with pytest.raises(RnnonnxError, match="failed: boom"):
         run_measured([sys.executable, "-c", "import sys; sys.exit('boom')"])
+
+
+def test_core_env_is_cold_started_and_judged(tiny_bundle, tmp_path):
+    env = tmp_path / "core"
+    (env / "bin").mkdir(parents=True)
+    script = env / "bin" / "rnnonnx"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m rnnonnx.cli \"$@\"\n")
+    script.chmod(0o755)
+    (tmp_path / "texts.txt").write_text("a fine film\n", encoding="utf-8")
+    report, _ = bench_in_fresh_process(["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--core-env", str(env), *SHORT, "--json"])
+    core = report["cold_start"]["rnnonnx predict (core install)"]
+    assert core["command"][0] == str(script) and core["wall_s"] > 0 and core["peak_rss_mib"] > 10
+    targets = {t["key"]: t for t in report["targets"]}
+    assert "core install" in targets["cold_wall"]["description"] and targets["cold_wall"]["value"] == core["wall_s"]
+    assert "core install" in targets["cold_rss"]["description"] and targets["cold_rss"]["value"] == core["peak_rss_mib"]
+    with pytest.raises(RnnonnxError, match="no rnnonnx script"):
+        run_bench(tiny_bundle, None, str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, log=lambda m: None, core_env=tmp_path)
