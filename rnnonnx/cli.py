@@ -307,6 +307,10 @@ def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, t
         click.echo(format_markdown(report) if markdown else format_text(report))
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def entry() -> None:
     """The ``rnnonnx`` console script: ``main``, then a quick exit for the predictor-side commands.
 
@@ -314,7 +318,12 @@ def entry() -> None:
     predict`` about 60 ms, a sixth of its run. When torch was never imported, nothing needs that
     teardown: outputs are written to temporary files and renamed before a command returns, so
     flushing stdout and stderr is all that is left. Commands that loaded torch exit normally.
+    A SIGTERM (a process manager stopping the command) unwinds like Ctrl-C, so temporary files
+    and training workers are cleaned up, and exits with status 143.
     """
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
         code: Any = 0

@@ -180,3 +180,29 @@ def test_entry_flushes_and_maps_exit_codes(monkeypatch, exit_with, code, stderr)
     monkeypatch.setitem(sys.modules, "torch", object())  # after torch, a normal interpreter exit
     with pytest.raises(SystemExit):
         cli.entry()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_stopping_training_leaves_no_run_workers_or_temporary_files(tmp_path, sig, status):
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    child = subprocess.Popen([sys.executable, "-m", "rnnonnx.cli", "train", "--out", str(tmp_path / "run"), "--members", "2", "--quiet"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not list((tmp_path / "tmp").glob("rnnonnx-members-*/data.safetensors")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the workers are training
+    workers = subprocess.run(["pgrep", "-f", str(tmp_path / "tmp")], capture_output=True, text=True).stdout.split()
+    assert workers, "the members should be training in worker processes"
+    child.send_signal(getattr(signal, sig))
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == status and "Traceback" not in err
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", str(tmp_path / "tmp")], capture_output=True, text=True).stdout == ""
+    assert not (tmp_path / "run").exists() and list((tmp_path / "tmp").iterdir()) == []
