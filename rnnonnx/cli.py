@@ -102,14 +102,13 @@ def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out:
 
     texts = read_file(data, fmt, text_col, label_col) if data else None
     metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)
-    if "members" in metrics:
-        summary = f"ensemble of {len(metrics['members'])}: val_accuracy {metrics['val_accuracy']:.4f}"
-    else:
-        summary = f"best epoch {metrics['best_epoch']}: val_accuracy {metrics['val_accuracy']:.4f}"
+    members = metrics.get("members", [])
+    summary = f"ensemble of {len(members)}" if members else f"best epoch {metrics['best_epoch']}"
+    summary += f": val_accuracy {metrics['val_accuracy']:.4f}"
     if "test_accuracy" in metrics:
         summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
-    if "members" in metrics:
-        summary += " (members: " + ", ".join(f"epoch {m['best_epoch']} val_accuracy {m['val_accuracy']:.4f}" for m in metrics["members"]) + ")"
+    if members:
+        summary += " (members: " + ", ".join(f"epoch {m['best_epoch']} val_accuracy {m['val_accuracy']:.4f}" for m in members) + ")"
     if "baseline" in metrics:
         from .baseline import comparison
 

@@ -24,13 +24,14 @@ import torch
 from torch import nn
 
 from . import __version__
+from .bench import usable_cores
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .config import MONITORS, TrainConfig
 from .errors import RnnonnxError
 from .files import atomic_directory
 from .model import Ensemble, ModelConfig, TextClassifier, build_model
 from .run import RUN_FORMAT, WEIGHTS, write_jsonl
-from .text import PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
+from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 
 
 def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_vocab: int | None = None) -> list[str]:
@@ -163,11 +164,6 @@ def fit_member(model_config: ModelConfig, config: TrainConfig, member: int, trai
     return MemberFit(seed, {k: v.detach().cpu() for k, v in best_state.items()}, history, best_epoch)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _fit_members(model_config: ModelConfig, config: TrainConfig, train_data: tuple[torch.Tensor, torch.Tensor],
                  val_data: tuple[torch.Tensor, torch.Tensor], device: torch.device, progress: bool) -> list[MemberFit]:
     """Every member: here, one after another (a single member, or a GPU), or on the CPU in
@@ -245,17 +241,20 @@ def _member_worker(work: Path, member: int) -> None:
     (work / f"member{member}.json").write_text(json.dumps({"seed": fit.seed, "history": fit.history, "best_epoch": fit.best_epoch}), encoding="utf-8")
 
 
-def resolve_pooling(pooling: str, texts: list[str], spec: TokenizerSpec) -> str:
-    """``auto``: ``max`` when the median text (before truncation) is longer than half of
-    ``max_len``, else ``last``; any other choice stands."""
+def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
+    """``auto``: ``max`` when the median training text is longer than half of ``max_len``, else
+    ``last``; any other choice stands. ``ids`` are the encoded texts: truncation at ``max_len``
+    does not move a median across ``max_len / 2``, and unknown tokens keep their place."""
     if pooling != "auto":
         return pooling
-    lengths = sorted(len(spec.tokens(t)) for t in texts)
-    return "max" if lengths[len(lengths) // 2] > spec.max_len / 2 else "last"
+    lengths = (ids != PAD_ID).sum(dim=1).sort().values
+    return "max" if int(lengths[len(lengths) // 2]) > max_len / 2 else "last"
 
 
 def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a classifier and write its run directory atomically; returns the metrics record."""
+    if config.monitor not in MONITORS:
+        raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")
     data = data if data is not None else read_builtin()
     for message in data.warnings:
         warn(message)
@@ -283,7 +282,7 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     train_ids, train_y = tensors(train_texts, train_labels)
     val_ids, val_y = tensors(val_texts, val_labels)
 
-    pooling = resolve_pooling(config.pooling, train_texts, spec)
+    pooling = resolve_pooling(config.pooling, train_ids, config.max_len)
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = ModelConfig(
@@ -291,15 +290,12 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
         hidden=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
         pooling=pooling, members=config.members,
     )
-    if config.monitor not in MONITORS:
-        raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")
     started = time.perf_counter()
     fits = _fit_members(model_config, config, (train_ids, train_y), (val_ids, val_y), device, progress)
     model = build_model(model_config).to(device)
     members = model.members if isinstance(model, Ensemble) else [model]
     for member, fit in zip(members, fits):
         member.load_state_dict(fit.state)
-    model.eval()
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
     metrics = {
         "epochs": fits[0].history,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.run import load_run
-from rnnonnx.text import TokenizerSpec
+from rnnonnx.text import Tokenizer, TokenizerSpec
 from rnnonnx.training import TrainConfig, build_vocab, evaluate_loss, resolve_device, train
 from tests.conftest import small_sample
 
@@ -179,10 +179,15 @@ def test_auto_pooling_reads_the_median_text_length():
     from rnnonnx.training import resolve_pooling
 
     spec = TokenizerSpec(max_len=8)
-    short, long = "good film", " ".join(["word"] * 5)  # 2 and 5 tokens; half of max_len is 4
-    assert resolve_pooling("auto", [short, short, long], spec) == "last"
-    assert resolve_pooling("auto", [short, long, long], spec) == "max"
-    assert resolve_pooling("concat", [short] * 3, spec) == "concat" and resolve_pooling("last", [long] * 3, spec) == "last"
+    tokenizer = Tokenizer(spec, ["<pad>", "<unk>", "good", "film"])
+    short, long = "good film", " ".join(["word"] * 5)  # 2 and 5 tokens (the long one unknown); half of max_len is 4
+
+    def ids(*texts):
+        return torch.from_numpy(tokenizer.encode_batch(texts))
+
+    assert resolve_pooling("auto", ids(short, short, long), spec.max_len) == "last"
+    assert resolve_pooling("auto", ids(short, long, long), spec.max_len) == "max"
+    assert resolve_pooling("concat", ids(short, short, short), 8) == "concat" and resolve_pooling("last", ids(long, long, long), 8) == "last"
 
 
 def test_run_records_the_pooling_auto_chose(tmp_path):
