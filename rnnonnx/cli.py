@@ -185,18 +185,22 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
               help="Stream --input into this file (its format, or the one --output's extension names) with label and score "
                    "columns added, rows in input order; memory stays bounded, and the file appears only when complete.")
+@click.option("--top-k", type=int, default=None, help="Also list the K most probable labels (-1: every label), best first.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Abstain below this probability: the label is empty (null in --json) when the top score is lower.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
 @click.option("--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring).")
 @friendly
 def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None,
-            int8: bool, graph: str, output_path: str | None, quiet: bool, no_bucketing: bool) -> None:
+            int8: bool, graph: str, output_path: str | None, top_k: int | None, min_score: float | None, quiet: bool,
+            no_bucketing: bool) -> None:
     """Classify texts with a bundle, using only ONNX Runtime and numpy.
 
     \b
     rnnonnx predict BUNDLE "What a film" "Dull"
     rnnonnx predict BUNDLE --input big.csv --output preds.csv
     """
-    from .predictor import Predictor
+    from .predictor import Predictor, predictions_from_proba
 
     if output_path and (texts or not input_path or as_json):
         raise RnnonnxError("--output streams a file: give --input FILE, and no text arguments or --json")
@@ -211,20 +215,19 @@ def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: st
         proba = predict_proba(predictor, items, bucketing=False)
     else:
         proba = predictor.predict_proba(items)
-    labels = predictor.labels
+    predictions = predictions_from_proba(proba, predictor.labels, top_k, min_score)
     if as_json:
-        for text, row in zip(items, proba):
-            best = int(row.argmax())
-            record = {"text": text, "label": labels[best], "score": float(row[best]),
-                      "probabilities": {name: float(p) for name, p in zip(labels, row)}}
-            click.echo(json.dumps(record, ensure_ascii=False))
+        for text, prediction in zip(items, predictions):
+            click.echo(json.dumps({"text": text, **prediction.to_dict()}, ensure_ascii=False))
         return
-    width = max([5] + [len(name) for name in labels])
+    width = max([5] + [len(name) for name in predictor.labels])
     click.echo(f"{'label':<{width}}  score   text")
-    for text, row in zip(items, proba):
-        best = int(row.argmax())
+    for text, prediction in zip(items, predictions):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        click.echo(f"{labels[best]:<{width}}  {row[best]:.4f}  {shown}")
+        label = prediction.label if prediction.label is not None else "-"
+        click.echo(f"{label:<{width}}  {prediction.score:.4f}  {shown}")
+        for entry in (prediction.top or [])[1:]:
+            click.echo(f"{entry['label']:<{width}}  {entry['score']:.4f}")
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -45,10 +45,51 @@ def _gpu_build_shadowed() -> bool:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The top label of one text and its probability."""
+    """One text's prediction, in the shape every face of rnnonnx uses (Python, ``predict --json``,
+    Node, the HTTP server): the top label, its probability, and every label's probability.
 
-    label: str
+    ``label`` is ``None`` when the top probability is below the ``min_score`` asked for (the
+    model abstains; ``score`` still holds that probability). ``top`` holds the ``top_k`` best
+    labels as ``{"label", "score"}`` entries, best first, when ``top_k`` was asked for.
+    """
+
+    label: str | None
     score: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+    top: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``label``, ``score``, ``probabilities`` (and ``top`` when asked for)."""
+        record: dict[str, Any] = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities)}
+        if self.top is not None:
+            record["top"] = [dict(entry) for entry in self.top]
+        return record
+
+
+def predictions_from_proba(proba: np.ndarray, labels: Sequence[str], top_k: int | None = None,
+                           min_score: float | None = None) -> list[Prediction]:
+    """Turn probability rows into :class:`Prediction` objects (the one place that does).
+
+    ``top_k``: also list the K most probable labels (-1: every label), best first; ties keep
+    label order. ``min_score``: below it, ``label`` is ``None``.
+    """
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or (top_k < 1 and top_k != -1)):
+        raise RnnonnxError(f"top_k must be a positive integer or -1 (every label), not {top_k!r}")
+    if min_score is not None and not (isinstance(min_score, (int, float)) and 0.0 <= float(min_score) <= 1.0):
+        raise RnnonnxError(f"min_score must be a probability between 0 and 1, not {min_score!r}")
+    names = list(labels)
+    k = len(names) if top_k is None or top_k == -1 else min(top_k, len(names))
+    out = []
+    for row in np.asarray(proba, dtype=np.float32):
+        values = [float(p) for p in row]
+        best = int(row.argmax())
+        label = names[best] if min_score is None or values[best] >= min_score else None
+        top = None
+        if top_k is not None:
+            order = np.argsort(-row, kind="stable")[:k]
+            top = [{"label": names[j], "score": values[j]} for j in order]
+        out.append(Prediction(label, values[best], dict(zip(names, values)), top))
+    return out
 
 
 def providers_for(device: str) -> list[str]:
@@ -183,11 +224,10 @@ class Predictor:
                 out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: clean})[0]
         return out
 
-    def predict(self, texts: Sequence[str] | Iterable[str]) -> list[Prediction]:
-        """The top label and its probability for each text."""
-        proba = self.predict_proba(texts)
-        best = proba.argmax(axis=1) if len(proba) else np.empty(0, dtype=np.int64)
-        return [Prediction(self.bundle.labels[k], float(proba[i, k])) for i, k in enumerate(best)]
+    def predict(self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None) -> list[Prediction]:
+        """One :class:`Prediction` per text: top label, score, every label's probability;
+        ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it."""
+        return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score)
 
     def __repr__(self) -> str:
         return (f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "
