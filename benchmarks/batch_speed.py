@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from rnnonnx.batch import CHUNK_ROWS
-from rnnonnx.bench import machine, rnnonnx_command, run_measured, usable_cores
+from rnnonnx.bench import rnnonnx_command, run_measured
+from rnnonnx.machine import machine, usable_cores
 from rnnonnx.predictor import Predictor
 from rnnonnx.data import read_builtin
 

@@ -35,8 +35,9 @@ def main() -> None:
 
     import recipe
     import rnnonnx.training as training
-    from rnnonnx.run import load_run, read_jsonl
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.run import load_run, read_held_out
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -55,10 +56,10 @@ def main() -> None:
         started = time.perf_counter()
         with recipe.patched(extra, total_steps=10**9):
             metrics = train(config, out, data, progress=False)
-        print(f"member seed {seed}: val {100 * metrics['val_accuracy']:.2f} (epoch {metrics['best_epoch']}), "
+        print(f"member seed {seed}: val {100 * metrics.val_accuracy:.2f} (epoch {metrics.best_epoch}), "
               f"{time.perf_counter() - started:.0f} s", flush=True)
 
-    texts, labels = read_jsonl(work / f"m{seeds[0]}" / "validation.jsonl")
+    texts, labels = read_held_out(work / f"m{seeds[0]}", "validation")
     probabilities, gold = [], None
     for seed in seeds:
         run = load_run(work / f"m{seed}")

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime
 
-from rnnonnx.bench import cpu_name
+from rnnonnx.machine import cpu_name
 from rnnonnx.data import read_builtin
 from rnnonnx.predictor import Predictor
 

@@ -1,6 +1,6 @@
 """Train the default recipe on the sets built by make_datasets.py and report held-out figures.
 
-For each set: ``rnnonnx.training.train`` with ``TrainConfig()`` defaults (only ``--analyzer char``
+For each set: ``rnnonnx.training.train_run`` with ``TrainConfig()`` defaults (only ``--analyzer char``
 for Japanese, and any ``--set`` overrides), then test accuracy and macro-F1 from the saved run, and a
 TF-IDF + logistic regression reference fitted on the same training rows. The recipe was chosen on
 the built-in data (benchmarks/recipe.py); settings tried on these sets (``--set``) are compared with
@@ -72,9 +72,10 @@ def tfidf_reference(train: tuple[list[str], list[str]], test: tuple[list[str], l
 def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], work: Path, with_test: bool = True) -> dict[str, Any]:
     """Train the defaults (plus ``overrides``) on one set; returns its figures, test ones only ``with_test``."""
     from rnnonnx.data import read_file, split
-    from rnnonnx.run import read_jsonl
+    from rnnonnx.run import read_held_out
     from rnnonnx.text import analyze
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     data = read_file(path)
     config = TrainConfig(**{"analyzer": analyzer, "device": "cpu"} | overrides)
@@ -86,17 +87,17 @@ def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], wo
     record = {
         "set": name, "rows": len(data.texts), "classes": len(set(data.labels)),
         "median_tokens": statistics.median(lengths), "truncated_share": sum(n > config.max_len for n in lengths) / len(lengths),
-        "analyzer": analyzer, "overrides": overrides, "val_accuracy": metrics["val_accuracy"],
-        "best_epoch": metrics["best_epoch"], "epochs_run": len(metrics["epochs"]),
+        "analyzer": analyzer, "overrides": overrides, "val_accuracy": metrics.val_accuracy,
+        "best_epoch": metrics.best_epoch, "epochs_run": len(metrics.epochs),
         "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "config": asdict(config),
     }
     if with_test:
-        test = read_jsonl(out / "test.jsonl")
+        test = read_held_out(out, "test")
         parts = split(data.labels, config.validation, config.test, config.seed)  # the split train() used
         train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
         ref_acc, ref_f1 = tfidf_reference(train_rows, test, analyzer)
         record |= {
-            "test_accuracy": metrics["test_accuracy"], "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
+            "test_accuracy": metrics.test_accuracy, "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
             "tfidf_lr_test_accuracy": ref_acc, "tfidf_lr_test_macro_f1": ref_f1,
         }
     return record

@@ -1,6 +1,6 @@
 """Choose the default training recipe on validation data (issue 4, "Default recipe").
 
-Every experiment trains with ``rnnonnx.training.train`` on the built-in movie sentences, one change at
+Every experiment trains with ``rnnonnx.training.train_run`` on the built-in movie sentences, one change at
 a time from a baseline, for a few seeds, and records validation accuracy, the epoch kept, epochs run,
 wall-clock and CPU seconds. The rows of the shipped run's test split (seed 0, 10%) are removed before
 any experiment, so no choice here can see them: each seed re-splits the remaining 9,037 rows into
@@ -102,10 +102,10 @@ def config_for(name: str) -> dict[str, Any]:
     return start | changes
 
 
-# --- options that are not (yet) TrainConfig fields are applied by patching the training module -----
+# --- options that are not (yet) TrainConfig fields are applied by patching the fitting module -----
 
 def _train_fields() -> set[str]:
-    from rnnonnx.training import TrainConfig
+    from rnnonnx.config import TrainConfig
 
     return {f.name for f in fields(TrainConfig)}
 
@@ -116,7 +116,7 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    import rnnonnx.training as training
+    import rnnonnx.fitting as fitting
     from rnnonnx.model import TextClassifier
     from rnnonnx.text import PAD_ID
 
@@ -126,7 +126,7 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
     weight_decay = float(extra.get("weight_decay", 0.0))
     schedule = extra.get("schedule", "none")
     smoothing = float(extra.get("label_smoothing", 0.0))
-    originals = (training.TextClassifier, torch.optim.Adam, training.nn.CrossEntropyLoss)
+    originals = (fitting.TextClassifier, torch.optim.Adam, fitting.nn.CrossEntropyLoss)
 
     class Pooled(TextClassifier):
         """Pooling the package does not offer (mean; last, max and mean side by side), word dropout,
@@ -195,14 +195,14 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
 
     try:
         if pooling != "last" or word_dropout or wide:
-            training.TextClassifier = Pooled
+            fitting.TextClassifier = Pooled
         if weight_decay or schedule != "none":
             torch.optim.Adam = Scheduled
         if smoothing:
-            training.nn.CrossEntropyLoss = Smoothed
+            fitting.nn.CrossEntropyLoss = Smoothed
         yield
     finally:
-        training.TextClassifier, torch.optim.Adam, training.nn.CrossEntropyLoss = originals
+        fitting.TextClassifier, torch.optim.Adam, fitting.nn.CrossEntropyLoss = originals
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -223,7 +223,8 @@ def run_one(name: str, seed: int, work: Path, final: bool = False) -> dict[str, 
     import math
 
     from rnnonnx.data import read_builtin
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     options = config_for(name) | {"seed": seed}
     from rnnonnx.config import POOLINGS
@@ -246,16 +247,16 @@ def run_one(name: str, seed: int, work: Path, final: bool = False) -> dict[str, 
     with patched(extra, total_steps):
         metrics = train(config, out, data, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    epochs_run = len(metrics["epochs"])
+    epochs_run = len(metrics.epochs)
     record = {
-        "name": name, "seed": seed, "val_accuracy": metrics["val_accuracy"], "val_loss": metrics["val_loss"],
-        "best_epoch": metrics["best_epoch"], "epochs_run": epochs_run,
-        "max_val_accuracy": max(e["val_accuracy"] for e in metrics["epochs"]),
+        "name": name, "seed": seed, "val_accuracy": metrics.val_accuracy, "val_loss": metrics.val_loss,
+        "best_epoch": metrics.best_epoch, "epochs_run": epochs_run,
+        "max_val_accuracy": max(e["val_accuracy"] for e in metrics.epochs),
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_s_per_epoch": round(cpu / epochs_run, 1),
         "vocab": _vocab_size(out), "options": options, "load": os.getloadavg()[0],
     }
     if final:
-        record |= {"test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"], "final": True}
+        record |= {"test_accuracy": metrics.test_accuracy, "test_loss": metrics.test_loss, "final": True}
     return record
 
 

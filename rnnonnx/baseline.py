@@ -9,11 +9,14 @@ whole texts (no ``max_len`` cut), as a bag-of-n-grams model would in practice.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .text import TokenizerSpec
+
+if TYPE_CHECKING:
+    from .run import Metrics
 
 BASELINE_NAME = "tfidf-1-2gram+logreg"
 
@@ -64,24 +67,24 @@ def baseline_metrics(train: tuple[list[str], list[str]], validation: tuple[list[
     return record
 
 
-def comparison(metrics: dict[str, Any], rnn_name: str) -> str:
+def comparison(metrics: "Metrics", rnn_name: str) -> str:
     """The RNN and the baseline side by side, and which one wins on held-out accuracy."""
-    base = metrics["baseline"]
-    members = metrics.get("members")
-    rnn_label = f"{rnn_name} (ensemble of {len(members)})" if members else f"{rnn_name} (epoch {metrics['best_epoch']})"
+    base = metrics.baseline or {}
+    ours = {k: v for k, v in metrics.to_dict().items() if v is not None}
+    rnn_label = f"{rnn_name} (ensemble of {len(metrics.members)})" if metrics.members else f"{rnn_name} (epoch {metrics.best_epoch})"
     width = max(len(rnn_label), len(base["model"]))
-    columns = [c for c in ("val_loss", "val_accuracy", "test_loss", "test_accuracy") if c in metrics and c in base]
+    columns = [c for c in ("val_loss", "val_accuracy", "test_loss", "test_accuracy") if c in ours and c in base]
     lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>13}" for c in columns)]
-    for name, record in ((rnn_label, metrics), (base["model"], base)):
+    for name, record in ((rnn_label, ours), (base["model"], base)):
         lines.append(f"{name:<{width}}  " + "  ".join(f"{record[c]:>13.4f}" for c in columns))
     key = "test_accuracy" if "test_accuracy" in columns else "val_accuracy"
-    gap = 100 * (metrics[key] - base[key])
+    gap = 100 * (ours[key] - base[key])
     part = key.split("_")[0]
     if abs(gap) < 0.005:
         lines.append(f"the RNN and the baseline tie on {part} accuracy")
     else:
         winner, loser = ("the RNN", "the baseline") if gap > 0 else ("the baseline", "the RNN")
         lines.append(f"{winner} beats {loser} on {part} accuracy by {abs(gap):.2f} points")
-    if metrics.get("validation_is_train") and key == "val_accuracy":
+    if metrics.validation_is_train and key == "val_accuracy":
         lines.append("(too little data to hold rows out: these are training rows, so the comparison says little)")
     return "\n".join(lines)

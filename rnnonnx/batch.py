@@ -13,7 +13,6 @@ import gzip
 import io
 import json
 import os
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from .data import cell_text, detect_format, parse_json_line
 from .errors import DataError, RnnonnxError
 from .files import atomic_file
+from .progress import Progress
 
 CHUNK_ROWS = 8192
 OUTPUT_NAMES = (("label", "score"), ("predicted_label", "predicted_score"))
@@ -190,29 +190,12 @@ class _Writer:
         self.handle.write(json.dumps(fields, ensure_ascii=False) + "\n")
 
 
-class Progress:
-    """Rows done and rows/s on one stderr line; silent when disabled or stderr is not a terminal
-    (so logs and pipes get no carriage-return noise)."""
-
-    def __init__(self, enabled: bool, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and self.stream.isatty()
-        self.started = time.perf_counter()
-        self.shown = False
+class RowProgress(Progress):
+    """Rows done, rows/s and how far through the input, on one line (terminals only)."""
 
     def update(self, rows: int, fraction: float | None = None) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.started
         done = f"  {min(fraction, 1.0):6.1%} of input" if fraction is not None else ""
-        self.stream.write(f"\r{rows:,} rows  {rows / max(elapsed, 1e-9):,.0f} rows/s{done}  ")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.show(f"{rows:,} rows  {rows / max(self.elapsed, 1e-9):,.0f} rows/s{done}")
 
 
 def _names_for(header: list[str] | None, first: dict | None) -> tuple[str, str]:
@@ -262,7 +245,7 @@ def predict_file(
         raise DataError(f"{output_path}: JSON Lines input can only be written as JSON Lines (its keys vary by line); name the output .jsonl")
     labels = predictor.labels
     started = time.perf_counter()
-    bar = Progress(progress)
+    bar = RowProgress(progress)
     source = _Source(input_path)
     rows = 0
     try:
@@ -291,6 +274,6 @@ def predict_file(
             flush()
             bar.update(rows, source.fraction())
     finally:
-        bar.close()
+        bar.finish()
         source.close()
     return BatchStats(rows, time.perf_counter() - started, output_path, out_fmt)

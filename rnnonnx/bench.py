@@ -15,57 +15,26 @@ import datetime as _dt
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
+from .bench_report import CORE_INSTALL, BenchReport, targets
 from .bundle import INT8_MODEL, Bundle
 from .errors import RnnonnxError
+from .machine import machine, usable_cores
+from .run import is_run_dir, parent_run
+
 COLD_TEXT = "A moving, funny and beautifully acted film that stays with you."
 PARITY_TOLERANCE = 1e-4
+# int8 is reported against fp32, not held to it: dynamic quantization moves probabilities.
+INT8_TOLERANCE = 1.0
 TRAIN_HINT = 'PyTorch is not installed; pip install "rnnonnx[train]"'
 MIB = 1 << 20
-# (key, description, engine, measure, comparison, goal); ratios are against PyTorch eager.
-TARGETS = (
-    ("latency_fp32", "one text p50, ORT fp32 vs PyTorch", "ort-fp32", "latency_ratio", "<=", 0.25),
-    ("throughput_fp32", "batch 256 texts/s, ORT fp32 vs PyTorch", "ort-fp32", "throughput_ratio", ">=", 1.0),
-    ("throughput_int8", "batch 256 texts/s, ORT int8 vs PyTorch", "ort-int8", "throughput_ratio", ">=", 1.8),
-    ("cold_wall", "rnnonnx predict cold start, wall s", "rnnonnx predict", "wall_s", "<=", 0.35),
-    ("cold_rss", "rnnonnx predict cold start, peak RSS MiB", "rnnonnx predict", "peak_rss_mib", "<=", 100.0),
-)
-
-
-def cpu_name() -> str:
-    """The processor's marketing name where the OS tells it, else the architecture."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def machine() -> dict[str, Any]:
-    """What the figures depend on; the load average shows whether something else was running."""
-    info: dict[str, Any] = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
-                            "os": platform.platform(), "python": platform.python_version()}
-    if hasattr(os, "getloadavg"):
-        info["load_average_1min"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def load_texts(data: str | None, fmt: str | None, text_col: str) -> tuple[list[str], str]:
@@ -89,13 +58,13 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
     """
     torch_missing = importlib.util.find_spec("torch") is None
     if run is not None:
-        if not (Path(run) / "config.json").is_file():
-            raise RnnonnxError(f"{run}: not a run directory (no config.json)")
+        if not is_run_dir(run):
+            raise RnnonnxError(f"{run}: not a run directory (no config.json written by 'rnnonnx train')")
         if torch_missing:
             raise RnnonnxError(f"--run needs PyTorch: {TRAIN_HINT}")
         return Path(run), None
-    parent = bundle.resolve().parent
-    if not (parent / "config.json").is_file():
+    parent = parent_run(bundle)
+    if parent is None:
         return None, "no run directory (pass --run RUN_DIR, the run the bundle was exported from)"
     if torch_missing:
         return None, TRAIN_HINT
@@ -139,9 +108,6 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     return wall, peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
-CORE_INSTALL = "rnnonnx predict (core install)"
-
-
 def rnnonnx_command(env: Path | None = None) -> list[str]:
     """``rnnonnx`` as a user types it: the installed script of this interpreter (or of the
     virtual environment ``env``) when there is one."""
@@ -177,49 +143,49 @@ def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", c
     return out
 
 
-def _compare(a: list[list[float]], b: list[list[float]]) -> dict[str, Any]:
-    import numpy as np
+def _compare(expected: list[list[float]], got: list[list[float]], tolerance: float) -> dict[str, Any]:
+    from .parity import ParityReport
 
-    x, y = np.asarray(a), np.asarray(b)
-    return {"rows": len(x), "max_abs_diff": float(np.abs(x - y).max()), "argmax_agreement": float((x.argmax(1) == y.argmax(1)).mean())}
-
-
-def _targets(engines: dict[str, Any], cold: dict[str, Any], skipped: dict[str, str]) -> list[dict[str, Any]]:
-    out = []
-    for key, description, subject, measure, op, goal in TARGETS:
-        entry: dict[str, Any] = {"key": key, "description": description, "op": op, "goal": goal}
-        if subject == "rnnonnx predict" and CORE_INSTALL in cold:
-            subject, entry["description"] = CORE_INSTALL, description.replace(subject, CORE_INSTALL)
-        source = cold.get(subject) if measure in ("wall_s", "peak_rss_mib") else engines.get(subject)
-        value = source.get(measure) if source else None
-        if value is None:
-            if subject == "ort-int8" and subject not in engines:
-                note = f"the bundle has no {INT8_MODEL}"
-            else:
-                note = skipped.get("torch", "PyTorch not measured") if measure.endswith("_ratio") else f"{subject} not measured"
-            entry.update(value=None, met=None, note=note)
-        else:
-            entry.update(value=value, met=bool(value <= goal if op == "<=" else value >= goal))
-        out.append(entry)
-    return out
+    report = ParityReport(tolerance)
+    report.add(expected, got)
+    return report.to_dict()
 
 
-def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | None = None, fmt: str | None = None,
-              text_col: str = "text", threads: int | None = None, seconds: float = 3.0, cold_runs: int = 5,
-              graph: str = "auto", log: Callable[[str], None] | None = None, core_env: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Measure every engine the bundle (and run) allow; returns the report that ``--json`` prints.
+@dataclass
+class BenchOptions:
+    """What ``rnnonnx bench`` measures and how long; the CLI's options one for one.
 
-    ``graph`` goes to the predictor (and to the cold ``rnnonnx predict``) as ``--graph`` would.
-    With ``core_env``, the cold-start targets are judged on that environment's ``rnnonnx``.
+    ``run``: the run the bundle was exported from, for PyTorch eager on the same weights (default:
+    the bundle's parent when it is a run). ``data``/``fmt``/``text_col``: texts to time (default:
+    the built-in sentences). ``graph`` goes to the predictor and the cold ``rnnonnx predict`` as
+    ``--graph`` would. With ``core_env``, the cold-start targets are judged on that environment's
+    ``rnnonnx``.
     """
-    if seconds <= 0 or cold_runs < 1:
-        raise RnnonnxError("seconds must be positive and cold_runs at least 1")
+
+    run: str | None = None
+    data: str | None = None
+    fmt: str | None = None
+    text_col: str = "text"
+    threads: int | None = None
+    seconds: float = 3.0
+    cold_runs: int = 5
+    graph: str = "auto"
+    core_env: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0 or self.cold_runs < 1 or (self.threads is not None and self.threads < 1):
+            raise RnnonnxError("seconds must be positive, cold_runs and threads at least 1")
+
+
+def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, log: Callable[[str], None] | None = None) -> BenchReport:
+    """Measure every engine the bundle (and run) allow; the report is what ``--json`` prints."""
+    options = options or BenchOptions()
     log = log or (lambda message: print(message, file=sys.stderr))
     bundle_path = Path(bundle)
     info = Bundle(bundle_path)
-    texts, source = load_texts(data, fmt, text_col)
-    threads = threads or usable_cores()
-    run_dir, torch_skip = pick_run(bundle_path, run)
+    texts, source = load_texts(options.data, options.fmt, options.text_col)
+    threads, seconds, graph = options.threads or usable_cores(), options.seconds, options.graph
+    run_dir, torch_skip = pick_run(bundle_path, options.run)
     skipped = {"torch": torch_skip} if torch_skip else {}
     specs: list[dict[str, Any]] = [{"name": "ort-fp32", "engine": "ort", "precision": "fp32", "graph": graph}]
     if info.has(INT8_MODEL):
@@ -233,12 +199,12 @@ def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | Non
         engines[spec["name"]] = _worker({**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts}, threads)
     parity = {}
     if "torch" in engines:
-        same = parity["ort-fp32 vs torch"] = _compare(engines["ort-fp32"]["probe"], engines["torch"]["probe"])
-        if same["max_abs_diff"] > PARITY_TOLERANCE:
+        same = parity["ort-fp32 vs torch"] = _compare(engines["torch"]["probe"], engines["ort-fp32"]["probe"], PARITY_TOLERANCE)
+        if not same["passed"]:
             raise RnnonnxError(f"{run_dir}: its weights are not the bundle's (max |dp| {same['max_abs_diff']:.2e} on {same['rows']} texts); "
                                "pass the run the bundle was exported from with --run")
     if "ort-int8" in engines:
-        parity["ort-int8 vs ort-fp32"] = _compare(engines["ort-int8"]["probe"], engines["ort-fp32"]["probe"])
+        parity["ort-int8 vs ort-fp32"] = _compare(engines["ort-fp32"]["probe"], engines["ort-int8"]["probe"], INT8_TOLERANCE)
     versions: dict[str, str] = {"rnnonnx": __version__}
     for result in engines.values():
         versions.update(result.pop("versions"))
@@ -248,12 +214,12 @@ def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | Non
         for result in engines.values():
             result["latency_ratio"] = result["latency_ms"]["p50"] / base["latency_ms"]["p50"]
             result["throughput_ratio"] = result["throughput"]["256"]["texts_per_s"] / base["throughput"]["256"]["texts_per_s"]
-    log(f"bench: cold starts ({cold_runs} run(s) each)")
-    cold = cold_start(bundle_path, run_dir, cold_runs, graph, Path(core_env) if core_env else None)
+    log(f"bench: cold starts ({options.cold_runs} run(s) each)")
+    cold = cold_start(bundle_path, run_dir, options.cold_runs, graph, Path(options.core_env) if options.core_env else None)
     tokenizer = info.tokenizer
     lengths = [len(tokenizer.encode(t)) for t in texts]
     model = info.manifest.get("model", {})
-    return {
+    return BenchReport({
         "rnnonnx_bench": 1,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**started, "load_average_1min_end": machine().get("load_average_1min")},
@@ -268,75 +234,7 @@ def run_bench(bundle: str | os.PathLike, run: str | None = None, data: str | Non
         "skipped": skipped,
         "parity": parity,
         "cold_start": cold,
-        "targets": _targets(engines, cold, skipped),
-    }
+        "targets": targets(engines, cold, skipped),
+    })
 
 
-def _describe_model(model: dict[str, Any]) -> str:
-    if not model:
-        return "model"
-    bi = "bidirectional " if model.get("bidirectional") else ""
-    members = f"ensemble of {model['members']}: " if model.get("members", 1) > 1 else ""
-    return (f"{members}{bi}{model.get('arch', '?')}, {model.get('layers', '?')} layer(s), hidden {model.get('hidden', '?')}, "
-            f"embed {model.get('embed_dim', '?')}, pooling {model.get('pooling', 'last')}")
-
-
-def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) of each table, shared by the text and Markdown renderings."""
-    has_torch = "torch" in report["engines"]
-    engine_header = ["engine", "model", "one text p50 ms", "p95 ms", "batch 32 texts/s", "batch 256 texts/s"]
-    if has_torch:
-        engine_header += ["p50 vs torch", "batch 256 vs torch"]
-    engine_rows = []
-    for name, result in report["engines"].items():
-        row = [name, result["model"], f"{result['latency_ms']['p50']:.3f}", f"{result['latency_ms']['p95']:.3f}",
-               f"{result['throughput']['32']['texts_per_s']:,.0f}", f"{result['throughput']['256']['texts_per_s']:,.0f}"]
-        if has_torch:
-            row += [f"{result['latency_ratio']:.3g}x", f"{result['throughput_ratio']:.3g}x"]
-        engine_rows.append(row)
-    cold_rows = [[name, f"{c['wall_s']:.3f}", f"{c['peak_rss_mib']:.1f}", str(len(c["wall_s_runs"]))] for name, c in report["cold_start"].items()]
-    target_rows = []
-    for t in report["targets"]:
-        shown = "n/a" if t["value"] is None else (f"{t['value']:.3g}x" if "vs" in t["description"] else f"{t['value']:.3g}")
-        goal = f"{t['op']} {t['goal']:g}{'x' if 'vs' in t['description'] else ''}"
-        verdict = {True: "met", False: "NOT met", None: f"skipped: {t.get('note')}"}[t["met"]]
-        target_rows.append([t["description"], shown, goal, verdict])
-    return [
-        ("engines", engine_header, engine_rows),
-        ("cold start (median)", ["process", "wall s", "peak RSS MiB", "runs"], cold_rows),
-        ("targets", ["target", "measured", "goal", "result"], target_rows),
-    ]
-
-
-def _summary(report: dict[str, Any]) -> list[str]:
-    m, t = report["machine"], report["texts"]
-    lines = [
-        f"bundle {report['bundle']['path']} ({_describe_model(report['bundle']['model'])}); PyTorch weights from {report['run'] or 'nowhere: ' + report['skipped'].get('torch', '')}",
-        f"CPU {m['cpu']}, {m['usable_cores']} usable of {m['logical_cores']} logical cores, {report['threads']} thread(s) per engine; "
-        f"load average {m.get('load_average_1min', '?')} at start, {m.get('load_average_1min_end', '?')} at end",
-        f"{t['count']:,} texts from {t['source']} (mean {t['mean_tokens']:.1f} tokens, max {t['max_tokens']}); {report['seconds_per_measurement']:g}s per measurement",
-        "versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
-    ]
-    for name, p in report["parity"].items():
-        lines.append(f"parity {name}: max |dp| {p['max_abs_diff']:.2e}, argmax agreement {p['argmax_agreement']:.1%} on {p['rows']} texts")
-    return lines
-
-
-def format_text(report: dict[str, Any]) -> str:
-    """Aligned plain-text tables for the terminal."""
-    out = _summary(report)
-    for title, header, rows in _tables(report):
-        widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-        out += ["", title]
-        for row in [header, *rows]:
-            out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-    return "\n".join(out)
-
-
-def format_markdown(report: dict[str, Any]) -> str:
-    """The same report as Markdown, ready for ``benchmarks/`` and the README."""
-    out = [f"- {line}" for line in _summary(report)]
-    for title, header, rows in _tables(report):
-        out += ["", f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(out)

@@ -24,11 +24,17 @@ TEXT_MODEL = "model.text.onnx"
 INT8_MODEL = "model.int8.onnx"
 TEXT_INT8_MODEL = "model.text.int8.onnx"
 PRECISIONS = ("fp32", "int8")
-# The graphs' input and output names: token ids or raw texts in, probabilities and the top label out.
+# The graphs' contract, shared by export, the text-in and int8 builders and every runtime: the ids
+# graph takes int64 token ids [batch, sequence] (right-padded with 0) and gives logits and
+# probabilities [batch, labels]; the text-in graph takes raw strings [batch] and gives probabilities
+# and the top label's index. Standard ONNX at OPSET, plus ai.onnx.ml (LabelEncoder) and
+# com.microsoft (Tokenizer) in the text-in graph.
 IDS_INPUT = "input_ids"
 TEXT_INPUT = "text"
+LOGITS = "logits"
 PROBABILITIES = "probabilities"
 LABEL = "label"
+OPSET = 17
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -40,17 +46,12 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """JSON as UTF-8, human-readable, stable key order."""
-    Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-
-
 def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokenizer: Tokenizer, labels: list[str], manifest: Mapping[str, Any]) -> Path:
     """Write a complete bundle atomically: every file, then the manifest listing their sha256.
 
     ``files`` maps file names (e.g. ``model.onnx``) to their bytes; tokenizer and labels are added here.
     """
-    from .files import atomic_directory
+    from .files import atomic_directory, write_json
 
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .config import MONITORS, POOLING_CHOICES, TrainConfig
+from .config import ANALYZERS, ARCHS, DEVICES, MONITORS, POOLING_CHOICES, TrainConfig
 from .errors import RnnonnxError
 
 DEFAULTS = TrainConfig()
@@ -61,76 +61,68 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command("train")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Labelled texts (CSV, TSV or JSON Lines, UTF-8). Default: the built-in movie-review dataset.")
 @data_options
-@click.option("--arch", type=click.Choice(["rnn", "lstm", "gru"]), default=DEFAULTS.arch, show_default=True, help="Recurrent layer type.")
+@click.option("--arch", type=click.Choice(ARCHS), default=DEFAULTS.arch, show_default=True, help="Recurrent layer type.")
 @click.option("--bidirectional/--unidirectional", default=DEFAULTS.bidirectional, show_default=True, help="Read texts in both directions.")
-@click.option("--layers", type=click.IntRange(1, 8), default=DEFAULTS.layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--embed-dim", type=click.IntRange(1), default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
-@click.option("--hidden", type=click.IntRange(1), default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
+@click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True, help="Stacked recurrent layers.")
+@click.option("--embed-dim", type=int, default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
+@click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
+@click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
 @click.option("--pooling", type=click.Choice(POOLING_CHOICES), default=DEFAULTS.pooling, show_default=True,
               help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
                    "auto: max when the median training text is longer than half of --max-len, else last.")
-@click.option("--members", type=click.IntRange(1, 16), default=DEFAULTS.members, show_default=True,
+@click.option("--members", type=int, default=DEFAULTS.members, show_default=True,
               help="Classifiers trained from different seeds whose probabilities are averaged (one ONNX graph); on CPU they train side by side, one per core.")
-@click.option("--analyzer", type=click.Choice(["word", "char"]), default=DEFAULTS.analyzer, show_default=True,
+@click.option("--analyzer", type=click.Choice(ANALYZERS), default=DEFAULTS.analyzer, show_default=True,
               help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.")
-@click.option("--max-len", type=click.IntRange(1), default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
-@click.option("--min-df", type=click.IntRange(1), default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts.")
-@click.option("--max-vocab", type=click.IntRange(1), default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")
-@click.option("--epochs", type=click.IntRange(1), default=DEFAULTS.epochs, show_default=True, help="Maximum epochs (training stops early when the --monitor metric stalls).")
-@click.option("--patience", type=click.IntRange(1), default=DEFAULTS.patience, show_default=True, help="Epochs without validation improvement before stopping.")
+@click.option("--max-len", type=int, default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
+@click.option("--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts.")
+@click.option("--max-vocab", type=int, default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Maximum epochs (training stops early when the --monitor metric stalls).")
+@click.option("--patience", type=int, default=DEFAULTS.patience, show_default=True, help="Epochs without validation improvement before stopping.")
 @click.option("--monitor", type=click.Choice(MONITORS), default=DEFAULTS.monitor, show_default=True,
               help="What early stopping watches and what picks the kept epoch (accuracy: loss breaks ties).")
-@click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS.batch_size, show_default=True, help="Texts per training step.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=DEFAULTS.lr, show_default=True, help="Adam learning rate.")
-@click.option("--validation", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping.")
-@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score.")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Texts per training step.")
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate.")
+@click.option("--validation", type=float, default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping.")
+@click.option("--test", type=float, default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
+@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
 @click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
-def train(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
+def train_command(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
     """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
-    from .data import read_file
-    from .training import train as fit
+    from .api import train
 
-    texts = read_file(data, fmt, text_col, label_col) if data else None
-    metrics = fit(TrainConfig(**options), out, texts, progress=not quiet)
-    members = metrics.get("members", [])
-    summary = f"ensemble of {len(members)}" if members else f"best epoch {metrics['best_epoch']}"
-    summary += f": val_accuracy {metrics['val_accuracy']:.4f}"
-    if "test_accuracy" in metrics:
-        summary += f", test_accuracy {metrics['test_accuracy']:.4f}"
-    if members:
-        summary += " (members: " + ", ".join(f"epoch {m['best_epoch']} val_accuracy {m['val_accuracy']:.4f}" for m in members) + ")"
-    if "baseline" in metrics:
+    metrics = train(out, data, format=fmt, text_col=text_col, label_col=label_col, progress=not quiet, **options)
+    summary = metrics.summary()
+    if metrics.baseline is not None:
         from .baseline import comparison
 
         summary += "\n" + comparison(metrics, ("bi-" if options["bidirectional"] else "") + options["arch"])
     click.echo(f"{summary}\nrun written to {out}")
 
 
-@main.command()
+@main.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write. Default: RUN_DIR/bundle.")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
               help="Also write int8 models (ONNX Runtime dynamic quantization), with fp32 and int8 validation accuracy in the manifest.")
 @friendly
-def export(run_dir: str, out: str | None, quantize: str | None) -> None:
+def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
     """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.
 
     The bundle holds model.onnx (token ids in) and model.text.onnx (raw strings in, tokenization
     inside the graph, usable on its own).
     """
-    from .export import export_run
+    from .api import export
 
-    export_run(run_dir, out, quantize=quantize)
+    export(run_dir, out, quantize=quantize)
 
 
 def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str) -> list[str]:
@@ -160,16 +152,16 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
     import signal
     import threading
 
-    from .batch import predict_file
+    from .api import predict_file
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    stats = predict_file(predictor, input_path, output_path, fmt, text_col, bucketing=bucketing, progress=not quiet)
+    stats = predict_file(predictor, input_path, output_path, format=fmt, text_col=text_col, bucketing=bucketing, progress=not quiet)
     if not quiet:
         click.echo(f"{stats.rows:,} rows in {stats.seconds:.1f}s ({stats.rows_per_second:,.0f} rows/s) written to {stats.output}", err=True)
 
 
-@main.command()
+@main.command("predict")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
@@ -191,7 +183,7 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
 @click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
 @click.option("--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring).")
 @friendly
-def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None,
+def predict_command(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None,
             int8: bool, graph: str, output_path: str | None, top_k: int | None, min_score: float | None, quiet: bool,
             no_bucketing: bool) -> None:
     """Classify texts with a bundle, using only ONNX Runtime and numpy.
@@ -200,22 +192,16 @@ def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: st
     rnnonnx predict BUNDLE "What a film" "Dull"
     rnnonnx predict BUNDLE --input big.csv --output preds.csv
     """
-    from .predictor import Predictor, predictions_from_proba
+    from .api import load, predict
 
     if output_path and (texts or not input_path or as_json):
         raise RnnonnxError("--output streams a file: give --input FILE, and no text arguments or --json")
-    predictor = Predictor(bundle, device=device, threads=threads, precision="int8" if int8 else "fp32", graph=graph)
+    predictor = load(bundle, device=device, threads=threads, precision="int8" if int8 else "fp32", graph=graph)
     if output_path:
         _predict_to_file(predictor, input_path, output_path, fmt, text_col, quiet, not no_bucketing)
         return
     items = _read_inputs(texts, input_path, fmt, text_col)
-    if no_bucketing:
-        from .batch import predict_proba
-
-        proba = predict_proba(predictor, items, bucketing=False)
-    else:
-        proba = predictor.predict_proba(items)
-    predictions = predictions_from_proba(proba, predictor.labels, top_k, min_score)
+    predictions = predict(predictor, items, top_k=top_k, min_score=min_score, bucketing=not no_bucketing)
     if as_json:
         for text, prediction in zip(items, predictions):
             click.echo(json.dumps({"text": text, **prediction.to_dict()}, ensure_ascii=False))
@@ -230,7 +216,7 @@ def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: st
             click.echo(f"{entry['label']:<{width}}  {entry['score']:.4f}")
 
 
-@main.command()
+@main.command("evaluate")
 @click.argument("target", metavar="BUNDLE_OR_RUN", type=click.Path(file_okay=False))
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Labelled texts to score (CSV, TSV or JSON Lines). Default for a run directory: its test rows.")
@@ -243,7 +229,7 @@ def predict(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: st
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
-def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
+def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
              plot_dir: str | None, run_dir: str | None, device: str, threads: int | None) -> None:
     """Score a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix.
 
@@ -251,15 +237,11 @@ def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, labe
     data is --data, else the test rows the run kept aside (a bare bundle needs --data or --run).
     Rows whose label the model does not know are counted, named and left out of the metrics.
     """
-    from .data import read_file, warn
-    from .evaluate import evaluate as score
+    from .api import evaluate
+    from .data import warn
 
-    texts = None
-    if data:
-        texts = read_file(data, fmt, text_col, label_col)
-        for message in texts.warnings:
-            warn(message)
-    result = score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads)
+    result = evaluate(target, data, format=fmt, text_col=text_col, label_col=label_col, run_dir=run_dir, plot_dir=plot_dir,
+                   device=device, threads=threads)
     if as_json:
         note = result.unknown_note()
         if note:
@@ -269,7 +251,7 @@ def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, labe
         click.echo(result.table())
 
 
-@main.command()
+@main.command("bench")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
               help="Run the bundle was exported from, for PyTorch eager on the same weights (checked). "
@@ -289,7 +271,7 @@ def evaluate(target: str, data: str | None, fmt: str | None, text_col: str, labe
 @click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document.")
 @click.option("--markdown", is_flag=True, help="The report as Markdown tables (for benchmarks/ and the README).")
 @friendly
-def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: int | None,
+def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: int | None,
           seconds: float, cold_runs: int, graph: str, core_env: str | None, as_json: bool, markdown: bool) -> None:
     """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager, each in its own process.
 
@@ -298,15 +280,16 @@ def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, t
     against a process that imports torch and predicts; then whether each target is met.
     Progress goes to stderr.
     """
-    from .bench import format_markdown, format_text, run_bench
+    from .api import bench
 
     if as_json and markdown:
         raise RnnonnxError("choose --json or --markdown, not both")
-    report = run_bench(bundle, run_dir, data, fmt, text_col, threads, seconds, cold_runs, graph, core_env=core_env)
+    report = bench(bundle, run=run_dir, data=data, fmt=fmt, text_col=text_col, threads=threads, seconds=seconds,
+                     cold_runs=cold_runs, graph=graph, core_env=core_env)
     if as_json:
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json.dumps(report.to_dict(), indent=1))
     else:
-        click.echo(format_markdown(report) if markdown else format_text(report))
+        click.echo(report.markdown() if markdown else report.text())
 
 
 def _terminated(signum: int, frame: Any) -> None:

@@ -1,8 +1,21 @@
-"""Training options: light enough for the CLI to read its defaults without importing torch."""
+"""Training and model options, and the one place they are validated.
+
+Light enough for the CLI to read its defaults without importing torch. ``TrainConfig`` holds every
+training option; ``ModelConfig``, what rebuilds the network, is derived from it in one place
+(:meth:`TrainConfig.model_config`), so the two never drift apart.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import RnnonnxError
+
+ARCHS = ("rnn", "lstm", "gru")
+ANALYZERS = ("word", "char")
+DEVICES = ("auto", "cpu", "cuda")
 
 # What early stopping watches and what picks the kept epoch: validation accuracy (validation loss
 # breaking ties), or validation loss alone. Accuracy is the default: on the built-in data the
@@ -18,10 +31,21 @@ MONITORS = ("val_accuracy", "val_loss")
 POOLINGS = ("last", "max", "concat")
 POOLING_CHOICES = ("auto", *POOLINGS)
 
+# Bounds that keep a typo from asking for terabytes or an hour-long stall: far above any sensible
+# recurrent text classifier, far below what would exhaust memory before the first step.
+MAX_WIDTH = 16384
+MAX_LAYERS = 8
+MAX_MEMBERS = 16
+MAX_SEED = 2**32 - 1
+
 
 @dataclass
 class TrainConfig:
-    """Every training option; the defaults are the recipe used for the shipped models."""
+    """Every training option; the defaults are the recipe used for the shipped models.
+
+    Built from the CLI, the Python API or a worker's job file alike, and validated on creation,
+    so a bad value is refused with one clear line before any data is read.
+    """
 
     arch: str = "lstm"
     bidirectional: bool = False
@@ -47,3 +71,102 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     baseline: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("pooling", self.pooling, POOLING_CHOICES)
+        _check_choice("analyzer", self.analyzer, ANALYZERS)
+        _check_choice("monitor", self.monitor, MONITORS)
+        _check_choice("device", self.device, DEVICES)
+        _check_int("layers", self.layers, 1, MAX_LAYERS)
+        _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
+        _check_int("hidden", self.hidden, 1, MAX_WIDTH)
+        _check_int("members", self.members, 1, MAX_MEMBERS)
+        _check_int("max_len", self.max_len, 1, 1 << 20)
+        _check_int("min_df", self.min_df, 1, None)
+        if self.max_vocab is not None:
+            _check_int("max_vocab", self.max_vocab, 1, None)
+        _check_int("epochs", self.epochs, 1, None)
+        _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        _check_int("patience", self.patience, 1, None)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _check_float("lr", self.lr, 0.0, 10.0, low_open=True)
+        _check_float("validation", self.validation, 0.0, 1.0, high_open=True)
+        _check_float("test", self.test, 0.0, 1.0, high_open=True)
+        if self.validation + self.test >= 1.0:
+            raise RnnonnxError(f"validation ({self.validation:g}) + test ({self.test:g}) must leave rows to train on")
+        if not isinstance(self.bidirectional, bool) or not isinstance(self.baseline, bool):
+            raise RnnonnxError("bidirectional and baseline must be true or false")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "TrainConfig":
+        """A config from keyword options, naming any that do not exist (a typo is not ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise RnnonnxError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**options)
+
+    def model_config(self, vocab_size: int, num_classes: int, pooling: str) -> "ModelConfig":
+        """The network this config describes, for a vocabulary and label set; ``pooling`` is the
+        resolved choice (``auto`` is decided from the training data)."""
+        return ModelConfig(vocab_size=vocab_size, num_classes=num_classes, arch=self.arch, embed_dim=self.embed_dim,
+                           hidden=self.hidden, layers=self.layers, bidirectional=self.bidirectional, dropout=self.dropout,
+                           pooling=pooling, members=self.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the run's ``config.json`` keeps it under ``training``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; saved in the run and the bundle manifest.
+
+    Made by :meth:`TrainConfig.model_config`. ``pooling`` and ``members`` default to what runs saved
+    before those options existed used, so older runs still load.
+    """
+
+    vocab_size: int
+    num_classes: int
+    arch: str
+    embed_dim: int
+    hidden: int
+    layers: int
+    bidirectional: bool
+    dropout: float
+    pooling: str = "last"
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers", "members"):
+            _check_int(name, getattr(self, name), 1, None)
+        _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise RnnonnxError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RnnonnxError(f"{name} must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise RnnonnxError(f"{name} must be {bound}, not {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RnnonnxError(f"{name} must be a finite number, not {value!r}")
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise RnnonnxError(f"{name} must be in {left}{low:g}, {high:g}{right}, not {value:g}")

@@ -173,54 +173,6 @@ def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Seq
     return Evaluation(model, data, list(labels), len(true), matrix, unknown)
 
 
-def resolve_target(target: str | Path) -> tuple[Path, Path | None]:
-    """``(bundle, run_dir)`` for a bundle or a run directory (whose bundle is ``RUN/bundle``)."""
-    from .bundle import MANIFEST
-    from .run import RUN_FORMAT
-
-    path = Path(target)
-    if (path / MANIFEST).is_file():
-        return path, None
-    config = path / "config.json"
-    if config.is_file():
-        try:
-            is_run = json.loads(config.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            is_run = False
-        if is_run:
-            if not (path / "bundle" / MANIFEST).is_file():
-                raise RnnonnxError(f"{path}: the run has no bundle yet; run 'rnnonnx export {path}' first")
-            return path / "bundle", path
-    if not path.is_dir():
-        raise RnnonnxError(f"{path}: no such directory (expected a bundle or a run directory)")
-    raise RnnonnxError(f"{path}: neither a bundle (no manifest.json) nor a run directory (no config.json)")
-
-
-def run_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """A run's ``metrics.json`` (per-epoch history, best epoch, baseline if fitted)."""
-    path = Path(run_dir) / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RnnonnxError(f"{path}: missing; --run needs a run directory written by 'rnnonnx train'") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RnnonnxError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("epochs"), list) or not metrics["epochs"]:
-        raise RnnonnxError(f"{path}: no per-epoch history")
-    return metrics
-
-
-def held_out_rows(run_dir: Path) -> tuple[list[str], list[str], str]:
-    """The test rows a run kept aside, as ``(texts, labels, source)``; an error if it kept none."""
-    from .data import read_file
-
-    path = run_dir / "test.jsonl"
-    if not path.is_file() or not path.read_bytes().strip():
-        raise DataError(f"{path}: the run kept no test rows (too little data, or --test 0); pass --data FILE")
-    rows = read_file(path, "jsonl")
-    return rows.texts, rows.labels, str(path)
-
-
 def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str | Path | None = None,
              plot_dir: str | Path | None = None, device: str = "auto", threads: int | None = None) -> Evaluation:
     """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
@@ -230,16 +182,22 @@ def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str
     ``plot_dir`` gets the confusion matrix, plus the training curves when a run is known.
     """
     from .predictor import Predictor
+    from .run import HELD_OUT, find_bundle, is_run_dir, read_held_out, read_metrics
 
-    bundle, own_run = resolve_target(target)
+    bundle, own_run = find_bundle(target)
     if run_dir is not None and not Path(run_dir).is_dir():
         raise RnnonnxError(f"{run_dir}: no such run directory")
+    if run_dir is not None and not is_run_dir(run_dir):
+        raise RnnonnxError(f"{run_dir}: not a run directory (no config.json written by 'rnnonnx train')")
     run = Path(run_dir) if run_dir is not None else own_run
-    metrics = run_metrics(run) if run is not None and plot_dir is not None else None
+    metrics = read_metrics(run) if run is not None and plot_dir is not None else None
     if data is not None:
         texts, labels, source = data.texts, data.labels, data.source
     elif run is not None:
-        texts, labels, source = held_out_rows(run)
+        texts, labels = read_held_out(run, "test")
+        source = str(run / HELD_OUT["test"])
+        if not texts:
+            raise DataError(f"{source}: the run kept no test rows (too little data, or --test 0); pass --data FILE")
     else:
         raise DataError(f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)")
     predictor = Predictor(bundle, device=device, threads=threads)

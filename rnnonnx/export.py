@@ -17,16 +17,15 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import __version__
-from .bundle import FORMAT_VERSION, INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
+from .bundle import FORMAT_VERSION, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
 from .errors import ParityError, RnnonnxError
-from .run import Run, load_run
+from .parity import ParityReport
+from .run import BUNDLE_DIR, Run, load_run
 from .text import PAD_ID, UNK_ID
 
-OPSET = 17
 TOLERANCE = 1e-5
 # Batch sizes and lengths of the synthetic parity batches (lengths are capped at max_len).
 PARITY_BATCHES = (1, 2, 7, 32, 64)
-TIE_MARGIN = 1e-6
 
 
 def to_onnx(run: Run) -> bytes:
@@ -46,8 +45,8 @@ def to_onnx(run: Run) -> bytes:
     with torch.no_grad(), quiet_exporter():
         torch.onnx.export(
             wrapper, (example,), buffer, dynamo=False, opset_version=OPSET,
-            input_names=["input_ids"], output_names=["logits", "probabilities"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
+            input_names=[IDS_INPUT], output_names=[LOGITS, PROBABILITIES],
+            dynamic_axes={IDS_INPUT: {0: "batch", 1: "sequence"}, LOGITS: {0: "batch"}, PROBABILITIES: {0: "batch"}},
         )
     model = onnx.load_from_string(buffer.getvalue())
     model.producer_name, model.producer_version = "rnnonnx", __version__
@@ -112,41 +111,37 @@ def synthetic_batches(vocab_size: int, max_len: int, seed: int = 0):
         yield mixed
 
 
-def parity(run: Run, session: Any, output: str = "probabilities", batch_size: int = 64) -> dict[str, Any]:
-    """Max abs difference of probabilities and argmax agreement, ORT vs PyTorch, on the
-    validation texts and on synthetic batches. ``session`` is an ONNX Runtime session."""
+def parity(run: Run, session: Any, batch_size: int = 64) -> dict[str, ParityReport]:
+    """ORT against PyTorch, probabilities and top label, on the validation texts and on
+    synthetic batches. ``session`` is an ONNX Runtime session of the ids graph."""
     import torch
 
     from .model import ExportWrapper
 
     wrapper = ExportWrapper(run.model).eval()
-
-    def compare(ids: np.ndarray) -> tuple[float, int, int]:
-        with torch.no_grad():
-            expected = wrapper(torch.from_numpy(ids))[1].numpy()
-        got = session.run([output], {"input_ids": ids})[0]
-        top2 = np.sort(expected, axis=1)[:, -2:]
-        decided = (top2[:, 1] - top2[:, 0]) > TIE_MARGIN
-        disagree = int(((expected.argmax(1) != got.argmax(1)) & decided).sum())
-        return float(np.abs(expected - got).max()), disagree, int((~decided).sum())
-
-    report: dict[str, Any] = {"tolerance": TOLERANCE}
     texts, _ = run.held_out("validation")
-    groups: dict[str, list[np.ndarray]] = {
+    groups = {
         "validation": [run.tokenizer.encode_batch(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)],
         "synthetic": list(synthetic_batches(len(run.tokenizer.vocab), run.tokenizer.spec.max_len)),
     }
+    reports = {}
     for name, batches in groups.items():
-        results = [compare(ids) for ids in batches]
-        report[name] = {
-            "batches": len(batches),
-            "rows": int(sum(len(b) for b in batches)),
-            "max_abs_diff": max((r[0] for r in results), default=0.0),
-            "argmax_disagreements": sum(r[1] for r in results),
-            "ties_skipped": sum(r[2] for r in results),
-        }
-    report["passed"] = all(report[g]["max_abs_diff"] <= TOLERANCE and report[g]["argmax_disagreements"] == 0 for g in groups)
-    return report
+        report = reports[name] = ParityReport(TOLERANCE)
+        for ids in batches:
+            with torch.no_grad():
+                expected = wrapper(torch.from_numpy(ids))[1].numpy()
+            report.add(expected, session.run([PROBABILITIES], {IDS_INPUT: ids})[0])
+    return reports
+
+
+def passed(reports: dict[str, ParityReport]) -> bool:
+    """Whether every group of a parity check passed."""
+    return all(r.passed for r in reports.values())
+
+
+def manifest_entry(reports: dict[str, ParityReport]) -> dict[str, Any]:
+    """The manifest's parity record of one model file: whether it passed, and one report per group."""
+    return {"passed": passed(reports), **{name: r.to_dict() for name, r in reports.items()}}
 
 
 def session_for(model_bytes: bytes) -> Any:
@@ -183,10 +178,10 @@ def text_twin(run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Call
     text_bytes = model.SerializeToString()
     texts, _ = run.held_out("validation")
     report = textgraph.parity(run.tokenizer, ids_session, session_for(text_bytes), texts + textgraph.edge_texts())
-    log(f"parity {name} vs its ids graph: {report['rows']} texts in {report['batches']} batches, max |dp| {report['max_abs_diff']:.2e}, label disagreements {report['label_disagreements']}")
-    if not report["passed"]:
+    log(report.describe(f"{name} vs its ids graph"))
+    if not report.passed:
         raise ParityError(f"{name}: in-graph tokenization disagrees with the Python tokenizer beyond {textgraph.TOLERANCE:g} (see above); no bundle written")
-    return text_bytes, report
+    return text_bytes, manifest_entry({"texts": report})
 
 
 def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[str], None]) -> tuple[dict[str, bytes], dict[str, Any], dict[str, Any]]:
@@ -233,18 +228,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
         raise RnnonnxError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZE_CHOICES)}")
     log = log or (lambda message: print(message, file=sys.stderr))
     run = load_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "bundle"
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / BUNDLE_DIR
     model_bytes = to_onnx(run)
     ids_session = session_for(model_bytes)
-    report = parity(run, ids_session)
-    for group in ("validation", "synthetic"):
-        r = report[group]
-        log(f"parity {group}: {r['rows']} rows in {r['batches']} batches, max |dp| {r['max_abs_diff']:.2e}, argmax disagreements {r['argmax_disagreements']}")
-    if not report["passed"]:
+    ids_reports = parity(run, ids_session)
+    for group, report in ids_reports.items():
+        log(report.describe(group))
+    if not passed(ids_reports):
         raise ParityError(f"ONNX Runtime and PyTorch disagree beyond {TOLERANCE:g} (see above); no bundle written")
     text_bytes, text_report = text_twin(run, model_bytes, ids_session, TEXT_MODEL, log)
     files = {MODEL: model_bytes, TEXT_MODEL: text_bytes}
-    reports = {MODEL: report, TEXT_MODEL: text_report}
+    reports = {MODEL: manifest_entry(ids_reports), TEXT_MODEL: text_report}
     extra: dict[str, Any] = {}
     if quantize == "int8":
         int8_files, int8_reports, extra["int8"] = int8_models(run, model_bytes, ids_session, log)
@@ -258,7 +252,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
         "training": {
             "config": run.config["training"],
             "data": run.config["data"],
-            **{k: v for k, v in run.metrics.items() if k != "epochs"},
+            **{k: v for k, v in run.metrics.to_dict().items() if k != "epochs"},
         },
         "versions": library_versions(),
         "parity": reports,

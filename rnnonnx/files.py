@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def _umask() -> int:
@@ -56,3 +57,8 @@ def atomic_file(target: str | os.PathLike, mode: str = "w", **kwargs) -> Iterato
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """JSON as UTF-8, human-readable, keys in the order given (the one JSON style of runs and bundles)."""
+    Path(path).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

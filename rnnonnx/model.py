@@ -3,48 +3,12 @@ and an ensemble of such classifiers, which exports as one ONNX graph."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import POOLINGS
+from .config import ModelConfig
 from .text import PAD_ID
-
-ARCHS = ("rnn", "lstm", "gru")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild the network; saved in the run and the bundle manifest."""
-
-    vocab_size: int
-    num_classes: int
-    arch: str = "lstm"
-    embed_dim: int = 128
-    hidden: int = 128
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.3
-    pooling: str = "last"  # runs saved before the option existed used the final step
-    members: int = 1
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
-        for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers", "members"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return asdict(self)
-
 
 class TextClassifier(nn.Module):
     """Maps right-padded token ids ``[batch, seq]`` to class logits ``[batch, classes]``.

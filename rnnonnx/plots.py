@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .evaluate import Evaluation
+    from .run import Metrics
 
 PLOT_HINT = 'plotting needs matplotlib: pip install "rnnonnx[plot]"'
 CONFUSION_PNG = "confusion_matrix.png"
@@ -65,26 +66,25 @@ def plot_confusion(evaluation: "Evaluation", path: str | Path) -> Path:
     return _save(figure, Path(path))
 
 
-def plot_curves(metrics: dict[str, Any], path: str | Path) -> Path:
+def plot_curves(metrics: "Metrics", path: str | Path) -> Path:
     """Loss and accuracy per epoch (train and validation), the kept epoch, and the baseline if any;
     for an ensemble, every member's curves and the ensemble's validation score."""
-    members = metrics.get("members") or [{"epochs": metrics["epochs"], "best_epoch": metrics.get("best_epoch")}]
+    members = [(m.epochs, m.best_epoch) for m in metrics.members] or [(metrics.epochs, metrics.best_epoch)]
     figure = _figure(10, 4)
     loss_axes, acc_axes = figure.subplots(1, 2)
-    baseline = metrics.get("baseline") or {}
-    longest = max((m["epochs"] for m in members), key=len)
+    baseline = metrics.baseline or {}
+    longest = max((history for history, _ in members), key=len)
     epochs = [h["epoch"] for h in longest]
     for axes, key, title in ((loss_axes, "loss", "cross-entropy loss"), (acc_axes, "accuracy", "accuracy")):
-        for k, member in enumerate(members):
-            history = member["epochs"]
+        for k, (history, best_epoch) in enumerate(members):
             name = f"member {k + 1} " if len(members) > 1 else ""
             steps = [h["epoch"] for h in history]
             train_line, = axes.plot(steps, [h[f"train_{key}"] for h in history], marker="o", label=f"{name}train")
             axes.plot(steps, [h[f"val_{key}"] for h in history], marker="s", linestyle="--", color=train_line.get_color(), label=f"{name}validation")
-            if member.get("best_epoch"):
-                axes.axvline(member["best_epoch"], color=train_line.get_color(), linestyle=":", label=f"{name}kept epoch {member['best_epoch']}")
-        if len(members) > 1 and f"val_{key}" in metrics:
-            axes.axhline(metrics[f"val_{key}"], color="black", linestyle="-.", label=f"ensemble of {len(members)} (validation)")
+            if best_epoch:
+                axes.axvline(best_epoch, color=train_line.get_color(), linestyle=":", label=f"{name}kept epoch {best_epoch}")
+        if len(members) > 1:
+            axes.axhline(getattr(metrics, f"val_{key}"), color="black", linestyle="-.", label=f"ensemble of {len(members)} (validation)")
         if f"val_{key}" in baseline:
             axes.axhline(baseline[f"val_{key}"], color="gray", linestyle="--", label="TF-IDF baseline (validation)")
         axes.set_title(title)
@@ -92,12 +92,12 @@ def plot_curves(metrics: dict[str, Any], path: str | Path) -> Path:
         axes.set_xticks(epochs if len(epochs) <= 20 else epochs[:: max(1, len(epochs) // 10)])
         axes.grid(alpha=0.3)
         axes.legend(fontsize="x-small")
-    if metrics.get("validation_is_train"):
+    if metrics.validation_is_train:
         figure.suptitle("validation rows are the training rows (too little data to hold any out)", color="darkred")
     return _save(figure, Path(path))
 
 
-def write_plots(out_dir: str | Path, evaluation: "Evaluation", metrics: dict[str, Any] | None = None) -> list[Path]:
+def write_plots(out_dir: str | Path, evaluation: "Evaluation", metrics: "Metrics | None" = None) -> list[Path]:
     """Write the confusion matrix, and the training curves when ``metrics`` has a history."""
     out_dir = Path(out_dir)
     try:

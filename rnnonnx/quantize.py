@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .bundle import INT8_MODEL, PRECISIONS, TEXT_INT8_MODEL
+from .bundle import IDS_INPUT, INT8_MODEL, PRECISIONS, PROBABILITIES, TEXT_INT8_MODEL
 from .text import Tokenizer
 
 QUANTIZE_CHOICES = ("int8",)
@@ -107,7 +107,7 @@ def accuracy(session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: S
     right = 0
     for start in range(0, len(texts), batch_size):
         ids = tokenizer.encode_batch(texts[start : start + batch_size])
-        predicted = session.run(["probabilities"], {"input_ids": ids})[0].argmax(axis=1)
+        predicted = session.run([PROBABILITIES], {IDS_INPUT: ids})[0].argmax(axis=1)
         truth = np.array([index[g] for g in gold[start : start + batch_size]])
         right += int((predicted == truth).sum())
     return right / len(texts)

@@ -1,39 +1,179 @@
-"""The run directory: what training leaves behind and export reads.
+"""The one reader and writer of run directories: what training leaves behind and export reads.
 
-Layout: ``config.json``, ``model.safetensors`` (no pickle), ``tokenizer.json``, ``labels.json``,
-``metrics.json`` (per epoch), ``validation.jsonl`` and ``test.jsonl`` (the held-out rows).
+Layout: ``config.json`` (format, model and training options, data summary, versions),
+``model.safetensors`` (no pickle), ``tokenizer.json``, ``labels.json``, ``metrics.json`` (per
+epoch) and ``validation.jsonl`` / ``test.jsonl`` (the held-out rows, in the JSON Lines form that
+``--data`` reads). A run's bundle goes to ``RUN/bundle`` unless ``export --out`` says otherwise.
+
+Everything but :func:`load_run` works without torch, so the predictor side can read a run's
+metrics and held-out rows.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from .errors import RnnonnxError
+from .files import atomic_directory, write_json
 from .text import Tokenizer
 
 RUN_FORMAT = "rnnonnx-run/1"
+CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
+LABELS = "labels.json"
+METRICS = "metrics.json"
+HELD_OUT = {"validation": "validation.jsonl", "test": "test.jsonl"}
+BUNDLE_DIR = "bundle"
 
 
-def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
-    """Held-out rows in the same JSON Lines form that ``--data`` reads."""
+@dataclass
+class MemberRecord:
+    """One ensemble member's seed, kept epoch, its validation scores there, and its history."""
+
+    seed: int
+    best_epoch: int
+    val_accuracy: float
+    val_loss: float
+    epochs: list[dict[str, float]]
+
+
+@dataclass
+class Metrics:
+    """``metrics.json``: the per-epoch history, the kept epoch and the scores of the trained model.
+
+    ``epochs`` and ``best_epoch`` are the first member's; ``members`` lists every member of an
+    ensemble (empty for one classifier). ``test_*`` are ``None`` when no test rows were held out,
+    ``baseline`` when ``--baseline`` was not asked for.
+    """
+
+    epochs: list[dict[str, float]]
+    best_epoch: int
+    monitor: str
+    val_loss: float
+    val_accuracy: float
+    validation_is_train: bool
+    train_seconds: float
+    members: list[MemberRecord] = field(default_factory=list)
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    baseline: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form; optional parts appear only when they exist."""
+        record = asdict(self)
+        for key in ("test_loss", "test_accuracy", "baseline"):
+            if record[key] is None:
+                del record[key]
+        if not self.members:
+            del record["members"]
+        return record
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Metrics":
+        """Read back :meth:`to_dict`'s form (raises ``KeyError``/``TypeError`` on a foreign one)."""
+        values = dict(data)
+        values["members"] = [MemberRecord(**m) for m in values.get("members") or []]
+        return cls(**values)
+
+    def summary(self) -> str:
+        """One line: the kept epoch or the ensemble, validation and test accuracy."""
+        text = f"ensemble of {len(self.members)}" if self.members else f"best epoch {self.best_epoch}"
+        text += f": val_accuracy {self.val_accuracy:.4f}"
+        if self.test_accuracy is not None:
+            text += f", test_accuracy {self.test_accuracy:.4f}"
+        if self.members:
+            text += " (members: " + ", ".join(f"epoch {m.best_epoch} val_accuracy {m.val_accuracy:.4f}" for m in self.members) + ")"
+        return text
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory written by ``rnnonnx train`` (its config names the format)."""
+    try:
+        return _read_json(Path(path) / CONFIG).get("format") == RUN_FORMAT
+    except (RnnonnxError, AttributeError):
+        return False
+
+
+def write_run(out_dir: str | Path, state: Mapping[str, Any], config: Mapping[str, Any], tokenizer: Tokenizer, labels: list[str],
+              metrics: Metrics, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]]) -> Path:
+    """Write a complete run directory atomically; ``state`` is the model's state dict (tensors)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
+        write_json(tmp / CONFIG, {"format": RUN_FORMAT, **config})
+        write_json(tmp / TOKENIZER, tokenizer.to_dict())
+        write_json(tmp / LABELS, labels)
+        write_json(tmp / METRICS, metrics.to_dict())
+        for part, rows in (("validation", validation), ("test", test)):
+            _write_jsonl(tmp / HELD_OUT[part], *rows)
+    return out_dir
+
+
+def _write_jsonl(path: Path, texts: Iterable[str], labels: Iterable[str]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for text, label in zip(texts, labels):
             handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
 
 
-def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
-    """Read back rows written by :func:`write_jsonl`."""
-    texts, labels = [], []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            texts.append(record["text"])
-            labels.append(record["label"])
-    return texts, labels
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RnnonnxError(f"{path}: missing; expected a run directory written by 'rnnonnx train'") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RnnonnxError(f"{path}: cannot read it ({type(exc).__name__})") from None
+
+
+def read_metrics(run_dir: str | Path) -> Metrics:
+    """A run's ``metrics.json`` (per-epoch history, kept epoch, baseline if fitted)."""
+    path = Path(run_dir) / METRICS
+    try:
+        metrics = Metrics.from_dict(_read_json(path))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise RnnonnxError(f"{path}: not a metrics record ({type(exc).__name__}: {exc})") from None
+    if not metrics.epochs:
+        raise RnnonnxError(f"{path}: no per-epoch history")
+    return metrics
+
+
+def read_held_out(run_dir: str | Path, part: str) -> tuple[list[str], list[str]]:
+    """The ``validation`` or ``test`` rows a run kept aside, as ``(texts, labels)``; empty when
+    it kept none (too little data, or ``--test 0``)."""
+    from .data import read_file
+
+    path = Path(run_dir) / HELD_OUT[part]
+    if not path.is_file() or not path.read_bytes().strip():
+        return [], []
+    rows = read_file(path, "jsonl")
+    return rows.texts, rows.labels
+
+
+def find_bundle(target: str | Path) -> tuple[Path, Path | None]:
+    """``(bundle, run_dir)`` for a bundle, or for a run directory (whose bundle is ``RUN/bundle``)."""
+    from .bundle import MANIFEST
+
+    path = Path(target)
+    if (path / MANIFEST).is_file():
+        return path, None
+    if is_run_dir(path):
+        if not (path / BUNDLE_DIR / MANIFEST).is_file():
+            raise RnnonnxError(f"{path}: the run has no bundle yet; run 'rnnonnx export {path}' first")
+        return path / BUNDLE_DIR, path
+    if not path.is_dir():
+        raise RnnonnxError(f"{path}: no such directory (expected a bundle or a run directory)")
+    raise RnnonnxError(f"{path}: neither a bundle (no manifest.json) nor a run directory (no config.json)")
+
+
+def parent_run(bundle: str | Path) -> Path | None:
+    """The run a bundle sits in (``export``'s default layout ``RUN/bundle``), if any."""
+    parent = Path(bundle).resolve().parent
+    return parent if is_run_dir(parent) else None
 
 
 @dataclass
@@ -45,30 +185,30 @@ class Run:
     model: Any
     tokenizer: Tokenizer
     labels: list[str]
-    metrics: dict[str, Any]
+    metrics: Metrics
 
     def held_out(self, part: str) -> tuple[list[str], list[str]]:
         """The ``validation`` or ``test`` rows kept aside at training time."""
-        path = self.path / f"{part}.jsonl"
-        return read_jsonl(path) if path.is_file() else ([], [])
+        return read_held_out(self.path, part)
 
 
 def load_run(path: str | Path) -> Run:
     """Load a run directory with safe deserialization only (safetensors, JSON)."""
     from safetensors.torch import load_file
 
-    from .model import ModelConfig, build_model
+    from .config import ModelConfig
+    from .model import build_model
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise RnnonnxError(f"{path}: not a run directory (no config.json); train one with 'rnnonnx train --out DIR'")
+    if not (path / CONFIG).is_file():
+        raise RnnonnxError(f"{path}: not a run directory (no {CONFIG}); train one with 'rnnonnx train --out DIR'")
+    config = _read_json(path / CONFIG)
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise RnnonnxError(f"{path}: unknown run format {config.get('format') if isinstance(config, dict) else None!r}")
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        if config.get("format") != RUN_FORMAT:
-            raise RnnonnxError(f"{path}: unknown run format {config.get('format')!r}")
-        tokenizer = Tokenizer.from_dict(json.loads((path / "tokenizer.json").read_text(encoding="utf-8")))
-        labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        tokenizer = Tokenizer.from_dict(_read_json(path / TOKENIZER))
+        labels = _read_json(path / LABELS)
+        metrics = read_metrics(path)
         model = build_model(ModelConfig(**config["model"]))
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:

@@ -32,13 +32,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ._unicode_tables import LOWER_MAP, UNICODE_VERSION, WORD_RANGES
+from .config import ANALYZERS
 
 TOKENIZER_FORMAT = "rnnonnx-tokenizer/1"
 PAD_ID = 0
 UNK_ID = 1
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
-ANALYZERS = ("word", "char")
 
 
 def _word_ranges() -> list[tuple[int, int]]:

@@ -20,12 +20,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .bundle import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL
+from .bundle import IDS_INPUT, LABEL, OPSET, PROBABILITIES, TEXT_INPUT
+from .parity import ParityReport
 from .text import PAD_ID, PAD_TOKEN, UNK_ID, Tokenizer, TokenizerSpec, portable_pattern
+
 # StringNormalizer lowercases through a C++ locale: C.UTF-8 is built into glibc since 2.35 (and
 # Debian-based images carried it before), unlike the kernel's default en_US.UTF-8, often missing.
 LOCALE = "C.UTF-8"
-OPSET = 17
 ML_OPSET = 3
 MS_OPSET = 1
 # The IR version of the TorchScript exporter's ids graphs; ONNX Runtime 1.30 reads up to 13.
@@ -33,7 +34,6 @@ IR_VERSION = 8
 PREFIX = "text_front/"
 # Text-in against ids-in probabilities on the same texts: the same ids reach the same graph.
 TOLERANCE = 1e-6
-TIE_MARGIN = 1e-6
 
 
 def _name(local: str) -> str:
@@ -191,24 +191,16 @@ def edge_texts() -> list[str]:
     ]
 
 
-def parity(tokenizer: Tokenizer, ids_session: Any, text_session: Any, texts: Sequence[str], batch_size: int = 64) -> dict[str, Any]:
+def parity(tokenizer: Tokenizer, ids_session: Any, text_session: Any, texts: Sequence[str], batch_size: int = 64) -> ParityReport:
     """Text-in against ids-in (with Python tokenization) on ``texts`` batched in the same order, plus
-    a batch of only empty texts: max abs difference of probabilities, and ``label`` against the
-    ids graph's argmax wherever the top two are not tied."""
-    worst, disagree, rows, batches = 0.0, 0, 0, 0
+    a batch of only empty texts: probabilities, and ``label`` against the ids graph's argmax."""
+    report = ParityReport(TOLERANCE)
     groups = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)] + [["", "", ""]]
     for batch in groups:
         expected = ids_session.run([PROBABILITIES], {IDS_INPUT: tokenizer.encode_batch(batch)})[0]
         got, label = text_session.run([PROBABILITIES, LABEL], {TEXT_INPUT: np.array(batch, dtype=object)})
-        if got.shape != expected.shape or label.shape != (len(batch),):
-            raise ValueError(f"text-in graph returned shapes {got.shape}, {label.shape} for {len(batch)} texts")
-        top2 = np.sort(expected, axis=1)[:, -2:]
-        decided = (top2[:, 1] - top2[:, 0]) > TIE_MARGIN
-        disagree += int(((label != expected.argmax(axis=1)) & decided).sum())
-        worst = max(worst, float(np.abs(got - expected).max()))
-        rows += len(batch)
-        batches += 1
-    return {
-        "tolerance": TOLERANCE, "rows": rows, "batches": batches, "max_abs_diff": worst,
-        "label_disagreements": disagree, "passed": worst <= TOLERANCE and disagree == 0,
-    }
+        try:
+            report.add(expected, got, label)
+        except ValueError as exc:
+            raise ValueError(f"text-in graph gave unexpected shapes for {len(batch)} texts: {exc}") from None
+    return report

@@ -17,8 +17,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from rnnonnx.bundle import IDS_INPUT, PROBABILITIES
 from rnnonnx.export import synthetic_batches, to_onnx
-from rnnonnx.model import ExportWrapper, ModelConfig, TextClassifier
+from rnnonnx.config import ModelConfig
+from rnnonnx.model import ExportWrapper, TextClassifier
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
 
@@ -28,9 +30,10 @@ PROVIDERS = {"cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"], "cpu": [
 def build(arch: str, bidirectional: bool, layers: int, size: int, vocab: int, max_len: int) -> Run:
     """A randomly initialised model of the given shape, wrapped as a run for ``to_onnx``."""
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=vocab, num_classes=2, arch=arch, embed_dim=size, hidden=size, layers=layers, bidirectional=bidirectional)
+    config = ModelConfig(vocab_size=vocab, num_classes=2, arch=arch, embed_dim=size, hidden=size, layers=layers,
+                         bidirectional=bidirectional, dropout=0.0)
     tokenizer = Tokenizer(TokenizerSpec(max_len=max_len), ["<pad>", "<unk>"] + [f"t{i}" for i in range(vocab - 2)])
-    return Run(Path("."), {"model": config.to_dict()}, TextClassifier(config).eval(), tokenizer, ["a", "b"], {})
+    return Run(Path("."), {"model": config.to_dict()}, TextClassifier(config).eval(), tokenizer, ["a", "b"], None)
 
 
 def throughput(fn, ids: np.ndarray, seconds: float) -> float:
@@ -59,7 +62,7 @@ def check(device: str, size: int, seconds: float) -> list[dict]:
             return out.cpu().numpy()
 
         def ort_probs(ids: np.ndarray) -> np.ndarray:
-            return session.run(["probabilities"], {"input_ids": ids})[0]
+            return session.run([PROBABILITIES], {IDS_INPUT: ids})[0]
 
         worst = max(float(np.abs(torch_probs(ids) - ort_probs(ids)).max()) for ids in synthetic_batches(2000, 64))
         batch = np.random.default_rng(0).integers(1, 2000, size=(256, 32), dtype=np.int64)

@@ -26,7 +26,8 @@ def small_sample(n: int = 400):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A one-epoch LSTM run on 400 built-in sentences."""
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(arch="lstm", embed_dim=16, hidden=16, epochs=1, max_len=24, seed=1)

@@ -17,13 +17,14 @@ async function main() {
       graph: request.graph, precision: request.precision, threads: request.threads, batchSize: request.batch_size,
     });
     const started = process.hrtime.bigint();
-    const results = await model.predict(request.texts);
+    const results = await model.predict(request.texts, request.options || {});
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     response = {
       graph: model.graph,
       model_file: path.basename(model.modelFile),
       labels: model.labels,
       probabilities: results.map((r) => model.labels.map((label) => r.probabilities[label])),
+      predictions: results,
       predicted: results.map((r) => r.label),
       scores: results.map((r) => r.score),
       ids: request.texts.map((t) => model.encode(t)),

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from rnnonnx import baseline
 from rnnonnx.baseline import NgramAnalyzer, baseline_metrics, comparison
+from rnnonnx.run import Metrics
 from rnnonnx.cli import main
 from rnnonnx.data import LabelledTexts, read_file
 from rnnonnx.text import TokenizerSpec
@@ -59,7 +60,8 @@ def test_baseline_scores_on_real_sentences_are_sane():
 @pytest.fixture(scope="module")
 def baseline_run(tmp_path_factory):
     """A tiny run with the baseline, and the arguments the baseline was fitted with."""
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     seen = {}
 
@@ -84,25 +86,30 @@ def test_baseline_is_fitted_on_the_runs_split_and_recorded(baseline_run):
     assert len(seen["train"][0]) == 120 - 24 - 24
     assert not set(seen["train"][0]) & set(test.texts + validation.texts)
     recorded = json.loads((out / "metrics.json").read_text())["baseline"]
-    assert recorded == metrics["baseline"]
+    assert recorded == metrics.baseline
     assert recorded["test_accuracy"] == recorded["val_accuracy"] == 1.0
     assert json.loads((out / "config.json").read_text())["training"]["baseline"] is True
+
+
+def as_metrics(record: dict) -> Metrics:
+    """A metrics record with only the fields the comparison reads set."""
+    return Metrics.from_dict({"epochs": [], "monitor": "val_accuracy", "validation_is_train": False, "train_seconds": 1.0} | record)
 
 
 def test_comparison_names_the_winner():
     metrics = {"best_epoch": 4, "val_loss": 0.5, "val_accuracy": 0.78, "test_loss": 0.52, "test_accuracy": 0.75,
                "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.45, "val_accuracy": 0.8, "test_loss": 0.47, "test_accuracy": 0.8}}
-    lines = comparison(metrics, "lstm").splitlines()
+    lines = comparison(as_metrics(metrics), "lstm").splitlines()
     assert lines[0].split() == ["model", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     assert lines[1].split() == ["lstm", "(epoch", "4)", "0.5000", "0.7800", "0.5200", "0.7500"]
     assert lines[2].split() == ["tfidf-1-2gram+logreg", "0.4500", "0.8000", "0.4700", "0.8000"]
     assert lines[3] == "the baseline beats the RNN on test accuracy by 5.00 points"
     metrics["test_accuracy"] = 0.8
-    assert comparison(metrics, "lstm").splitlines()[3] == "the RNN and the baseline tie on test accuracy"
+    assert comparison(as_metrics(metrics), "lstm").splitlines()[3] == "the RNN and the baseline tie on test accuracy"
     for key in ("test_loss", "test_accuracy"):
         del metrics[key], metrics["baseline"][key]
     metrics.update(val_accuracy=0.9, validation_is_train=True)
-    lines = comparison(metrics, "gru").splitlines()
+    lines = comparison(as_metrics(metrics), "gru").splitlines()
     assert lines[3] == "the RNN beats the baseline on val accuracy by 10.00 points"
     assert "training rows" in lines[4]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnonnx.batch import Progress, iter_texts, predict_file, predict_proba
+from rnnonnx.batch import RowProgress, iter_texts, predict_file, predict_proba
 from rnnonnx.errors import DataError
 from rnnonnx.predictor import Predictor
 from tests.conftest import run_cli
@@ -198,14 +198,14 @@ class FakeTerminal(io.StringIO):
 
 def test_progress_shows_rows_per_second_only_on_a_terminal():
     shown = FakeTerminal()
-    bar = Progress(True, shown)
+    bar = RowProgress(True, stream=shown)
     bar.update(8192, 0.5)
-    bar.close()
+    bar.finish()
     assert "8,192 rows" in shown.getvalue() and "rows/s" in shown.getvalue() and "50.0%" in shown.getvalue()
     for stream, enabled in ((io.StringIO(), True), (FakeTerminal(), False)):
-        bar = Progress(enabled, stream)
+        bar = RowProgress(enabled, stream=stream)
         bar.update(10, None)
-        bar.close()
+        bar.finish()
         assert stream.getvalue() == ""
 
 

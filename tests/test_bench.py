@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnonnx.bench import INT8_MODEL, format_markdown, format_text, pick_run, run_bench, run_measured
+from rnnonnx.bench import BenchOptions, pick_run, run_bench, run_measured
+from rnnonnx.bench_report import format_markdown, format_text
+from rnnonnx.bundle import INT8_MODEL
 from rnnonnx.bundle import Bundle
 from rnnonnx.errors import RnnonnxError
 
@@ -83,7 +85,7 @@ def test_bench_refuses_a_run_with_other_weights(tiny_bundle, tiny_run, tmp_path)
     weights = load_file(str(other / "model.safetensors"))
     save_file({k: v + 0.5 if v.is_floating_point() else v for k, v in weights.items()}, str(other / "model.safetensors"))
     with pytest.raises(RnnonnxError, match="weights are not the bundle's"):
-        run_bench(tiny_bundle, str(other), threads=1, seconds=0.01, cold_runs=1, log=lambda message: None)
+        run_bench(tiny_bundle, BenchOptions(run=str(other), threads=1, seconds=0.01, cold_runs=1), log=lambda message: None)
 
 
 def test_pick_run(tiny_bundle, tiny_run, tmp_path):
@@ -120,4 +122,5 @@ def test_core_env_is_cold_started_and_judged(tiny_bundle, tmp_path):
     assert "core install" in targets["cold_wall"]["description"] and targets["cold_wall"]["value"] == core["wall_s"]
     assert "core install" in targets["cold_rss"]["description"] and targets["cold_rss"]["value"] == core["peak_rss_mib"]
     with pytest.raises(RnnonnxError, match="no rnnonnx script"):
-        run_bench(tiny_bundle, None, str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, log=lambda m: None, core_env=tmp_path)
+        run_bench(tiny_bundle, BenchOptions(data=str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, core_env=str(tmp_path)),
+                  log=lambda m: None)

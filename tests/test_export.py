@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnonnx.errors import ParityError
-from rnnonnx.export import export_run, parity, session_for, synthetic_batches, to_onnx
+from rnnonnx.export import export_run, parity, passed, session_for, synthetic_batches, to_onnx
 from rnnonnx.model import ExportWrapper
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
@@ -24,7 +24,7 @@ def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last",
     model = tiny_model(arch, bidirectional, layers, pooling, members=members)
     tokenizer = Tokenizer(TokenizerSpec(max_len=12), ["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
     config = {"model": model.config.to_dict(), "training": {}, "data": {}}
-    return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], {})
+    return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], None)
 
 
 @pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling", "members"), [m + (1,) for m in MATRIX] + ENSEMBLES)
@@ -68,8 +68,8 @@ def test_parity_report_flags_a_disagreeing_graph():
     values[0] += 0.01
     head_bias.CopyFrom(onnx.numpy_helper.from_array(values, head_bias.name))
     report = parity(run, session_for(model.SerializeToString()))
-    assert not report["passed"] and report["synthetic"]["max_abs_diff"] > 1e-5
-    assert parity(run, session_for(to_onnx(run)))["passed"]
+    assert not passed(report) and report["synthetic"].max_abs_diff > 1e-5
+    assert passed(parity(run, session_for(to_onnx(run))))
 
 
 def test_bundle_contents_and_metadata(tiny_bundle):

@@ -208,3 +208,20 @@ def test_node_refuses_corrupted_and_unknown_bundles(node, tiny_bundle, tmp_path)
     manifest = json.loads((future / "manifest.json").read_text(encoding="utf-8"))
     (future / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}), encoding="utf-8")
     assert "bundle format version 2 is not supported" in (load_error(future) or "no error")
+
+
+@pytest.mark.parametrize("options", [{}, {"top_k": -1, "min_score": 0.6}, {"top_k": 1}])
+def test_node_predictions_have_the_python_shape(node, tiny_bundle, options, tmp_path):
+    """The same prediction objects as ``Predictor.predict(...)`` / ``predict --json``: same fields,
+    labels, top lists, abstentions; scores within 1e-6."""
+    texts = ["A gorgeous, moving film.", "Flat, dull and far too long.", "", "film"]
+    js_options = {"topK": options.get("top_k"), "minScore": options.get("min_score")}
+    answer = run_node(node, tmp_path, {"mode": "predict", "bundle": str(tiny_bundle), "graph": "ids", "precision": "fp32",
+                                        "threads": 1, "batch_size": 256, "texts": texts, "options": js_options})
+    expected = [p.to_dict() for p in Predictor(tiny_bundle, device="cpu", threads=1, graph="ids").predict(texts, **options)]
+    for got, want in zip(answer["predictions"], expected):
+        assert set(got) == set(want) and got["label"] == want["label"]
+        assert got["score"] == pytest.approx(want["score"], abs=TOLERANCE)
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=TOLERANCE)
+        if "top" in want:
+            assert [e["label"] for e in got["top"]] == [e["label"] for e in want["top"]]

@@ -11,6 +11,7 @@ import pytest
 
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.evaluate import evaluate, evaluate_predictions
+from rnnonnx.run import Metrics
 from rnnonnx.plots import CONFUSION_PNG, CURVES_PNG, plot_curves, write_plots
 from tests.conftest import run_cli
 
@@ -52,12 +53,14 @@ def test_a_bare_bundle_gets_only_the_confusion_matrix(tiny_run, tiny_bundle, tmp
 def test_curves_with_a_baseline_and_many_labels(tmp_path):
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_accuracy": 0.5 + e / 100, "val_accuracy": 0.5 + e / 120}
                for e in range(1, 31)]
+    common = {"monitor": "val_accuracy", "train_seconds": 1.0, "val_loss": 0.3, "val_accuracy": 0.8, "validation_is_train": False}
     metrics = {"epochs": history, "best_epoch": 25, "validation_is_train": True,
                "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.2, "val_accuracy": 0.7}}
-    assert_real_png(plot_curves(metrics, tmp_path / "curves.png"))
+    assert_real_png(plot_curves(Metrics.from_dict(common | metrics), tmp_path / "curves.png"))
+    member = {"seed": 0, "val_loss": 0.3, "val_accuracy": 0.8}
     ensemble = {"epochs": history, "best_epoch": 25, "val_loss": 0.3, "val_accuracy": 0.8,
-                "members": [{"epochs": history, "best_epoch": 25}, {"epochs": history[:12], "best_epoch": 9}]}
-    assert_real_png(plot_curves(ensemble, tmp_path / "ensemble.png"))
+                "members": [member | {"epochs": history, "best_epoch": 25}, member | {"epochs": history[:12], "best_epoch": 9}]}
+    assert_real_png(plot_curves(Metrics.from_dict(common | ensemble), tmp_path / "ensemble.png"))
     labels = [f"label-{i}" for i in range(12)]
     rng = np.random.default_rng(0)
     result = evaluate_predictions("m", "d", labels, [labels[i] for i in rng.integers(0, 12, 200)], rng.random((200, 12)))

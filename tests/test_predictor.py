@@ -124,3 +124,22 @@ def test_predictor_never_imports_torch_onnx_or_sklearn(tiny_bundle):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_prediction_shape_top_k_and_min_score():
+    from rnnonnx.predictor import predictions_from_proba
+
+    proba = np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]], dtype=np.float32)
+    plain = predictions_from_proba(proba, ["a", "b", "c"])
+    assert plain[0].to_dict() == {"label": "b", "score": pytest.approx(0.5), "probabilities": {"a": pytest.approx(0.2), "b": pytest.approx(0.5),
+                                                                                              "c": pytest.approx(0.3)}}
+    assert plain[1].label == "a", "ties go to the first label, as numpy's argmax"
+    top = predictions_from_proba(proba, ["a", "b", "c"], top_k=2)
+    assert [e["label"] for e in top[0].top] == ["b", "c"] and [e["label"] for e in top[1].top] == ["a", "b"]
+    assert [e["label"] for e in predictions_from_proba(proba, ["a", "b", "c"], top_k=-1)[0].top] == ["b", "c", "a"]
+    assert len(predictions_from_proba(proba, ["a", "b", "c"], top_k=10)[0].top) == 3
+    abstained = predictions_from_proba(proba, ["a", "b", "c"], min_score=0.45)
+    assert abstained[0].label == "b" and abstained[1].label is None and abstained[1].score == pytest.approx(0.4)
+    for bad in ({"top_k": 0}, {"top_k": -2}, {"top_k": True}, {"min_score": 1.5}, {"min_score": float("nan")}):
+        with pytest.raises(RnnonnxError):
+            predictions_from_proba(proba, ["a", "b", "c"], **bad)

@@ -36,7 +36,8 @@ def int8_export(tiny_run, tmp_path_factory):
 def gru_export(tmp_path_factory):
     """A tiny GRU run exported with int8, the accuracy threshold forced below any result so the
     loud warning must show: (bundle, log lines)."""
-    from rnnonnx.training import TrainConfig, train
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.training import train_run as train
 
     base = tmp_path_factory.mktemp("gru")
     train(TrainConfig(arch="gru", embed_dim=8, hidden=8, epochs=1, max_len=16, seed=1), base / "run", small_sample(200), progress=False)

@@ -22,7 +22,8 @@ from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.predictor import DEFAULT_GRAPH, Predictor
 from rnnonnx.text import PAD_TOKEN, Tokenizer, TokenizerSpec, analyze, lower_table, portable_pattern, simple_lower
-from rnnonnx.textgraph import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL, TOKENS, edge_texts, front_model, text_model
+from rnnonnx.bundle import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL
+from rnnonnx.textgraph import TOKENS, edge_texts, front_model, text_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every code point UTF-8 can carry: all but the surrogates, which no Unicode string holds.
@@ -156,7 +157,7 @@ def test_bundled_text_model_interface_and_metadata(tiny_bundle):
     ids_model = onnx.load(str(tiny_bundle / MODEL))
     assert [i.name for i in ids_model.graph.input] == [IDS_INPUT] and [o.name for o in ids_model.graph.output] == ["logits", PROBABILITIES]
     onnx.checker.check_model(model, full_check=True)
-    assert bundle.manifest["parity"][TEXT_MODEL]["passed"] and bundle.manifest["parity"][TEXT_MODEL]["max_abs_diff"] <= 1e-6
+    assert bundle.manifest["parity"][TEXT_MODEL]["passed"] and bundle.manifest["parity"][TEXT_MODEL]["texts"]["max_abs_diff"] <= 1e-6
 
 
 def test_text_model_alone_classifies_a_batch_of_only_empty_texts(tiny_bundle):

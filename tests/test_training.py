@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -16,7 +12,10 @@ from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.run import load_run
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from rnnonnx.training import TrainConfig, build_vocab, evaluate_loss, resolve_device, train
+from rnnonnx.config import TrainConfig
+from rnnonnx.fitting import evaluate_loss
+from rnnonnx.training import build_vocab
+from rnnonnx.training import train_run as train
 from tests.conftest import small_sample
 
 FAST = dict(embed_dim=8, hidden=8, max_len=20, members=1)
@@ -57,26 +56,26 @@ def test_same_seed_same_model(tmp_path):
 @pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
 def test_early_stopping_keeps_the_best_epoch(tmp_path, monitor):
     metrics = train(TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, **FAST), tmp_path / "r", small_sample(300), progress=False)
-    history = metrics["epochs"]
+    history = metrics.epochs
     assert len(history) < 12, "validation never stalled: early stopping did not trigger"
     if monitor == "val_loss":
         best = min(history, key=lambda e: e["val_loss"])
     else:
         best = min(history, key=lambda e: (-e["val_accuracy"], e["val_loss"]))
-    assert metrics["best_epoch"] == best["epoch"] and metrics["monitor"] == monitor
+    assert metrics.best_epoch == best["epoch"] and metrics.monitor == monitor
     run = load_run(tmp_path / "r")
     texts, labels = run.held_out("validation")
     ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
     target = torch.tensor([run.labels.index(y) for y in labels])
     loss, _ = evaluate_loss(run.model, ids, target, torch.device("cpu"))
-    assert loss == pytest.approx(metrics["val_loss"], rel=1e-5), "the saved weights are not the best epoch's"
+    assert loss == pytest.approx(metrics.val_loss, rel=1e-5), "the saved weights are not the best epoch's"
 
 
 def test_four_sentence_dataset_trains(tmp_path):
     texts = ["I love this product", "This is a bad product", "I am happy with this purchase", "I am disappointed with this purchase"]
     data = LabelledTexts(texts, ["0", "1", "0", "1"], "four")
     metrics = train(TrainConfig(epochs=2, **FAST), tmp_path / "r", data, progress=False)
-    assert metrics["validation_is_train"] and "test_accuracy" not in metrics
+    assert metrics.validation_is_train and metrics.test_accuracy is None
 
 
 def test_single_class_is_refused(tmp_path):
@@ -85,94 +84,17 @@ def test_single_class_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
-def test_cuda_without_gpu_is_a_clear_error():
-    with pytest.raises(RnnonnxError, match="no CUDA GPU"):
-        resolve_device("cuda")
-    assert resolve_device("auto").type == "cpu"
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU and a CUDA build of torch")
-def test_training_on_cuda(tmp_path):
-    train(TrainConfig(epochs=1, device="cuda", **FAST), tmp_path / "r", small_sample(200), progress=False)
-    config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["training"]["device"].startswith("cuda")
-
-
-def _member_data(n: int = 120) -> tuple:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(2, 30, (n, 10), generator=generator)
-    ids[::3, 6:] = 0
-    return (ids, torch.randint(0, 2, (n,), generator=generator)), (ids[:30], torch.randint(0, 2, (30,), generator=generator))
-
-
-def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypatch):
-    from rnnonnx import training
-    from rnnonnx.model import ModelConfig
-
-    train_data, val_data = _member_data()
-    model_config = ModelConfig(vocab_size=30, num_classes=2, embed_dim=8, hidden=8, members=2)
-    config = TrainConfig(epochs=2, batch_size=16, patience=5, **{k: v for k, v in FAST.items() if k != "max_len"})
-    monkeypatch.setattr(training, "usable_cores", lambda: 2)  # two workers, one thread each, even on one core
-    fits = training._fit_members(model_config, config, train_data, val_data, torch.device("cpu"), False)
-    threads = torch.get_num_threads()
-    try:
-        here = [training.fit_member(model_config, config, k, train_data, val_data, torch.device("cpu"), False, threads=1) for k in range(2)]
-    finally:
-        torch.set_num_threads(threads)
-    assert [f.seed for f in fits] == [0, 1000] and [f.best_epoch for f in fits] == [h.best_epoch for h in here]
-    for fit, ref in zip(fits, here):
-        assert fit.history == ref.history and all(torch.equal(fit.state[k], ref.state[k]) for k in ref.state)
-    assert not torch.equal(fits[0].state["embedding.weight"], fits[1].state["embedding.weight"])
-
-
-def test_a_failed_member_worker_is_a_clear_error(monkeypatch):
-    from rnnonnx import training
-    from rnnonnx.model import ModelConfig
-
-    train_data, val_data = _member_data()
-    monkeypatch.setattr(training, "usable_cores", lambda: 2)
-    monkeypatch.setattr(training.sys, "executable", "false")
-    with pytest.raises(RnnonnxError, match="training member 1 of 2 failed"):
-        training._fit_members(ModelConfig(vocab_size=30, num_classes=2, embed_dim=8, hidden=8, members=2), TrainConfig(epochs=1),
-                              train_data, val_data, torch.device("cpu"), False)
-
-
 def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
     metrics = train(TrainConfig(epochs=2, device="cpu", **FAST | {"members": 2}), tmp_path / "run", small_sample(300), progress=False)
     run = load_run(tmp_path / "run")
-    assert [m["seed"] for m in metrics["members"]] == [0, 1000] and metrics["epochs"] == metrics["members"][0]["epochs"]
+    assert [m.seed for m in metrics.members] == [0, 1000] and metrics.epochs == metrics.members[0].epochs
     texts, labels = run.held_out("validation")
     ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
     gold = torch.tensor([run.labels.index(label) for label in labels])
     with torch.no_grad():
         mean = torch.stack([torch.softmax(m(ids), dim=-1) for m in run.model.members]).mean(dim=0)
-    assert abs(float((mean.argmax(1) == gold).float().mean()) - metrics["val_accuracy"]) < 1e-9
+    assert abs(float((mean.argmax(1) == gold).float().mean()) - metrics.val_accuracy) < 1e-9
     assert "members.1.embedding.weight" in load_file(str(tmp_path / "run" / "model.safetensors"))
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
-def test_member_worker_stops_when_its_parent_is_killed():
-    child = "import time; from rnnonnx.training import _exit_with_parent; _exit_with_parent(); print('ready', flush=True); time.sleep(120)"
-    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
-              "p.stdout.readline(); print(p.pid, flush=True)")
-    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
-    pid = int(done.stdout.strip())
-    deadline = time.time() + 10
-    while _alive(pid) and time.time() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.kill(pid, 9)
-        pytest.fail("the worker outlived its parent")
 
 
 def test_auto_pooling_reads_the_median_text_length():

@@ -38,14 +38,30 @@ class Classifier {
     return Array.from({ length: texts.length }, (_, i) => flat.subarray(i * k, (i + 1) * k));
   }
 
-  /** The top label of each text: [{label, score, probabilities: {label: p}}]. */
-  async predict(texts) {
+  /**
+   * One prediction per text, the shape every rnnonnx face uses: {label, score, probabilities: {label: p}},
+   * plus top: [{label, score}, ...] (best first) when topK is given (-1: every label). With minScore,
+   * label is null when the top probability is below it.
+   */
+  async predict(texts, { topK, minScore } = {}) {
+    if (topK !== undefined && topK !== null && (!Number.isInteger(topK) || (topK < 1 && topK !== -1))) {
+      throw new RangeError(`topK must be a positive integer or -1 (every label), not ${topK}`);
+    }
+    if (minScore !== undefined && minScore !== null && !(minScore >= 0 && minScore <= 1)) {
+      throw new RangeError(`minScore must be a probability between 0 and 1, not ${minScore}`);
+    }
     const rows = await this.predictProba(texts);
     return rows.map((row) => {
       let best = 0;
       for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j; // first maximum, as numpy argmax
       const probabilities = Object.fromEntries(this.labels.map((label, j) => [label, row[j]]));
-      return { label: this.labels[best], score: row[best], probabilities };
+      const label = minScore === undefined || minScore === null || row[best] >= minScore ? this.labels[best] : null;
+      const prediction = { label, score: row[best], probabilities };
+      if (topK !== undefined && topK !== null) {
+        const order = this.labels.map((_, j) => j).sort((a, b) => row[b] - row[a] || a - b); // stable: ties keep label order
+        prediction.top = order.slice(0, topK === -1 ? order.length : topK).map((j) => ({ label: this.labels[j], score: row[j] }));
+      }
+      return prediction;
     });
   }
 

@@ -1,0 +1,109 @@
+"""The Python API: one plain function per command-line verb, each returning a result object.
+
+``rnnonnx train`` is :func:`train`, ``rnnonnx predict`` is :func:`predict` (or :func:`predict_file`
+with ``--output``), and so on; the click commands in :mod:`rnnonnx.cli` only parse options, call
+these and print what they return. Heavy libraries load inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from .batch import BatchStats
+    from .bench_report import BenchReport
+    from .evaluate import Evaluation
+    from .predictor import Prediction, Predictor
+    from .run import Metrics
+
+PathLike = str | os.PathLike
+
+
+def train(out_dir: PathLike, data: PathLike | None = None, *, format: str | None = None, text_col: str = "text",
+          label_col: str = "label", progress: bool = False, **options: Any) -> "Metrics":
+    """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL; ``None``: the built-in
+    dataset) and write the run directory ``out_dir``. ``options`` are :class:`TrainConfig` fields
+    (``arch="gru"``, ``members=1``, ...). Needs the ``[train]`` extra."""
+    from .config import TrainConfig
+    from .data import read_file
+    from .training import train_run
+
+    config = TrainConfig.from_options(options)
+    texts = read_file(data, format, text_col, label_col) if data is not None else None
+    return train_run(config, out_dir, texts, progress=progress)
+
+
+def export(run_dir: PathLike, out_dir: PathLike | None = None, *, quantize: str | None = None,
+           log: Callable[[str], None] | None = None) -> Path:
+    """``rnnonnx export``: turn a run into a bundle (default ``RUN_DIR/bundle``) after proving
+    ONNX Runtime agrees with PyTorch; returns the bundle's path. Needs the ``[train]`` extra."""
+    from .export import export_run
+
+    return export_run(run_dir, out_dir, log=log, quantize=quantize)
+
+
+def load(bundle: PathLike, **options: Any) -> "Predictor":
+    """Open a bundle for prediction; ``options`` go to :class:`rnnonnx.Predictor` (``device``,
+    ``threads``, ``precision``, ``graph``, ``batch_size``)."""
+    from .predictor import Predictor
+
+    return Predictor(bundle, **options)
+
+
+def predict(bundle: "PathLike | Predictor", texts: Sequence[str] | Iterable[str], *, top_k: int | None = None,
+            min_score: float | None = None, bucketing: bool = True, **options: Any) -> list["Prediction"]:
+    """``rnnonnx predict BUNDLE TEXT...``: one :class:`rnnonnx.Prediction` per text. ``bundle`` is
+    a path (opened with ``options``, as :func:`load`) or an open predictor. ``bucketing=False``
+    batches texts in input order instead of by length (slower; there to measure what grouping saves)."""
+    predictor = _predictor(bundle, options)
+    if bucketing:
+        return predictor.predict(texts, top_k=top_k, min_score=min_score)
+    from .batch import predict_proba
+    from .predictor import predictions_from_proba
+
+    return predictions_from_proba(predict_proba(predictor, list(texts), bucketing=False), predictor.labels, top_k, min_score)
+
+
+def predict_file(bundle: "PathLike | Predictor", input_path: PathLike, output_path: PathLike, *, format: str | None = None,
+                 text_col: str = "text", bucketing: bool = True, progress: bool = False, **options: Any) -> "BatchStats":
+    """``rnnonnx predict BUNDLE --input FILE --output FILE``: stream a file of any size through the
+    model, keeping its columns and adding ``label`` and ``score``; the output appears complete or not at all."""
+    from .batch import predict_file as stream
+
+    return stream(_predictor(bundle, options), input_path, output_path, format, text_col, bucketing=bucketing, progress=progress)
+
+
+def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | None = None, text_col: str = "text",
+             label_col: str = "label", run_dir: PathLike | None = None, plot_dir: PathLike | None = None,
+             device: str = "auto", threads: int | None = None) -> "Evaluation":
+    """``rnnonnx evaluate``: score a bundle (or a run's bundle) on labelled texts (default: the
+    run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, optional PNG plots."""
+    from .data import read_file, warn
+    from .evaluate import evaluate as score
+
+    texts = None
+    if data is not None:
+        texts = read_file(data, format, text_col, label_col)
+        for message in texts.warnings:
+            warn(message)
+    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads)
+
+
+def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":
+    """``rnnonnx bench``: time ONNX Runtime (fp32, int8) against PyTorch eager and the cold start;
+    ``options`` are :class:`rnnonnx.bench.BenchOptions` fields (``run``, ``threads``, ``seconds``, ...)."""
+    from .bench import BenchOptions, run_bench
+
+    return run_bench(bundle, BenchOptions(**options), log=log)
+
+
+def _predictor(bundle: "PathLike | Predictor", options: dict[str, Any]) -> "Predictor":
+    from .predictor import Predictor
+
+    if isinstance(bundle, Predictor):
+        if options:
+            raise TypeError(f"options {sorted(options)} apply when opening a bundle, not to an open Predictor")
+        return bundle
+    return Predictor(bundle, **options)

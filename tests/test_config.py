@@ -1,0 +1,69 @@
+"""Training options: every one validated in one place, the model config derived from them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rnnonnx.config import MAX_SEED, MAX_WIDTH, ModelConfig, TrainConfig
+from rnnonnx.errors import RnnonnxError
+from tests.conftest import run_cli
+
+BAD = [
+    ({"lr": math.nan}, "lr must be a finite number"),
+    ({"lr": math.inf}, "lr must be a finite number"),
+    ({"lr": 0.0}, r"lr must be in \(0, 10\]"),
+    ({"dropout": math.nan}, "dropout must be a finite number"),
+    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"validation": math.nan}, "validation must be a finite number"),
+    ({"validation": 0.6, "test": 0.4}, "must leave rows to train on"),
+    ({"seed": -5}, "seed must be between 0"),
+    ({"seed": MAX_SEED + 1}, "seed must be between 0"),
+    ({"hidden": 99999999999}, f"hidden must be between 1 and {MAX_WIDTH}"),
+    ({"embed_dim": 0}, "embed_dim must be between 1"),
+    ({"layers": 9}, "layers must be between 1 and 8"),
+    ({"members": 0}, "members must be between 1 and 16"),
+    ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"arch": "transformer"}, "arch must be one of rnn, lstm, gru"),
+    ({"pooling": "mean"}, "pooling must be one of auto, last, max, concat"),
+    ({"monitor": "val_f1"}, "monitor must be one of"),
+    ({"analyzer": "bpe"}, "analyzer must be one of"),
+    ({"device": "tpu"}, "device must be one of"),
+    ({"bidirectional": "yes"}, "bidirectional and baseline must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD)
+def test_bad_options_are_refused_with_one_line(options, message):
+    with pytest.raises(RnnonnxError, match=message) as caught:
+        TrainConfig(**options)
+    assert "\n" not in str(caught.value)
+
+
+def test_defaults_are_valid_and_unknown_options_are_named():
+    assert TrainConfig() == TrainConfig.from_options({})
+    with pytest.raises(RnnonnxError, match="unknown training option.*hiden"):
+        TrainConfig.from_options({"hiden": 8})
+
+
+def test_model_config_is_derived_from_the_training_config():
+    config = TrainConfig(arch="gru", bidirectional=True, layers=2, embed_dim=12, hidden=10, dropout=0.1, members=2)
+    model = config.model_config(vocab_size=50, num_classes=3, pooling="max")
+    assert model == ModelConfig(vocab_size=50, num_classes=3, arch="gru", embed_dim=12, hidden=10, layers=2, bidirectional=True,
+                                dropout=0.1, pooling="max", members=2)
+    with pytest.raises(RnnonnxError, match="pooling must be one of last, max, concat"):
+        config.model_config(50, 3, "auto")
+
+
+def test_models_saved_before_pooling_and_members_existed_still_load():
+    old = {"vocab_size": 10, "num_classes": 2, "arch": "lstm", "embed_dim": 4, "hidden": 4, "layers": 1, "bidirectional": False, "dropout": 0.3}
+    assert ModelConfig(**old).pooling == "last" and ModelConfig(**old).members == 1
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--dropout", "nan"), ("--validation", "nan"), ("--seed", "-5"),
+                                             ("--seed", "4294967296"), ("--hidden", "99999999999"), ("--lr", "inf")])
+def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
+    done = run_cli("train", "--data", str(tmp_path / "missing.csv"), flag, value, "--out", str(tmp_path / "run"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ") and "missing.csv" not in done.stderr
