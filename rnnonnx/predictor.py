@@ -27,6 +27,10 @@ DEFAULT_GRAPH = "text"
 # Lone surrogates cannot be encoded for ONNX Runtime; like U+FFFD they are not word characters,
 # so replacing them changes no token.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Characters per text-in batch, counted as rows x the batch's longest text: what bounds ONNX
+# Runtime's memory on the text-in graph (see text_batches). 256 sentences of up to 1,024
+# characters still share a batch; a text of 4 MB goes alone.
+TEXT_BATCH_CHARS = 1 << 18
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
 SHADOW_HINT = ("both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
                "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu")
@@ -90,6 +94,24 @@ def predictions_from_proba(proba: np.ndarray, labels: Sequence[str], top_k: int 
             top = [{"label": names[j], "score": values[j]} for j in order]
         out.append(Prediction(label, values[best], dict(zip(names, values)), top))
     return out
+
+
+def text_batches(lengths: Sequence[int], batch_size: int, budget: int) -> list[list[int]]:
+    """Row indices of each text-in batch: texts sorted by length, at most ``batch_size`` of them,
+    and at most ``budget`` characters counted as rows x the batch's longest text (a longer text
+    goes alone). The in-graph tokenizer pads every row to the batch's longest token list before
+    truncating to ``max_len``, so its memory grows with that product, not with the characters."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= batch_size or (len(current) + 1) * max(1, lengths[i]) > budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def providers_for(device: str) -> list[str]:
@@ -208,21 +230,28 @@ class Predictor:
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
             ids = pad_ids([encoded[i] for i in chosen])
-            out[chosen] = self.session.run([PROBABILITIES], {IDS_INPUT: ids})[0]
+            out[chosen] = self._run({IDS_INPUT: ids})
         return out
 
     def _proba_text(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.bundle.labels)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
+        for chosen in text_batches([len(t) for t in texts], self.batch_size, TEXT_BATCH_CHARS):
             batch = np.array([texts[i] for i in chosen], dtype=object)
             try:
-                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: batch})[0]
+                out[chosen] = self._run({TEXT_INPUT: batch})
             except UnicodeEncodeError:
                 clean = np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in batch], dtype=object)
-                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: clean})[0]
+                out[chosen] = self._run({TEXT_INPUT: clean})
         return out
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One model call; ONNX Runtime's own failures (e.g. out of memory) become one-line errors."""
+        try:
+            return self.session.run([PROBABILITIES], feeds)[0]
+        except UnicodeEncodeError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({str(exc).splitlines()[0][:300]})") from None
 
     def predict(self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None) -> list[Prediction]:
         """One :class:`Prediction` per text: top label, score, every label's probability;

@@ -143,3 +143,43 @@ def test_prediction_shape_top_k_and_min_score():
     for bad in ({"top_k": 0}, {"top_k": -2}, {"top_k": True}, {"min_score": 1.5}, {"min_score": float("nan")}):
         with pytest.raises(RnnonnxError):
             predictions_from_proba(proba, ["a", "b", "c"], **bad)
+
+
+def test_text_batches_bound_rows_times_longest_text():
+    from rnnonnx.predictor import text_batches
+
+    lengths = [5, 4_000_000, 7, 3, 900, 5]
+    batches = text_batches(lengths, batch_size=3, budget=2_000)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [1] in batches, "a text over the budget goes alone"
+    for batch in batches:
+        assert len(batch) <= 3 and (len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 2_000)
+    assert text_batches([], 8, 100) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="address-space limit through RLIMIT_AS (Linux)")
+def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):
+    """One 4 MB text among 255 short ones: the text-in graph used to ask ONNX Runtime for 6.5 GB;
+    batched by characters it fits under a 1 GB address-space limit, with the ids graph's results."""
+    import resource
+
+    from tests.conftest import ROOT
+
+    words = ["good", "bad", "film", "plot", "actor", "boring", "great", "long", "story", "music"]
+    rng = np.random.default_rng(0)
+    short = [" ".join(rng.choice(words, 12)) for _ in range(255)]
+    lines = short[:100] + [" ".join(rng.choice(words, 800_000))] + short[100:]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bundle = ROOT / "exported" / "lstm"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run([sys.executable, "-m", "rnnonnx.cli", "predict", str(bundle), "--input", str(tmp_path / "in.txt"),
+                           "--output", str(tmp_path / "out.csv"), "--quiet", "--device", "cpu", "--threads", "1"],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1:]
+    expected = Predictor(bundle, device="cpu", graph="ids").predict(lines)
+    assert [r.rsplit(",", 2)[1] for r in rows] == [p.label for p in expected]
