@@ -1,4 +1,4 @@
-"""How much does averaging members buy, and how many? (issue 4, "Default recipe")
+"""How much does averaging members buy, and how many?
 
 Trains single classifiers of one recipe.py experiment from several seeds on the *same*
 train/validation split (recipe.py's seed-0 split of the built-in rows without the shipped test

@@ -1,4 +1,4 @@
-"""Choose the default training recipe on validation data (issue 4, "Default recipe").
+"""Choose the default training recipe on validation data.
 
 Every experiment trains with ``rnnonnx.training.train_run`` on the built-in movie sentences, one change at
 a time from a baseline, for a few seeds, and records validation accuracy, the epoch kept, epochs run,
@@ -32,7 +32,7 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# The defaults before this issue, spelled out so the baseline stays fixed whatever TrainConfig says now.
+# The original defaults, spelled out so the baseline stays fixed whatever TrainConfig says now.
 BASE: dict[str, Any] = {
     "arch": "lstm", "bidirectional": False, "layers": 1, "embed_dim": 128, "hidden": 128, "dropout": 0.3,
     "analyzer": "word", "max_len": 64, "min_df": 1, "max_vocab": 20000, "epochs": 10, "batch_size": 32,

@@ -47,7 +47,7 @@ trap 'rm -f "$tmp"' EXIT
   echo
   echo "## One thread per engine"
   echo
-  echo "The same measurement with \`--threads 1\` (on this machine int8 gained over fp32 with one thread, not with two)."
+  echo "The same measurement with \`--threads 1\` (on the machine named above, int8 gained over fp32 with one thread, not with two)."
   echo
   # shellcheck disable=SC2086
   rnnonnx bench "$WORK/bundle" --run "$WORK" --core-env "$CORE_ENV" --threads 1 --markdown ${BENCH_ARGS:-}
