@@ -4,7 +4,7 @@
 //   node tests/web_parity.mjs REQUEST.json RESPONSE.json
 //   REQUEST: {chromium, user_data_dir, page, steps: [...]}, each step one of
 //     {mode: "predict", bundle, texts_json, top_k}   -> {labels, model_file, predictions, ids, seconds}
-//     {mode: "code_points", bundle, tokenizers, prefix, suffix}  -> per tokenizer {lengths, ids} (flat)
+//     {mode: "code_points", bundle, tokenizers, prefix, suffix}  -> per tokenizer {lengths, ids} (flat, comma-separated)
 //     {mode: "load_error", bundle}                  -> {error}
 //     {mode: "demo", query, text, screenshot}       -> {state, label, bars, status}
 //   texts_json is a JSON string, so that lone surrogates reach the page intact.
@@ -47,13 +47,8 @@ async function run(page, step) {
   if (step.mode === 'demo') {
     await open(page, step.query);
     if (step.text !== undefined) {
-      const before = await page.evaluate(() => document.body.dataset.state);
-      await page.fill('#text', step.text);
-      if (before === 'ready') {
-        // Wait for the page to show this text's prediction: the bars change with the text.
-        const shown = await page.evaluate(() => document.getElementById('bars').innerHTML);
-        await page.waitForFunction((old) => document.getElementById('bars').innerHTML !== old, shown, { timeout: 60_000 });
-      }
+      await page.fill('#text', step.text); // the page classifies as one types
+      await page.waitForFunction((text) => document.getElementById('label').dataset.text === text, step.text, { timeout: 60_000 });
     }
     const answer = await page.evaluate(() => ({
       state: document.body.dataset.state,
@@ -96,7 +91,7 @@ async function run(page, step) {
             lengths.push(encoded.length);
             for (const id of encoded) ids.push(id);
           }
-          return { lengths, ids };
+          return { lengths: lengths.join(','), ids: ids.join(',') }; // strings: far quicker to hand over than arrays
         });
       }
       throw new Error(`unknown mode ${step.mode}`);
