@@ -51,7 +51,12 @@ def browser_tools() -> dict[str, str]:
     return {"chromium": chromium, "node": node}
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+class _Handler(_QuietHandler):
     """Serves each URL prefix from its own folder (the layout the README documents)."""
 
     mounts: dict[str, Path] = {}
@@ -62,9 +67,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             if path.startswith(prefix):
                 return str(folder / path[len(prefix):].lstrip("/"))
         return str(Path(self.directory) / "missing")
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
 def run_browser(tools: dict, server: dict, tmp_path: Path, steps: list[dict]) -> list:
     """Run ``steps`` on the demo page in a fresh headless Chromium (tests/web_parity.mjs); their answers."""
     request = {"chromium": tools["chromium"], "user_data_dir": str(tmp_path / "chromium-profile"),
-               "page": f"{server['url']}/web/index.html", "steps": steps}
+               "page": f"{server['url']}/web/", "steps": steps}
     request_file, response_file = tmp_path / "request.json", tmp_path / "response.json"
     request_file.write_text(json.dumps(request), encoding="ascii")
     done = subprocess.run([tools["node"], str(RUNNER), str(request_file), str(response_file)], capture_output=True,
@@ -187,22 +189,50 @@ def test_browser_refuses_corrupted_and_unknown_bundles(browser_tools, server, tm
     assert "manifest.json: HTTP 404" in errors[3]
 
 
+@pytest.fixture
+def site(browser_tools, tmp_path) -> Iterator[str]:
+    """The folder clients/web/scripts/site.mjs assembles (page, module, tokenizer, onnxruntime-web,
+    the lstm bundle), served as it is by Python's plain static file server; its URL."""
+    folder = tmp_path / "site"
+    done = subprocess.run([browser_tools["node"], str(WEB / "scripts" / "site.mjs"), str(folder), str(LSTM)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (folder / "web" / "bundle" / "model.text.onnx").exists()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.mark.slow
-def test_demo_page_shows_the_prediction(browser_tools, server, tmp_path):
-    """The demo page, pointed at a bundle with ?bundle=, shows the Python predictor's label and one bar
-    per class for a typed text; its screenshot is written under tmp_path."""
+def test_demo_page_shows_the_prediction(browser_tools, site, tmp_path):
+    """The demo page, from the assembled site with its default bundle/, shows the Python predictor's
+    label and one bar per class for a typed text; its screenshot is written under tmp_path."""
     text = "An absolutely wonderful, moving film: brilliant acting and a gorgeous score."
     screenshot = tmp_path / "demo.png"
-    [answer] = run_browser(browser_tools, server, tmp_path, [
-        {"mode": "demo", "query": "?bundle=/bundles/lstm/", "text": text, "screenshot": str(screenshot)}])
+    [answer] = run_browser(browser_tools, {"url": site}, tmp_path, [
+        {"mode": "demo", "query": "", "text": text, "screenshot": str(screenshot)}])
     expected = Predictor(LSTM, device="cpu", threads=1).predict([text])[0]
     assert answer["state"] == "ready", answer["status"]
     assert answer["label"] == expected.label
-    assert {label for label, _ in answer["bars"]} == set(expected.probabilities)
+    assert [label for label, _ in answer["bars"]] == list(expected.probabilities)
     for label, shown in answer["bars"]:
         assert abs(shown - expected.probabilities[label]) <= 5e-5  # shown with 4 decimals
     assert screenshot.stat().st_size > 10_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"\ndemo page screenshot: {screenshot}")
+
+
+def test_site_refuses_an_existing_folder_and_a_non_bundle(browser_tools, tmp_path):
+    script = str(WEB / "scripts" / "site.mjs")
+    (tmp_path / "taken").mkdir()
+    done = subprocess.run([browser_tools["node"], script, str(tmp_path / "taken"), str(LSTM)], capture_output=True, text=True)
+    assert done.returncode == 1 and "already exists" in done.stderr and done.stderr.count("\n") == 1
+    done = subprocess.run([browser_tools["node"], script, str(tmp_path / "new"), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "not a bundle directory" in done.stderr and not (tmp_path / "new").exists()
 
 
 def test_demo_page_reports_a_missing_bundle(browser_tools, server, tmp_path):
