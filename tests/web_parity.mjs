@@ -3,7 +3,7 @@
 //
 //   node tests/web_parity.mjs REQUEST.json RESPONSE.json
 //   REQUEST: {chromium, user_data_dir, page, steps: [...]}, each step one of
-//     {mode: "predict", bundle, texts_json, top_k}   -> {labels, model_file, predictions, ids, seconds}
+//     {mode: "predict", bundle, precision, texts_json, top_k} -> {labels, model_file, predictions, ids, seconds}
 //     {mode: "code_points", bundle, tokenizers, prefix, suffix}  -> per tokenizer {lengths, ids} (flat, comma-separated)
 //     {mode: "load_error", bundle}                  -> {error}
 //     {mode: "demo", query, text, screenshot}       -> {state, label, bars, status}
@@ -70,7 +70,7 @@ async function run(page, step) {
         return { error: `${err.name}: ${err.message}` };
       }
     }
-    const model = await web.load(step.bundle);
+    const model = await web.load(step.bundle, { precision: step.precision ?? 'fp32' });
     try {
       if (step.mode === 'predict') {
         const texts = JSON.parse(step.texts_json);
