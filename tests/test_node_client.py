@@ -28,7 +28,7 @@ CLIENT = ROOT / "clients" / "node"
 RUNNER = Path(__file__).with_name("node_parity.js")
 EXPORTED = sorted(p.parent for p in (ROOT / "exported").glob("*/manifest.json"))
 TOLERANCE = 1e-6
-SETUP_HINT = "run `npm ci --prefix clients/node` (needs Node.js >= 18 and npm)"
+SETUP_HINT = "run `npm ci --prefix clients/node` (needs Node.js >= 20.19 and npm)"
 
 
 @pytest.fixture(scope="session")
@@ -171,12 +171,12 @@ def test_js_tokenizer_matches_python_on_every_code_point(node, tmp_path):
 
 
 def test_js_unicode_tables_are_a_copy_of_the_rule(tmp_path):
-    """clients/node/unicode-tables.js is generated from rnnonnx/_unicode_tables.py and must not drift."""
+    """clients/node/unicode-tables.mjs is generated from rnnonnx/_unicode_tables.py and must not drift."""
     spec = importlib.util.spec_from_file_location("node_unicode_tables", CLIENT / "scripts" / "unicode_tables.py")
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
-    current = (CLIENT / "unicode-tables.js").read_text(encoding="utf-8")
-    assert current == generator.render(), "clients/node/unicode-tables.js is stale: run python clients/node/scripts/unicode_tables.py"
+    current = (CLIENT / "unicode-tables.mjs").read_text(encoding="utf-8")
+    assert current == generator.render(), "clients/node/unicode-tables.mjs is stale: run python clients/node/scripts/unicode_tables.py"
 
 
 def test_node_client_is_installed(node):

@@ -6,11 +6,12 @@
 //   const [top] = await model.predict(['a gripping, funny film']);  // {label, score, probabilities}
 //
 // Two graphs: 'text' (model.text.onnx: strings in, tokenization inside the ONNX graph) and 'ids'
-// (model.onnx: token ids in, tokenized here by tokenizer.js, which follows tokenizer.json).
+// (model.onnx: token ids in, tokenized here by tokenizer.mjs, which follows tokenizer.json; the browser client
+// clients/web imports the very same file).
 
 const ort = require('onnxruntime-node');
 const { BundleError, readBundle } = require('./bundle');
-const { Tokenizer, padIds } = require('./tokenizer');
+const { Tokenizer, padIds } = require('./tokenizer.mjs'); // an ES module: Node.js >= 20.19 / 22.12
 
 const GRAPHS = ['auto', 'text', 'ids'];
 const PRECISIONS = ['fp32', 'int8'];

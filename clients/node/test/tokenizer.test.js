@@ -2,8 +2,8 @@
 // node --test clients/node/test: the tokenizer rule (as in tests/test_text.py) and bundle checks.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Tokenizer, padIds, toJsPattern, simpleLower } = require('../tokenizer');
-const TABLES = require('../unicode-tables');
+const { Tokenizer, padIds, toJsPattern, simpleLower } = require('../tokenizer.mjs');
+const TABLES = require('../unicode-tables.mjs');
 
 const WORD_CLASS_LEGACY = '[\\p{L}\\p{N}_]';
 const spec = (analyzer, extra = {}) => ({

@@ -1,17 +1,17 @@
-'use strict';
-// The JavaScript tokenizer: reads tokenizer.json as data and follows the rule written in
-// rnnonnx/text.py: lowercase code point by code point (Unicode 14.0 simple mappings), take the
+// The JavaScript tokenizer, one ES module for the Node.js client (which require()s it: Node.js reads
+// ES modules with require() from 20.19 and 22.12 on) and the browser (clients/web imports it).
+// It reads tokenizer.json as data and follows the rule written in rnnonnx/text.py: lowercase code point by code point (Unicode 14.0 simple mappings), take the
 // matches of token_pattern, look tokens up in the vocabulary (unknown -> unk_id), keep max_len.
 //
 // The rule is pinned to Unicode 14.0 by data, not by the engine: lowercasing uses the rule's own
-// table (unicode-tables.js, a copy of rnnonnx/_unicode_tables.py), never String#toLowerCase, which
+// table (unicode-tables.mjs, a copy of rnnonnx/_unicode_tables.py), never String#toLowerCase, which
 // follows the engine's Unicode (Node.js 20.20: 17.0, where e.g. U+A7CB, new in 16.0, lowercases to
 // U+0264, a Unicode 14 letter) and applies the final-sigma rule and U+0130 -> 'i' + U+0307 to strings;
 // token_pattern spells its class out code point by code point, so `\p{..}` never meets a newer table.
 
-const TABLES = require('./unicode-tables');
+import * as TABLES from './unicode-tables.mjs';
 
-const TOKENIZER_FORMAT = 'rnnonnx-tokenizer/1';
+export const TOKENIZER_FORMAT = 'rnnonnx-tokenizer/1';
 const LOWERCASE = ['unicode-simple', 'none'];
 // Bundles exported before the class was spelled out carry `[\p{L}\p{N}_]`; by the rule that meant
 // Unicode 14.0's categories, which is the table's word class (not the engine's `\p{L}`).
@@ -40,7 +40,7 @@ const LOWER_RE = new RegExp(`[${[...LOWER.keys()].map((ch) => hex(ch.codePointAt
  * Unicode property escapes are refused (their meaning depends on the engine's Unicode version),
  * except the legacy word class, which becomes the rule's Unicode 14.0 class.
  */
-function toJsPattern(pattern) {
+export function toJsPattern(pattern) {
   pattern = pattern.split(LEGACY_WORD_CLASS).join(WORD_CLASS);
   let out = '';
   for (let i = 0; i < pattern.length; i++) {
@@ -68,12 +68,12 @@ function toJsPattern(pattern) {
 }
 
 /** Lowercase code point by code point with the rule's Unicode 14.0 simple mappings. */
-function simpleLower(text) {
+export function simpleLower(text) {
   if (!NON_ASCII.test(text)) return text.toLowerCase(); // exact for ASCII: A-Z -> a-z
   return text.replace(LOWER_RE, (ch) => LOWER.get(ch));
 }
 
-class Tokenizer {
+export class Tokenizer {
   constructor(data) {
     if (!data || typeof data !== 'object') throw new TypeError('tokenizer.json must hold an object');
     if (data.format !== TOKENIZER_FORMAT) throw new Error(`unknown tokenizer format ${JSON.stringify(data.format ?? null)}`);
@@ -120,11 +120,11 @@ class Tokenizer {
 }
 
 /** Right-pad id lists into a row-major BigInt64Array of at least one column. */
-function padIds(rows, padId = 0) {
+export function padIds(rows, padId = 0) {
   const width = rows.reduce((w, r) => Math.max(w, r.length), 1);
   const data = new BigInt64Array(rows.length * width).fill(BigInt(padId));
   rows.forEach((row, i) => row.forEach((id, j) => (data[i * width + j] = BigInt(id))));
   return { data, dims: [rows.length, width] };
 }
 
-module.exports = { Tokenizer, padIds, toJsPattern, simpleLower, TOKENIZER_FORMAT, UNICODE_VERSION: TABLES.version };
+export const UNICODE_VERSION = TABLES.version;
