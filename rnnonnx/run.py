@@ -36,6 +36,15 @@ def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory rnnonnx wrote (its config.json says so, any run format
+    version): the only kind of directory ``train --out`` may replace. Never raises."""
+    from .files import read_json_marker
+
+    config = read_json_marker(Path(path) / "config.json")
+    return isinstance(config, dict) and str(config.get("format")).startswith("rnnonnx-run/")
+
+
 @dataclass
 class Run:
     """A trained run loaded back: the torch model (eval mode), tokenizer, labels and records."""

@@ -28,9 +28,9 @@ from .bench import usable_cores
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .config import MONITORS, TrainConfig
 from .errors import RnnonnxError
-from .files import atomic_directory
+from .files import atomic_directory, check_output_directory
 from .model import Ensemble, ModelConfig, TextClassifier, build_model
-from .run import RUN_FORMAT, WEIGHTS, write_jsonl
+from .run import RUN_FORMAT, WEIGHTS, is_run_dir, write_jsonl
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 
 
@@ -256,6 +256,8 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     if config.monitor not in MONITORS:
         raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")
     data = data if data is not None else read_builtin()
+    inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
+    check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     for message in data.warnings:
         warn(message)
     labels = check_classes(data)
@@ -332,17 +334,17 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
         },
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
-    _write_run(Path(out_dir), model, tokenizer, labels, config_record, metrics, (val_texts, val_labels), (test_texts, test_labels))
+    _write_run(Path(out_dir), model, tokenizer, labels, config_record, metrics, (val_texts, val_labels), (test_texts, test_labels), inputs)
     return metrics
 
 
 def _write_run(out_dir: Path, model: TextClassifier | Ensemble, tokenizer: Tokenizer, labels: list[str], config_record: dict,
-               metrics: dict, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]]) -> None:
+               metrics: dict, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]], inputs: list[str]) -> None:
     from safetensors.torch import save_file
 
     from .bundle import write_json
 
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replaces=is_run_dir, kind="run", inputs=inputs) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS))
         write_json(tmp / "config.json", config_record)
         write_json(tmp / "tokenizer.json", tokenizer.to_dict())
