@@ -238,8 +238,8 @@ TINY_TRAIN = ("--members", "1", "--epochs", "1", "--embed-dim", "8", "--hidden",
 
 
 @pytest.mark.parametrize("case", ["--out is the data's directory", "--out .", "--out is a file", "--out is someone's directory",
-                                  "--out is a bundle"])
-def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_bundle, case):
+                                  "--out is a bundle", "--out is a run holding the data"])
+def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_run, tiny_bundle, case):
     import shutil
 
     sample = small_sample(40)
@@ -249,14 +249,18 @@ def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_bund
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
     shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    out = {"--out is the data's directory": "mydata", "--out .": ".", "--out is a file": "notes.txt",
-           "--out is someone's directory": "photos", "--out is a bundle": "bundle"}[case]
+    shutil.copytree(tiny_run, tmp_path / "run")
+    out, reason = {"--out is the data's directory": ("mydata", "input"), "--out .": (".", "current directory"),
+                   "--out is a file": ("notes.txt", "not a directory"), "--out is someone's directory": ("photos", "not an rnnonnx run"),
+                   "--out is a bundle": ("bundle", "not an rnnonnx run"), "--out is a run holding the data": ("run", "input")}[case]
+    data = "run/validation.jsonl" if out == "run" else "mydata/reviews.csv"
     before = snapshot(tmp_path)
-    result = run_cli("train", "--data", "mydata/reviews.csv", *TINY_TRAIN, "--out", out, cwd=tmp_path)
-    assert_refused(result, out)
+    result = run_cli("train", "--data", data, *TINY_TRAIN, "--out", out, cwd=tmp_path)
+    assert_refused(result, f"{out}: ", reason)
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_train_out_replaces_only_a_run_or_an_empty_directory(tmp_path):
     sample = small_sample(40)
     write_csv(tmp_path / "reviews.csv", zip(sample.texts, sample.labels))
@@ -276,13 +280,15 @@ def test_export_out_never_replaces_its_input_or_a_run(tmp_path, tiny_run, case):
 
     shutil.copytree(tiny_run, tmp_path / "runs" / "run")
     shutil.copytree(tiny_run, tmp_path / "runs" / "other")
-    out = {"--out is the run": "runs/run", "--out holds the run": "runs", "--out is another run": "runs/other"}[case]
+    out, reason = {"--out is the run": ("runs/run", "input"), "--out holds the run": ("runs", "input"),
+                   "--out is another run": ("runs/other", "not an rnnonnx bundle")}[case]
     before = snapshot(tmp_path)
     result = run_cli("export", "runs/run", "--out", out, cwd=tmp_path)
-    assert_refused(result, out)
+    assert_refused(result, f"{out}: ", reason)
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_export_out_replaces_an_earlier_bundle(tmp_path, tiny_run, tiny_bundle):
     import shutil
 
