@@ -358,6 +358,18 @@ def test_predict_output_dash_is_standard_output_and_the_input_is_never_the_outpu
     assert snapshot(tmp_path) == before
 
 
+def test_predict_output_dash_closed_early_is_one_line(tmp_path, tiny_bundle):
+    """``--output - | head -1``: the reader goes away with most rows unwritten (more than a pipe holds)."""
+    write_csv(tmp_path / "many.csv", [(f"a fine film number {i}", "x") for i in range(20000)])
+    reader = subprocess.Popen([sys.executable, "-m", "rnnonnx.cli", "predict", str(tiny_bundle), "--input", "many.csv", "--output", "-", "--quiet"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().startswith("text,label,")
+    reader.stdout.close()
+    err = reader.stderr.read()
+    assert reader.wait(timeout=120) != 0
+    assert "Traceback" not in err and err.strip() == "Error: standard output was closed before every prediction was written"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
 def test_predict_output_on_a_full_file_system_is_one_line_and_leaves_nothing(tmp_path, tiny_bundle):
     """A file-size limit makes the kernel refuse the write as a full disk would (EFBIG instead
