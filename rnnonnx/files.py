@@ -82,6 +82,9 @@ def check_output_directory(target: str | os.PathLike, replaces: Callable[[Path],
             if _holds(real, Path(os.path.realpath(source))):
                 raise OutputError(f"{shown}: holds this command's input {os.fspath(source)}; write the {kind} somewhere else")
         if not os.path.lexists(path):
+            parent = next(p for p in path.parents if os.path.lexists(p))
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                raise OutputError(f"{shown}: cannot be created ({parent} is not a writable directory)")
             return
         if path.is_symlink():
             raise OutputError(f"{shown}: is a symbolic link; name the directory itself ({real}) or another one")

@@ -156,6 +156,14 @@ def test_never_replaces_an_input_or_the_current_directory(tmp_path, monkeypatch)
     assert sorted(os.listdir(tmp_path / "top")) == ["mine.txt", "other", "run"]
 
 
+def test_an_output_that_cannot_be_created_is_refused_before_the_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("my notes")
+    with pytest.raises(OutputError) as exc:
+        files.check_output_directory(tmp_path / "notes.txt" / "run" / "sub", mine, "thing")
+    assert "notes.txt is not a writable directory" in one_line(exc)
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_a_failed_write_leaves_the_old_directory_and_nothing_else(tmp_path, error):
     make_mine(tmp_path / "out")
