@@ -232,11 +232,15 @@ def _open_output(handle: IO[bytes], path: Path) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8", newline="")
 
 
-class _Utf8Stream:
+class _Utf8Stream(io.TextIOBase):
     """Text written as UTF-8 to a binary stream this does not own (standard output stays open)."""
 
     def __init__(self, binary: IO[bytes]) -> None:
+        super().__init__()
         self.binary = binary
+
+    def writable(self) -> bool:
+        return True
 
     def write(self, text: str) -> int:
         self.binary.write(text.encode("utf-8"))
@@ -253,7 +257,7 @@ def _output(path: Path) -> Iterator[IO[str]]:
         return
     sys.stdout.flush()
     try:
-        yield _Utf8Stream(sys.stdout.buffer)  # type: ignore[misc]
+        yield _Utf8Stream(sys.stdout.buffer)
         sys.stdout.buffer.flush()
     except OSError as exc:
         if exc.errno != errno.EPIPE:
