@@ -256,11 +256,11 @@ def train(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None =
     if config.monitor not in MONITORS:
         raise RnnonnxError(f"unknown monitor {config.monitor!r}; use one of {', '.join(MONITORS)}")
     data = data if data is not None else read_builtin()
-    inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
-    check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     for message in data.warnings:
         warn(message)
     labels = check_classes(data)
+    inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
+    check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     seed_everything(config.seed)
     device = resolve_device(config.device)
     parts = split(data.labels, config.validation, config.test, config.seed)
