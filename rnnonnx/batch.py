@@ -8,7 +8,9 @@ name only once complete, so an interrupted run never leaves a half-written file 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import gzip
 import io
 import json
@@ -22,11 +24,12 @@ from typing import IO, Any, Iterator, Protocol, Sequence
 import numpy as np
 
 from .data import cell_text, detect_format, parse_json_line
-from .errors import DataError, RnnonnxError
+from .errors import DataError, OutputError, RnnonnxError
 from .files import atomic_file
 from .progress import Progress
 
 CHUNK_ROWS = 8192
+STDOUT = "-"
 OUTPUT_NAMES = (("label", "score"), ("predicted_label", "predicted_score"))
 SCORE_DECIMALS = 6
 
@@ -212,6 +215,39 @@ def _open_output(handle: IO[bytes], path: Path) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8", newline="")
 
 
+class _Utf8Stream(io.TextIOBase):
+    """Text written as UTF-8 to a binary stream this does not own (standard output stays open)."""
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        super().__init__()
+        self.binary = binary
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.binary.write(text.encode("utf-8"))
+        return len(text)
+
+
+@contextlib.contextmanager
+def _output(path: Path) -> Iterator[IO[str]]:
+    """Where predictions go: standard output for ``-`` (streamed as they come), else a file that
+    appears complete or not at all (see :func:`rnnonnx.files.atomic_file` for what it may replace)."""
+    if str(path) != STDOUT:
+        with atomic_file(path, "wb") as handle, _open_output(handle, path) as text_out:
+            yield text_out
+        return
+    sys.stdout.flush()
+    try:
+        yield _Utf8Stream(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        raise OutputError("standard output was closed before every prediction was written") from None
+
+
 def predict_file(
     predictor: ProbaModel,
     input_path: str | os.PathLike,
@@ -229,14 +265,20 @@ def predict_file(
     a ``.csv``, ``.tsv`` or ``.jsonl`` output; JSONL cannot become CSV/TSV, its keys are not
     known in advance). Columns ``label`` and ``score`` are added (``predicted_label`` and
     ``predicted_score`` if the input has a column of either name). Memory holds one chunk of
-    ``chunk_rows`` rows whatever the file size.
+    ``chunk_rows`` rows whatever the file size. ``-`` writes to standard output, in the input's
+    format; the input file itself is never an output.
     """
     if chunk_rows < 1:
         raise RnnonnxError("chunk_rows must be at least 1")
     input_path, output_path = Path(input_path), Path(output_path)
     in_fmt = file_format(input_path, fmt)
+    if str(output_path) == STDOUT:
+        if in_fmt == "txt":
+            raise DataError("a .txt input has no format to keep on standard output; write to a .csv, .tsv or .jsonl file, or use --json")
+    elif output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
+        raise OutputError(f"{output_path}: is the input file; write the predictions to another file")
     try:
-        out_fmt = detect_format(output_path)
+        out_fmt = in_fmt if str(output_path) == STDOUT else detect_format(output_path)
     except DataError:
         if in_fmt == "txt":
             raise DataError(f"{output_path}: name the output .csv, .tsv or .jsonl (a .txt input has no format to keep)") from None
@@ -253,7 +295,7 @@ def predict_file(
         first = next(parsed.records, None)
         names = _names_for(parsed.header, first[1] if first is not None and parsed.header is None else None)
         chunk: list[tuple[str, Any]] = [first] if first is not None else []
-        with atomic_file(output_path, "wb") as handle, _open_output(handle, output_path) as text_out:
+        with _output(output_path) as text_out:
             writer = _Writer(text_out, out_fmt, parsed.header, names)
 
             def flush() -> None:

@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import BundleError
 from .text import Tokenizer
@@ -46,15 +46,26 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokenizer: Tokenizer, labels: list[str], manifest: Mapping[str, Any]) -> Path:
+def is_bundle_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a bundle rnnonnx wrote (its manifest says so): the only kind of
+    directory a bundle output may replace. Never raises, never reads more than a bounded file."""
+    from .files import read_json_marker
+
+    manifest = read_json_marker(Path(path) / MANIFEST)
+    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
+
+
+def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokenizer: Tokenizer, labels: list[str], manifest: Mapping[str, Any],
+                 inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Write a complete bundle atomically: every file, then the manifest listing their sha256.
 
     ``files`` maps file names (e.g. ``model.onnx``) to their bytes; tokenizer and labels are added here.
+    Only a bundle (or an empty directory) at ``out_dir`` is replaced, never one holding ``inputs``.
     """
     from .files import atomic_directory, write_json
 
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replaces=is_bundle_dir, kind="bundle", inputs=inputs) as tmp:
         for name, payload in files.items():
             (tmp / name).write_bytes(payload)
         write_json(tmp / TOKENIZER, tokenizer.to_dict())

@@ -92,7 +92,8 @@ def main() -> None:
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
 @click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
+@click.option("--out", type=click.Path(), default="runs/default", show_default=True,
+              help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
 def train_command(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
@@ -110,7 +111,8 @@ def train_command(data: str | None, fmt: str | None, text_col: str, label_col: s
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write. Default: RUN_DIR/bundle.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Bundle directory to write (an existing bundle there is replaced; anything else is refused). Default: RUN_DIR/bundle.")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
               help="Also write int8 models (ONNX Runtime dynamic quantization), with fp32 and int8 validation accuracy in the manifest.")
 @friendly
@@ -174,9 +176,10 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
               help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--output", "output_path", type=click.Path(allow_dash=True), default=None,
               help="Stream --input into this file (its format, or the one --output's extension names) with label and score "
-                   "columns added, rows in input order; memory stays bounded, and the file appears only when complete.")
+                   "columns added, rows in input order; memory stays bounded, and the file appears only when complete. "
+                   "- writes to standard output.")
 @click.option("--top-k", type=int, default=None, help="Also list the K most probable labels (-1: every label), best first.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help="Abstain below this probability: the label is empty (null in --json) when the top score is lower.")

@@ -18,3 +18,7 @@ class BundleError(RnnonnxError):
 
 class ParityError(RnnonnxError):
     """ONNX Runtime and PyTorch disagree beyond tolerance, so no bundle is written."""
+
+
+class OutputError(RnnonnxError):
+    """An output path that rnnonnx refuses to write (it would destroy something it did not write), or cannot."""

@@ -17,8 +17,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import __version__
-from .bundle import FORMAT_VERSION, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
+from .bundle import FORMAT_VERSION, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL, is_bundle_dir, write_bundle
 from .errors import ParityError, RnnonnxError
+from .files import check_output_directory
 from .parity import ParityReport
 from .run import BUNDLE_DIR, Run, load_run
 from .text import PAD_ID, UNK_ID
@@ -229,6 +230,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
     log = log or (lambda message: print(message, file=sys.stderr))
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / BUNDLE_DIR
+    check_output_directory(out, is_bundle_dir, "bundle", [run_dir])  # refuse before the conversion, not after it
     model_bytes = to_onnx(run)
     ids_session = session_for(model_bytes)
     ids_reports = parity(run, ids_session)
@@ -258,6 +260,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
         "parity": reports,
         **extra,
     }
-    write_bundle(out, files, run.tokenizer, run.labels, manifest)
+    write_bundle(out, files, run.tokenizer, run.labels, manifest, inputs=[run_dir])
     log(f"bundle written to {out}")
     return out

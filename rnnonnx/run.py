@@ -91,20 +91,23 @@ class Metrics:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a run directory written by ``rnnonnx train`` (its config names the format)."""
-    try:
-        return _read_json(Path(path) / CONFIG).get("format") == RUN_FORMAT
-    except (RnnonnxError, AttributeError):
-        return False
+    """Whether ``path`` is a run directory rnnonnx wrote (its config.json says so, any run format
+    version): the only kind of directory ``train --out`` may replace. Never raises."""
+    from .files import read_json_marker
+
+    config = read_json_marker(Path(path) / CONFIG)
+    return isinstance(config, dict) and str(config.get("format")).startswith("rnnonnx-run/")
 
 
 def write_run(out_dir: str | Path, state: Mapping[str, Any], config: Mapping[str, Any], tokenizer: Tokenizer, labels: list[str],
-              metrics: Metrics, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]]) -> Path:
-    """Write a complete run directory atomically; ``state`` is the model's state dict (tensors)."""
+              metrics: Metrics, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]],
+              inputs: Iterable[str | Path] = ()) -> Path:
+    """Write a complete run directory atomically; ``state`` is the model's state dict (tensors).
+    Only a run (or an empty directory) at ``out_dir`` is replaced, never one holding ``inputs``."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replaces=is_run_dir, kind="run", inputs=inputs) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
         write_json(tmp / CONFIG, {"format": RUN_FORMAT, **config})
         write_json(tmp / TOKENIZER, tokenizer.to_dict())

@@ -6,6 +6,7 @@ in :mod:`rnnonnx.run`.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -18,9 +19,10 @@ from . import __version__
 from .config import TrainConfig
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
+from .files import check_output_directory
 from .fitting import FitJob, MemberFit, evaluate_loss, fit_members, resolve_device, seed_everything
 from .model import Ensemble, TextClassifier, build_model
-from .run import MemberRecord, Metrics, write_run
+from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 
 Rows = tuple[list[str], list[str]]
@@ -79,6 +81,8 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     for message in data.warnings:
         warn(message)
     labels = check_classes(data)
+    inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
+    check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     seed_everything(config.seed)
     device = resolve_device(config.device)
     rows = split_rows(data, config)
@@ -115,7 +119,7 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
         metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed)
     record = _config_record(config, model, data, rows, device)
-    write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test)
+    write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
 
 

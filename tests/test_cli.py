@@ -206,3 +206,184 @@ def test_stopping_training_leaves_no_run_workers_or_temporary_files(tmp_path, si
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", str(tmp_path / "tmp")], capture_output=True, text=True).stdout == ""
     assert not (tmp_path / "run").exists() and list((tmp_path / "tmp").iterdir()) == []
+
+
+# --- --out and --output never destroy what rnnonnx did not write ----------------------------------
+
+def assert_refused(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit != 0, one line on stderr naming the problem, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert all(needle in result.stderr for needle in needles), result.stderr
+
+
+def snapshot(root) -> dict:
+    """Every path under ``root`` with its bytes (files), link target (links) or type (the rest)."""
+    import os
+    import stat as st
+
+    seen = {}
+    for path in sorted(root.rglob("*")):
+        info = os.lstat(path)
+        if st.S_ISLNK(info.st_mode):
+            seen[str(path)] = ("link", os.readlink(path))
+        elif st.S_ISREG(info.st_mode):
+            seen[str(path)] = ("file", path.read_bytes(), st.S_IMODE(info.st_mode))
+        else:
+            seen[str(path)] = ("other", st.S_IFMT(info.st_mode))
+    return seen
+
+
+TINY_TRAIN = ("--members", "1", "--epochs", "1", "--embed-dim", "8", "--hidden", "8", "--quiet")
+
+
+@pytest.mark.parametrize("case", ["--out is the data's directory", "--out .", "--out is a file", "--out is someone's directory",
+                                  "--out is a bundle", "--out is a run holding the data"])
+def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_run, tiny_bundle, case):
+    import shutil
+
+    sample = small_sample(40)
+    (tmp_path / "mydata").mkdir()
+    write_csv(tmp_path / "mydata" / "reviews.csv", zip(sample.texts, sample.labels))
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    shutil.copytree(tiny_run, tmp_path / "run")
+    out, reason = {"--out is the data's directory": ("mydata", "input"), "--out .": (".", "current directory"),
+                   "--out is a file": ("notes.txt", "not a directory"), "--out is someone's directory": ("photos", "not an rnnonnx run"),
+                   "--out is a bundle": ("bundle", "not an rnnonnx run"), "--out is a run holding the data": ("run", "input")}[case]
+    data = "run/validation.jsonl" if out == "run" else "mydata/reviews.csv"
+    before = snapshot(tmp_path)
+    result = run_cli("train", "--data", data, *TINY_TRAIN, "--out", out, cwd=tmp_path)
+    assert_refused(result, f"{out}: ", reason)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_train_out_replaces_only_a_run_or_an_empty_directory(tmp_path):
+    sample = small_sample(40)
+    write_csv(tmp_path / "reviews.csv", zip(sample.texts, sample.labels))
+    (tmp_path / "run").mkdir()
+    first = run_cli("train", "--data", "reviews.csv", *TINY_TRAIN, "--out", "run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    config = (tmp_path / "run" / "config.json").read_text()
+    again = run_cli("train", "--data", "reviews.csv", *TINY_TRAIN, "--seed", "7", "--out", "run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "config.json").read_text() != config
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv", "run"]
+
+
+@pytest.mark.parametrize("case", ["--out is the run", "--out holds the run", "--out is another run"])
+def test_export_out_never_replaces_its_input_or_a_run(tmp_path, tiny_run, case):
+    import shutil
+
+    shutil.copytree(tiny_run, tmp_path / "runs" / "run")
+    shutil.copytree(tiny_run, tmp_path / "runs" / "other")
+    out, reason = {"--out is the run": ("runs/run", "input"), "--out holds the run": ("runs", "input"),
+                   "--out is another run": ("runs/other", "not an rnnonnx bundle")}[case]
+    before = snapshot(tmp_path)
+    result = run_cli("export", "runs/run", "--out", out, cwd=tmp_path)
+    assert_refused(result, f"{out}: ", reason)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_export_out_replaces_an_earlier_bundle(tmp_path, tiny_run, tiny_bundle):
+    import shutil
+
+    shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    manifest = (tmp_path / "bundle" / "manifest.json").read_text()
+    result = run_cli("export", str(tiny_run), "--out", "bundle", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bundle" / "manifest.json").read_text() != manifest  # a new creation time at least
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def predict_to(tmp_path, bundle, output: str, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+    """``rnnonnx predict BUNDLE --input in.csv --output OUTPUT`` in ``tmp_path``, writing in.csv when missing."""
+    if not (tmp_path / "in.csv").exists():
+        write_csv(tmp_path / "in.csv", [("a fine film", "x"), ("a dull film", "y")])
+    return subprocess.run([sys.executable, "-m", "rnnonnx.cli", "predict", str(bundle), "--input", "in.csv", "--output", output, "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+@pytest.mark.parametrize("kind", ["character device", "FIFO (named pipe)", "directory"])
+def test_predict_output_refuses_special_files(tmp_path, tiny_bundle, kind):
+    import os
+    import stat
+
+    node = tmp_path / "node"
+    if kind == "character device":
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own, under tmp_path
+        except (PermissionError, AttributeError):
+            pytest.skip("creating a device node needs root (CAP_MKNOD)")
+    elif kind == "FIFO (named pipe)":
+        os.mkfifo(node)  # opening it for writing would block: a hang here is a failure
+    else:
+        node.mkdir()
+    write_csv(tmp_path / "in.csv", [("a fine film", "x")])
+    before = snapshot(tmp_path)
+    result = predict_to(tmp_path, tiny_bundle, "node", timeout=60)
+    assert_refused(result, "node", kind)
+    assert snapshot(tmp_path) == before
+
+
+def test_predict_output_follows_a_symlink_and_keeps_a_files_mode(tmp_path, tiny_bundle):
+    import os
+    import stat
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "preds.csv").write_text("old predictions")
+    (tmp_path / "shared" / "preds.csv").chmod(0o600)
+    (tmp_path / "preds.csv").symlink_to("shared/preds.csv")
+    result = predict_to(tmp_path, tiny_bundle, "preds.csv")
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(tmp_path / "preds.csv") == "shared/preds.csv"
+    lines = (tmp_path / "shared" / "preds.csv").read_text().splitlines()
+    assert lines[0] == "text,label,predicted_label,predicted_score" and len(lines) == 3
+    assert stat.S_IMODE((tmp_path / "shared" / "preds.csv").stat().st_mode) == 0o600
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["preds.csv"]
+
+
+def test_predict_output_dash_is_standard_output_and_the_input_is_never_the_output(tmp_path, tiny_bundle):
+    result = predict_to(tmp_path, tiny_bundle, "-")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "text,label,predicted_label,predicted_score" and [line.split(",")[0] for line in lines[1:]] == ["a fine film", "a dull film"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    before = snapshot(tmp_path)
+    assert_refused(predict_to(tmp_path, tiny_bundle, "in.csv"), "in.csv", "input")
+    assert snapshot(tmp_path) == before
+
+
+def test_predict_output_dash_closed_early_is_one_line(tmp_path, tiny_bundle):
+    """``--output - | head -1``: the reader goes away with most rows unwritten (more than a pipe holds)."""
+    write_csv(tmp_path / "many.csv", [(f"a fine film number {i}", "x") for i in range(20000)])
+    reader = subprocess.Popen([sys.executable, "-m", "rnnonnx.cli", "predict", str(tiny_bundle), "--input", "many.csv", "--output", "-", "--quiet"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().startswith("text,label,")
+    reader.stdout.close()
+    err = reader.stderr.read()
+    assert reader.wait(timeout=120) != 0
+    assert "Traceback" not in err and err.strip() == "Error: standard output was closed before every prediction was written"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_predict_output_on_a_full_file_system_is_one_line_and_leaves_nothing(tmp_path, tiny_bundle):
+    """A file-size limit makes the kernel refuse the write as a full disk would (EFBIG instead
+    of ENOSPC): the old output stays, no temporary file is left."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    (tmp_path / "preds.csv").write_text("old predictions")
+    write_csv(tmp_path / "in.csv", [("a fine film", "x"), ("a dull film", "y")])
+    before = snapshot(tmp_path)
+    result = predict_to(tmp_path, tiny_bundle, "preds.csv", preexec_fn=limited)
+    assert_refused(result, "preds.csv: cannot write (File too large)")
+    assert snapshot(tmp_path) == before

@@ -87,12 +87,26 @@ def test_bundle_contents_and_metadata(tiny_bundle):
     assert json.loads(meta["tokenizer"])["analyzer"] == "word"
 
 
-def test_failed_parity_leaves_no_bundle_and_keeps_the_old_one(tiny_run, tmp_path, monkeypatch):
+def test_failed_parity_leaves_no_bundle_and_keeps_the_old_one(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    import shutil
+
     out = tmp_path / "bundle"
-    out.mkdir()
-    (out / "keep.txt").write_text("old bundle")
+    shutil.copytree(tiny_bundle, out)
+    before = (out / "manifest.json").read_bytes()
     monkeypatch.setattr("rnnonnx.export.TOLERANCE", -1.0)
     with pytest.raises(ParityError, match="no bundle written"):
         export_run(tiny_run, out, log=lambda message: None)
-    assert (out / "keep.txt").read_text() == "old bundle"
+    assert (out / "manifest.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_a_refused_out_is_refused_before_the_conversion(tiny_run, tmp_path, monkeypatch):
+    from rnnonnx.errors import OutputError
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted before checking --out")
+
+    monkeypatch.setattr("rnnonnx.export.to_onnx", no_conversion)
+    with pytest.raises(OutputError, match="input"):
+        export_run(tiny_run, tiny_run.parent, log=lambda message: None)
+    assert (tiny_run / "model.safetensors").is_file()

@@ -90,5 +90,6 @@ def test_plot_dir_that_is_a_file_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = evaluate_predictions("m", "d", ["a", "b"], ["a", "b"], np.eye(2))
-    with pytest.raises(RnnonnxError, match="cannot write plots"):
+    with pytest.raises(RnnonnxError, match="confusion_matrix.png: cannot write"):
         write_plots(blocker, result)
+    assert blocker.read_text() == "x"

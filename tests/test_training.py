@@ -117,3 +117,18 @@ def test_run_records_the_pooling_auto_chose(tmp_path):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["training"]["pooling"] == "auto" and config["model"]["pooling"] == "max"
     assert load_run(tmp_path / "r").model.config.pooling == "max"
+
+
+def test_a_refused_out_is_refused_before_training(tmp_path, monkeypatch):
+    from rnnonnx import training
+    from rnnonnx.errors import OutputError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(training, "_fit_members", no_training)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my notes")
+    with pytest.raises(OutputError, match="not an rnnonnx run"):
+        train(TrainConfig(epochs=1, **FAST), tmp_path / "mine", small_sample(40), progress=False)
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
