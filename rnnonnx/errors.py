@@ -18,3 +18,11 @@ class BundleError(RnnonnxError):
 
 class ParityError(RnnonnxError):
     """ONNX Runtime and PyTorch disagree beyond tolerance, so no bundle is written."""
+
+
+class InputTypeError(RnnonnxError, TypeError):
+    """A predictor was given something other than a list of ``str`` (bytes, None, a number).
+
+    Both graphs refuse it alike: the text-in one would otherwise read bytes as text, and the
+    ids one fail somewhere inside the tokenizer.
+    """
