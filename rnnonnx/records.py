@@ -197,8 +197,9 @@ class Records:
             except EOFError:
                 raise DataError(f"{self.name}: the gzip data ends early, after line {self.line} (a truncated file?)") from None
             except gzip.BadGzipFile as exc:
-                hint = "; the name ends in .gz but the content is not gzip-compressed" if str(exc).startswith("Not a gzipped file") else ""
-                raise DataError(f"{self.name}: not valid gzip data after line {self.line} ({_one_line(exc)}){hint}") from None
+                if self.line == 0 and str(exc).startswith("Not a gzipped file"):
+                    raise DataError(f"{self.name}: not gzip-compressed, though its name ends in .gz") from None
+                raise DataError(f"{self.name}: the gzip data is corrupt after line {self.line} ({_one_line(exc)})") from None
             except zlib.error as exc:
                 raise DataError(f"{self.name}: the gzip data is corrupt after line {self.line} ({_one_line(exc)})") from None
             except OSError as exc:
@@ -293,14 +294,14 @@ class Records:
         if value is None:
             return ""
         if not isinstance(value, str):
-            raise DataError(f"{self.name}: line {line}: the text {column!r} is {kind(value)}, not a string")
+            raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(value)}; a text must be a string")
         return value
 
     def label(self, record: Record, line: int, column: str = "label") -> str:
         """A record's label as a string: a string, number or boolean, not an array or object."""
         value = self.value(record, line, column, "--label-col")
         if isinstance(value, (list, dict)):
-            raise DataError(f"{self.name}: line {line}: the label {column!r} is {kind(value)}; a label is a string or a number")
+            raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(value)}; a label must be a string or a number")
         return label_text(value)
 
 
