@@ -80,9 +80,9 @@ def predict_proba(predictor: ProbaModel, texts: Sequence[str], bucketing: bool =
 
 def _text_rows(records: Records, text_col: str) -> Iterator[tuple[str, Any]]:
     """``(text, record)`` for each record, the text checked as every reader checks it."""
-    records.require(text_col, "--text-col")
+    text_of = records.texts(text_col)
     for line, record in records:
-        yield records.text(record, line, text_col), record
+        yield text_of(record, line), record
 
 
 def iter_texts(path: str | os.PathLike, fmt: str | None = None, text_col: str = "text") -> Iterator[str]:

@@ -45,23 +45,22 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 def parse_records(records: Records, text_col: str, label_col: str | None) -> LabelledTexts:
     """Pick the text and label columns out of a file's records, with clear errors."""
-    records.require(text_col, "--text-col")
-    if label_col is not None:
-        records.require(label_col, "--label-col")
+    text_of = records.texts(text_col)
+    label_of = records.labels(label_col) if label_col is not None else None
     texts: list[str] = []
     labels: list[str] = []
     skipped = 0
     seen_any = False
     for number, record in records:
         seen_any = True
-        body = records.text(record, number, text_col)
-        if label_col is not None:
-            label = records.label(record, number, label_col)
+        body = text_of(record, number)
+        if label_of is not None:
+            label = label_of(record, number)
         if not body.strip():
             skipped += 1
             continue
         texts.append(body)
-        if label_col is not None:
+        if label_of is not None:
             if not label:
                 raise DataError(f"{records.name}: line {number} has an empty label")
             labels.append(label)

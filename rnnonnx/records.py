@@ -20,7 +20,7 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Callable, Iterator, Union
 
 from .errors import DataError
 
@@ -96,6 +96,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
+# built once: json.loads with options builds a decoder per call, which doubles the reading time
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
 def parse_json_line(line: str, number: int, name: str) -> dict:
     """One JSON Lines record, which must be an object with no key twice; errors name the line.
 
@@ -103,7 +107,7 @@ def parse_json_line(line: str, number: int, name: str) -> dict:
     (see :func:`_replace_surrogates`).
     """
     try:
-        record = json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        record = _DECODER.decode(line)
         if not isinstance(record, dict):
             raise DataError(f"{name}: line {number} is not a JSON object (it is {kind(record)})")
         if _SURROGATE_ESCAPE.search(line):
@@ -228,7 +232,7 @@ class Records:
     def _csv_row(self) -> list[str] | None:
         """The next non-blank CSV/TSV row, or ``None`` at the end of the file."""
         while True:
-            self._next_record()
+            self._record_start, self._record_bytes = self.line + 1, 0
             try:
                 row = next(self._csv, None)
             except csv.Error as exc:
@@ -258,9 +262,11 @@ class Records:
         if self.fmt in ("csv", "tsv"):
             width = len(self.header or ())
             while (row := self._csv_row()) is not None:
-                if len(row) > width:
-                    raise DataError(f"{self.name}: line {self._record_start} has {len(row)} fields, the header has {width}")
-                yield self._record_start, row + [""] * (width - len(row))
+                if len(row) != width:
+                    if len(row) > width:
+                        raise DataError(f"{self.name}: line {self._record_start} has {len(row)} fields, the header has {width}")
+                    row += [""] * (width - len(row))
+                yield self._record_start, row
             return
         for line in self._lines:
             number = self.line
@@ -276,33 +282,49 @@ class Records:
             names = ", ".join(repr(c) for c in self.header or ()) or "none"
             raise DataError(f"{self.name}: no column {column!r} (the header has {names}); use {option}")
 
-    def value(self, record: Record, line: int, column: str, option: str) -> Any:
-        """The ``column`` of a record (for ``.txt``, the line whatever the column)."""
+    def column(self, column: str, option: str) -> Callable[[Record, int], Any]:
+        """A function ``(record, line) -> value`` of ``column`` (for ``.txt``, the line whatever the column)."""
         if self.fmt == "txt":
-            return record[0]
-        if isinstance(record, list):
+            return lambda record, line: record[0]
+        if self.fmt != "jsonl":
             self.require(column, option)
-            return record[(self.header or []).index(column)]
-        if column not in record:
-            keys = ", ".join(repr(k) for k in record) or "none"
-            raise DataError(f"{self.name}: line {line} has no key {column!r} (it has {keys}); use {option}")
-        return record[column]
+            index = (self.header or []).index(column)
+            return lambda record, line: record[index]
 
-    def text(self, record: Record, line: int, column: str = "text") -> str:
-        """A record's text: a string (``null`` or a missing cell reads as empty), nothing else."""
-        value = self.value(record, line, column, "--text-col")
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(value)}; a text must be a string")
+        def value(record: Record, line: int) -> Any:
+            try:
+                return record[column]
+            except KeyError:
+                keys = ", ".join(repr(k) for k in record) or "none"
+                raise DataError(f"{self.name}: line {line} has no key {column!r} (it has {keys}); use {option}") from None
+
         return value
 
-    def label(self, record: Record, line: int, column: str = "label") -> str:
-        """A record's label as a string: a string, number or boolean, not an array or object."""
-        value = self.value(record, line, column, "--label-col")
-        if isinstance(value, (list, dict)):
-            raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(value)}; a label must be a string or a number")
-        return label_text(value)
+    def texts(self, column: str = "text") -> Callable[[Record, int], str]:
+        """A function ``(record, line) -> text``: a string (``null`` or a missing cell reads as empty), nothing else."""
+        value = self.column(column, "--text-col")
+
+        def text(record: Record, line: int) -> str:
+            found = value(record, line)
+            if isinstance(found, str):
+                return found
+            if found is None:
+                return ""
+            raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a text must be a string")
+
+        return text
+
+    def labels(self, column: str = "label") -> Callable[[Record, int], str]:
+        """A function ``(record, line) -> label`` as a string: from a string, number or boolean, not an array or object."""
+        value = self.column(column, "--label-col")
+
+        def label(record: Record, line: int) -> str:
+            found = value(record, line)
+            if isinstance(found, (list, dict)):
+                raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a label must be a string or a number")
+            return label_text(found)
+
+        return label
 
 
 def open_records(path: str | os.PathLike, fmt: str, *, max_bytes: int | None = None) -> Records:
