@@ -27,6 +27,7 @@ from .errors import DataError
 MAX_RECORD_MB = 16
 MAX_RECORD_ENV = "RNNONNX_MAX_RECORD_MB"
 _MIB = 1 << 20
+_LARGEST = 2**62  # what "no practical limit" means: csv and readline take C integers
 _JSON_SPACE = " \t\r\n"
 # Only a \u escape can put a lone surrogate into a string read from valid UTF-8.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -50,7 +51,7 @@ def max_record_bytes() -> int:
         mib = math.nan
     if not (math.isfinite(mib) and mib > 0):
         raise DataError(f"{MAX_RECORD_ENV}={value!r}: give a positive number of MiB (default {MAX_RECORD_MB})")
-    return max(1, int(mib * _MIB))
+    return max(1, min(int(mib * _MIB), _LARGEST))
 
 
 def _size(limit: int) -> str:

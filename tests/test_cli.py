@@ -295,3 +295,9 @@ def test_predict_reads_stdin_lines_at_newline_only(tiny_bundle):
     result = run_cli("predict", str(tiny_bundle), "--json", input="one\u2028line\r\ntwo\n")
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["text"] for line in result.stdout.split("\n")[:-1]] == ["one\u2028line", "two"]
+    from click.testing import CliRunner
+
+    from rnnonnx.cli import main
+
+    result = CliRunner().invoke(main, ["predict", str(tiny_bundle)], input=b"fine\nbad \xff byte\n")
+    assert result.exit_code == 1 and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"

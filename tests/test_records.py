@@ -217,11 +217,15 @@ def test_jsonl_splits_lines_at_newline_only(tmp_path):
     assert list(iter_texts(tmp_path / "lines.txt")) == ["a\u2028b", "c\x85d", "e"]
 
 
-def test_record_cap_default_and_environment(monkeypatch):
+def test_record_cap_default_and_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(MAX_RECORD_ENV, raising=False)
     assert max_record_bytes() == MAX_RECORD_MB * 2**20
     monkeypatch.setenv(MAX_RECORD_ENV, "0.5")
     assert max_record_bytes() == 2**19
+    monkeypatch.setenv(MAX_RECORD_ENV, "1e30")
+    assert max_record_bytes() == 2**62
+    (tmp_path / "in.csv").write_text("text\nfine\n")
+    assert list(iter_texts(tmp_path / "in.csv")) == ["fine"]  # csv's own limit is a C long
     for bad in ("0", "-1", "lots", "nan", "inf"):
         monkeypatch.setenv(MAX_RECORD_ENV, bad)
         with pytest.raises(DataError, match=f"{MAX_RECORD_ENV}='{bad}': give a positive number of MiB"):
