@@ -227,9 +227,6 @@ class Records:
                 raise DataError(f"{self.name}: line {self.line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); {hint}") from None
             yield line[1:] if self.line == 1 and line.startswith("\ufeff") else line
 
-    def _next_record(self) -> None:
-        self._record_start, self._record_bytes = self.line + 1, 0
-
     def _csv_row(self) -> list[str] | None:
         """The next non-blank CSV/TSV row, or ``None`` at the end of the file."""
         while True:
@@ -270,14 +267,13 @@ class Records:
                 yield self._record_start, row
             return
         for line in self._lines:
-            number = self.line
-            self._next_record()
+            number, self._record_bytes = self.line, 0
             if self.fmt == "txt":
                 yield number, [line.removesuffix("\n").removesuffix("\r")]
             elif line.strip(_JSON_SPACE):
                 yield number, parse_json_line(line, number, self.name)
 
-    def require(self, column: str, option: str) -> None:
+    def _require(self, column: str, option: str) -> None:
         """Refuse a CSV/TSV file whose header lacks ``column`` now, not at its first row."""
         if self.fmt in ("csv", "tsv") and column not in (self.header or ()):
             names = ", ".join(repr(c) for c in self.header or ()) or "none"
@@ -288,7 +284,7 @@ class Records:
         if self.fmt == "txt":
             return lambda record, line: record[0]
         if self.fmt != "jsonl":
-            self.require(column, option)
+            self._require(column, option)
             index = (self.header or []).index(column)
             return lambda record, line: record[index]
 
