@@ -5,11 +5,13 @@ csv and json read back exactly; and the record cap, line numbers and gzip errors
 
 from __future__ import annotations
 
+import atexit
 import csv
 import gzip
 import io
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,12 +19,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from rnnonnx.batch import iter_texts, predict_file
 from rnnonnx.data import read_file
 from rnnonnx.errors import DataError, RnnonnxError
 from rnnonnx.records import MAX_RECORD_ENV, MAX_RECORD_MB, Records, max_record_bytes, open_records
 
+# Hypothesis caches what it learns under ./.hypothesis; keep the checkout clean.
+_HOME = tempfile.mkdtemp(prefix="rnnonnx-hypothesis-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HOME)
 FAST = settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 DEEP = settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
