@@ -16,13 +16,12 @@ if TYPE_CHECKING:
     from .api import bench, evaluate, export, load, predict, predict_file, train
     from .predictor import Prediction, Predictor
 
-_API = ("train", "export", "load", "predict", "predict_file", "evaluate", "bench")
+__all__ = ["train", "export", "load", "predict", "predict_file", "evaluate", "bench", "Predictor", "Prediction", "__version__"]
 _PREDICTOR = ("Predictor", "Prediction")
-__all__ = [*_API, *_PREDICTOR, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
+    if name in __all__ and name not in _PREDICTOR:
         from . import api
 
         return getattr(api, name)

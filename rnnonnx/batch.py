@@ -15,18 +15,19 @@ import gzip
 import io
 import json
 import os
+import sys
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .data import cell_text, detect_format, parse_json_line
+from .data import detect_format
 from .errors import DataError, OutputError, RnnonnxError
 from .files import atomic_file
 from .progress import Progress
+from .records import Records, open_records
 
 CHUNK_ROWS = 8192
 STDOUT = "-"
@@ -81,97 +82,17 @@ def predict_proba(predictor: ProbaModel, texts: Sequence[str], bucketing: bool =
     return np.concatenate(parts) if parts else np.empty((0, len(predictor.labels)), dtype=np.float32)
 
 
-class _Source:
-    """Decoded lines of a file read as a stream; a bad byte is reported with its line number."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.line = 0
-        try:
-            self.raw: IO[bytes] = open(path, "rb")
-        except OSError as exc:
-            raise DataError(f"{path}: {exc.strerror}") from None
-        self.size = os.fstat(self.raw.fileno()).st_size
-        self.stream: IO[bytes] = gzip.GzipFile(fileobj=self.raw) if path.suffix.lower() == ".gz" else self.raw
-
-    def lines(self) -> Iterator[str]:
-        try:
-            for raw in self.stream:
-                self.line += 1
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{self.path}: line {self.line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
-                yield line[1:] if self.line == 1 and line.startswith("\ufeff") else line
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{self.path}: cannot read line {self.line + 1} ({exc})") from None
-
-    def fraction(self) -> float | None:
-        """How far through the file reading is (compressed bytes for ``.gz``)."""
-        return self.raw.tell() / self.size if self.size else None
-
-    def close(self) -> None:
-        self.stream.close()
-        self.raw.close()
-
-
-@dataclass
-class _Rows:
-    """The records of an input file: ``(text, record)`` pairs, and a header when rows are lists."""
-
-    header: list[str] | None
-    records: Iterator[tuple[str, Any]]
-
-
-def _read_rows(source: _Source, fmt: str, text_col: str) -> _Rows:
-    name = str(source.path)
-    if fmt == "txt":
-        return _Rows(["text"], ((line.rstrip("\r\n"), [line.rstrip("\r\n")]) for line in source.lines()))
-    if fmt == "jsonl":
-        def jsonl() -> Iterator[tuple[str, Any]]:
-            for line in source.lines():
-                if not line.strip():
-                    continue
-                record = parse_json_line(line, source.line, name)
-                if text_col not in record:
-                    keys = ", ".join(repr(k) for k in record) or "none"
-                    raise DataError(f"{name}: line {source.line} has no key {text_col!r} (it has {keys}); use --text-col")
-                yield cell_text(record[text_col]), record
-
-        return _Rows(None, jsonl())
-    reader = csv.reader(source.lines(), delimiter="\t" if fmt == "tsv" else ",")
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
-    if header is None:
-        raise DataError(f"{name}: the file is empty (no header row)")
-    if text_col not in header:
-        raise DataError(f"{name}: no column {text_col!r} (the header has {', '.join(repr(c) for c in header)}); use --text-col")
-    index, width = header.index(text_col), len(header)
-
-    def table() -> Iterator[tuple[str, Any]]:
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) > width:
-                    raise DataError(f"{name}: line {reader.line_num} has {len(row)} fields, the header has {width}")
-                row += [""] * (width - len(row))
-                yield row[index], row
-        except csv.Error as exc:
-            raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
-
-    return _Rows(header, table())
+def _text_rows(records: Records, text_col: str) -> Iterator[tuple[str, Any]]:
+    """``(text, record)`` for each record, the text checked as every reader checks it."""
+    text_of = records.texts(text_col)
+    for line, record in records:
+        yield text_of(record, line), record
 
 
 def iter_texts(path: str | os.PathLike, fmt: str | None = None, text_col: str = "text") -> Iterator[str]:
     """The texts of a CSV/TSV/JSONL file's text column, or of a ``.txt`` file's lines, streamed."""
-    source = _Source(Path(path))
-    try:
-        yield from (text for text, _ in _read_rows(source, file_format(path, fmt), text_col).records)
-    finally:
-        source.close()
+    with open_records(path, file_format(path, fmt)) as records:
+        yield from (text for text, _ in _text_rows(records, text_col))
 
 
 class _Writer:
@@ -288,15 +209,15 @@ def predict_file(
     labels = predictor.labels
     started = time.perf_counter()
     bar = RowProgress(progress)
-    source = _Source(input_path)
+    source = open_records(input_path, in_fmt)
     rows = 0
     try:
-        parsed = _read_rows(source, in_fmt, text_col)
-        first = next(parsed.records, None)
-        names = _names_for(parsed.header, first[1] if first is not None and parsed.header is None else None)
+        records = _text_rows(source, text_col)
+        first = next(records, None)
+        names = _names_for(source.header, first[1] if first is not None and source.header is None else None)
         chunk: list[tuple[str, Any]] = [first] if first is not None else []
         with _output(output_path) as text_out:
-            writer = _Writer(text_out, out_fmt, parsed.header, names)
+            writer = _Writer(text_out, out_fmt, source.header, names)
 
             def flush() -> None:
                 proba = predict_proba(predictor, [text for text, _ in chunk], bucketing)
@@ -304,8 +225,8 @@ def predict_file(
                     writer.write(record, labels[k], float(row[k]))
                 chunk.clear()
 
-            for item in parsed.records:
-                if parsed.header is None and not set(names).isdisjoint(item[1]):
+            for item in records:
+                if source.header is None and not set(names).isdisjoint(item[1]):
                     raise DataError(f"{input_path}: line {source.line} has a {names[0]!r} or {names[1]!r} key, unlike the first record; the predictions would overwrite it")
                 chunk.append(item)
                 if len(chunk) >= chunk_rows:

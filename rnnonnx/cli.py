@@ -132,21 +132,15 @@ def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None
         raise RnnonnxError("give texts as arguments or with --input, not both")
     if texts:
         return list(texts)
-    if input_path and (fmt or not input_path.lower().endswith(".txt")):
-        from .data import read_file
-
-        return read_file(input_path, fmt, text_col, None).texts
     if input_path:
-        from .data import decode_utf8
+        from .batch import iter_texts
 
-        try:
-            raw = open(input_path, "rb").read()
-        except OSError as exc:
-            raise RnnonnxError(f"{input_path}: {exc.strerror}") from None
-        return decode_utf8(raw, input_path).splitlines()
+        return list(iter_texts(input_path, fmt, text_col))
     if sys.stdin.isatty():
         raise RnnonnxError("no texts: pass them as arguments, with --input FILE, or on standard input (one per line)")
-    return sys.stdin.read().splitlines()
+    from .records import Records
+
+    return [line for _, (line,) in Records(sys.stdin.buffer, "txt", "standard input")]
 
 
 def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str | None, text_col: str, quiet: bool, bucketing: bool) -> None:

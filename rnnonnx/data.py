@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .errors import DataError
+from .records import Records, open_records
 
 FORMATS = ("csv", "tsv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -46,103 +43,49 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl")
 
 
-def decode_utf8(raw: bytes, name: str) -> str:
-    """Decode UTF-8 (with or without BOM); on bad bytes say on which line they are."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{name}: line {line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
-
-
-def parse_json_line(line: str, number: int, name: str) -> dict:
-    """One JSON Lines record, which must be an object; errors name the line."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{name}: line {number} is not a JSON object")
-    return record
-
-
-def iter_records(text: str, fmt: str, name: str):
-    """Yield ``(line_number, dict)`` for each record of a decoded CSV/TSV/JSONL document."""
-    if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                yield number, parse_json_line(line, number, name)
-        return
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
-    try:
-        for record in reader:
-            yield reader.line_num, record
-    except csv.Error as exc:
-        raise DataError(f"{name}: line {reader.line_num}: {exc}") from None
-
-
-def cell_text(value: object) -> str:
-    """A label or text cell as a string; integers stay integers written in decimal."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip() if not isinstance(value, str) else value
-
-
-def parse_records(text: str, fmt: str, name: str, text_col: str, label_col: str | None) -> LabelledTexts:
-    """Pick the text and label columns out of a decoded document, with clear errors."""
+def parse_records(records: Records, text_col: str, label_col: str | None) -> LabelledTexts:
+    """Pick the text and label columns out of a file's records, with clear errors."""
+    text_of = records.texts(text_col)
+    label_of = records.labels(label_col) if label_col is not None else None
     texts: list[str] = []
     labels: list[str] = []
     skipped = 0
     seen_any = False
-    for number, record in iter_records(text, fmt, name):
+    for number, record in records:
         seen_any = True
-        for col in (text_col, label_col):
-            if col is not None and col not in record:
-                columns = ", ".join(repr(c) for c in record if c is not None) or "none"
-                raise DataError(f"{name}: no column {col!r} (line {number} has {columns}); use --text-col/--label-col")
-        body = cell_text(record[text_col])
+        body = text_of(record, number)
+        if label_of is not None:
+            label = label_of(record, number)
         if not body.strip():
             skipped += 1
             continue
         texts.append(body)
-        if label_col is not None:
-            label = cell_text(record[label_col]).strip()
+        if label_of is not None:
             if not label:
-                raise DataError(f"{name}: line {number} has an empty label")
+                raise DataError(f"{records.name}: line {number} has an empty label")
             labels.append(label)
     if not seen_any:
-        raise DataError(f"{name}: the file is empty (no rows under a header)")
+        raise DataError(f"{records.name}: the file is empty" + (" (no rows under a header)" if records.header else ""))
     if not texts:
-        raise DataError(f"{name}: every row has an empty text")
-    result = LabelledTexts(texts, labels, name, skipped)
+        raise DataError(f"{records.name}: every row has an empty text")
+    result = LabelledTexts(texts, labels, records.name, skipped)
     if skipped:
-        result.warnings.append(f"{name}: skipped {skipped} row(s) with empty text")
+        result.warnings.append(f"{records.name}: skipped {skipped} row(s) with empty text")
     return result
 
 
 def read_file(path: str | Path, fmt: str | None = None, text_col: str = "text", label_col: str | None = "label") -> LabelledTexts:
     """Read a labelled (or, with ``label_col=None``, unlabelled) file of texts."""
     path = Path(path)
-    fmt = detect_format(path, fmt)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        raw = gzip.decompress(raw)
-    if not raw.strip():
-        raise DataError(f"{path}: the file is empty")
-    return parse_records(decode_utf8(raw, str(path)), fmt, str(path), text_col, label_col)
+    with open_records(path, detect_format(path, fmt)) as records:
+        return parse_records(records, text_col, label_col)
 
 
 def read_builtin() -> LabelledTexts:
     """The dataset shipped inside the package (see ``BUILTIN_CREDIT``)."""
-    raw = resources.files(__package__).joinpath("data", f"{BUILTIN_NAME}.csv.gz").read_bytes()
-    data = parse_records(decode_utf8(gzip.decompress(raw), BUILTIN_NAME), "csv", f"built-in:{BUILTIN_NAME}", "text", "label")
-    return data
+    with resources.files(__package__).joinpath("data", f"{BUILTIN_NAME}.csv.gz").open("rb") as handle:
+        with Records(handle, "csv", f"built-in:{BUILTIN_NAME}", compressed=True) as records:
+            return parse_records(records, "text", "label")
 
 
 def sorted_labels(labels: list[str]) -> list[str]:

@@ -22,3 +22,11 @@ class ParityError(RnnonnxError):
 
 class OutputError(RnnonnxError):
     """An output path that rnnonnx refuses to write (it would destroy something it did not write), or cannot."""
+
+
+class InputTypeError(RnnonnxError, TypeError):
+    """A predictor was given something other than a list of ``str`` (bytes, None, a number).
+
+    Both graphs refuse it alike: the text-in one would otherwise read bytes as text, and the
+    ids one fail somewhere inside the tokenizer.
+    """

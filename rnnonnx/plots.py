@@ -8,7 +8,7 @@ global figure state are involved (the Agg canvas is attached to each figure).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 

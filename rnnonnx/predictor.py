@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import warnings
@@ -12,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEXT_INPUT, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
-from .errors import BundleError, RnnonnxError
+from .errors import BundleError, InputTypeError, RnnonnxError
 from .text import Tokenizer, pad_ids
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -151,8 +152,10 @@ class Predictor:
             raise RnnonnxError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if graph not in GRAPHS:
             raise RnnonnxError(f"unknown graph {graph!r}; use one of {', '.join(GRAPHS)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise RnnonnxError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.bundle = Bundle(bundle_dir)
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.precision = precision
         self.graph = self._pick_graph(graph, precision)
         self.model_file = MODEL_FILES[(self.graph, precision)]
@@ -220,10 +223,15 @@ class Predictor:
         little compute goes to padding; the result keeps the input order and, in fp32, does not
         depend on the grouping (int8 scales activations per batch: see :mod:`rnnonnx.quantize`).
         """
-        if isinstance(texts, str):
-            raise TypeError("predict_proba takes a list of texts, not one string")
+        if isinstance(texts, (str, bytes)):
+            raise InputTypeError(f"predict_proba takes a list of texts, not one {type(texts).__name__}")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                hint = "; decode it first (.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+                raise InputTypeError(f"texts[{i}] is {type(text).__name__}, not str{hint}")
         if self.graph == "text":
-            return self._proba_text(list(texts))
+            return self._proba_text(texts)
         encoded = [self.tokenizer.encode(t) for t in texts]
         out = np.empty((len(encoded), len(self.bundle.labels)), dtype=np.float32)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))

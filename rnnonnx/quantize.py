@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .bundle import IDS_INPUT, INT8_MODEL, PRECISIONS, PROBABILITIES, TEXT_INT8_MODEL
+from .bundle import IDS_INPUT, PROBABILITIES
 from .text import Tokenizer
 
 QUANTIZE_CHOICES = ("int8",)

@@ -4,6 +4,7 @@ no half-written output, and the `predict --output` command line."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import tracemalloc
@@ -32,7 +33,7 @@ TEXTS = [
 def read_rows(path: Path) -> list[dict]:
     """An output file read back as dicts, whatever its format."""
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ","))
 
@@ -230,3 +231,38 @@ def test_predict_output_does_not_import_torch(tiny_bundle, tmp_path):
     output, heavy = imported_after(["predict", str(tiny_bundle), "--input", str(tmp_path / "in.jsonl"),
                                     "--output", str(tmp_path / "out.jsonl"), "--quiet"])
     assert heavy == [] and len(read_rows(tmp_path / "out.jsonl")) == 5
+
+
+def test_stream_keeps_unicode_line_separators_and_replaces_lone_surrogates(tmp_path):
+    """The streamed reader is the one ``train`` uses: JSON Lines split at \\n only; a lone
+    surrogate escape (half an emoji) is written back as U+FFFD, which UTF-8 can hold."""
+    texts = ["one\u2028two", "three\u2029four", "five\x85six", "cut emoji \ud83d", "pair \ud83d\ude00 kept"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}, ensure_ascii=i % 2 == 1) + "\n" for i, t in enumerate(texts[:3]))
+                      + "".join(json.dumps({"text": t}) + "\n" for t in texts[3:]), encoding="utf-8")
+    expected = texts[:3] + ["cut emoji \ufffd", "pair \U0001f600 kept"]
+    assert list(iter_texts(source)) == expected
+    stats = predict_file(Constant(), source, tmp_path / "out.jsonl")
+    assert stats.rows == 5 and [r["text"] for r in read_rows(tmp_path / "out.jsonl")] == expected
+
+
+def test_stream_reads_fields_past_pythons_csv_limit(tmp_path):
+    body = "a long message " * 20_000
+    write_input(tmp_path / "in.csv", "csv", ["short", body])
+    predict_file(Constant(), tmp_path / "in.csv", tmp_path / "out.csv")
+    assert [r["text"] for r in read_rows(tmp_path / "out.csv")] == ["short", body]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("plain.csv.gz", b"text\nfine\n", "not gzip-compressed, though its name ends in .gz"),
+    ("cut.csv.gz", gzip.compress(b"text\n" + b"".join(b"row %d\n" % i for i in range(5000)))[:3000], "the gzip data ends early"),
+    ("dup.csv", b"text,note,note\na,b,c\n", "line 1: the header names the column 'note' twice"),
+    ("object.jsonl", b'{"text": "fine"}\n{"text": {"nested": 1}}\n', "line 2: the value of 'text' is an object"),
+    ("open.tsv", b'text\tid\nfine\t1\n"unclosed\t2\nmore\t3\n', "the quoted field on line 3 is never closed"),
+])
+def test_stream_input_errors_leave_no_output(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    target = tmp_path / ("out" + "".join(Path(name).suffixes))
+    with pytest.raises(DataError, match=message):
+        predict_file(Constant(), tmp_path / name, target, chunk_rows=64)
+    assert_no_output(tmp_path, target, None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -387,3 +389,96 @@ def test_predict_output_on_a_full_file_system_is_one_line_and_leaves_nothing(tmp
     result = predict_to(tmp_path, tiny_bundle, "preds.csv", preexec_fn=limited)
     assert_refused(result, "preds.csv: cannot write (File too large)")
     assert snapshot(tmp_path) == before
+
+
+def _bad_data_files() -> dict[str, tuple[bytes, str]]:
+    """Files every data-reading command must refuse in one line: name -> (content, message)."""
+    rows = b"text,label\n" + b"".join(b"a review number %d,%s\n" % (i, (b"neg", b"pos")[i % 2]) for i in range(3000))
+    crc = bytearray(gzip.compress(rows))
+    crc[-8] ^= 1
+    return {
+        "plain.csv.gz": (rows, "not gzip-compressed, though its name ends in .gz"),
+        "truncated.csv.gz": (gzip.compress(rows)[:2000], "the gzip data ends early"),
+        "crc.csv.gz": (bytes(crc), "the gzip data is corrupt after line 3001 (CRC check failed"),
+        "dup.csv": (b"text,label,text\na,neg,b\n", "line 1: the header names the column 'text' twice"),
+        "object.jsonl": (b'{"text": "fine", "label": "pos"}\n{"text": {"a": 1}, "label": "neg"}\n',
+                         "line 2: the value of 'text' is an object; a text must be a string"),
+        "open.csv": (b'text,label\nfine,pos\n"never closed,neg\nmore,pos\n', "the quoted field on line 3 is never closed"),
+        "long.txt": (b"fine\n" + b"x" * 200_000 + b"\n", "line 2 is longer than 0.125 MiB"),
+        "long.csv": (b"text,label\nfine,pos\n" + b"x" * 200_000 + b",neg\n", "line 3 is longer than 0.125 MiB"),
+    }
+
+
+def _reading_commands(bundle: str, data: str, out: str) -> dict[str, list[str]]:
+    output = out + ("".join(Path(data).suffixes).replace(".txt", ".csv"))
+    commands = {"predict": ["predict", bundle, "--input", data], "predict --json": ["predict", bundle, "--input", data, "--json"],
+                "predict --output": ["predict", bundle, "--input", data, "--output", output, "--quiet"],
+                "bench": ["bench", bundle, "--data", data, "--seconds", "0.1", "--cold-runs", "1"]}
+    if not data.endswith(".txt"):
+        commands.update(train=["train", "--data", data, "--out", out, "--epochs", "1", "--quiet"],
+                        evaluate=["evaluate", bundle, "--data", data])
+    return commands
+
+
+@pytest.mark.parametrize("name", sorted(_bad_data_files()))
+def test_bad_data_files_are_one_line_errors_in_every_command(tiny_bundle, tmp_path, name):
+    from click.testing import CliRunner
+
+    from rnnonnx.cli import main
+
+    content, message = _bad_data_files()[name]
+    (tmp_path / name).write_bytes(content)
+    for command, args in _reading_commands(str(tiny_bundle), str(tmp_path / name), str(tmp_path / "out")).items():
+        result = CliRunner().invoke(main, args, env={"RNNONNX_MAX_RECORD_MB": "0.125"})
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (command, result.output, result.exception)
+        assert result.stderr == f"Error: {tmp_path / name}: {result.stderr.split(': ', 2)[2]}", (command, result.stderr)
+        assert message in result.stderr and result.stderr.count("\n") == 1 and result.stdout == "", (command, result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name], "no output, run or temporary file is left"
+
+
+def test_labels_that_are_arrays_are_refused_by_train_and_evaluate(tiny_bundle, tmp_path):
+    (tmp_path / "labels.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "dull", "label": ["neg"]}\n')
+    for args in (["train", "--data", "labels.jsonl", "--out", "run"], ["evaluate", str(tiny_bundle), "--data", "labels.jsonl"]):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr == "Error: labels.jsonl: line 2: the value of 'label' is an array; a label must be a string or a number\n"
+
+
+def test_truncated_gzip_is_an_error_not_a_bare_abort(tiny_bundle, tmp_path):
+    """EOFError from gzip used to reach click, which printed only 'Aborted!'."""
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"text\n" + b"".join(b"row %d\n" % i for i in range(5000)))[:3000])
+    result = run_cli("predict", str(tiny_bundle), "--input", "cut.csv.gz", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: cut.csv.gz: the gzip data ends early, after line ") and result.stderr.count("\n") == 1
+
+
+def test_json_lines_with_separators_and_lone_surrogates_read_in_every_command(tiny_bundle, tmp_path):
+    """Texts with U+2028/U+2029/U+0085 written raw, and a lone surrogate escape (shown as U+FFFD)."""
+    texts = ["a moving\u2028film", "dull\u2029and flat", "fine\x85enough", "cut emoji \ud83d here"]
+    shown = texts[:3] + ["cut emoji \ufffd here"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t, "label": ("pos", "neg")[i % 2]}, ensure_ascii=i == 3) + "\n"
+                                               for i, t in enumerate(texts)), encoding="utf-8")
+    as_json = run_cli("predict", str(tiny_bundle), "--input", "in.jsonl", "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert [json.loads(line)["text"] for line in as_json.stdout.split("\n")[:-1]] == shown
+    table = run_cli("predict", str(tiny_bundle), "--input", "in.jsonl", cwd=tmp_path)
+    assert table.returncode == 0 and "cut emoji \ufffd here" in table.stdout, table.stderr
+    streamed = run_cli("predict", str(tiny_bundle), "--input", "in.jsonl", "--output", "out.jsonl", "--quiet", cwd=tmp_path)
+    assert streamed.returncode == 0, streamed.stderr
+    written = (tmp_path / "out.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    assert [json.loads(line)["text"] for line in written] == shown
+    assert [json.loads(line)["predicted_label"] for line in written] == [json.loads(line)["label"] for line in as_json.stdout.split("\n")[:-1]]
+    scored = run_cli("evaluate", str(tiny_bundle), "--data", "in.jsonl", "--json", cwd=tmp_path)
+    assert scored.returncode == 0 and json.loads(scored.stdout)["rows"] == 4, scored.stderr
+
+
+def test_predict_reads_stdin_lines_at_newline_only(tiny_bundle):
+    result = run_cli("predict", str(tiny_bundle), "--json", input="one\u2028line\r\ntwo\n")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["text"] for line in result.stdout.split("\n")[:-1]] == ["one\u2028line", "two"]
+    from click.testing import CliRunner
+
+    from rnnonnx.cli import main
+
+    result = CliRunner().invoke(main, ["predict", str(tiny_bundle)], input=b"fine\nbad \xff byte\n")
+    assert result.exit_code == 1 and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"

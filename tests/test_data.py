@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -67,6 +68,18 @@ def test_empty_texts_are_skipped_and_counted(tmp_path):
         ("json.jsonl", b'{"text": "a", "label": 1}\n{"text": \n', "line 2 is not valid JSON"),
         ("nolabel.csv", b"text,label\ngood,a\nbad,\n", "line 3 has an empty label"),
         ("allempty.csv", b"text,label\n,a\n,b\n", "every row has an empty text"),
+        ("dup.csv", b"text,label,text\na,b,c\n", "line 1: the header names the column 'text' twice"),
+        ("dup.tsv", b"id\ttext\tlabel\tlabel\n1\ta\tb\tc\n", "the header names the column 'label' twice"),
+        ("dupkey.jsonl", b'{"text": "a", "label": 1, "label": 2}\n', "line 1 has the key 'label' twice"),
+        ("object.jsonl", b'{"text": "a", "label": 1}\n{"text": {"body": "b"}, "label": 0}\n',
+         "line 2: the value of 'text' is an object; a text must be a string"),
+        ("list.jsonl", b'{"text": ["a"], "label": 1}\n', "line 1: the value of 'text' is an array"),
+        ("number.jsonl", b'{"text": 12, "label": 1}\n', "line 1: the value of 'text' is a number"),
+        ("listlabel.jsonl", b'{"text": "a", "label": [1, 2]}\n', "line 1: the value of 'label' is an array; a label must be a string or a number"),
+        ("objlabel.jsonl", b'{"text": "a", "label": {"y": 1}}\n', "line 1: the value of 'label' is an object"),
+        ("wide.csv", b"text,label\nhello, world,a\n", "line 2 has 3 fields, the header has 2"),
+        ("plain.csv.gz", b"text,label\ngood,a\nbad,b\n", "not gzip-compressed, though its name ends in .gz"),
+        ("truncated.csv.gz", gzip.compress(b"text,label\n" + b"a fine text,a\n" * 3000)[:60], "the gzip data ends early"),
     ],
 )
 def test_bad_files_get_clear_errors(tmp_path, name, content, message):
@@ -99,3 +112,37 @@ def test_split_is_stratified_disjoint_and_seeded():
 def test_split_of_tiny_data_validates_on_training_rows():
     parts = split(["0", "1", "0", "1"], 0.1, 0.1, seed=0)
     assert parts.validation_is_train and parts.test == [] and parts.train == [0, 1, 2, 3]
+
+
+def test_jsonl_texts_keep_unicode_line_separators(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028, U+2029 and U+0085 raw: they are not line breaks."""
+    texts = ["first\u2028half", "second\u2029half", "third\x85half"]
+    path = tmp_path / "raw.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    data = read_file(path)
+    assert data.texts == texts and data.labels == ["0", "1", "0"]
+
+
+def test_jsonl_values_that_read(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": "a", "label": True}, {"text": None, "label": "x"}, {"text": "b", "label": 2.0}, {"text": "c", "label": 0.5},
+            {"text": "bad \ud800 half pair", "label": "\udfff"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = read_file(path)
+    assert data.texts == ["a", "b", "c", "bad \ufffd half pair"] and data.labels == ["true", "2", "0.5", "\ufffd"]
+    assert data.skipped_empty == 1
+
+
+def test_a_field_longer_than_pythons_csv_limit_reads(tmp_path):
+    body = "an e-mail that goes on " * 10_000  # 230,000 characters; Python's csv stops at 131,072
+    path = tmp_path / "mail.csv"
+    path.write_text(f'text,label\nshort,a\n"{body}",b\n', encoding="utf-8")
+    assert read_file(path).texts == ["short", body]
+
+
+def test_a_record_past_the_cap_names_its_line_and_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNONNX_MAX_RECORD_MB", "0.125")
+    path = tmp_path / "mail.csv"
+    path.write_text("text,label\nshort,a\n" + "x" * 140_000 + ",b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"mail.csv: line 3 is longer than 0.125 MiB.*set RNNONNX_MAX_RECORD_MB"):
+        read_file(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import pytest
 
 from rnnonnx import Prediction, Predictor
 from rnnonnx.data import read_builtin
-from rnnonnx.errors import BundleError, RnnonnxError
+from rnnonnx.errors import BundleError, InputTypeError, RnnonnxError
 
 HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -183,3 +184,32 @@ def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):
     rows = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1:]
     expected = Predictor(bundle, device="cpu", graph="ids").predict(lines)
     assert [r.rsplit(",", 2)[1] for r in rows] == [p.label for p in expected]
+
+
+@pytest.mark.parametrize("size", [-1, 0, True, 2.5, "8", None])
+def test_batch_size_must_be_a_positive_integer(tiny_bundle, size):
+    """batch_size=-1 used to slice nothing and return uninitialised memory as probabilities."""
+    with pytest.raises(RnnonnxError, match=f"batch_size must be a positive integer, not {re.escape(repr(size))}"):
+        Predictor(tiny_bundle, batch_size=size)
+
+
+def test_numpy_integer_batch_size_is_a_batch_size(tiny_bundle):
+    predictor = Predictor(tiny_bundle, batch_size=np.int64(2))
+    assert predictor.batch_size == 2 and type(predictor.batch_size) is int
+    assert predictor.predict_proba(["a", "b", "c"]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+@pytest.mark.parametrize(("item", "message"), [
+    (b"fine film", r"texts\[1\] is bytes, not str; decode it first"),
+    (None, r"texts\[1\] is NoneType, not str$"),
+    (3, r"texts\[1\] is int, not str$"),
+])
+def test_non_string_texts_are_refused_alike_on_both_graphs(tiny_bundle, graph, item, message):
+    predictor = Predictor(tiny_bundle, graph=graph)
+    for call in (predictor.predict_proba, predictor.predict):
+        with pytest.raises(InputTypeError, match=message) as raised:
+            call(["a text", item])
+        assert isinstance(raised.value, TypeError) and isinstance(raised.value, RnnonnxError)
+    with pytest.raises(InputTypeError, match="list of texts, not one bytes"):
+        predictor.predict_proba(b"one text")
