@@ -107,31 +107,47 @@ def check_classes(data: LabelledTexts) -> list[str]:
 
 @dataclass
 class Split:
-    """Row indices of each part; ``validation_is_train`` when data was too small to hold any out."""
+    """Row indices of each part; ``validation_is_train`` when data was too small to hold any out;
+    ``rare`` the classes too small to appear in every part, kept in training only."""
 
     train: list[int]
     validation: list[int]
     test: list[int]
     validation_is_train: bool = False
+    rare: dict[str, int] = field(default_factory=dict)
+
+
+# A class needs a row for training, one for validation and one for test to be stratified.
+MIN_CLASS_ROWS = 3
 
 
 def split(labels: list[str], validation: float, test: float, seed: int) -> Split:
     """A stratified train/validation/test split that degrades gracefully on tiny data.
 
-    A part is held out only if it can hold every class and every class keeps at least one
-    training example; otherwise the test part is dropped and validation reuses the training rows.
+    Classes with fewer than ``MIN_CLASS_ROWS`` rows cannot be in every part: their rows go to
+    training only (the returned ``rare`` names them), and the other classes are split as usual,
+    so one odd row does not cost the whole data set its held-out parts. A part is held out only
+    if it can hold every other class and every class keeps a training example; otherwise the test
+    part is dropped and validation reuses the training rows.
     """
     from sklearn.model_selection import train_test_split
 
-    indices = list(range(len(labels)))
-    n_classes = len(set(labels))
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    rare = {label: n for label, n in counts.items() if n < MIN_CLASS_ROWS}
+    if len(rare) > len(counts) - 2:  # fewer than two classes left to stratify: the old behaviour
+        rare = {}
+    kept_aside = [i for i, label in enumerate(labels) if label in rare]
+    indices = [i for i, label in enumerate(labels) if label not in rare]
+    n_classes = len(counts) - len(rare)
 
     def carve(pool: list[int], fraction: float) -> tuple[list[int], list[int]] | None:
         size = round(len(pool) * fraction)
-        counts: dict[str, int] = {}
+        pool_counts: dict[str, int] = {}
         for i in pool:
-            counts[labels[i]] = counts.get(labels[i], 0) + 1
-        if fraction <= 0 or size < n_classes or len(pool) - size < n_classes or min(counts.values()) < 2:
+            pool_counts[labels[i]] = pool_counts.get(labels[i], 0) + 1
+        if fraction <= 0 or size < n_classes or len(pool) - size < n_classes or min(pool_counts.values()) < 2:
             return None
         kept, held = train_test_split(pool, test_size=size, random_state=seed, stratify=[labels[i] for i in pool])
         return sorted(kept), sorted(held)
@@ -140,8 +156,9 @@ def split(labels: list[str], validation: float, test: float, seed: int) -> Split
     rest, test_idx = carved if carved else (indices, [])
     carved = carve(rest, validation / max(1e-9, 1 - (test if test_idx else 0)))
     if carved:
-        return Split(carved[0], carved[1], test_idx)
-    return Split(rest, list(rest), test_idx, validation_is_train=True)
+        return Split(sorted(carved[0] + kept_aside), carved[1], test_idx, rare=rare)
+    train = sorted(rest + kept_aside)
+    return Split(train, list(train), test_idx, validation_is_train=True, rare=rare)
 
 
 def warn(message: str) -> None:

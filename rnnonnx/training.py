@@ -66,6 +66,10 @@ class SplitRows:
 def split_rows(data: LabelledTexts, config: TrainConfig) -> SplitRows:
     """Stratified train/validation/test rows (see :func:`rnnonnx.data.split`)."""
     parts = split(data.labels, config.validation, config.test, config.seed)
+    if parts.rare:
+        shown = ", ".join(f"{label!r} ({n} row{'s' if n > 1 else ''})" for label, n in sorted(parts.rare.items())[:10])
+        more = f" and {len(parts.rare) - 10} more" if len(parts.rare) > 10 else ""
+        warn(f"too few rows to validate and test class(es) {shown}{more}: they are trained on but not scored")
     if parts.validation_is_train:
         warn(f"only {len(data.texts)} rows: too few to hold out validation data, validating on the training rows")
 

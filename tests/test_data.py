@@ -146,3 +146,14 @@ def test_a_record_past_the_cap_names_its_line_and_the_setting(tmp_path, monkeypa
     path.write_text("text,label\nshort,a\n" + "x" * 140_000 + ",b\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"mail.csv: line 3 is longer than 0.125 MiB.*set RNNONNX_MAX_RECORD_MB"):
         read_file(path)
+
+
+def test_a_class_seen_once_keeps_the_split_of_the_others():
+    labels = ["a", "b"] * 750 + ["rare"]
+    parts = split(labels, 0.1, 0.1, seed=0)
+    assert not parts.validation_is_train and parts.rare == {"rare": 1}
+    assert len(parts.test) == pytest.approx(150, abs=2) and len(parts.validation) == pytest.approx(150, abs=2)
+    assert 1500 in parts.train and 1500 not in parts.validation + parts.test
+    assert sorted(parts.train + parts.validation + parts.test) == list(range(1501))
+    only_two = split(["a", "b", "b", "b"], 0.1, 0.1, seed=0)
+    assert only_two.rare == {} and only_two.validation_is_train, "with one class left there is nothing to stratify"

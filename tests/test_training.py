@@ -133,3 +133,12 @@ def test_a_refused_out_is_refused_before_training(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="not an rnnonnx run"):
         train(TrainConfig(epochs=1, **FAST), tmp_path / "mine", small_sample(40), progress=False)
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_a_class_seen_once_is_named_and_the_others_are_still_scored(tmp_path, capsys):
+    sample = small_sample(200)
+    data = LabelledTexts(sample.texts + ["an odd one out"], sample.labels + ["odd"], "with a rare class")
+    metrics = train(TrainConfig(epochs=1, **FAST), tmp_path / "r", data, progress=False)
+    assert metrics.test_accuracy is not None and not metrics.validation_is_train
+    assert "class(es) 'odd' (1 row): they are trained on but not scored" in capsys.readouterr().err
+    assert load_run(tmp_path / "r").labels == ["neg", "odd", "pos"]
