@@ -20,7 +20,8 @@ from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.export import export_run
 from rnnonnx.predictor import Predictor
 from rnnonnx.config import TrainConfig
-from rnnonnx.quantize import INT8_MODEL, MAX_ACCURACY_DROP, TEXT_INT8_MODEL, verdict
+from rnnonnx.bundle import INT8_MODEL, TEXT_INT8_MODEL
+from rnnonnx.quantize import MAX_ACCURACY_DROP, verdict
 
 
 @pytest.fixture(scope="module")
