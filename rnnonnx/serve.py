@@ -130,7 +130,8 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     from .predictor import Predictor
 
     threads = settings.ort_threads()
-    predictor = Predictor(settings.bundle, device=settings.device, threads=threads, precision=settings.precision, graph=settings.graph)
+    predictor = Predictor(settings.bundle, device=settings.device, threads=threads, precision=settings.precision, graph=settings.graph,
+                          session_config={"session.intra_op.allow_spinning": "0"})
     first = predictor.predict_proba([GOLDEN_TEXT])
     second = predictor.predict_proba([GOLDEN_TEXT])
     n_labels = len(predictor.labels)
@@ -299,8 +300,7 @@ class MetricsMiddleware:
         self.metrics.in_progress.inc()
         try:
             await self.app(scope, receive, send_status)
-        except Exception:
-            status = 500
+        except Exception:  # no response was sent: Starlette's outermost layer answers 500
             self.metrics.errors.labels("internal").inc()
             raise
         finally:
