@@ -48,7 +48,44 @@ class Level:
     p50_ms: float
     p99_ms: float
     mean_batch: float
+    server_cpu_ms: float
     errors: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (the server's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def ort_ceiling(bundle: str, server_options: list[str], sentences: list[str], seconds: float = 2.0) -> dict[str, float]:
+    """Texts/s of ONNX Runtime alone (no HTTP), one sentence per call and 64 per call, on the
+    predictor the server builds: the most that batching can gain is their ratio."""
+    from rnnonnx.serve import ServeSettings, load_model
+
+    threads = next((int(option.split("=", 1)[1]) for option in server_options if option.startswith("--threads=")), None)
+    predictor = load_model(ServeSettings(bundle=bundle, threads=threads)).predictor
+    rates = {}
+    for size in (1, 64):
+        done, start, position = 0, time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            chunk = sentences[position : position + size]
+            position = (position + size) % (len(sentences) - size)
+            predictor.predict_proba(chunk)
+            done += size
+        rates[size] = done / (time.perf_counter() - start)
+    return {"one_per_call": round(rates[1], 1), "64_per_call": round(rates[64], 1), "ratio": round(rates[64] / rates[1], 2)}
 
 
 def free_port() -> int:
@@ -124,15 +161,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def measure(port: int, mode: str, bodies: list[bytes], concurrency: int, total: int, time_limit: float) -> Level:
+async def measure(port: int, pid: int, mode: str, bodies: list[bytes], concurrency: int, total: int, time_limit: float) -> Level:
     await load(port, bodies, concurrency, min(WARMUP_REQUESTS, total), time_limit)
     texts_before, calls_before = await batch_totals(port)
+    cpu_before = cpu_seconds(pid)
     latencies, errors, seconds = await load(port, bodies, concurrency, total, time_limit)
+    cpu_after = cpu_seconds(pid)
     texts_after, calls_after = await batch_totals(port)
     calls = calls_after - calls_before
     return Level(mode, concurrency, len(latencies), round(seconds, 3), round(len(latencies) / seconds, 1),
                  round(percentile(latencies, 0.5) * 1000, 2), round(percentile(latencies, 0.99) * 1000, 2),
-                 round((texts_after - texts_before) / calls, 2) if calls else 0.0, errors)
+                 round((texts_after - texts_before) / calls, 2) if calls else 0.0,
+                 round((cpu_after - cpu_before) * 1000 / len(latencies), 3), errors)
 
 
 def start_server(bundle: str, port: int, extra: list[str]) -> subprocess.Popen:
@@ -167,7 +207,7 @@ def run_mode(bundle: str, mode: str, server_options: list[str], bodies: list[byt
     extra = server_options + (["--no-batching"] if mode == "batching off" else [])
     server = start_server(bundle, port, extra)
     try:
-        return [asyncio.run(measure(port, mode, bodies, c, total, time_limit)) for c in levels]
+        return [asyncio.run(measure(port, server.pid, mode, bodies, c, total, time_limit)) for c in levels]
     finally:
         stop_server(server)
 
@@ -177,7 +217,7 @@ def summarize(runs: list[list[Level]]) -> list[dict[str, Any]]:
     rows = []
     for same in zip(*runs):
         row: dict[str, Any] = {"mode": same[0].mode, "concurrency": same[0].concurrency, "repeats": len(same)}
-        for name in ("requests", "requests_per_s", "p50_ms", "p99_ms", "mean_batch", "errors"):
+        for name in ("requests", "requests_per_s", "p50_ms", "p99_ms", "mean_batch", "server_cpu_ms", "errors"):
             row[name] = statistics.median(getattr(level, name) for level in same)
         row["requests_per_s_range"] = [min(level.requests_per_s for level in same), max(level.requests_per_s for level in same)]
         row["p99_ms_range"] = [min(level.p99_ms for level in same), max(level.p99_ms for level in same)]
@@ -192,13 +232,17 @@ def markdown(report: dict[str, Any]) -> str:
              f"- `{report['command']}`",
              f"- {report['requests']} one-sentence requests per level after {WARMUP_REQUESTS} warm-up requests; "
              f"median of {report['repeats']} repeat(s), range in brackets", "",
-             "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per ONNX Runtime call | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per ONNX Runtime call | server CPU ms per request | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["rows"]:
         low, high = row["requests_per_s_range"]
         p99_low, p99_high = row["p99_ms_range"]
         lines.append(f"| {row['mode']} | {row['concurrency']} | {row['requests_per_s']:,.0f} [{low:,.0f}-{high:,.0f}] | {row['p50_ms']:.2f} | "
-                     f"{row['p99_ms']:.2f} [{p99_low:.2f}-{p99_high:.2f}] | {row['mean_batch']:.1f} | {row['errors']:g} |")
+                     f"{row['p99_ms']:.2f} [{p99_low:.2f}-{p99_high:.2f}] | {row['mean_batch']:.1f} | {row['server_cpu_ms']:.3f} | {row['errors']:g} |")
+    alone = report["ort_alone"]
+    lines += ["", f"ONNX Runtime alone, no HTTP (the server's predictor, in this process): {alone['one_per_call']:,.0f} texts/s at one "
+                  f"sentence per call, {alone['64_per_call']:,.0f} at 64 per call: {alone['ratio']:.2f}x "
+                  f"(per repeat {', '.join(f'{r:.2f}' for r in report['ort_alone_ratios'])}), the most batching can gain on the model's side."]
     goal = report.get("goal")
     if goal:
         lines += ["", f"At concurrency {goal['concurrency']}: micro-batching serves {goal['ratio']:.2f}x the requests/s of batching off "
@@ -216,7 +260,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Runs of both modes (alternating).")
     parser.add_argument("--time-limit", type=float, default=120.0, help="Seconds at most per level (a level stops early past it).")
     parser.add_argument("--server-option", action="append", default=[], metavar="OPTION",
-                        help="Passed to 'rnnonnx serve' (repeatable), e.g. --server-option=--threads=2.")
+                        help="Passed to 'rnnonnx serve' (repeatable), in the form --server-option=--threads=2.")
     parser.add_argument("--json", action="store_true", help="The report as JSON.")
     parser.add_argument("--markdown", action="store_true", help="The report as Markdown.")
     args = parser.parse_args()
@@ -231,7 +275,9 @@ def main() -> None:
     bodies = [json.dumps({"texts": [text]}).encode() for text in sentences]
     load_start = round(os.getloadavg()[0], 2)
     runs: dict[str, list[list[Level]]] = {"batching on": [], "batching off": []}
+    ceilings = []
     for repeat in range(args.repeats):
+        ceilings.append(ort_ceiling(args.bundle, args.server_option, sentences))
         for mode in runs:
             print(f"repeat {repeat + 1}/{args.repeats}: {mode}", file=sys.stderr)
             runs[mode].append(run_mode(args.bundle, mode, args.server_option, bodies, levels, args.requests, args.time_limit))
@@ -240,6 +286,8 @@ def main() -> None:
         "machine": machine(), "load_average": [load_start, round(os.getloadavg()[0], 2)],
         "command": " ".join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
         "requests": args.requests, "repeats": args.repeats, "rows": rows,
+        "ort_alone": {key: statistics.median(c[key] for c in ceilings) for key in ceilings[0]},
+        "ort_alone_ratios": [c["ratio"] for c in ceilings],
         "runs": {mode: [[asdict(level) for level in run] for run in value] for mode, value in runs.items()},
     }
     top = max(levels)

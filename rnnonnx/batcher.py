@@ -44,9 +44,11 @@ class MicroBatcher:
 
     ``infer(texts) -> probabilities`` runs in one dedicated thread, one call at a time (ONNX
     Runtime already spreads one call over its intra-op threads; parallel calls would only contend
-    for the same cores). A batch starts when ``max_batch`` texts are waiting or when the oldest
-    has waited ``max_wait_s``; a request's texts always stay in one batch, so a request larger
-    than ``max_batch`` runs alone. With ``batching=False`` every request is its own call (the
+    for the same cores). Under concurrent load a batch starts when ``max_batch`` texts are waiting
+    or when the oldest has waited ``max_wait_s``. Waiting only pays when others are coming, so
+    when the previous call carried a single request (one client at a time), the next request
+    runs as soon as the model is free: a lone client's latency gets no ``max_wait_s`` added.
+    A request's texts always stay in one batch, so a request larger than ``max_batch`` runs alone. With ``batching=False`` every request is its own call (the
     baseline that micro-batching is measured against). ``on_batch(texts, seconds)`` is told of
     every call, for metrics.
     """
@@ -69,6 +71,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._executor: ThreadPoolExecutor | None = None
+        self._lone = False  # the previous call carried a single request
 
     @property
     def queued_texts(self) -> int:
@@ -143,7 +146,7 @@ class MicroBatcher:
                     return
                 self._arrived.clear()
                 await self._arrived.wait()
-            if self.batching and not self._stopping and self._queued < self.max_batch:
+            if self.batching and not self._stopping and not self._lone and self._queued < self.max_batch:
                 remaining = self._pending[0].enqueued + self.max_wait_s - time.perf_counter()
                 if remaining > 0:
                     self._full.clear()
@@ -154,6 +157,7 @@ class MicroBatcher:
             jobs = self._take()
             if not jobs:
                 continue
+            self._lone = len(jobs) == 1
             texts = [text for job in jobs for text in job.texts]
             started = time.perf_counter()
             try:

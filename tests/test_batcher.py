@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -76,6 +77,30 @@ def test_a_full_batch_starts_without_waiting_and_requests_stay_whole():
     assert model.calls[0] == ["x1", "y1", "y2", "z1"]
     assert model.calls[1] == ["w1", "w2", "w3", "w4", "w5", "w6"]
     np.testing.assert_array_equal(big, expected(["w1", "w2", "w3", "w4", "w5", "w6"]))
+
+
+def test_a_lone_client_is_not_kept_waiting_but_concurrent_ones_are():
+    model = Recorder()
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=64, max_wait_s=1.0)
+        await batcher.start()
+        await batcher.submit(["alone"])  # a fresh batcher waits for company: it may be under load
+        started = time.perf_counter()
+        await batcher.submit(["still alone"])  # the previous call carried one request: no waiting
+        lone_seconds = time.perf_counter() - started
+        await asyncio.gather(batcher.submit(["c"]), batcher.submit(["d"]))  # two requests in one call
+        waiting = asyncio.ensure_future(batcher.submit(["e"]))  # under load again: e waits for company
+        await asyncio.sleep(0.2)
+        calls_while_waiting = len(model.calls)
+        await batcher.stop()
+        await waiting
+        return lone_seconds, calls_while_waiting
+
+    lone_seconds, calls_while_waiting = run(main())
+    assert lone_seconds < 0.5
+    assert model.calls[:3] == [["alone"], ["still alone"], ["c", "d"]] and calls_while_waiting == 3
+    assert model.calls[3] == ["e"]
 
 
 def test_batches_never_split_a_request_or_exceed_max_batch():
