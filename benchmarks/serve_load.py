@@ -8,7 +8,7 @@ and the mean texts per ONNX Runtime call, read from the server's /metrics before
 Modes alternate within each repeat, so drift in the machine's load hits both alike; the table
 shows the median of the repeats and their range.
 
-    python benchmarks/serve_load.py BUNDLE [--requests 3000] [--concurrency 1,16,64] [--repeats 3] [--markdown]
+    python benchmarks/serve_load.py BUNDLE [--requests 3000] [--concurrency 1,16,64] [--repeats 3] [--json]
 
 The goal it reports on (not asserted): at concurrency 64, micro-batching serves >= 5x the
 requests/s of batching off, with p99 under 50 ms.
@@ -259,10 +259,10 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16,64", help="Comma-separated connection counts.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of both modes (alternating).")
     parser.add_argument("--time-limit", type=float, default=120.0, help="Seconds at most per level (a level stops early past it).")
+    parser.add_argument("--alone-seconds", type=float, default=2.0, help="Seconds of each ONNX Runtime-alone measurement.")
     parser.add_argument("--server-option", action="append", default=[], metavar="OPTION",
                         help="Passed to 'rnnonnx serve' (repeatable), in the form --server-option=--threads=2.")
-    parser.add_argument("--json", action="store_true", help="The report as JSON.")
-    parser.add_argument("--markdown", action="store_true", help="The report as Markdown.")
+    parser.add_argument("--json", action="store_true", help="The report as JSON (default: Markdown).")
     args = parser.parse_args()
     try:
         import uvloop
@@ -277,7 +277,7 @@ def main() -> None:
     runs: dict[str, list[list[Level]]] = {"batching on": [], "batching off": []}
     ceilings = []
     for repeat in range(args.repeats):
-        ceilings.append(ort_ceiling(args.bundle, args.server_option, sentences))
+        ceilings.append(ort_ceiling(args.bundle, args.server_option, sentences, args.alone_seconds))
         for mode in runs:
             print(f"repeat {repeat + 1}/{args.repeats}: {mode}", file=sys.stderr)
             runs[mode].append(run_mode(args.bundle, mode, args.server_option, bodies, levels, args.requests, args.time_limit))
@@ -295,12 +295,7 @@ def main() -> None:
               for on, off in zip(runs["batching on"], runs["batching off"])]
     on_top = next(row for row in rows if row["mode"] == "batching on" and row["concurrency"] == top)
     report["goal"] = {"concurrency": top, "ratio": statistics.median(ratios), "ratios": ratios, "p99_ms": on_top["p99_ms"]}
-    if args.json:
-        print(json.dumps(report, indent=1))
-    elif args.markdown:
-        print(markdown(report))
-    else:
-        print(markdown(report))
+    print(json.dumps(report, indent=1) if args.json else markdown(report))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("uvicorn")
-pytest.importorskip("starlette")
-pytest.importorskip("prometheus_client")
+from rnnonnx.predictor import Predictor
+from rnnonnx.serve import GOLDEN_TEXT, PREDICT_FIELDS, LoadedModel, ServeSettings, create_app, load_model
 
-from rnnonnx.predictor import Predictor  # noqa: E402
-from rnnonnx.serve import GOLDEN_TEXT, PREDICT_FIELDS, LoadedModel, ServeSettings, create_app, load_model  # noqa: E402
-
-from .conftest import ROOT, run_cli  # noqa: E402
+from .conftest import ROOT, run_cli
 
 BUNDLE = ROOT / "exported" / "lstm"
 HOST = "127.0.0.1"
@@ -426,3 +422,17 @@ def test_settings_reach_workers_unchanged():
     assert ServeSettings.from_json(settings.to_json()) == settings
     assert settings.ort_threads() == 2
     assert ServeSettings(bundle="b", workers=os.cpu_count() * 4).ort_threads() == 1
+
+
+@pytest.mark.slow
+def test_the_load_benchmark_runs_and_reads_batch_sizes():
+    command = [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), str(BUNDLE), "--requests", "40", "--concurrency", "1,8",
+               "--repeats", "1", "--alone-seconds", "0.2", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {(row["mode"], row["concurrency"]): row for row in report["rows"]}
+    assert set(rows) == {(mode, c) for mode in ("batching on", "batching off") for c in (1, 8)}
+    assert all(row["requests"] == 40 and row["errors"] == 0 and row["requests_per_s"] > 0 for row in rows.values())
+    assert rows[("batching off", 8)]["mean_batch"] == 1.0 and rows[("batching on", 8)]["mean_batch"] >= 1.0
+    assert report["ort_alone"]["ratio"] > 0
