@@ -371,7 +371,7 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -396,11 +396,14 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, "body_too_large", f"the body has {declared} bytes; the limit is {limit}")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "body_too_large", f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "body_too_large", f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # counted, not logged as a server fault; nobody reads the answer
+            raise ApiError(400, "client_disconnected", "the client closed the connection before sending the whole body") from None
         return b"".join(chunks)
 
     async def predict(request: Request) -> Response:

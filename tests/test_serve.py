@@ -252,6 +252,16 @@ def test_a_chunked_body_over_the_limit_is_refused(server):
         connection.close()
 
 
+def test_a_client_gone_mid_body_is_counted_not_an_internal_error(server):
+    with socket.create_connection((HOST, server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b'{"texts": [')
+    deadline = time.monotonic() + 20
+    while server.metrics().get('rnnonnx_errors_total{code="client_disconnected"}') != 1:
+        assert time.monotonic() < deadline, "the disconnect was never counted"
+        time.sleep(0.05)
+    assert 'rnnonnx_errors_total{code="internal"}' not in server.metrics()
+
+
 @pytest.mark.parametrize("method,path,status,code", [("GET", "/v2/predict", 404, "not_found"), ("GET", "/v1/predict", 405, "method_not_allowed"),
                                                      ("POST", "/healthz", 405, "method_not_allowed")])
 def test_unknown_routes_and_methods_are_json_errors(server, method, path, status, code):
