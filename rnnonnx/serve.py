@@ -112,16 +112,15 @@ class LoadedModel:
 
 
 def require_server_stack() -> None:
-    """One line naming the extra when uvicorn, Starlette or prometheus_client is missing."""
-    import importlib.util
+    """One line naming the extra when uvicorn, Starlette, prometheus_client or one of their own
+    dependencies cannot be imported."""
+    import importlib
 
     for name in SERVER_MODULES:
         try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise RnnonnxError(f"{name} is not installed; {SERVE_HINT}")
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise RnnonnxError(f"{exc.name or name} is not installed; {SERVE_HINT}") from None
 
 
 def load_model(settings: ServeSettings) -> LoadedModel:
