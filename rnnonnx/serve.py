@@ -33,7 +33,8 @@ from .batcher import MicroBatcher, Overloaded
 from .errors import BundleError, RnnonnxError
 
 SERVE_HINT = 'the server needs the serve extra: pip install "rnnonnx[serve]"'
-SERVER_MODULES = ("uvicorn", "starlette", "prometheus_client")
+# What the server imports, submodules included (importing a package alone may not reach its dependencies).
+SERVER_MODULES = ("uvicorn", "starlette.applications", "prometheus_client")
 # Predicted at start-up (twice: the two must agree) and by every /readyz, which compares it with
 # the start-up result: a model that loads but computes garbage, or a stuck inference thread, is not ready.
 GOLDEN_TEXT = "A warm, funny and beautifully acted film with a story that stays with you."
