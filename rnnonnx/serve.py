@@ -121,7 +121,7 @@ def require_server_stack() -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise RnnonnxError(f"{exc.name or name} is not installed; {SERVE_HINT}") from None
+            raise RnnonnxError(f"{(exc.name or name).split('.')[0]} is not installed; {SERVE_HINT}") from None
 
 
 def load_model(settings: ServeSettings) -> LoadedModel:
