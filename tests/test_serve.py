@@ -29,7 +29,7 @@ BUNDLE = ROOT / "exported" / "lstm"
 HOST = "127.0.0.1"
 START_LIMIT_S = 60.0
 TEXTS = ["What a wonderful, moving film.", "Dull, slow and far too long.", "", "ÉTÉ à Paris: ｆｕｌｌ-width ＡＢＣ",
-         "emoji 🎬🍿 and digits 42", "a" * 300, "Ok.", "Not bad at all, actually quite good"]
+         "emoji 🎬🍿 and digits 42", "a" * 300, "Ok.", "Not bad at all, actually quite good", "lone \ud800 surrogate"]
 
 
 def free_port() -> int:
@@ -150,6 +150,18 @@ def test_top_k_and_min_score_as_in_python(server, reference, options):
         assert all(len(p["top"]) == (2 if options["top_k"] != 1 else 1) for p in body["predictions"])
     if options.get("min_score") == 0.99:
         assert any(p["label"] is None for p in body["predictions"])
+
+
+def test_the_ids_graph_without_batching(reference):
+    server = Server("--graph", "ids", "--no-batching", "--threads", "1")
+    try:
+        model = json.loads(server.request("GET", "/v1/model")[2])
+        assert (model["graph"], model["model_file"], model["onnxruntime_threads"], model["serving"]["batching"]) == ("ids", "model.onnx", 1, False)
+        status, body = server.predict({"texts": TEXTS})
+        assert status == 200
+        assert_same(body["predictions"], [p.to_dict() for p in reference.predict(TEXTS)])
+    finally:
+        server.stop()
 
 
 def test_no_texts_no_predictions(server):
