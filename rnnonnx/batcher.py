@@ -162,13 +162,13 @@ class MicroBatcher:
             started = time.perf_counter()
             try:
                 proba = await loop.run_in_executor(self._executor, self.infer, texts)
+                if self.on_batch is not None:
+                    self.on_batch(len(texts), time.perf_counter() - started)
             except Exception as exc:  # the callers' requests fail; the loop serves the next batch
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
-            if self.on_batch is not None:
-                self.on_batch(len(texts), time.perf_counter() - started)
             start = 0
             for job in jobs:
                 if not job.future.done():  # a caller that gave up (client gone) is skipped

@@ -172,6 +172,28 @@ def test_a_model_error_fails_that_batch_only():
     np.testing.assert_array_equal(after, expected(["fine"]))
 
 
+def test_a_failing_metrics_callback_does_not_stop_the_loop():
+    model = Recorder()
+    seen: list[int] = []
+
+    def on_batch(texts: int, seconds: float) -> None:
+        seen.append(texts)
+        if len(seen) == 1:
+            raise ValueError("metrics backend failed")
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=64, max_wait_s=0.01, on_batch=on_batch)
+        await batcher.start()
+        with pytest.raises(ValueError):
+            await batcher.submit(["first"])
+        after = await batcher.submit(["second"])
+        await batcher.stop()
+        return after
+
+    np.testing.assert_array_equal(run(main()), expected(["second"]))
+    assert seen == [1, 1]
+
+
 def test_stop_answers_accepted_requests_then_refuses():
     model = Recorder()
 
