@@ -31,6 +31,7 @@ from typing import Any
 
 from rnnonnx.bench import machine
 from rnnonnx.data import read_builtin
+from rnnonnx.serve import server_versions
 
 HOST = "127.0.0.1"
 GOAL_RATIO = 5.0
@@ -229,6 +230,7 @@ def markdown(report: dict[str, Any]) -> str:
     info = report["machine"]
     lines = [f"- CPU {info['cpu']}, {info['usable_cores']} usable of {info['logical_cores']} logical cores; "
              f"load average {report['load_average'][0]} at start, {report['load_average'][1]} at end",
+             "- versions: " + ", ".join(f"{name} {version}" for name, version in report["versions"].items()),
              f"- `{report['command']}`",
              f"- {report['requests']} one-sentence requests per level after {WARMUP_REQUESTS} warm-up requests; "
              f"median of {report['repeats']} repeat(s), range in brackets", "",
@@ -283,7 +285,7 @@ def main() -> None:
             runs[mode].append(run_mode(args.bundle, mode, args.server_option, bodies, levels, args.requests, args.time_limit))
     rows = summarize(runs["batching on"]) + summarize(runs["batching off"])
     report: dict[str, Any] = {
-        "machine": machine(), "load_average": [load_start, round(os.getloadavg()[0], 2)],
+        "machine": machine(), "versions": server_versions(), "load_average": [load_start, round(os.getloadavg()[0], 2)],
         "command": " ".join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
         "requests": args.requests, "repeats": args.repeats, "rows": rows,
         "ort_alone": {key: statistics.median(c[key] for c in ceilings) for key in ceilings[0]},

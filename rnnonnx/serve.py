@@ -142,7 +142,8 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     return LoadedModel(predictor, first[0], threads)
 
 
-def _versions() -> dict[str, str]:
+def server_versions() -> dict[str, str]:
+    """Versions of what answers requests (``/v1/model``; benchmark reports)."""
     out = {"rnnonnx": __version__, "python": platform.python_version()}
     for name in ("onnxruntime", "numpy", "starlette", "uvicorn", "prometheus-client"):
         try:
@@ -173,7 +174,7 @@ def model_summary(model: LoadedModel, settings: ServeSettings) -> dict[str, Any]
             "exported_with": manifest.get("versions", {}),
             "files": manifest.get("files", {}),
         },
-        "versions": _versions(),
+        "versions": server_versions(),
         "serving": {
             "batching": settings.batching, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
             "max_queue": settings.max_queue, "max_texts": settings.max_texts, "max_text_chars": settings.max_text_chars,
