@@ -4,7 +4,7 @@ Starts the real server (a fresh process on a free loopback port) once per mode, 
 fixed number of one-sentence `POST /v1/predict` requests from C concurrent keep-alive
 connections for each concurrency level, and stops by itself (every level also has a time
 limit). Reports requests/s, p50 and p99 latency (client side: request sent to response read)
-and the mean texts per ONNX Runtime call, read from the server's /metrics before and after.
+and the mean texts per micro-batch, read from the server's /metrics before and after.
 Modes alternate within each repeat, so drift in the machine's load hits both alike; the table
 shows the median of the repeats and their range.
 
@@ -71,8 +71,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def ort_ceiling(bundle: str, server_options: list[str], sentences: list[str], seconds: float = 2.0) -> dict[str, float]:
-    """Texts/s of ONNX Runtime alone (no HTTP), one sentence per call and 64 per call, on the
-    predictor the server builds: the most that batching can gain is their ratio."""
+    """Texts/s of the predictor the server builds, alone (no HTTP), one sentence per call and 64
+    per call: the most that batching can gain is their ratio."""
     from rnnonnx.serve import ServeSettings, load_model
 
     threads = next((int(option.split("=", 1)[1]) for option in server_options if option.startswith("--threads=")), None)
@@ -117,7 +117,7 @@ async def get(port: int, path: str) -> tuple[int, bytes]:
 
 
 async def batch_totals(port: int) -> tuple[float, float]:
-    """(texts, ONNX Runtime calls) so far, from /metrics."""
+    """(texts, micro-batches) so far, from /metrics."""
     _, payload = await get(port, "/metrics")
     values = {}
     for line in payload.decode().splitlines():
@@ -234,7 +234,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"- `{report['command']}`",
              f"- {report['requests']} one-sentence requests per level after {WARMUP_REQUESTS} warm-up requests; "
              f"median of {report['repeats']} repeat(s), range in brackets", "",
-             "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per ONNX Runtime call | server CPU ms per request | errors |",
+             "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per batch | server CPU ms per request | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["rows"]:
         low, high = row["requests_per_s_range"]
@@ -242,7 +242,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {row['mode']} | {row['concurrency']} | {row['requests_per_s']:,.0f} [{low:,.0f}-{high:,.0f}] | {row['p50_ms']:.2f} | "
                      f"{row['p99_ms']:.2f} [{p99_low:.2f}-{p99_high:.2f}] | {row['mean_batch']:.1f} | {row['server_cpu_ms']:.3f} | {row['errors']:g} |")
     alone = report["ort_alone"]
-    lines += ["", f"ONNX Runtime alone, no HTTP (the server's predictor, in this process): {alone['one_per_call']:,.0f} texts/s at one "
+    lines += ["", f"The server's predictor alone, no HTTP (in the benchmark's process): {alone['one_per_call']:,.0f} texts/s at one "
                   f"sentence per call, {alone['64_per_call']:,.0f} at 64 per call: {alone['ratio']:.2f}x "
                   f"(per repeat {', '.join(f'{r:.2f}' for r in report['ort_alone_ratios'])}), the most batching can gain on the model's side."]
     goal = report.get("goal")

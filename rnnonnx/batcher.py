@@ -1,6 +1,6 @@
-"""Micro-batching for the HTTP server: texts of concurrent requests share one ONNX Runtime call.
+"""Micro-batching for the HTTP server: texts of concurrent requests share one model call.
 
-One ONNX Runtime call on 64 one-sentence texts costs far less than 64 calls on one text each, so
+One ONNX Runtime run on many one-sentence texts costs less than one run per text, so
 under load the server gathers what arrives within a few milliseconds (or until a batch is full)
 and runs it at once, in a worker thread so the event loop keeps accepting requests meanwhile.
 The queue is bounded: past ``max_queue`` waiting texts a request is refused at once

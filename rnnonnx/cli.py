@@ -319,12 +319,12 @@ def bench(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, t
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
               help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
-@click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Most texts in one ONNX Runtime call (a larger request runs alone).")
+@click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Most texts in one micro-batch (a larger request runs alone).")
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=2.0, show_default=True,
-              help="Longest a text waits for others to share its ONNX Runtime call (0: run what is waiting as soon as the model is free).")
+              help="Under load, longest a text waits for others to share its micro-batch (0: run what is waiting as soon as the model is free).")
 @click.option("--max-queue", type=click.IntRange(1), default=1024, show_default=True,
               help="Most texts waiting for the model; past it requests get 503 with Retry-After.")
-@click.option("--no-batching", is_flag=True, help="One ONNX Runtime call per request (for comparison).")
+@click.option("--no-batching", is_flag=True, help="One model call per request (for comparison).")
 @click.option("--max-texts", type=click.IntRange(1), default=256, show_default=True, help="Most texts in one request (413 beyond).")
 @click.option("--max-text-chars", type=click.IntRange(1), default=10_000, show_default=True, help="Longest text, in characters (413 beyond).")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True, help="Largest request body (413 beyond).")
@@ -341,7 +341,7 @@ def serve(bundle: str, no_batching: bool, **options: Any) -> None:
     rnnonnx serve BUNDLE --port 8000
     curl -s localhost:8000/v1/predict -d '{"texts": ["What a film"]}'
 
-    Concurrent requests share ONNX Runtime calls (micro-batching). The bundle is loaded and
+    Concurrent requests share model calls (micro-batching). The bundle is loaded and
     checked before the port is opened; SIGTERM answers in-flight requests, then exits 0.
     """
     from .serve import serve as run_server

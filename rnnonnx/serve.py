@@ -44,6 +44,10 @@ SETTINGS_ENV = "RNNONNX_SERVE_SETTINGS"
 PREDICT_FIELDS = ("texts", "top_k", "min_score")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# The predictor sorts a micro-batch by length and runs it in groups of this many texts: random
+# sentences padded to the longest of 64 waste compute, and 64 mixed built-in sentences took about
+# 30% less CPU per text in runs of 16 than in one run of 64 (exported/lstm, fp32).
+RUN_SIZE = 16
 log = logging.getLogger("uvicorn.error")
 
 
@@ -130,8 +134,8 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     from .predictor import Predictor
 
     threads = settings.ort_threads()
-    predictor = Predictor(settings.bundle, device=settings.device, threads=threads, precision=settings.precision, graph=settings.graph,
-                          session_config={"session.intra_op.allow_spinning": "0"})
+    predictor = Predictor(settings.bundle, device=settings.device, threads=threads, batch_size=RUN_SIZE, precision=settings.precision,
+                          graph=settings.graph, session_config={"session.intra_op.allow_spinning": "0"})
     first = predictor.predict_proba([GOLDEN_TEXT])
     second = predictor.predict_proba([GOLDEN_TEXT])
     n_labels = len(predictor.labels)
@@ -251,9 +255,9 @@ class Metrics:
         self.in_progress = Gauge("rnnonnx_http_requests_in_progress", "Requests being answered now.", registry=reg, multiprocess_mode="livesum")
         self.errors = Counter("rnnonnx_errors", "Requests answered with an error, by error code (see the JSON error body).", ["code"], registry=reg)
         self.texts = Counter("rnnonnx_texts", "Texts classified.", registry=reg)
-        self.batch_size = Histogram("rnnonnx_batch_size", "Texts per ONNX Runtime call.", buckets=BATCH_BUCKETS, registry=reg)
-        self.batch_seconds = Histogram("rnnonnx_batch_duration_seconds", "Time of one ONNX Runtime call.", buckets=LATENCY_BUCKETS, registry=reg)
-        self.queue = Gauge("rnnonnx_queue_texts", "Texts accepted and waiting for an ONNX Runtime call.", registry=reg, multiprocess_mode="livesum")
+        self.batch_size = Histogram("rnnonnx_batch_size", "Texts per micro-batch (one predictor call).", buckets=BATCH_BUCKETS, registry=reg)
+        self.batch_seconds = Histogram("rnnonnx_batch_duration_seconds", "Time to predict one micro-batch.", buckets=LATENCY_BUCKETS, registry=reg)
+        self.queue = Gauge("rnnonnx_queue_texts", "Texts accepted and waiting for a micro-batch.", registry=reg, multiprocess_mode="livesum")
 
     def observe_batch(self, texts: int, seconds: float) -> None:
         self.batch_size.observe(texts)
