@@ -211,6 +211,8 @@ def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[str],
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; arrays nested thousands deep
+        raise ApiError(400, "invalid_json", f"the body is JSON this server does not read ({str(exc).split(':')[0]})") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_request", f'the body must be a JSON object like {{"texts": ["..."]}}, not {_type_name(payload)}')
     unknown = sorted(set(payload) - set(PREDICT_FIELDS))

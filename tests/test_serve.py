@@ -226,6 +226,8 @@ ERRORS = [
     ("not UTF-8", b'{"texts": ["caf\xe9"]}', 400, "invalid_utf8"),
     ("not JSON", b'{"texts": [', 400, "invalid_json"),
     ("UTF-16 JSON", json.dumps({"texts": ["a"]}).encode("utf-16"), 400, "invalid_utf8"),
+    ("nested thousands deep", b"[" * 3000 + b"]" * 3000, 400, "invalid_json"),
+    ("an integer of 5000 digits", b'{"texts": ["a"], "top_k": 1' + b"0" * 5000 + b"}", 400, "invalid_json"),
     ("not an object", b'["a"]', 422, "invalid_request"),
     ("no texts", b'{"top_k": 1}', 422, "invalid_request"),
     ("unknown field", b'{"texts": ["a"], "topk": 1}', 422, "invalid_request"),
@@ -299,7 +301,7 @@ def test_overload_is_503_with_retry_after_not_a_longer_queue():
 
 
 def test_sigterm_answers_the_request_in_flight_then_exits_0(reference):
-    server = Server("--max-wait-ms", "1500")
+    server = Server("--max-wait-ms", "3000")
     try:
         in_flight, out = in_background(server.predict, {"texts": ["Still answered during shutdown"]})
         server.wait_for_queue(1)
