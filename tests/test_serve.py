@@ -29,7 +29,7 @@ BUNDLE = ROOT / "exported" / "lstm"
 HOST = "127.0.0.1"
 START_LIMIT_S = 60.0
 TEXTS = ["What a wonderful, moving film.", "Dull, slow and far too long.", "", "ÉTÉ à Paris: ｆｕｌｌ-width ＡＢＣ",
-         "emoji 🎬🍿 and digits 42", "a" * 300, "Ok.", "Not bad at all, actually quite good", "lone \ud800 surrogate"]
+         "emoji 🎬🍿 and digits 42", "a" * 300, "Ok.", "Not bad at all, actually quite good", "lone \ud800 surrogate", "nul \x00 inside"]
 
 
 def free_port() -> int:
