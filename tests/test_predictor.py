@@ -124,3 +124,11 @@ def test_predictor_never_imports_torch_onnx_or_sklearn(tiny_bundle):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_session_config_entries_reach_onnx_runtime(tiny_bundle):
+    predictor = Predictor(tiny_bundle, threads=2, session_config={"session.intra_op.allow_spinning": "0"})
+    assert predictor.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = Predictor(tiny_bundle, threads=2).session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_config_entry("session.intra_op.allow_spinning")
