@@ -99,6 +99,15 @@ def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options:
     return run_bench(bundle, BenchOptions(**options), log=log)
 
 
+def serve(bundle: PathLike, **options: Any) -> None:
+    """``rnnonnx serve``: load and check ``bundle``, then answer HTTP requests (micro-batched) until
+    SIGTERM or Ctrl-C; ``options`` are :class:`rnnonnx.serve.ServeSettings` fields (``host``,
+    ``port``, ``workers``, ``max_batch``, ...). Needs the ``[serve]`` extra."""
+    from .serve import serve as run_server
+
+    run_server(str(bundle), **options)
+
+
 def _predictor(bundle: "PathLike | Predictor", options: dict[str, Any]) -> "Predictor":
     from .predictor import Predictor
 

@@ -289,6 +289,46 @@ def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str |
         click.echo(report.markdown() if markdown else report.text())
 
 
+@main.command("serve")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Server processes, each with its own copy of the model.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
+              help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
+@click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
+@click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Most texts in one micro-batch (a larger request runs alone).")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="Under load, longest a text waits for others to share its micro-batch (0: run what is waiting as soon as the model is free).")
+@click.option("--max-queue", type=click.IntRange(1), default=1024, show_default=True,
+              help="Most texts waiting for the model; past it requests get 503 with Retry-After.")
+@click.option("--no-batching", is_flag=True, help="One model call per request (for comparison).")
+@click.option("--max-texts", type=click.IntRange(1), default=256, show_default=True, help="Most texts in one request (413 beyond).")
+@click.option("--max-text-chars", type=click.IntRange(1), default=10_000, show_default=True, help="Longest text, in characters (413 beyond).")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True, help="Largest request body (413 beyond).")
+@click.option("--drain-seconds", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="On SIGTERM or Ctrl-C, how long in-flight requests may take to finish before they are cut.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="Server log level.")
+@friendly
+def serve_command(bundle: str, no_batching: bool, **options: Any) -> None:
+    """Serve a bundle over HTTP (needs rnnonnx[serve]): POST /v1/predict, GET /v1/model, /healthz,
+    /readyz, /metrics (Prometheus), /openapi.json.
+
+    \b
+    rnnonnx serve BUNDLE --port 8000
+    curl -s localhost:8000/v1/predict -d '{"texts": ["What a film"]}'
+
+    Concurrent requests share model calls (micro-batching). The bundle is loaded and
+    checked before the port is opened; SIGTERM answers in-flight requests, then exits 0.
+    """
+    from .api import serve
+
+    serve(bundle, batching=not no_batching, **options)
+
+
 def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 

@@ -8,7 +8,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -142,10 +142,12 @@ class Predictor:
     ONNX Runtime; ``auto`` takes ``DEFAULT_GRAPH`` when the bundle has it and ONNX Runtime can
     load it, else ``ids``. Both give the same probabilities (within 1e-6). ``precision="int8"``
     runs the int8 twin of the chosen graph (``rnnonnx export --quantize int8``).
+    ``session_config`` adds ONNX Runtime session config entries (e.g. the server turns off
+    ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop).
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, device: str = "auto", threads: int | None = None, batch_size: int = 256,
-                 precision: str = "fp32", graph: str = "auto") -> None:
+                 precision: str = "fp32", graph: str = "auto", session_config: Mapping[str, str] | None = None) -> None:
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -165,6 +167,8 @@ class Predictor:
                 raise RnnonnxError("threads must be at least 1")
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        for key, value in (session_config or {}).items():
+            options.add_session_config_entry(key, value)
         wanted = providers_for(device)
         try:
             self.session = self._open(ort, options, wanted)

@@ -213,3 +213,11 @@ def test_non_string_texts_are_refused_alike_on_both_graphs(tiny_bundle, graph, i
         assert isinstance(raised.value, TypeError) and isinstance(raised.value, RnnonnxError)
     with pytest.raises(InputTypeError, match="list of texts, not one bytes"):
         predictor.predict_proba(b"one text")
+
+
+def test_session_config_entries_reach_onnx_runtime(tiny_bundle):
+    predictor = Predictor(tiny_bundle, threads=2, session_config={"session.intra_op.allow_spinning": "0"})
+    assert predictor.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = Predictor(tiny_bundle, threads=2).session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_config_entry("session.intra_op.allow_spinning")
