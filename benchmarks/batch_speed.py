@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from rnnonnx.batch import CHUNK_ROWS
-from rnnonnx.bench import rnnonnx_command, run_measured
+from rnnonnx.benchmark import rnnonnx_command, run_measured
 from rnnonnx.machine import machine, usable_cores
 from rnnonnx.predictor import Predictor
 from rnnonnx.data import read_builtin

@@ -29,9 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rnnonnx.bench import machine
+from rnnonnx.benchmark import machine
 from rnnonnx.data import read_builtin
-from rnnonnx.serve import server_versions
+from rnnonnx.server import server_versions
 
 HOST = "127.0.0.1"
 GOAL_RATIO = 5.0
@@ -73,7 +73,7 @@ def cpu_seconds(pid: int) -> float:
 def ort_ceiling(bundle: str, server_options: list[str], sentences: list[str], seconds: float = 2.0) -> dict[str, float]:
     """Texts/s of the predictor the server builds, alone (no HTTP), one sentence per call and 64
     per call: the most that batching can gain is their ratio."""
-    from rnnonnx.serve import ServeSettings, load_model
+    from rnnonnx.server import ServeSettings, load_model
 
     threads = next((int(option.split("=", 1)[1]) for option in server_options if option.startswith("--threads=")), None)
     predictor = load_model(ServeSettings(bundle=bundle, threads=threads)).predictor

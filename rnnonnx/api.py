@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 if TYPE_CHECKING:
     from .batch import BatchStats
-    from .bench_report import BenchReport
-    from .evaluate import Evaluation
+    from .benchmark_report import BenchReport
+    from .evaluation import Evaluation
     from .predictor import Prediction, Predictor
     from .run import Metrics
 
@@ -39,7 +39,7 @@ def export(run_dir: PathLike, out_dir: PathLike | None = None, *, quantize: str 
            log: Callable[[str], None] | None = None) -> Path:
     """``rnnonnx export``: turn a run into a bundle (default ``RUN_DIR/bundle``) after proving
     ONNX Runtime agrees with PyTorch; returns the bundle's path. Needs the ``[train]`` extra."""
-    from .export import export_run
+    from .exporting import export_run
 
     return export_run(run_dir, out_dir, log=log, quantize=quantize)
 
@@ -81,7 +81,7 @@ def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | No
     """``rnnonnx evaluate``: score a bundle (or a run's bundle) on labelled texts (default: the
     run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, optional PNG plots."""
     from .data import read_file, warn
-    from .evaluate import evaluate as score
+    from .evaluation import evaluate as score
 
     texts = None
     if data is not None:
@@ -93,17 +93,17 @@ def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | No
 
 def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":
     """``rnnonnx bench``: time ONNX Runtime (fp32, int8) against PyTorch eager and the cold start;
-    ``options`` are :class:`rnnonnx.bench.BenchOptions` fields (``run``, ``threads``, ``seconds``, ...)."""
-    from .bench import BenchOptions, run_bench
+    ``options`` are :class:`rnnonnx.benchmark.BenchOptions` fields (``run``, ``threads``, ``seconds``, ...)."""
+    from .benchmark import BenchOptions, run_bench
 
     return run_bench(bundle, BenchOptions(**options), log=log)
 
 
 def serve(bundle: PathLike, **options: Any) -> None:
     """``rnnonnx serve``: load and check ``bundle``, then answer HTTP requests (micro-batched) until
-    SIGTERM or Ctrl-C; ``options`` are :class:`rnnonnx.serve.ServeSettings` fields (``host``,
+    SIGTERM or Ctrl-C; ``options`` are :class:`rnnonnx.server.ServeSettings` fields (``host``,
     ``port``, ``workers``, ``max_batch``, ...). Needs the ``[serve]`` extra."""
-    from .serve import serve as run_server
+    from .server import serve as run_server
 
     run_server(str(bundle), **options)
 

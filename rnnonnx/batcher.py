@@ -7,7 +7,7 @@ The queue is bounded: past ``max_queue`` waiting texts a request is refused at o
 (:class:`Overloaded`, HTTP 503) rather than left to wait behind an ever longer line.
 
 Only the standard library and numpy: the server stack (Starlette, uvicorn) stays in
-:mod:`rnnonnx.serve`, and this module is tested on its own.
+:mod:`rnnonnx.server`, and this module is tested on its own.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from .files import atomic_file
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .evaluate import Evaluation
+    from .evaluation import Evaluation
     from .run import Metrics
 
 PLOT_HINT = 'plotting needs matplotlib: pip install "rnnonnx[plot]"'

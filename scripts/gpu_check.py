@@ -18,7 +18,7 @@ import onnxruntime as ort
 import torch
 
 from rnnonnx.bundle import IDS_INPUT, PROBABILITIES
-from rnnonnx.export import synthetic_batches, to_onnx
+from rnnonnx.exporting import synthetic_batches, to_onnx
 from rnnonnx.config import ModelConfig
 from rnnonnx.model import ExportWrapper, TextClassifier
 from rnnonnx.run import Run

@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     """The bundle exported from ``tiny_run``."""
-    from rnnonnx.export import export_run
+    from rnnonnx.exporting import export_run
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_run(tiny_run, out, log=lambda message: None)

@@ -14,12 +14,21 @@ from tests.conftest import run_cli
 TEXTS = ["A gorgeous, moving film.", "Flat, dull and far too long.", ""]
 
 
-def test_every_cli_verb_has_an_api_function():
+def test_every_cli_verb_has_an_api_function_that_no_submodule_shadows():
+    """Importing a submodule sets it as an attribute of the package, so a verb and a module of the
+    same name would turn ``rnnonnx.verb`` into a module after first use."""
+    import importlib
+    import pkgutil
+    import types
+
     from rnnonnx.cli import main
 
     assert set(main.commands) <= set(rnnonnx.__all__)
-    for name in rnnonnx.__all__:
-        assert getattr(rnnonnx, name) is not None
+    for module in pkgutil.iter_modules(rnnonnx.__path__):
+        if module.name not in ("spark",):  # needs the [spark] extra
+            importlib.import_module(f"rnnonnx.{module.name}")
+    for name in set(rnnonnx.__all__) - {"__version__"}:
+        assert callable(getattr(rnnonnx, name)) and not isinstance(getattr(rnnonnx, name), types.ModuleType), name
 
 
 def test_predict_matches_the_cli_json_field_for_field(tiny_bundle):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.evaluate import evaluate, evaluate_predictions
+from rnnonnx.evaluation import evaluate, evaluate_predictions
 from rnnonnx.run import Metrics
 from rnnonnx.plots import CONFUSION_PNG, CURVES_PNG, plot_curves, write_plots
 from tests.conftest import run_cli

@@ -17,7 +17,7 @@ from tests.conftest import run_cli, small_sample
 from rnnonnx.bundle import Bundle
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
-from rnnonnx.export import export_run
+from rnnonnx.exporting import export_run
 from rnnonnx.predictor import Predictor
 from rnnonnx.config import TrainConfig
 from rnnonnx.bundle import INT8_MODEL, TEXT_INT8_MODEL

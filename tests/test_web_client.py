@@ -135,7 +135,7 @@ def test_browser_predictions_match_python(browser_tools, server, tmp_path):
 @pytest.fixture(scope="module")
 def int8_bundle(tiny_run, tmp_path_factory) -> Path:
     """The tiny run exported with int8 twins (model.int8.onnx)."""
-    from rnnonnx.export import export_run
+    from rnnonnx.exporting import export_run
 
     return export_run(tiny_run, tmp_path_factory.mktemp("bundles") / "tiny-int8", log=lambda message: None, quantize="int8")
 

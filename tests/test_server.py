@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from rnnonnx.predictor import Predictor
-from rnnonnx.serve import GOLDEN_TEXT, PREDICT_FIELDS, LoadedModel, ServeSettings, create_app, load_model
+from rnnonnx.server import GOLDEN_TEXT, PREDICT_FIELDS, LoadedModel, ServeSettings, create_app, load_model
 
 from .conftest import ROOT, run_cli
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnonnx.bench import BenchOptions, pick_run, run_bench, run_measured
-from rnnonnx.bench_report import format_markdown, format_text
+from rnnonnx.benchmark import BenchOptions, pick_run, run_bench, run_measured
+from rnnonnx.benchmark_report import format_markdown, format_text
 from rnnonnx.bundle import INT8_MODEL
 from rnnonnx.bundle import Bundle
 from rnnonnx.errors import RnnonnxError

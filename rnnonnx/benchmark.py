@@ -1,6 +1,6 @@
 """``rnnonnx bench``: ONNX Runtime (fp32, int8) against PyTorch eager on the same weights and texts.
 
-Each engine runs in a fresh process (``rnnonnx.bench_worker``) with the same thread count, so
+Each engine runs in a fresh process (``rnnonnx.benchmark_worker``) with the same thread count, so
 thread pools never compete; this process never imports torch. PyTorch needs the weights, which
 a bundle does not carry: they come from the run directory the bundle was exported from, and the
 two engines' probabilities are compared before any figure is reported, so a mismatched run is
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .bench_report import CORE_INSTALL, BenchReport, targets
+from .benchmark_report import CORE_INSTALL, BenchReport, targets
 from .bundle import INT8_MODEL, Bundle
 from .errors import RnnonnxError
 from .machine import machine, usable_cores
@@ -74,7 +74,7 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
 def _worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one engine's measurements in a fresh interpreter and return its JSON result."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    proc = subprocess.run([sys.executable, "-m", "rnnonnx.bench_worker"], input=json.dumps(task),
+    proc = subprocess.run([sys.executable, "-m", "rnnonnx.benchmark_worker"], input=json.dumps(task),
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
@@ -132,7 +132,7 @@ def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", c
     if core_env is not None:
         commands[CORE_INSTALL] = predict_command(bundle.resolve(), COLD_TEXT, graph, core_env)
     if run is not None:
-        commands["torch predict"] = [sys.executable, "-m", "rnnonnx.bench_worker", "--cold-torch", str(run), COLD_TEXT]
+        commands["torch predict"] = [sys.executable, "-m", "rnnonnx.benchmark_worker", "--cold-torch", str(run), COLD_TEXT]
     out: dict[str, Any] = {}
     for name, command in commands.items():
         run_measured(command)

@@ -13,7 +13,7 @@ import pytest
 
 from rnnonnx.data import read_file
 from rnnonnx.errors import DataError, RnnonnxError
-from rnnonnx.evaluate import confusion_matrix, evaluate, evaluate_predictions, scores
+from rnnonnx.evaluation import confusion_matrix, evaluate, evaluate_predictions, scores
 from tests.conftest import run_cli
 
 

@@ -543,7 +543,7 @@ def serve(bundle: str, **options: Any) -> None:
         os.environ[SETTINGS_ENV] = settings.to_json()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         try:
-            uvicorn.run("rnnonnx.serve:worker_app", factory=True, workers=settings.workers, **common)
+            uvicorn.run("rnnonnx.server:worker_app", factory=True, workers=settings.workers, **common)
         finally:
             for name, value in saved.items():
                 if value is None:

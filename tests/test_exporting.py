@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnonnx.errors import ParityError
-from rnnonnx.export import export_run, parity, passed, session_for, synthetic_batches, to_onnx
+from rnnonnx.exporting import export_run, parity, passed, session_for, synthetic_batches, to_onnx
 from rnnonnx.model import ExportWrapper
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
@@ -93,7 +93,7 @@ def test_failed_parity_leaves_no_bundle_and_keeps_the_old_one(tiny_run, tiny_bun
     out = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, out)
     before = (out / "manifest.json").read_bytes()
-    monkeypatch.setattr("rnnonnx.export.TOLERANCE", -1.0)
+    monkeypatch.setattr("rnnonnx.exporting.TOLERANCE", -1.0)
     with pytest.raises(ParityError, match="no bundle written"):
         export_run(tiny_run, out, log=lambda message: None)
     assert (out / "manifest.json").read_bytes() == before
@@ -106,7 +106,7 @@ def test_a_refused_out_is_refused_before_the_conversion(tiny_run, tmp_path, monk
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted before checking --out")
 
-    monkeypatch.setattr("rnnonnx.export.to_onnx", no_conversion)
+    monkeypatch.setattr("rnnonnx.exporting.to_onnx", no_conversion)
     with pytest.raises(OutputError, match="input"):
         export_run(tiny_run, tiny_run.parent, log=lambda message: None)
     assert (tiny_run / "model.safetensors").is_file()
