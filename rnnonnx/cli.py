@@ -165,7 +165,7 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --input if its extension does not say.")
 @click.option("--text-col", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL --input.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
@@ -223,7 +223,7 @@ def predict_command(bundle: str, texts: tuple[str, ...], input_path: str | None,
               help="Write PNG figures here: confusion matrix, and training curves when a run is known (needs rnnonnx[plot]).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
               help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot (implied when BUNDLE_OR_RUN is a run).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
 def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
@@ -295,7 +295,7 @@ def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str |
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Server processes, each with its own copy of the model.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
               help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")

@@ -13,10 +13,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEXT_INPUT, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
+from .config import DEVICES
 from .errors import BundleError, InputTypeError, RnnonnxError
 from .text import Tokenizer, pad_ids
 
-DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 GRAPHS = ("auto", "ids", "text")
