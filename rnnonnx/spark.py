@@ -6,8 +6,10 @@ scores Arrow batches of texts with it; ONNX Runtime gets one intra-op thread per
 because Spark already runs one task per core and more threads would oversubscribe them.
 
 Bundles reach the executors either by a path they can all read (shared storage, or the same path
-on every node) or through ``SparkContext.addFile``: :func:`add_bundle` ships a bundle directory
-and returns the name :func:`predict_udf` resolves with ``SparkFiles.get`` wherever it runs.
+on every node) or shipped by Spark: :func:`add_bundle` sends a local bundle directory (as a zip,
+through ``SparkContext.addArchive``), and a directory on HDFS or S3 can be added with
+``SparkContext.addFile(url, recursive=True)``; either way :func:`predict_udf` takes the bundle's
+name and finds the copy with ``SparkFiles.get`` wherever it runs.
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ class PredictUDF:
 
     ``labels`` holds the bundle's labels; ``batch_udf`` is the underlying pandas UDF from
     ``predict_batch_udf`` (struct ``label``, ``score``, ``probabilities`` as an array in
-    ``labels`` order, and with ``top_k`` the arrays ``top_labels`` and ``top_scores``), for callers who want the raw arrays.
+    ``labels`` order and, with ``top_k``, arrays ``top_labels`` and ``top_scores``), for callers
+    who want the raw arrays or to register it for SQL.
     """
 
     def __init__(self, batch_udf: Any, labels: list[str], top_k: int | None, min_score: float | None) -> None:

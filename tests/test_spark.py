@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -209,3 +210,32 @@ def test_import_rnnonnx_does_not_import_pyspark_and_missing_pyspark_names_the_ex
     assert done.returncode == 0, done.stderr
     message = done.stdout.strip()
     assert "\n" not in message and 'pip install "rnnonnx[spark]"' in message
+
+
+@pytest.mark.slow
+def test_example_job_runs_with_spark_submit(tmp_path):
+    """examples/spark_job.py as the README runs it: spark-submit --master local[2], bundle shipped."""
+    import pyarrow.parquet as pq
+
+    from rnnonnx.predictor import Predictor
+
+    sample = ["A gorgeous, moving film.", "Flat, dull and far too long.", "", "Ünïcödé ✓"] * 50
+    source = tmp_path / "texts.csv"
+    with open(source, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        writer.writerows((i, text, "gold") for i, text in enumerate(sample))
+    out = tmp_path / "preds.parquet"
+    submit = Path(sys.executable).with_name("spark-submit")
+    done = subprocess.run([str(submit), "--master", "local[2]", "--driver-memory", "512m", "--conf", "spark.ui.enabled=false",
+                           str(ROOT / "examples" / "spark_job.py"), str(BUNDLE), str(source), str(out), "--ship"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(sample)} rows scored" in done.stderr
+    table = pq.read_table(out).to_pylist()
+    table.sort(key=lambda row: int(row["id"]))
+    want = Predictor(BUNDLE).predict(sample)
+    assert [row["label"] for row in table] == ["gold"] * len(sample)  # the input's column is kept
+    assert [row["predicted_label"] for row in table] == [w.label for w in want]
+    assert max(abs(row["predicted_score"] - w.score) for row, w in zip(table, want)) <= 1e-6
+    assert dict(table[0]["predicted_probabilities"]).keys() == want[0].probabilities.keys()
