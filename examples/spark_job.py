@@ -5,7 +5,8 @@
 INPUT is a CSV (with a header), JSON Lines or Parquet file or directory, by its extension
 (``.csv``, ``.json``, ``.jsonl``, optionally ``.gz``; anything else is read as Parquet). OUTPUT is a Parquet directory with INPUT's columns
 plus ``label``, ``score`` and ``probabilities`` (a map label -> probability; named
-``predicted_label``... when INPUT has a column of one of these names). Without ``--ship``
+``predicted_label``... when INPUT has a column of one of these names). A null text (Spark reads
+an empty CSV field as null) gets a null prediction. Without ``--ship``
 BUNDLE must be readable at the same path on every executor (shared storage); with ``--ship`` the
 driver's local copy is sent to every executor through ``rnnonnx.spark.add_bundle``.
 """
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--ship", action="store_true", help="send the driver's bundle to the executors (add_bundle)")
     args = parser.parse_args()
     spark = SparkSession.builder.appName("rnnonnx-score").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
     try:
         bundle = rnnonnx.spark.add_bundle(spark, args.bundle) if args.ship else args.bundle
         predict = rnnonnx.spark.predict_udf(bundle)
@@ -53,7 +55,7 @@ def main() -> int:
         pred = predict(args.text_col)
         scored = df.select("*", *[pred[name].alias(prefix + name) for name in fields])
         scored.write.mode("overwrite").parquet(args.output)
-        print(f"{args.output}: {spark.read.parquet(args.output).count():,} rows scored", file=sys.stderr)
+        print(f"{args.output}: {spark.read.parquet(args.output).count():,} rows scored")
     except RnnonnxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -31,7 +31,7 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+needs_spark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,7 @@ def _check(rows, texts, expected, labels) -> None:
     assert max(diffs) <= 1e-6
 
 
+@needs_spark
 @pytest.mark.slow
 def test_10000_rows_match_one_process_in_order(spark, texts, expected):
     from pyspark.sql import functions as F
@@ -106,6 +107,7 @@ def test_10000_rows_match_one_process_in_order(spark, texts, expected):
     assert [row["label"] for row in first] == [rows[i]["pred"]["label"] for i in range(5)]
 
 
+@needs_spark
 @pytest.mark.slow
 def test_bundle_shipped_with_add_bundle(spark, texts, expected, tmp_path):
     import rnnonnx.spark
@@ -125,6 +127,8 @@ def test_bundle_shipped_with_add_bundle(spark, texts, expected, tmp_path):
         rnnonnx.spark.add_bundle(spark, other)
 
 
+@needs_spark
+@pytest.mark.slow  # the shared session takes seconds to start
 def test_bundle_directory_shipped_with_add_file(spark, texts, expected, tmp_path):
     """A bundle directory added with SparkContext.addFile (from HDFS or S3 on a cluster; a local
     directory is accepted in local mode) is found by name through SparkFiles."""
@@ -138,6 +142,7 @@ def test_bundle_directory_shipped_with_add_file(spark, texts, expected, tmp_path
     _check(rows, texts[:1000], expected[:1000], udf.labels)
 
 
+@needs_spark
 @pytest.mark.slow
 def test_null_texts_give_null_predictions(spark, texts, expected):
     import rnnonnx.spark
@@ -149,14 +154,20 @@ def test_null_texts_give_null_predictions(spark, texts, expected):
     _check(rows, with_nulls, expected, udf.labels)
 
 
-def test_top_k_and_min_score_match_the_python_shape(spark, texts):
+@needs_spark
+@pytest.mark.slow  # the shared session takes seconds to start
+def test_top_k_and_min_score_match_the_python_shape(spark, texts, capsys):
     import rnnonnx.spark
     from rnnonnx.predictor import Predictor
 
     sample = texts[:300]
     want = [p.to_dict() for p in Predictor(BUNDLE).predict(sample, top_k=-1, min_score=0.9)]
     udf = rnnonnx.spark.predict_udf(str(BUNDLE), top_k=-1, min_score=0.9)
-    rows = _frame(spark, sample).withColumn("pred", udf("text")).collect()
+    df = _frame(spark, sample).withColumn("pred", udf("text"))
+    df.explain()
+    plan = capsys.readouterr().out
+    assert plan.count("ArrowEvalPython") == 1 and plan.count("predict(text") == 1, plan  # each field reads one evaluation
+    rows = df.collect()
     got = [row["pred"].asDict(recursive=True) for row in rows]
     assert [g["label"] for g in got] == [w["label"] for w in want]
     assert any(w["label"] is None for w in want) and any(w["label"] is not None for w in want)
@@ -166,6 +177,8 @@ def test_top_k_and_min_score_match_the_python_shape(spark, texts):
     assert all(len(row["pred"]["top"]) == 1 for row in one)
 
 
+@needs_spark
+@pytest.mark.slow  # the shared session takes seconds to start
 def test_non_string_column_fails_with_a_clear_message(spark):
     import rnnonnx.spark
 
@@ -174,6 +187,8 @@ def test_non_string_column_fails_with_a_clear_message(spark):
         df.withColumn("pred", rnnonnx.spark.predict_udf(str(BUNDLE))("text")).collect()
 
 
+@needs_spark
+@pytest.mark.slow  # the shared session takes seconds to start
 def test_bad_arguments_are_one_line_errors(spark, tmp_path):
     import rnnonnx.spark
 
@@ -191,6 +206,7 @@ def test_bad_arguments_are_one_line_errors(spark, tmp_path):
         rnnonnx.spark.predict_udf(str(BUNDLE), batch_size=0)
 
 
+@needs_spark
 def test_one_cached_predictor_per_bundle_and_options():
     import rnnonnx.spark
 
@@ -212,6 +228,7 @@ def test_import_rnnonnx_does_not_import_pyspark_and_missing_pyspark_names_the_ex
     assert "\n" not in message and 'pip install "rnnonnx[spark]"' in message
 
 
+@needs_spark
 @pytest.mark.slow
 def test_example_job_runs_with_spark_submit(tmp_path):
     """examples/spark_job.py as the README runs it: spark-submit --master local[2], bundle shipped."""
@@ -231,11 +248,12 @@ def test_example_job_runs_with_spark_submit(tmp_path):
                            str(ROOT / "examples" / "spark_job.py"), str(BUNDLE), str(source), str(out), "--ship"],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{len(sample)} rows scored" in done.stderr
+    assert f"{len(sample)} rows scored" in done.stdout  # spark-submit merges the job's stderr into stdout
     table = pq.read_table(out).to_pylist()
     table.sort(key=lambda row: int(row["id"]))
     want = Predictor(BUNDLE).predict(sample)
     assert [row["label"] for row in table] == ["gold"] * len(sample)  # the input's column is kept
-    assert [row["predicted_label"] for row in table] == [w.label for w in want]
-    assert max(abs(row["predicted_score"] - w.score) for row, w in zip(table, want)) <= 1e-6
+    # Spark reads an empty CSV field as null, and a null text gets a null prediction
+    assert [row["predicted_label"] for row in table] == [w.label if t else None for t, w in zip(sample, want)]
+    assert max(abs(row["predicted_score"] - w.score) for row, w, t in zip(table, want, sample) if t) <= 1e-6
     assert dict(table[0]["predicted_probabilities"]).keys() == want[0].probabilities.keys()
