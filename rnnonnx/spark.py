@@ -30,6 +30,8 @@ from .predictor import GRAPHS, Predictor, predictions_from_proba
 
 INSTALL_HINT = 'pip install "rnnonnx[spark]"'
 try:
+    import pandas  # noqa: F401  (predict_batch_udf moves batches as pandas over Arrow)
+    import pyarrow  # noqa: F401
     import pyspark.sql.functions as F
     from pyspark import SparkFiles
     from pyspark.ml.functions import predict_batch_udf
