@@ -162,7 +162,8 @@ def markdown(report: dict) -> str:
         "",
         f"Spark / CLI rows/s, per round: {spread(report['spark_over_cli'], '{:.2f}')}. "
         f"Spark session start {report['spark_session_start_s']:.1f} s; first job (Python workers start, bundle loads) "
-        f"{report['spark_first_job_s']:.1f} s. Same label for every row: {'yes' if report['same_labels'] else 'NO'}; "
+        f"{report['spark_first_job_s']:.1f} s against {report['rows'] / statistics.median(report['spark_rows_per_s']):.1f} s "
+        f"for the later ones (median). Same label for every row: {'yes' if report['same_labels'] else 'NO'}; "
         f"largest score difference {report['max_score_difference']:.1e} (the CSVs round scores).",
     ]
     return "\n".join(lines)
