@@ -39,6 +39,7 @@ def spark():
     """One small local[2] session for the module: Python workers run this interpreter."""
     from pyspark.sql import SparkSession
 
+    saved = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable
     session = (SparkSession.builder.master("local[2]").appName("rnnonnx-tests")
                .config("spark.ui.enabled", "false").config("spark.driver.memory", "512m")
@@ -47,6 +48,10 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+    if saved is None:
+        os.environ.pop("PYSPARK_PYTHON")
+    else:
+        os.environ["PYSPARK_PYTHON"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +110,22 @@ def test_10000_rows_match_one_process_in_order(spark, texts, expected):
     # a Column works as well as a name, and the struct fields select like any other
     first = _frame(spark, texts[:5]).select("id", udf(F.col("text")).alias("p")).select("id", "p.label", "p.score").collect()
     assert [row["label"] for row in first] == [rows[i]["pred"]["label"] for i in range(5)]
+    # the Python workers (reused between jobs) kept one Predictor each, with one ORT thread
+    seen = spark.range(0, 4, 1, 4).mapInPandas(_worker_predictors, "pid long, keys array<string>").collect()
+    loaded = {row["pid"]: row["keys"] for row in seen if row["keys"]}
+    assert loaded and os.getpid() not in loaded
+    assert all(keys == [repr((os.path.realpath(BUNDLE), 1, "auto"))] for keys in loaded.values()), loaded
+
+
+def _worker_predictors(batches):
+    """Which Predictors this Python worker holds (run on the executors)."""
+    import pandas as pd
+
+    import rnnonnx.spark
+
+    for _ in batches:
+        pass
+    yield pd.DataFrame({"pid": [os.getpid()], "keys": [[repr(key) for key in rnnonnx.spark._PREDICTORS]]})
 
 
 @needs_spark
