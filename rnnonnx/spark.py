@@ -51,21 +51,30 @@ _LOCK = threading.Lock()
 
 
 def resolve_bundle(bundle: str | os.PathLike) -> str:
-    """The local directory of ``bundle``: the path itself when it is a directory here (shared
-    storage), else the copy ``SparkContext.addFile`` (:func:`add_bundle`) put in this node's
-    SparkFiles directory under the same name. Runs on the driver and on every executor."""
+    """The local directory of ``bundle``: for a bare name, the copy shipped under that name
+    (:func:`add_bundle`, ``SparkContext.addFile``) in this node's SparkFiles directory; else the
+    path itself when it is a directory here (shared storage), else a copy shipped under its last
+    component. Runs on the driver and on every executor."""
     path = os.fspath(bundle)
+    name = os.path.basename(os.path.normpath(path))
+    shipped = _shipped(name)
+    if shipped and name == path.rstrip("/" + os.sep):
+        return shipped
     if os.path.isdir(path):
         return path
-    name = os.path.basename(os.path.normpath(path))
-    try:
-        shipped = SparkFiles.get(name)
-    except Exception:  # no SparkContext here: nothing was shipped
-        shipped = None
-    if shipped and os.path.isdir(shipped):
+    if shipped:
         return shipped
     raise RnnonnxError(f"{path}: no bundle directory at this path, and none shipped under the name {name!r} "
                        "(use a path every executor can read, or rnnonnx.spark.add_bundle(spark, path) first)")
+
+
+def _shipped(name: str) -> str | None:
+    """The SparkFiles copy of a shipped directory, if there is one on this node."""
+    try:
+        found = SparkFiles.get(name)
+    except Exception:  # no SparkContext here: nothing was shipped
+        return None
+    return found if os.path.isdir(found) else None
 
 
 def add_bundle(spark: SparkSession, path: str | os.PathLike) -> str:
@@ -220,6 +229,8 @@ def predict_udf(bundle_path: str | os.PathLike, threads: int | None = 1, graph: 
     if top_k is not None:
         fields += [T.StructField("top_labels", T.ArrayType(T.StringType())), T.StructField("top_scores", T.ArrayType(T.FloatType()))]
     spec = os.fspath(bundle_path)
+    if os.path.isdir(spec) and resolve_bundle(spec) == spec:
+        spec = os.path.abspath(spec)  # a relative path would resolve against each executor's own directory
     batch_udf = predict_batch_udf(_make_predict_fn(spec, threads, graph, top_k), return_type=T.StructType(fields), batch_size=batch_size)
     return PredictUDF(batch_udf, labels, top_k, None if min_score is None else float(min_score))
 

@@ -130,7 +130,7 @@ def _worker_predictors(batches):
 
 @needs_spark
 @pytest.mark.slow
-def test_bundle_shipped_with_add_bundle(spark, texts, expected, tmp_path):
+def test_bundle_shipped_with_add_bundle(spark, texts, expected, tmp_path, monkeypatch):
     import rnnonnx.spark
 
     local = tmp_path / "shipped_lstm"
@@ -139,6 +139,8 @@ def test_bundle_shipped_with_add_bundle(spark, texts, expected, tmp_path):
     assert name == "shipped_lstm"
     assert rnnonnx.spark.add_bundle(spark, local) == name  # shipping it again is a no-op
     shutil.rmtree(local)  # from here on only the shipped copies exist
+    (tmp_path / "cwd" / "shipped_lstm").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")  # a directory of the same name here does not shadow the shipped bundle
     udf = rnnonnx.spark.predict_udf(name)
     rows = _frame(spark, texts).withColumn("pred", udf("text")).collect()
     _check(rows, texts, expected, udf.labels)
