@@ -182,12 +182,12 @@ def figures(measurement: dict[str, Any], flops_per_text: float) -> dict[str, flo
             "gflops_256": per_s * flops_per_text / 1e9}
 
 
-def aggregate(rounds: Sequence[dict[str, dict[str, float]]]) -> dict[str, Any]:
+def aggregate(rounds: Sequence[dict[str, dict[str, float]]], base: str = TORCH) -> dict[str, Any]:
     """Median and spread over rounds of every figure and ratio.
 
     ``rounds``: per round, each engine's flat figures (:func:`figures`), plus ``PEAK`` with
-    ``{"gflops": ...}`` when the reference product was timed. Every ratio (to PyTorch, int8 to
-    fp32, GFLOP/s to the peak) is taken within its round and only then summarized: engines timed
+    ``{"gflops": ...}`` when the reference product was timed. Every ratio (to ``base``, PyTorch
+    by default; int8 to fp32; GFLOP/s to the peak) is taken within its round and only then summarized: engines timed
     in the same round share the machine's state at that moment, so the ratio cancels a drift that
     the ratio of two medians would keep.
     """
@@ -203,9 +203,9 @@ def aggregate(rounds: Sequence[dict[str, dict[str, float]]]) -> dict[str, Any]:
     engines: dict[str, Any] = {}
     for name in (n for n in names if n != PEAK):
         ratios = {}
-        if TORCH in names:
-            ratios["latency_ratio"] = ratio(name, "latency_p50_ms", TORCH)
-            ratios["throughput_ratio"] = ratio(name, "texts_per_s_256", TORCH)
+        if base in names:
+            ratios["latency_ratio"] = ratio(name, "latency_p50_ms", base)
+            ratios["throughput_ratio"] = ratio(name, "texts_per_s_256", base)
         if name == INT8 and FP32 in names:
             ratios["int8_vs_fp32"] = ratio(name, "texts_per_s_256", FP32)
         if PEAK in names:

@@ -112,7 +112,8 @@ def train_command(data: str | None, fmt: str | None, text_col: str, label_col: s
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write. Default: RUN_DIR/bundle.")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Also write int8 models (ONNX Runtime dynamic quantization), with fp32 and int8 validation accuracy in the manifest.")
+              help="Also write int8 models (int8 embedding tables, results independent of the batch), with fp32 and int8 "
+                   "validation accuracy and the measured batch independence in the manifest.")
 @friendly
 def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
     """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.

@@ -1,0 +1,119 @@
+"""Where a second thread helps: ONNX Runtime's own profile of each operator at batch 256, at 1
+and 2 threads, for the fp32 text graph, ONNX Runtime's dynamically quantized int8 graph (its
+int8 LSTM kernel), and the bundle's int8 graph when it has one. Each (graph, thread count) runs
+in a fresh process, in interleaved rounds; the table gives each operator type's median time per
+batch and its speed-up from the second thread.
+
+    python benchmarks/thread_scaling.py BUNDLE [--rounds 3] [--batches 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Operator types grouped as the table shows them.
+GROUPS = {
+    "StringNormalizer": "tokenize (in-graph)", "Tokenizer": "tokenize (in-graph)", "LabelEncoder": "tokenize (in-graph)",
+    "LSTM": "recurrent layer", "DynamicQuantizeLSTM": "recurrent layer", "GRU": "recurrent layer", "RNN": "recurrent layer",
+    "Gather": "embedding lookup and index ops", "Cast": "embedding lookup and index ops", "Mul": "embedding lookup and index ops",
+    "DequantizeLinear": "embedding lookup and index ops",
+    "Gemm": "output layer", "MatMulInteger": "output layer", "DynamicQuantizeLinear": "output layer",
+}
+
+
+def child(model: str, threads: int, batches: int) -> None:
+    """Profile ``batches`` runs of 256 built-in sentences; print {group: ms per batch, "wall": ms per batch}."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from rnnonnx.data import read_builtin
+
+    texts = read_builtin().texts
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"rnnonnx-profile-{os.getpid()}")
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    feeds = [np.array(texts[i * 256 : (i + 1) * 256], dtype=object) for i in range(batches)]
+    session.run(["probabilities"], {"text": feeds[0]})
+    started = time.perf_counter()
+    for batch in feeds:
+        session.run(["probabilities"], {"text": batch})
+    wall = (time.perf_counter() - started) * 1e3 / batches
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    totals: dict[str, float] = collections.Counter()
+    runs = sum(1 for e in events if e.get("name") == "model_run")
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            totals[GROUPS.get(e["args"].get("op_name", ""), "other operators")] += e["dur"] / 1e3
+    print(json.dumps({"wall": wall, **{k: v / max(runs, 1) for k, v in totals.items()}}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.batches)
+        return
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from rnnonnx.bundle import Bundle
+    from rnnonnx.machine import machine
+    from rnnonnx.textgraph import text_model
+
+    bundle = Bundle(args.bundle)
+    work = Path(tempfile.mkdtemp(prefix="rnnonnx-scaling-"))
+    (work / "fp32.onnx").write_bytes(bundle.read("model.onnx"))
+    quantize_dynamic(str(work / "fp32.onnx"), str(work / "dynamic.onnx"), weight_type=QuantType.QInt8)
+    models = {"fp32": bundle.path / "model.text.onnx",
+              "int8, ORT dynamic": work / "dynamic.text.onnx"}
+    models["int8, ORT dynamic"].write_bytes(text_model(onnx.load(str(work / "dynamic.onnx")), bundle.tokenizer).SerializeToString())
+    if bundle.has("model.text.int8.onnx"):
+        models["int8, bundle"] = bundle.path / "model.text.int8.onnx"
+    samples: dict[tuple[str, int], list[dict[str, float]]] = collections.defaultdict(list)
+    started = machine()
+    for number in range(args.rounds):
+        for threads in (1, 2):
+            for name, path in models.items():
+                print(f"round {number + 1}/{args.rounds}: {name}, {threads} thread(s)", file=sys.stderr)
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--child", str(path), str(threads)],
+                                      capture_output=True, text=True, env=env, check=True)
+                samples[(name, threads)].append(json.loads(done.stdout))
+    print(f"CPU {started['cpu']}, {started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, "
+          f"{machine().get('load_average_1min')} at end; text graphs at batch 256 (built-in sentences), ONNX Runtime's per-operator profile, "
+          f"median of {args.rounds} interleaved rounds of {args.batches} batches, ms per batch.")
+    print()
+    for name in models:
+        groups = sorted({g for t in (1, 2) for s in samples[(name, t)] for g in s if g != "wall"},
+                        key=lambda g: -statistics.median(s.get(g, 0.0) for s in samples[(name, 1)]))
+        print(f"**{name}**")
+        print()
+        print("| part | ms, 1 thread | ms, 2 threads | speed-up |")
+        print("|---|---:|---:|---:|")
+        for group in [*groups, "wall"]:
+            one = statistics.median(s.get(group, 0.0) for s in samples[(name, 1)])
+            two = statistics.median(s.get(group, 0.0) for s in samples[(name, 2)])
+            label = "whole call (wall)" if group == "wall" else group
+            print(f"| {label} | {one:.2f} | {two:.2f} | {one / two if two else float('nan'):.2f}x |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
