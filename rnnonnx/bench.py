@@ -187,9 +187,9 @@ def aggregate(rounds: Sequence[dict[str, dict[str, float]]], base: str = TORCH) 
 
     ``rounds``: per round, each engine's flat figures (:func:`figures`), plus ``PEAK`` with
     ``{"gflops": ...}`` when the reference product was timed. Every ratio (to ``base``, PyTorch
-    by default; int8 to fp32; GFLOP/s to the peak) is taken within its round and only then summarized: engines timed
-    in the same round share the machine's state at that moment, so the ratio cancels a drift that
-    the ratio of two medians would keep.
+    by default; int8 to fp32; GFLOP/s to the peak) is taken within its round and only then
+    summarized: engines timed in the same round share the machine's state at that moment, so the
+    ratio cancels a drift that the ratio of two medians would keep.
     """
     if not rounds:
         raise ValueError("no rounds")
@@ -283,7 +283,9 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
     if run_dir is not None:
         specs.append({"name": TORCH, "engine": "torch", "run": str(run_dir)})
     specs.append({"name": PEAK, "engine": "gemm"})
-    model = info.manifest.get("model", {})
+    model = info.manifest.get("model")
+    if not model:
+        raise RnnonnxError(f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again")
     tokenizer = info.tokenizer
     lengths = [len(tokenizer.encode(t)) for t in texts]
     steps = [max(1, n) for n in lengths]
@@ -297,15 +299,15 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
     for number in range(options.rounds):
         for threads in thread_counts:
             measured: dict[str, Any] = {}
+            first = number == 0 and threads == thread_counts[0]
             for spec in specs:
                 log(f"bench: round {number + 1}/{options.rounds}, {threads} thread(s): {spec['name']} ({seconds:g}s per measurement)")
-                first = number == 0 and threads == thread_counts[0]
                 task = {**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts, "probe": first}
                 result = measured[spec["name"]] = _worker(task, threads)
                 versions.update(result.pop("versions", {}))
                 if "model" in result:
                     models[spec["name"]] = result.pop("model")
-            if number == 0 and threads == thread_counts[0]:
+            if first:
                 parity = _check_parity(measured, run_dir)
             raw[threads].append(measured)
             flat[threads].append({
@@ -331,7 +333,7 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
         "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
         "run": str(run_dir) if run_dir is not None else None,
         "texts": {"source": source, "count": len(texts), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)},
-        "flops": {"per_text_mean": mean_flops_per_text(model, lengths) if model else None, "formula": FORMULA},
+        "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
         "threads": thread_counts,
         "rounds": options.rounds,
         "seconds_per_measurement": seconds,

@@ -96,12 +96,23 @@ def texts() -> list[str]:
     return sample + shouted + edge_cases() + fuzz_texts(300)
 
 
-BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [pytest.param("tiny", id="tiny")]
+BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [pytest.param("tiny", id="tiny"), pytest.param("tiny-int8", id="tiny-int8")]
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported with its int8 twins, so both precisions are compared."""
+    from rnnonnx.export import export_run
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    export_run(tiny_run, out, log=lambda message: None, quantize="int8")
+    return out
 
 
 @pytest.fixture(params=BUNDLES)
 def bundle_dir(request) -> Path:
-    return request.getfixturevalue("tiny_bundle") if request.param == "tiny" else request.param
+    fixtures = {"tiny": "tiny_bundle", "tiny-int8": "tiny_int8_bundle"}
+    return request.getfixturevalue(fixtures[request.param]) if request.param in fixtures else request.param
 
 
 @pytest.mark.parametrize("graph", ["ids", "text"])
