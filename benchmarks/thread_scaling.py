@@ -4,6 +4,13 @@ int8 LSTM kernel), and the bundle's int8 graph when it has one. Each (graph, thr
 in a fresh process, in interleaved rounds; the table gives each operator type's median time per
 batch and its speed-up from the second thread.
 
+Wall times need an idle machine. The parallel share does not: at 2 threads with spinning off
+(idle pool threads sleep instead of polling), the CPU time the pool's thread spends is the work
+it took from the calling thread; the parallel share of the work is ``p = 2 * pool / total`` (the
+two split each parallel section evenly), and Amdahl's law bounds the speed-up from a second
+thread by ``1 / (1 - p / 2)``. CPU time counts only the work done, however long other processes
+keep the threads waiting.
+
     python benchmarks/thread_scaling.py BUNDLE [--rounds 3] [--batches 20]
 """
 
@@ -28,6 +35,39 @@ GROUPS = {
     "DequantizeLinear": "embedding lookup and index ops",
     "Gemm": "output layer", "MatMulInteger": "output layer", "DynamicQuantizeLinear": "output layer",
 }
+
+
+def thread_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def parallel_share(model: str, batches: int) -> None:
+    """Run ``batches`` batches of 256 at 2 threads without spinning; print the pool's share of the CPU time."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from rnnonnx.data import read_builtin
+
+    texts = read_builtin().texts
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    feeds = [np.array(texts[(i * 256) % 9984 : (i * 256) % 9984 + 256], dtype=object) for i in range(batches)]
+    session.run(["probabilities"], {"text": feeds[0]})
+    before = thread_cpu_seconds()
+    for batch in feeds:
+        session.run(["probabilities"], {"text": batch})
+    after = thread_cpu_seconds()
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    main, total = spent.get(os.getpid(), 0.0), sum(spent.values())
+    print(json.dumps({"total_s": total, "pool_s": total - main}))
 
 
 def child(model: str, threads: int, batches: int) -> None:
@@ -66,9 +106,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--share", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.batches)
+        return
+    if args.share:
+        parallel_share(args.share, 4 * args.batches)
         return
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -87,6 +131,7 @@ def main() -> None:
     if bundle.has("model.text.int8.onnx"):
         models["int8, bundle"] = bundle.path / "model.text.int8.onnx"
     samples: dict[tuple[str, int], list[dict[str, float]]] = collections.defaultdict(list)
+    shares: dict[str, list[float]] = collections.defaultdict(list)
     started = machine()
     for number in range(args.rounds):
         for threads in (1, 2):
@@ -96,6 +141,11 @@ def main() -> None:
                 done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--child", str(path), str(threads)],
                                       capture_output=True, text=True, env=env, check=True)
                 samples[(name, threads)].append(json.loads(done.stdout))
+        for name, path in models.items():
+            done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--share", str(path)],
+                                  capture_output=True, text=True, check=True)
+            cpu = json.loads(done.stdout)
+            shares[name].append(2 * cpu["pool_s"] / cpu["total_s"])
     print(f"CPU {started['cpu']}, {started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, "
           f"{machine().get('load_average_1min')} at end; text graphs at batch 256 (built-in sentences), ONNX Runtime's per-operator profile, "
           f"median of {args.rounds} interleaved rounds of {args.batches} batches, ms per batch.")
@@ -113,6 +163,15 @@ def main() -> None:
             label = "whole call (wall)" if group == "wall" else group
             print(f"| {label} | {one:.2f} | {two:.2f} | {one / two if two else float('nan'):.2f}x |")
         print()
+    print(f"Parallel share of the work (CPU time of the pool thread at 2 threads, spinning off, {4 * args.batches} batches; "
+          "median and range of the rounds) and the speed-up it allows a second thread:")
+    print()
+    print("| model | parallel share | Amdahl bound, 2 threads |")
+    print("|---|---:|---:|")
+    for name, values in shares.items():
+        p = statistics.median(values)
+        print(f"| {name} | {100 * p:.0f}% ({100 * min(values):.0f}-{100 * max(values):.0f}) | {1 / (1 - p / 2):.2f}x |")
+    print()
 
 
 if __name__ == "__main__":
