@@ -4,12 +4,13 @@ int8 LSTM kernel), and the bundle's int8 graph when it has one. Each (graph, thr
 in a fresh process, in interleaved rounds; the table gives each operator type's median time per
 batch and its speed-up from the second thread.
 
-Wall times need an idle machine. The parallel share does not: at 2 threads with spinning off
-(idle pool threads sleep instead of polling), the CPU time the pool's thread spends is the work
-it took from the calling thread; the parallel share of the work is ``p = 2 * pool / total`` (the
-two split each parallel section evenly), and Amdahl's law bounds the speed-up from a second
-thread by ``1 / (1 - p / 2)``. CPU time counts only the work done, however long other processes
-keep the threads waiting.
+A second estimate counts CPU time instead of wall time: at 2 threads with spinning off (idle
+pool threads sleep instead of polling), the CPU time of the pool's thread is the work it took
+from the calling thread; if the two split each parallel section evenly, the parallel share of
+the work is ``p = 2 * pool / total`` and Amdahl's law bounds the speed-up from a second thread by
+``1 / (1 - p / 2)``. ONNX Runtime hands parallel work out in chunks to whichever thread is free,
+so when other processes keep one of the threads waiting the split is uneven and the share
+drifts too: both tables need an idle machine.
 
     python benchmarks/thread_scaling.py BUNDLE [--rounds 3] [--batches 20]
 """
@@ -59,15 +60,36 @@ def parallel_share(model: str, batches: int) -> None:
     options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    feeds = [np.array(texts[(i * 256) % 9984 : (i * 256) % 9984 + 256], dtype=object) for i in range(batches)]
-    session.run(["probabilities"], {"text": feeds[0]})
+    first, output = session.get_inputs()[0], session.get_outputs()[0].name
+    if first.name == "text":
+        feeds = [np.array(texts[(i * 256) % 9984 : (i * 256) % 9984 + 256], dtype=object) for i in range(batches)]
+    else:  # the recurrent layer alone: 18 steps (the built-in sentences' mean) of 256 rows
+        feeds = [np.random.default_rng(i).standard_normal((18, 256, first.shape[2]), dtype=np.float32) for i in range(batches)]
+    session.run([output], {first.name: feeds[0]})
     before = thread_cpu_seconds()
     for batch in feeds:
-        session.run(["probabilities"], {"text": batch})
+        session.run([output], {first.name: batch})
     after = thread_cpu_seconds()
     spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
     main, total = spent.get(os.getpid(), 0.0), sum(spent.values())
     print(json.dumps({"total_s": total, "pool_s": total - main}))
+
+
+def recurrent_alone(ids_model: Path, out: Path) -> None:
+    """The graph's first recurrent node alone, with its weights: X [steps, 256, input] -> Y."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(ids_model))
+    node = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN"))
+    initializers = {i.name: i for i in model.graph.initializer}
+    inputs = [name for name in node.input[:4] if name in initializers]
+    alone = helper.make_node(node.op_type, ["X", *inputs], ["Y"])
+    alone.attribute.extend(node.attribute)
+    size = initializers[node.input[1]].dims[2]
+    graph = helper.make_graph([alone], "recurrent_alone", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["steps", "batch", size])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [initializers[name] for name in inputs])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(out))
 
 
 def child(model: str, threads: int, batches: int) -> None:
@@ -130,6 +152,9 @@ def main() -> None:
     models["int8, ORT dynamic"].write_bytes(text_model(onnx.load(str(work / "dynamic.onnx")), bundle.tokenizer).SerializeToString())
     if bundle.has("model.text.int8.onnx"):
         models["int8, bundle"] = bundle.path / "model.text.int8.onnx"
+    recurrent_alone(work / "fp32.onnx", work / "recurrent.onnx")
+    quantize_dynamic(str(work / "recurrent.onnx"), str(work / "recurrent.dynamic.onnx"), weight_type=QuantType.QInt8)
+    alone = {"recurrent layer alone, fp32": work / "recurrent.onnx", "recurrent layer alone, ORT dynamic int8": work / "recurrent.dynamic.onnx"}
     samples: dict[tuple[str, int], list[dict[str, float]]] = collections.defaultdict(list)
     shares: dict[str, list[float]] = collections.defaultdict(list)
     started = machine()
@@ -141,7 +166,7 @@ def main() -> None:
                 done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--child", str(path), str(threads)],
                                       capture_output=True, text=True, env=env, check=True)
                 samples[(name, threads)].append(json.loads(done.stdout))
-        for name, path in models.items():
+        for name, path in {**models, **alone}.items():
             done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--share", str(path)],
                                   capture_output=True, text=True, check=True)
             cpu = json.loads(done.stdout)
