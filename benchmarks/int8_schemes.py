@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rnnonnx.bench import _worker, aggregate, batch_flops, figures
+from rnnonnx.bench import aggregate, batch_flops, figures, run_worker
 from rnnonnx.bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
 from rnnonnx.export import quiet_exporter, session_for, to_onnx
 from rnnonnx.machine import machine
@@ -155,7 +155,7 @@ def main() -> None:
                 print(f"round {number + 1}/{args.rounds}, {count} thread(s): {name}", file=sys.stderr)
                 task = {"name": name, "engine": "ort", "precision": "fp32" if name == FP32 else "int8", "graph": args.graph, "bundle": str(path),
                         "threads": count, "seconds": args.seconds, "texts": timed, "probe": False}
-                m = _worker(task, count)
+                m = run_worker(task, count)
                 measured[name] = figures(m, batch_flops(run.config["model"], steps, m["throughput"]["256"]["batches"]))
             flat[count].append(measured)
     summaries = {count: aggregate(flat[count], base=BASE) for count in threads}

@@ -79,7 +79,7 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
     return parent, None
 
 
-def _worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
+def run_worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one engine's measurements in a fresh interpreter and return its JSON result."""
     env = {**os.environ, **{f"{lib}_NUM_THREADS": str(threads) for lib in ("OMP", "MKL", "OPENBLAS")}}
     proc = subprocess.run([sys.executable, "-m", "rnnonnx.bench_worker"], input=json.dumps(task),
@@ -303,7 +303,7 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
             for spec in specs:
                 log(f"bench: round {number + 1}/{options.rounds}, {threads} thread(s): {spec['name']} ({seconds:g}s per measurement)")
                 task = {**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts, "probe": first}
-                result = measured[spec["name"]] = _worker(task, threads)
+                result = measured[spec["name"]] = run_worker(task, threads)
                 versions.update(result.pop("versions", {}))
                 if "model" in result:
                     models[spec["name"]] = result.pop("model")
