@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Reproduce benchmarks/RESULTS.md: train the default LSTM on the built-in data (once), export it,
-# then time it with `rnnonnx bench` and benchmarks/batch_speed.py. Run it on an otherwise idle
-# machine: the load average is recorded with the figures.
+# Reproduce benchmarks/RESULTS.md: train the default LSTM on the built-in data (once), export it
+# with its int8 twin, then time it with `rnnonnx bench` (interleaved rounds at 1 and 2 threads),
+# compare the int8 schemes, profile where a second thread helps, and time batch prediction at
+# scale. Run it on an otherwise idle machine: the load average is recorded with the figures.
 #
 #   PYTHON=.venv/bin/python benchmarks/run_bench.sh
 #
 # Environment: PYTHON (interpreter with rnnonnx[train] installed), WORK (run directory, default
-# runs/bench), EXPORT_ARGS (`rnnonnx export` options, default --quantize int8),
-# BENCH_ARGS (extra `rnnonnx bench` options), ROWS (texts for batch_speed.py, default 100000),
-# CORE_ENV (virtual environment given a plain `pip install .`, the predictor as users deploy it,
-# whose `rnnonnx predict` cold start is judged against the targets; default runs/core-env).
+# runs/bench), EXPORT_ARGS (`rnnonnx export` options, default --quantize int8), THREADS (thread
+# counts, default "1 2"), ROUNDS (interleaved rounds, default 5), MEASURE_SECONDS (per measurement and
+# round, default 1), BENCH_ARGS (extra `rnnonnx bench` options), ROWS (texts for batch_speed.py,
+# default 100000), CORE_ENV (virtual environment given a plain `pip install .`, the predictor as
+# users deploy it, whose `rnnonnx predict` cold start is judged against the targets; default
+# runs/core-env).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 WORK=${WORK:-runs/bench}
+THREADS=${THREADS:-1 2}
+ROUNDS=${ROUNDS:-5}
+SECONDS_EACH=${MEASURE_SECONDS:-1}
 ROWS=${ROWS:-100000}
 CORE_ENV=${CORE_ENV:-runs/core-env}
 rnnonnx() { "$PYTHON" -m rnnonnx.cli "$@"; }
+thread_args=()
+for t in $THREADS; do thread_args+=(--threads "$t"); done
 
 [ -f "$WORK/config.json" ] || rnnonnx train --out "$WORK" --quiet
 # shellcheck disable=SC2086
@@ -33,25 +41,37 @@ trap 'rm -f "$tmp"' EXIT
   echo
   echo "Measured $(date -u +%Y-%m-%d) with \`benchmarks/run_bench.sh\` (default \`rnnonnx train\` model on the built-in dataset)."
   echo
-  echo "How: \`rnnonnx bench\` runs each engine in a fresh process with the same thread count and the same texts"
-  echo "(the built-in sentences). Latency is one text per call, tokenization included; throughput is texts/s at"
-  echo "batch 32 and 256. PyTorch eager runs the run's safetensors weights, checked against the bundle before timing."
-  echo "Cold start is a whole process classifying one sentence, wall time and the child's own peak RSS, median of the runs counted in the table:"
-  echo "\`rnnonnx predict\` of the development environment (editable install, every extra) and of a core install (\`pip install .\` in its own venv), which the targets judge."
-  echo "\`benchmarks/batch_speed.py\` times \`rnnonnx predict --input --output\` end to end, with and without bucketing."
+  echo "How: \`rnnonnx bench\` runs the engines in interleaved rounds (ORT fp32, ORT int8, PyTorch eager, a numpy matrix product;"
+  echo "then again, $ROUNDS times), each measurement in a fresh process of its own, one process at a time, with the same thread"
+  echo "count and the same texts (the built-in sentences). Latency is one text per call, tokenization included; throughput is"
+  echo "texts/s at batch 32 and 256. Every figure is the median over the rounds with its range (min-max); every ratio is taken"
+  echo "within a round (engines timed minutes apart on a shared machine see different loads) and then its median and range"
+  echo "reported. GFLOP/s counts the model's arithmetic on the timed texts (formula below); the numpy fp32 matrix product on the"
+  echo "same threads, timed in every round, is the machine's reference peak. PyTorch eager runs the run's safetensors weights,"
+  echo "checked against the bundle before timing. Cold start is a whole process classifying one sentence, wall time and the"
+  echo "child's own peak RSS, the commands taking turns, median and range of the runs counted in the table: \`rnnonnx predict\`"
+  echo "of the development environment and of a core install (\`pip install .\` in its own venv), which the targets judge."
   echo
-  echo "## Engines and cold start"
+  echo "## Engines, cold start and targets"
+  echo
+  echo "\`rnnonnx bench $WORK/bundle --run $WORK --core-env $CORE_ENV ${thread_args[*]} --rounds $ROUNDS --seconds $SECONDS_EACH --markdown ${BENCH_ARGS:-}\`"
   echo
   # shellcheck disable=SC2086
-  rnnonnx bench "$WORK/bundle" --run "$WORK" --core-env "$CORE_ENV" --markdown ${BENCH_ARGS:-}
+  rnnonnx bench "$WORK/bundle" --run "$WORK" --core-env "$CORE_ENV" "${thread_args[@]}" --rounds "$ROUNDS" --seconds "$SECONDS_EACH" --markdown ${BENCH_ARGS:-}
   echo
-  echo "## One thread per engine"
+  echo "## int8 schemes"
   echo
-  echo "The same measurement with \`--threads 1\` (on the machine named above, int8 gained over fp32 with one thread, not with two)."
+  echo "\`python benchmarks/int8_schemes.py $WORK ${thread_args[*]} --rounds $ROUNDS --seconds $SECONDS_EACH\`: the int8 models"
+  echo "export could write, built from the same run; \"alone vs batched\" is the largest change of a test text's probabilities"
+  echo "between running it alone and in batches of other sizes and company. \`rnnonnx export --quantize int8\` writes \"embeddings int8\"."
   echo
-  # shellcheck disable=SC2086
-  rnnonnx bench "$WORK/bundle" --run "$WORK" --core-env "$CORE_ENV" --threads 1 --markdown ${BENCH_ARGS:-}
+  "$PYTHON" benchmarks/int8_schemes.py "$WORK" "${thread_args[@]}" --rounds "$ROUNDS" --seconds "$SECONDS_EACH"
   echo
+  echo "## Where a second thread helps"
+  echo
+  echo "\`python benchmarks/thread_scaling.py $WORK/bundle\`"
+  echo
+  "$PYTHON" benchmarks/thread_scaling.py "$WORK/bundle"
   echo "## Batch prediction at scale"
   echo
   "$PYTHON" benchmarks/batch_speed.py "$WORK/bundle" --rows "$ROWS"

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnonnx.bench import machine, rnnonnx_command
+from rnnonnx.benchmark import machine, rnnonnx_command
 from rnnonnx.data import read_builtin
 
 

@@ -92,8 +92,9 @@ def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | No
 
 
 def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":
-    """``rnnonnx bench``: time ONNX Runtime (fp32, int8) against PyTorch eager and the cold start;
-    ``options`` are :class:`rnnonnx.benchmark.BenchOptions` fields (``run``, ``threads``, ``seconds``, ...)."""
+    """``rnnonnx bench``: time ONNX Runtime (fp32, int8) against PyTorch eager in interleaved rounds,
+    and the cold start; ``options`` are :class:`rnnonnx.benchmark.BenchOptions` fields (``run``,
+    ``threads`` (one count or a list), ``rounds``, ``seconds``, ...)."""
     from .benchmark import BenchOptions, run_bench
 
     return run_bench(bundle, BenchOptions(**options), log=log)

@@ -1,7 +1,14 @@
 """``rnnonnx bench``: ONNX Runtime (fp32, int8) against PyTorch eager on the same weights and texts.
 
-Each engine runs in a fresh process (``rnnonnx.benchmark_worker``) with the same thread count, so
-thread pools never compete; this process never imports torch. PyTorch needs the weights, which
+The engines run in interleaved rounds (A B C A B C ...): in each round every engine is measured
+once, in a fresh process of its own (``rnnonnx.benchmark_worker``) with the same thread count, one
+process at a time, so thread pools never compete; this process never imports torch. A shared or
+throttled machine drifts over minutes, and a single figure per engine moves with it (up to 30%
+between runs on a shared 2-core VM); engines measured side by side in the same round see the
+same drift. So every ratio is computed within its round, and each figure and ratio is reported
+as the median over rounds with its spread (min-max and interquartile range). Each round also
+times a large fp32 matrix product in numpy on the same threads: the machine's reference peak, so
+each engine's GFLOP/s (from :mod:`rnnonnx.flops`) reads as a fraction of what the cores can do. PyTorch needs the weights, which
 a bundle does not carry: they come from the run directory the bundle was exported from, and the
 two engines' probabilities are compared before any figure is reported, so a mismatched run is
 refused rather than timed. The cold start of ``rnnonnx predict`` on one sentence is measured
@@ -20,10 +27,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import __version__
-from .benchmark_report import CORE_INSTALL, BenchReport, targets
+from .benchmark_report import CORE_INSTALL, FP32, INT8, PEAK, TORCH, BenchReport, targets
+from .benchmark_worker import cycled
 from .bundle import INT8_MODEL, Bundle
 from .errors import RnnonnxError
 from .machine import machine, usable_cores
@@ -31,7 +39,7 @@ from .run import is_run_dir, parent_run
 
 COLD_TEXT = "A moving, funny and beautifully acted film that stays with you."
 PARITY_TOLERANCE = 1e-4
-# int8 is reported against fp32, not held to it: dynamic quantization moves probabilities.
+# int8 is reported against fp32, not held to it: int8 weights move probabilities.
 INT8_TOLERANCE = 1.0
 TRAIN_HINT = 'PyTorch is not installed; pip install "rnnonnx[train]"'
 MIB = 1 << 20
@@ -71,9 +79,9 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
     return parent, None
 
 
-def _worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
+def run_worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one engine's measurements in a fresh interpreter and return its JSON result."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, **{f"{lib}_NUM_THREADS": str(threads) for lib in ("OMP", "MKL", "OPENBLAS")}}
     proc = subprocess.run([sys.executable, "-m", "rnnonnx.benchmark_worker"], input=json.dumps(task),
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -124,20 +132,25 @@ def predict_command(bundle: Path, text: str, graph: str = "auto", env: Path | No
 
 def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", core_env: Path | None = None) -> dict[str, Any]:
     """Median wall time and peak RSS of each one-sentence process, after one unmeasured run
-    that brings the files into the page cache. ``core_env``: also cold-start the ``rnnonnx``
+    that brings the files into the page cache; the commands take turns, run by run, so a drift
+    of the machine reaches them alike. ``core_env``: also cold-start the ``rnnonnx``
     of that virtual environment, a plain ``pip install`` of the predictor as users deploy it
     (a development environment adds its editable-install hooks and every extra's ``.pth``
     files to each start)."""
-    commands = {"rnnonnx predict": predict_command(bundle, COLD_TEXT, graph)}
+    commands: dict[str, list[str]] = {"rnnonnx predict": predict_command(bundle, COLD_TEXT, graph)}
     if core_env is not None:
         commands[CORE_INSTALL] = predict_command(bundle.resolve(), COLD_TEXT, graph, core_env)
     if run is not None:
         commands["torch predict"] = [sys.executable, "-m", "rnnonnx.benchmark_worker", "--cold-torch", str(run), COLD_TEXT]
+    for command in commands.values():
+        run_measured(command)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            samples[name].append(run_measured(command))
     out: dict[str, Any] = {}
     for name, command in commands.items():
-        run_measured(command)
-        samples = [run_measured(command) for _ in range(runs)]
-        walls, peaks = [s[0] for s in samples], [s[1] for s in samples]
+        walls, peaks = [s[0] for s in samples[name]], [s[1] for s in samples[name]]
         out[name] = {"command": command, "wall_s": statistics.median(walls), "peak_rss_mib": statistics.median(peaks),
                      "wall_s_runs": walls, "peak_rss_mib_runs": peaks}
     return out
@@ -151,90 +164,198 @@ def _compare(expected: list[list[float]], got: list[list[float]], tolerance: flo
     return report.to_dict()
 
 
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, range and interquartile range of one figure over rounds (with the values themselves)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(float(v) for v in values)
+    q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "q1": q1, "q3": q3,
+            "values": [float(v) for v in values]}
+
+
+def figures(measurement: dict[str, Any], flops_per_text: float) -> dict[str, float]:
+    """The figures of one engine in one round, flat: latency, throughput and GFLOP/s at batch 256."""
+    per_s = measurement["throughput"]["256"]["texts_per_s"]
+    return {"latency_p50_ms": measurement["latency_ms"]["p50"], "latency_p95_ms": measurement["latency_ms"]["p95"],
+            "texts_per_s_32": measurement["throughput"]["32"]["texts_per_s"], "texts_per_s_256": per_s,
+            "gflops_256": per_s * flops_per_text / 1e9}
+
+
+def aggregate(rounds: Sequence[dict[str, dict[str, float]]], base: str = TORCH) -> dict[str, Any]:
+    """Median and spread over rounds of every figure and ratio.
+
+    ``rounds``: per round, each engine's flat figures (:func:`figures`), plus ``PEAK`` with
+    ``{"gflops": ...}`` when the reference product was timed. Every ratio (to ``base``, PyTorch
+    by default; int8 to fp32; GFLOP/s to the peak) is taken within its round and only then
+    summarized: engines timed in the same round share the machine's state at that moment, so the
+    ratio cancels a drift that the ratio of two medians would keep.
+    """
+    if not rounds:
+        raise ValueError("no rounds")
+    names = list(rounds[0])
+    if any(list(r) != names for r in rounds):
+        raise ValueError("every round must measure the same engines")
+
+    def ratio(engine: str, key: str, base: str, base_key: str | None = None) -> dict[str, Any]:
+        return spread([r[engine][key] / r[base][base_key or key] for r in rounds])
+
+    engines: dict[str, Any] = {}
+    for name in (n for n in names if n != PEAK):
+        ratios = {}
+        if base in names:
+            ratios["latency_ratio"] = ratio(name, "latency_p50_ms", base)
+            ratios["throughput_ratio"] = ratio(name, "texts_per_s_256", base)
+        if name == INT8 and FP32 in names:
+            ratios["int8_vs_fp32"] = ratio(name, "texts_per_s_256", FP32)
+        if PEAK in names:
+            ratios["peak_fraction"] = ratio(name, "gflops_256", PEAK, "gflops")
+        engines[name] = {"figures": {key: spread([r[name][key] for r in rounds]) for key in rounds[0][name]}, "ratios": ratios}
+    out: dict[str, Any] = {"engines": engines, "rounds": len(rounds)}
+    if PEAK in names:
+        out["peak_gflops"] = spread([r[PEAK]["gflops"] for r in rounds])
+    return out
+
+
 @dataclass
 class BenchOptions:
     """What ``rnnonnx bench`` measures and how long; the CLI's options one for one.
 
     ``run``: the run the bundle was exported from, for PyTorch eager on the same weights (default:
     the bundle's parent when it is a run). ``data``/``fmt``/``text_col``: texts to time (default:
-    the built-in sentences). ``graph`` goes to the predictor and the cold ``rnnonnx predict`` as
-    ``--graph`` would. With ``core_env``, the cold-start targets are judged on that environment's
-    ``rnnonnx``.
+    the built-in sentences). ``threads``: one thread count or several (each engine is timed at
+    each, within every round; default: every usable core). ``rounds``: how many times each engine
+    is measured, ``seconds`` per measurement. ``graph`` goes to the predictor and the cold
+    ``rnnonnx predict`` as ``--graph`` would. With ``core_env``, the cold-start targets are judged
+    on that environment's ``rnnonnx``.
     """
 
     run: str | None = None
     data: str | None = None
     fmt: str | None = None
     text_col: str = "text"
-    threads: int | None = None
-    seconds: float = 3.0
+    threads: int | Sequence[int] | None = None
+    seconds: float = 1.0
+    rounds: int = 5
     cold_runs: int = 5
     graph: str = "auto"
     core_env: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.seconds > 0 or self.cold_runs < 1 or (self.threads is not None and self.threads < 1):
-            raise RnnonnxError("seconds must be positive, cold_runs and threads at least 1")
+        counts = [] if self.threads is None else [self.threads] if isinstance(self.threads, int) else list(self.threads)
+        if not self.seconds > 0 or self.cold_runs < 1 or self.rounds < 1 or any(t < 1 for t in counts):
+            raise RnnonnxError("seconds must be positive; rounds, cold_runs and threads at least 1")
+
+    def thread_counts(self) -> list[int]:
+        """The thread counts to time, in order, each once (default: every usable core)."""
+        if self.threads is None:
+            return [usable_cores()]
+        counts = [self.threads] if isinstance(self.threads, int) else list(self.threads)
+        return list(dict.fromkeys(counts)) or [usable_cores()]
+
+
+def batch_flops(model: dict[str, Any], steps: Sequence[int], batches: int) -> float:
+    """Mean FLOPs per text over the texts the batch-256 measurement ran (``batches`` batches of
+    :func:`rnnonnx.benchmark_worker.cycled`, in order), each text's step count from ``steps``."""
+    from .flops import flops_per_token_and_text
+
+    per_token, per_text = flops_per_token_and_text(model)
+    groups = cycled(range(len(steps)), 256)
+    timed = [steps[i] for k in range(batches) for i in groups[k % len(groups)]]
+    return per_token * sum(timed) / len(timed) + per_text
 
 
 def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, log: Callable[[str], None] | None = None) -> BenchReport:
-    """Measure every engine the bundle (and run) allow; the report is what ``--json`` prints."""
+    """Measure every engine the bundle (and run) allow, in rounds; the report is what ``--json`` prints."""
+    from .flops import FORMULA, mean_flops_per_text
+
     options = options or BenchOptions()
     log = log or (lambda message: print(message, file=sys.stderr))
     bundle_path = Path(bundle)
     info = Bundle(bundle_path)
     texts, source = load_texts(options.data, options.fmt, options.text_col)
-    threads, seconds, graph = options.threads or usable_cores(), options.seconds, options.graph
+    thread_counts, seconds, graph = options.thread_counts(), options.seconds, options.graph
     run_dir, torch_skip = pick_run(bundle_path, options.run)
-    skipped = {"torch": torch_skip} if torch_skip else {}
-    specs: list[dict[str, Any]] = [{"name": "ort-fp32", "engine": "ort", "precision": "fp32", "graph": graph}]
+    skipped = {TORCH: torch_skip} if torch_skip else {}
+    specs: list[dict[str, Any]] = [{"name": FP32, "engine": "ort", "precision": "fp32", "graph": graph}]
     if info.has(INT8_MODEL):
-        specs.append({"name": "ort-int8", "engine": "ort", "precision": "int8", "graph": graph})
+        specs.append({"name": INT8, "engine": "ort", "precision": "int8", "graph": graph})
     if run_dir is not None:
-        specs.append({"name": "torch", "engine": "torch", "run": str(run_dir)})
-    started = machine()
-    engines: dict[str, Any] = {}
-    for spec in specs:
-        log(f"bench: {spec['name']} ({seconds:g}s per measurement, {threads} thread(s))")
-        engines[spec["name"]] = _worker({**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts}, threads)
-    parity = {}
-    if "torch" in engines:
-        same = parity["ort-fp32 vs torch"] = _compare(engines["torch"]["probe"], engines["ort-fp32"]["probe"], PARITY_TOLERANCE)
-        if not same["passed"]:
-            raise RnnonnxError(f"{run_dir}: its weights are not the bundle's (max |dp| {same['max_abs_diff']:.2e} on {same['rows']} texts); "
-                               "pass the run the bundle was exported from with --run")
-    if "ort-int8" in engines:
-        parity["ort-int8 vs ort-fp32"] = _compare(engines["ort-fp32"]["probe"], engines["ort-int8"]["probe"], INT8_TOLERANCE)
-    versions: dict[str, str] = {"rnnonnx": __version__}
-    for result in engines.values():
-        versions.update(result.pop("versions"))
-        result.pop("probe")
-    if "torch" in engines:
-        base = engines["torch"]
-        for result in engines.values():
-            result["latency_ratio"] = result["latency_ms"]["p50"] / base["latency_ms"]["p50"]
-            result["throughput_ratio"] = result["throughput"]["256"]["texts_per_s"] / base["throughput"]["256"]["texts_per_s"]
-    log(f"bench: cold starts ({options.cold_runs} run(s) each)")
-    cold = cold_start(bundle_path, run_dir, options.cold_runs, graph, Path(options.core_env) if options.core_env else None)
+        specs.append({"name": TORCH, "engine": "torch", "run": str(run_dir)})
+    specs.append({"name": PEAK, "engine": "gemm"})
+    model = info.manifest.get("model")
+    if not model:
+        raise RnnonnxError(f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again")
     tokenizer = info.tokenizer
     lengths = [len(tokenizer.encode(t)) for t in texts]
-    model = info.manifest.get("model", {})
+    steps = [max(1, n) for n in lengths]
+    started = machine()
+    loads = [started.get("load_average_1min")]
+    raw: dict[int, list[dict[str, Any]]] = {t: [] for t in thread_counts}
+    flat: dict[int, list[dict[str, dict[str, float]]]] = {t: [] for t in thread_counts}
+    models: dict[str, str] = {}
+    versions: dict[str, str] = {"rnnonnx": __version__}
+    parity: dict[str, Any] = {}
+    for number in range(options.rounds):
+        for threads in thread_counts:
+            measured: dict[str, Any] = {}
+            first = number == 0 and threads == thread_counts[0]
+            for spec in specs:
+                log(f"bench: round {number + 1}/{options.rounds}, {threads} thread(s): {spec['name']} ({seconds:g}s per measurement)")
+                task = {**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts, "probe": first}
+                result = measured[spec["name"]] = run_worker(task, threads)
+                versions.update(result.pop("versions", {}))
+                if "model" in result:
+                    models[spec["name"]] = result.pop("model")
+            if first:
+                parity = _check_parity(measured, run_dir)
+            raw[threads].append(measured)
+            flat[threads].append({
+                name: ({"gflops": m["gflops"]} if name == PEAK else figures(m, batch_flops(model, steps, m["throughput"]["256"]["batches"])))
+                for name, m in measured.items()
+            })
+        loads.append(machine().get("load_average_1min"))
+    results = {}
+    for threads in thread_counts:
+        summary = aggregate(flat[threads])
+        for name, entry in summary["engines"].items():
+            entry["model"] = models[name]
+        results[str(threads)] = {**summary, "measurements": raw[threads]}
+    log(f"bench: cold starts ({options.cold_runs} run(s) each, interleaved)")
+    cold = cold_start(bundle_path, run_dir, options.cold_runs, graph, Path(options.core_env) if options.core_env else None)
+    loads.append(machine().get("load_average_1min"))
+    valid_loads = [x for x in loads if x is not None]
     return BenchReport({
-        "rnnonnx_bench": 1,
+        "rnnonnx_bench": 2,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**started, "load_average_1min_end": machine().get("load_average_1min")},
+        "machine": {**started, "load_average_1min_end": loads[-1], "load_average_1min_max": max(valid_loads) if valid_loads else None},
         "versions": versions,
         "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
         "run": str(run_dir) if run_dir is not None else None,
         "texts": {"source": source, "count": len(texts), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)},
-        "threads": threads,
+        "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
+        "threads": thread_counts,
+        "rounds": options.rounds,
         "seconds_per_measurement": seconds,
         "graph": graph,
-        "engines": engines,
+        "results": results,
         "skipped": skipped,
         "parity": parity,
         "cold_start": cold,
-        "targets": targets(engines, cold, skipped),
+        "targets": targets(results, cold, skipped),
     })
 
 
+def _check_parity(measured: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
+    """Compare the engines' probabilities on the first texts; a run whose weights are not the
+    bundle's stops the bench (its figures would time another model)."""
+    probes = {name: m.pop("probe") for name, m in measured.items() if "probe" in m}
+    parity = {}
+    if TORCH in probes:
+        same = parity[f"{FP32} vs {TORCH}"] = _compare(probes[TORCH], probes[FP32], PARITY_TOLERANCE)
+        if not same["passed"]:
+            raise RnnonnxError(f"{run_dir}: its weights are not the bundle's (max |dp| {same['max_abs_diff']:.2e} on {same['rows']} texts); "
+                               "pass the run the bundle was exported from with --run")
+    if INT8 in probes:
+        parity[f"{INT8} vs {FP32}"] = _compare(probes[FP32], probes[INT8], INT8_TOLERANCE)
+    return parity

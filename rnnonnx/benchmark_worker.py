@@ -1,8 +1,12 @@
-"""One engine's timings in a process of its own, run by ``rnnonnx bench``.
+"""One engine's timings in a process of its own, run by ``rnnonnx bench``: one process per engine
+per round.
 
 ONNX Runtime and PyTorch each keep a thread pool; in one process they would compete for the
-cores and skew each other, so every engine is measured in a fresh interpreter. The task comes
-as JSON on stdin, the result goes as JSON on stdout. ``--cold-torch RUN TEXT`` is the PyTorch
+cores and skew each other, and a pool left idle in a long-lived worker may still spin for a
+while after its last call. So every measurement runs in a fresh interpreter that exits before
+the next one starts: nothing of another engine is alive while one is timed. The task comes
+as JSON on stdin, the result goes as JSON on stdout. The ``gemm`` engine is the machine's
+reference: a large single-precision matrix product in numpy on the same thread count. ``--cold-torch RUN TEXT`` is the PyTorch
 side of the cold-start comparison: import torch, load the weights, predict one text, print.
 Module-level imports stay light so that the cold start measures the engine, not this file.
 """
@@ -19,6 +23,9 @@ PROBE_ROWS = 64
 MIN_LATENCY_RUNS = 20
 MIN_BATCH_RUNS = 3
 WARMUP = 3
+# Square fp32 matrices of the reference product: large enough for the BLAS to run at its peak
+# (2 * 1024**3, about 2.1 GFLOP per product: tens of milliseconds on one core).
+GEMM_SIZE = 1024
 
 Engine = Callable[[Sequence[str]], Any]
 
@@ -55,17 +62,36 @@ def torch_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
     return predict, {"model": f"{WEIGHTS} (eager)", "versions": {"torch": torch.__version__}}
 
 
-def _cycled(texts: Sequence[str], size: int) -> list[list[str]]:
+def cycled(texts: Sequence[str], size: int) -> list[list[str]]:
     """Consecutive batches of ``size`` texts covering the list once (wrapping at the end)."""
     count = max(1, len(texts) // size)
     return [[texts[(k * size + j) % len(texts)] for j in range(size)] for k in range(count)]
 
 
-def measure(predict: Engine, texts: Sequence[str], seconds: float) -> dict[str, Any]:
-    """Latency of one text (p50/p95) and throughput at each batch size, each for about ``seconds``."""
+def gemm_peak(seconds: float, size: int = GEMM_SIZE) -> dict[str, Any]:
+    """GFLOP/s of repeated ``size`` x ``size`` fp32 products (numpy's BLAS, its thread count set
+    by the environment), after one unmeasured product: what these cores reach on dense arithmetic."""
     import numpy as np
 
-    probe = np.asarray(predict(list(texts[:PROBE_ROWS])), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size), dtype=np.float32), rng.standard_normal((size, size), dtype=np.float32)
+    out = a @ b
+    runs, busy = 0, 0.0
+    while runs < 2 or busy < seconds:
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        busy += time.perf_counter() - t0
+        runs += 1
+    return {"gflops": 2.0 * size**3 * runs / busy / 1e9, "size": size, "products": runs,
+            "versions": {"numpy": np.__version__}}
+
+
+def measure(predict: Engine, texts: Sequence[str], seconds: float, probe: bool = True) -> dict[str, Any]:
+    """Latency of one text (p50/p95) and throughput at each batch size, each for about
+    ``seconds``; with ``probe``, also the probabilities of the first texts (for parity)."""
+    import numpy as np
+
+    probabilities = np.asarray(predict(list(texts[:PROBE_ROWS])), dtype=np.float64) if probe else None
     for text in texts[:WARMUP]:
         predict([text])
     times: list[float] = []
@@ -79,10 +105,11 @@ def measure(predict: Engine, texts: Sequence[str], seconds: float) -> dict[str, 
     result: dict[str, Any] = {
         "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": float(ms.mean()), "runs": len(ms)},
         "throughput": {},
-        "probe": probe.tolist(),
     }
+    if probabilities is not None:
+        result["probe"] = probabilities.tolist()
     for size in BATCH_SIZES:
-        batches = _cycled(texts, size)
+        batches = cycled(texts, size)
         predict(batches[0])
         runs, busy = 0, 0.0
         while runs < MIN_BATCH_RUNS or busy < seconds:
@@ -114,13 +141,16 @@ def main(argv: list[str]) -> int:
         cold_torch(argv[1], argv[2])
         return 0
     task = json.load(sys.stdin)
+    if task["engine"] == "gemm":
+        json.dump(gemm_peak(task["seconds"]), sys.stdout)
+        return 0
     engine = torch_engine if task["engine"] == "torch" else ort_engine
     try:
         predict, info = engine(task)
     except RnnonnxError as exc:
         print(exc, file=sys.stderr)
         return 2
-    result = {**info, **measure(predict, task["texts"], task["seconds"])}
+    result = {**info, **measure(predict, task["texts"], task["seconds"], task.get("probe", True))}
     json.dump(result, sys.stdout)
     return 0
 

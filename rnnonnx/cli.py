@@ -114,7 +114,8 @@ def train_command(data: str | None, fmt: str | None, text_col: str, label_col: s
 @click.option("--out", type=click.Path(), default=None,
               help="Bundle directory to write (an existing bundle there is replaced; anything else is refused). Default: RUN_DIR/bundle.")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Also write int8 models (ONNX Runtime dynamic quantization), with fp32 and int8 validation accuracy in the manifest.")
+              help="Also write int8 models (int8 embedding tables, results independent of the batch), with fp32 and int8 "
+                   "validation accuracy and the measured batch independence in the manifest.")
 @friendly
 def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
     """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.
@@ -257,8 +258,12 @@ def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: s
               help="Texts to time: CSV/TSV/JSONL with a text column, or .txt one per line. Default: the built-in sentences.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --data if its extension does not say.")
 @click.option("--text-col", default="text", show_default=True, help="Text column of --data.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Threads for every engine (default: every core this process may use).")
-@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=3.0, show_default=True, help="Time spent on each measurement.")
+@click.option("--threads", type=click.IntRange(1), multiple=True,
+              help="Threads for every engine; repeat to time several counts in the same rounds (--threads 1 --threads 2). "
+                   "Default: every core this process may use.")
+@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True,
+              help="Interleaved rounds: each engine measured once per round, in a fresh process; figures are medians over rounds.")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Time spent on each measurement in each round.")
 @click.option("--cold-runs", type=click.IntRange(1), default=5, show_default=True, help="Measured runs of each cold start (median reported).")
 @click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
               help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.")
@@ -268,21 +273,23 @@ def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: s
 @click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document.")
 @click.option("--markdown", is_flag=True, help="The report as Markdown tables (for benchmarks/ and the README).")
 @friendly
-def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: int | None,
-          seconds: float, cold_runs: int, graph: str, core_env: str | None, as_json: bool, markdown: bool) -> None:
-    """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager, each in its own process.
+def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: tuple[int, ...],
+          rounds: int, seconds: float, cold_runs: int, graph: str, core_env: str | None, as_json: bool, markdown: bool) -> None:
+    """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager in interleaved rounds.
 
-    Reports one-text latency (p50, p95), throughput at batch 32 and 256, ratios against
-    PyTorch, and the cold start (wall time, peak RSS) of 'rnnonnx predict' on one sentence
-    against a process that imports torch and predicts; then whether each target is met.
-    Progress goes to stderr.
+    Each round measures every engine once, each in its own process, one at a time, and a
+    large numpy matrix product as the machine's reference peak. Reports one-text latency (p50,
+    p95), throughput at batch 32 and 256, GFLOP/s at batch 256 and its share of the peak, ratios
+    against PyTorch taken within each round, each as the median over rounds with its range; the
+    cold start (wall time, peak RSS) of 'rnnonnx predict' on one sentence against a process that
+    imports torch and predicts; then whether each target is met. Progress goes to stderr.
     """
     from .api import bench
 
     if as_json and markdown:
         raise RnnonnxError("choose --json or --markdown, not both")
-    report = bench(bundle, run=run_dir, data=data, fmt=fmt, text_col=text_col, threads=threads, seconds=seconds,
-                     cold_runs=cold_runs, graph=graph, core_env=core_env)
+    report = bench(bundle, run=run_dir, data=data, fmt=fmt, text_col=text_col, threads=list(threads) or None, rounds=rounds,
+                   seconds=seconds, cold_runs=cold_runs, graph=graph, core_env=core_env)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

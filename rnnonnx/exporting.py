@@ -187,9 +187,12 @@ def text_twin(run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Call
 
 def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[str], None]) -> tuple[dict[str, bytes], dict[str, Any], dict[str, Any]]:
     """The int8 ids and text-in models, their text parity, and the manifest's ``int8`` entry:
-    what became int8 and the validation accuracy of fp32 and int8 side by side. Warns loudly
-    when int8 loses more than :data:`rnnonnx.quantize.MAX_ACCURACY_DROP` points."""
-    from .quantize import MAX_ACCURACY_DROP, accuracy, quantize_int8, verdict
+    what became int8, the validation accuracy of fp32 and int8 side by side, and how far a
+    validation text's int8 probabilities move between running alone and in other batches (fp32's
+    own figure beside it). Warns loudly when int8 loses more than
+    :data:`rnnonnx.quantize.MAX_ACCURACY_DROP` points or moves with its batch beyond
+    :data:`rnnonnx.quantize.BATCH_INDEPENDENCE_BOUND`."""
+    from .quantize import BATCH_INDEPENDENCE_BOUND, MAX_ACCURACY_DROP, accuracy, batch_dependence, quantize_int8, verdict
 
     int8_bytes, report = quantize_int8(model_bytes)
     int8_session = session_for(int8_bytes)
@@ -199,11 +202,16 @@ def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[s
     int8_acc = accuracy(int8_session, run.tokenizer, run.labels, texts, gold)
     drop = None if fp32_acc is None or int8_acc is None else round(100.0 * (fp32_acc - int8_acc), 4)
     warning = verdict(fp32_acc, int8_acc)
+    moved = {"int8": batch_dependence(int8_session, run.tokenizer, texts), "fp32": batch_dependence(ids_session, run.tokenizer, texts)}
     if drop is not None:
         log(f"int8: validation accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f} ({100 * (int8_acc - fp32_acc):+.2f} points); "
             + ", ".join(f"{layer} {kind}" for layer, kind in report["layers"].items()))
-    if "note" in report:
-        log(f"int8: {report['note']}")
+    if moved["int8"]["max_abs_diff"] is not None:
+        log(f"int8: a text alone vs in other batches, max |dp| {moved['int8']['max_abs_diff']:.2e} "
+            f"(fp32 {moved['fp32']['max_abs_diff']:.2e}) on {len(texts)} validation texts")
+        if moved["int8"]["max_abs_diff"] > BATCH_INDEPENDENCE_BOUND:
+            warning = "; ".join(filter(None, [warning, f"int8 results move with their batch by up to {moved['int8']['max_abs_diff']:.2e}, "
+                                                       f"beyond the {BATCH_INDEPENDENCE_BOUND:g} this scheme guarantees"]))
     if warning:
         banner = "!" * 78
         log(f"{banner}\nWARNING: {warning}\n{banner}")
@@ -211,6 +219,9 @@ def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[s
         **report,
         "validation_accuracy": {"fp32": fp32_acc, "int8": int8_acc, "drop_points": drop, "rows": len(texts)},
         "max_drop_points": MAX_ACCURACY_DROP,
+        "batch_independence_max_abs_diff": moved["int8"]["max_abs_diff"],
+        "batch_independence": {"bound": BATCH_INDEPENDENCE_BOUND, "compositions": moved["int8"]["compositions"], "rows": len(texts),
+                               "fp32_max_abs_diff": moved["fp32"]["max_abs_diff"]},
         "warning": warning,
     }
     return {INT8_MODEL: int8_bytes, TEXT_INT8_MODEL: text_bytes}, {TEXT_INT8_MODEL: text_report}, entry

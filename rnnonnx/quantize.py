@@ -1,27 +1,32 @@
-"""int8 models by ONNX Runtime's dynamic quantization, and an honest account of what became int8.
+"""int8 models whose result for a text does not depend on the texts batched with it.
 
-``quantize_dynamic`` stores weights as int8 and quantizes activations at run time. Its registry
-of integer kernels covers ``MatMul`` (the output layer's ``Gemm``, which it rewrites as MatMul +
-Add), ``Gather`` (the embedding table) and, among recurrent layers, ``LSTM`` only (as
-``DynamicQuantizeLSTM``): a ``GRU`` or plain ``RNN`` layer is left in fp32, weights and
-arithmetic, and the report says so.
+The embedding tables, most of a model's bytes, are stored as int8 with one scale per row
+(symmetric: ``w = q * scale``); the graph gathers the int8 rows of a batch's tokens and scales
+them back to fp32 with standard operators (``Gather``, ``Cast``, ``Mul``). Every activation,
+and the recurrent and output layers, stay fp32. A text's arithmetic therefore never sees
+another text, exactly as in the fp32 graph: alone or in any batch its probabilities agree to
+float rounding, a bound that export measures over the validation texts and writes to the manifest
+(``int8.batch_independence_max_abs_diff``).
 
-Activations are quantized with one scale per tensor, that is per batch: unlike fp32, a text's
-int8 probabilities move slightly (up to about 0.01 in our tests) with the texts it is batched
-with. The int8 ids and text-in graphs agree within 1e-6 on identical batches.
+Why not ONNX Runtime's int8 kernels. ``quantize_dynamic`` (``DynamicQuantizeLSTM``,
+``DynamicQuantizeLinear`` + ``MatMulInteger``) quantizes activations with one scale per tensor
+computed at run time, over the whole batch (inside the LSTM: over all of a batch's steps for the
+input product, and over each thread's share of the batch at every step), so a text's probability
+moves with its batch company and with the thread count (by about 0.01-0.03 on the default
+model). ``quantize_static`` fixes the activation scales, but its registry has no recurrent
+operator, so the layers that do the arithmetic stay fp32 anyway and the fixed scales only add
+error and Quantize/Dequantize steps. Storing the recurrent weights as int8 too (``DequantizeLinear``
+in front of the layer) saves a further ~6% of the bytes but dequantizes them on every call,
+since ONNX Runtime does not fold ``DequantizeLinear`` by default. ``benchmarks/int8_schemes.py``
+measures the four side by side: accuracy, batch dependence, size and speed.
 
-Needs onnx and onnxruntime's quantization tools, so it runs at export time only; the predictor
-just loads the files written here.
+Needs onnx (export time only); the predictor just loads the files written here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import tempfile
 from collections import Counter
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,72 +36,84 @@ from .text import Tokenizer
 QUANTIZE_CHOICES = ("int8",)
 # How many points of validation accuracy int8 may lose before export warns loudly.
 MAX_ACCURACY_DROP = 1.0
+# A text's int8 probabilities alone and in any batch agree within this: float rounding, as in fp32.
+BATCH_INDEPENDENCE_BOUND = 1e-6
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
-INTEGER_OPS = ("DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul", "DequantizeLinear")
+METHOD = ("weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), the rows a "
+          "batch uses gathered and scaled back to fp32 in the graph; recurrent and output layers and all "
+          "activations fp32, so no scale depends on the batch")
 
 
-@contextlib.contextmanager
-def _without_preprocessing_advice() -> Iterator[None]:
-    """Drop the quantizer's generic advice to run shape pre-processing first (it only helps
-    graphs with convolutions to fuse); its other warnings still show."""
+def row_quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``table`` [rows, columns] as int8 and one scale per row, ``table ~ q * scale``; an all-zero
+    row (the padding embedding) gets scale 1 and stays exactly zero."""
+    table = np.asarray(table, dtype=np.float32)
+    peak = np.abs(table).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
 
-    def keep(record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Please consider")
 
-    root = logging.getLogger()
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
+def _embedding_tables(graph: Any) -> dict[str, Any]:
+    """Float 2-D initializers read only as the data of axis-0 ``Gather`` nodes: the embedding tables."""
+    from onnx import TensorProto
+
+    initializers = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) == 2}
+    uses: dict[str, list[bool]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in initializers:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                uses.setdefault(name, []).append(node.op_type == "Gather" and position == 0 and axis == 0)
+    return {name: initializers[name] for name, gathers in uses.items() if all(gathers)}
 
 
 def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
-    """The ids graph with int8 weights and dynamically quantized activations, and a report of
-    which layers that covers."""
+    """The ids graph with int8 embedding tables (per-row scales), and a report of what is int8."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnx import TensorProto, helper, numpy_helper
 
-    with tempfile.TemporaryDirectory(prefix="rnnonnx-int8-") as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(model_bytes)
-        with _without_preprocessing_advice():
-            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-        quantized = target.read_bytes()
-    return quantized, describe(onnx.load_from_string(model_bytes), onnx.load_from_string(quantized))
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    tables = _embedding_tables(graph)
+    if not tables:
+        raise ValueError("no embedding table (a float initializer gathered along axis 0) in the graph")
+    for name, initializer in tables.items():
+        q, scale = row_quantize(numpy_helper.to_array(initializer))
+        graph.initializer.remove(initializer)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale[:, None], f"{name}/row_scale")])
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type == "Gather" and node.input[0] in tables:
+            name, out = node.input[0], node.output[0]
+            node.input[0], node.output[0] = f"{name}/int8", f"{out}/int8"
+            nodes += [
+                helper.make_node("Gather", [f"{name}/row_scale", node.input[1]], [f"{out}/row_scale"], name=f"{out}/gather_scale", axis=0),
+                helper.make_node("Cast", [f"{out}/int8"], [f"{out}/float"], name=f"{out}/cast", to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{out}/float", f"{out}/row_scale"], [out], name=f"{out}/dequantize"),
+            ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model, full_check=True)
+    quantized = model.SerializeToString()
+    return quantized, describe(onnx.load_from_string(model_bytes), model)
 
 
 def describe(fp32: Any, int8: Any) -> dict[str, Any]:
-    """Which layers of ``fp32`` the int8 graph ``int8`` computes in int8, from the nodes themselves."""
+    """What the int8 graph ``int8`` stores in int8 and computes in fp32, from the graphs themselves."""
     from onnx import TensorProto
 
     before = Counter(n.op_type for n in fp32.graph.node)
-    after = Counter(n.op_type for n in int8.graph.node)
-    quantized_weights = {i.name for i in int8.graph.initializer if i.data_type in (TensorProto.INT8, TensorProto.UINT8)}
-    embedding = any(n.op_type == "Gather" and n.input and n.input[0] in quantized_weights for n in int8.graph.node)
     recurrent = next((op for op in RECURRENT_OPS if before[op]), None)
     if recurrent is None:
         raise ValueError(f"no recurrent layer ({', '.join(RECURRENT_OPS)}) in the graph")
-    layers = {
-        "embedding": "int8" if embedding else "fp32",
-        "recurrent": "fp32" if after[recurrent] else "int8",
-        "output": "fp32" if after["Gemm"] else "int8",
+    int8_names = {i.name for i in int8.graph.initializer if i.data_type == TensorProto.INT8}
+    embedding = any(n.op_type == "Gather" and n.input and n.input[0] in int8_names for n in int8.graph.node)
+    return {
+        "method": METHOD,
+        "layers": {"embedding": "int8 weights, fp32 arithmetic" if embedding else "fp32", "recurrent": "fp32", "output": "fp32"},
     }
-    report: dict[str, Any] = {
-        "method": (
-            "onnxruntime.quantization.quantize_dynamic: int8 weights (symmetric, per tensor), the embedding "
-            "table as uint8 (asymmetric, per tensor), activations quantized to uint8 at run time"
-        ),
-        "layers": layers,
-        "integer_ops": sorted(op for op in INTEGER_OPS if after[op]),
-    }
-    if layers["recurrent"] == "fp32":
-        report["note"] = (
-            f"ONNX Runtime's dynamic quantization has no int8 {recurrent} (its registry lists LSTM only among "
-            f"recurrent layers): the {recurrent} layer keeps fp32 weights and arithmetic; only the embedding "
-            "table and the output layer are int8"
-        )
-    return report
 
 
 def accuracy(session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: Sequence[str], gold: Sequence[str], batch_size: int = 256) -> float | None:
@@ -111,6 +128,38 @@ def accuracy(session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: S
         truth = np.array([index[g] for g in gold[start : start + batch_size]])
         right += int((predicted == truth).sum())
     return right / len(texts)
+
+
+def batch_compositions(count: int, seed: int = 0) -> dict[str, list[list[int]]]:
+    """Ways to batch ``count`` texts (row indices per batch): each alone, in order by 64, in
+    reverse order by 256, and shuffled by 7: other sizes, other neighbours, other padding."""
+    order = list(range(count))
+    shuffled = list(np.random.default_rng(seed).permutation(count))
+    return {
+        "alone": [[i] for i in order],
+        "in order, by 64": [order[i : i + 64] for i in range(0, count, 64)],
+        "reversed, by 256": [order[::-1][i : i + 256] for i in range(0, count, 256)],
+        "shuffled, by 7": [[int(j) for j in shuffled[i : i + 7]] for i in range(0, count, 7)],
+    }
+
+
+def batch_dependence(session: Any, tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str, Any]:
+    """Max |difference| of each text's probabilities between running it alone and in every
+    other composition of :func:`batch_compositions` (each batch right-padded to its longest text)."""
+    if not texts:
+        return {"max_abs_diff": None, "rows": 0, "compositions": []}
+    results = {}
+    for name, batches in batch_compositions(len(texts)).items():
+        out = np.empty((len(texts), 0))
+        for rows in batches:
+            proba = session.run([PROBABILITIES], {IDS_INPUT: tokenizer.encode_batch([texts[i] for i in rows])})[0]
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), proba.shape[1]))
+            out[rows] = proba
+        results[name] = out
+    alone = results.pop("alone")
+    return {"max_abs_diff": max(float(np.abs(alone - other).max()) for other in results.values()), "rows": len(texts),
+            "compositions": ["alone", *results]}
 
 
 def verdict(fp32: float | None, int8: float | None) -> str | None:

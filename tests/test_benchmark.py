@@ -1,5 +1,6 @@
-"""`rnnonnx bench`: report structure from a very short run, torch kept out of the parent process,
-per-child resource measurement, and refusal of a run whose weights are not the bundle's."""
+"""`rnnonnx bench`: report structure from a very short run in rounds, ratios taken within each round
+before the median, the GFLOP/s of the timed texts, torch kept out of the parent process, per-child
+resource measurement, and refusal of a run whose weights are not the bundle's."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from rnnonnx.benchmark import BenchOptions, pick_run, run_bench, run_measured
-from rnnonnx.benchmark_report import format_markdown, format_text
+from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, pick_run, run_bench, run_measured, spread
+from rnnonnx.benchmark_report import PEAK, format_markdown, format_text, targets
+from rnnonnx.flops import flops_per_token_and_text
 from rnnonnx.bundle import INT8_MODEL
 from rnnonnx.bundle import Bundle
 from rnnonnx.errors import RnnonnxError
 
-SHORT = ["--seconds", "0.02", "--cold-runs", "1"]
+SHORT = ["--seconds", "0.02", "--cold-runs", "1", "--rounds", "2"]
 
 
 def bench_in_fresh_process(args: list[str]) -> tuple[dict, list[str]]:
@@ -40,40 +42,110 @@ def bench_in_fresh_process(args: list[str]) -> tuple[dict, list[str]]:
 
 @pytest.mark.slow
 def test_short_bench_report(tiny_bundle, tiny_run):
-    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--run", str(tiny_run), "--threads", "1", *SHORT, "--json"])
+    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--run", str(tiny_run), "--threads", "1", "--threads", "2",
+                                            *SHORT, "--json"])
     assert heavy == [], "the bench parent must leave torch to its worker"
     expected = {"ort-fp32", "torch"} | ({"ort-int8"} if Bundle(tiny_bundle).has(INT8_MODEL) else set())
-    assert set(report["engines"]) == expected and report["threads"] == 1 and report["skipped"] == {}
-    for result in report["engines"].values():
-        assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] and result["latency_ms"]["runs"] >= 20
-        assert set(result["throughput"]) == {"32", "256"} and all(t["texts_per_s"] > 0 for t in result["throughput"].values())
-        assert result["latency_ratio"] > 0 and result["throughput_ratio"] > 0
-    assert report["engines"]["torch"]["latency_ratio"] == 1.0
+    assert report["threads"] == [1, 2] and report["rounds"] == 2 and report["skipped"] == {}
+    assert set(report["results"]) == {"1", "2"}
+    for result in report["results"].values():
+        assert set(result["engines"]) == expected and result["rounds"] == 2 and len(result["measurements"]) == 2
+        assert result["peak_gflops"]["median"] > 0 and len(result["peak_gflops"]["values"]) == 2
+        for measured in result["measurements"]:
+            assert set(measured) == expected | {PEAK} and all(m["latency_ms"]["runs"] >= 20 for n, m in measured.items() if n != PEAK)
+        for name, entry in result["engines"].items():
+            f = entry["figures"]
+            assert 0 < f["latency_p50_ms"]["min"] <= f["latency_p50_ms"]["median"] <= f["latency_p50_ms"]["max"]
+            assert len(f["texts_per_s_256"]["values"]) == 2 and f["gflops_256"]["median"] > 0
+            assert set(entry["ratios"]) >= {"latency_ratio", "throughput_ratio", "peak_fraction"}
+            assert 0 < entry["ratios"]["peak_fraction"]["median"]
+        assert result["engines"]["torch"]["ratios"]["latency_ratio"]["values"] == [1.0, 1.0]
     assert report["parity"]["ort-fp32 vs torch"]["max_abs_diff"] < 1e-4
     cold = report["cold_start"]
     assert set(cold) == {"rnnonnx predict", "torch predict"}
     assert all(c["wall_s"] > 0 and c["peak_rss_mib"] > 10 for c in cold.values())
     assert cold["torch predict"]["peak_rss_mib"] > cold["rnnonnx predict"]["peak_rss_mib"]
-    targets = {t["key"]: t for t in report["targets"]}
-    assert set(targets) == {"latency_fp32", "throughput_fp32", "throughput_int8", "cold_wall", "cold_rss"}
-    assert all(isinstance(targets[k]["met"], bool) for k in ("latency_fp32", "throughput_fp32", "cold_wall", "cold_rss"))
-    if "ort-int8" not in report["engines"]:
-        assert targets["throughput_int8"]["met"] is None and INT8_MODEL in targets["throughput_int8"]["note"]
-    assert report["machine"]["cpu"] and report["versions"]["torch"] and report["texts"]["count"] > 1000
+    speed = [t for t in report["targets"] if t["threads"] is not None]
+    assert {(t["key"], t["threads"]) for t in speed} == {(k, n) for k in ("latency_fp32", "throughput_fp32", "throughput_int8", "int8_vs_fp32") for n in (1, 2)}
+    for t in speed:
+        if t["key"] in ("latency_fp32", "throughput_fp32"):
+            ratios = report["results"][str(t["threads"])]["engines"]["ort-fp32"]["ratios"]
+            assert t["value"] == ratios["latency_ratio" if t["key"] == "latency_fp32" else "throughput_ratio"]["median"]
+            assert isinstance(t["met"], bool) and t["min"] <= t["value"] <= t["max"]
+        elif "ort-int8" not in expected:
+            assert t["met"] is None and INT8_MODEL in t["note"]
+    assert report["machine"]["cpu"] and report["machine"]["load_average_1min_max"] is not None
+    assert report["versions"]["torch"] and report["texts"]["count"] > 1000
     text, markdown = format_text(report), format_markdown(report)
-    assert "ort-fp32" in text and "torch predict" in text and "CPU " in text
-    assert "| engine |" in markdown and "| process |" in markdown and "| target |" in markdown
+    assert "ort-fp32" in text and "torch predict" in text and "CPU " in text and "1 thread(s)" in text and "2 thread(s)" in text
+    assert "| engine |" in markdown and "| process |" in markdown and "| target |" in markdown and "share of peak" in markdown
 
 
 def test_bench_without_a_run_times_ort_only(tiny_bundle, tmp_path):
     (tmp_path / "texts.txt").write_text("a fine film\nso dull\n\n", encoding="utf-8")
-    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), *SHORT, "--json"])
-    assert heavy == [] and "torch" not in report["engines"] and "torch predict" not in report["cold_start"]
+    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--threads", "1", *SHORT, "--json"])
+    assert heavy == [] and "torch" not in report["results"]["1"]["engines"] and "torch predict" not in report["cold_start"]
     assert "--run" in report["skipped"]["torch"] and report["texts"]["count"] == 2
-    targets = {t["key"]: t for t in report["targets"]}
-    assert targets["latency_fp32"]["met"] is None and "--run" in targets["latency_fp32"]["note"]
-    assert isinstance(targets["cold_rss"]["met"], bool)
+    targets_by_key = {t["key"]: t for t in report["targets"]}
+    assert targets_by_key["latency_fp32"]["met"] is None and "--run" in targets_by_key["latency_fp32"]["note"]
+    assert isinstance(targets_by_key["cold_rss"]["met"], bool)
     assert "skipped" in format_text(report)
+
+
+def fake_round(torch_per_s: float, ort_per_s: float, peak: float) -> dict:
+    def engine(per_s: float) -> dict:
+        return {"latency_p50_ms": 1000 / per_s, "latency_p95_ms": 2000 / per_s, "texts_per_s_32": per_s, "texts_per_s_256": per_s, "gflops_256": per_s / 1000}
+    return {"ort-fp32": engine(ort_per_s), "torch": engine(torch_per_s), PEAK: {"gflops": peak}}
+
+
+def test_ratios_are_taken_within_each_round_before_the_median():
+    # The machine drifts: both engines slow down together in rounds 2 to 4; within each round
+    # ORT runs at 2x torch, except round 1 (1x).
+    rounds = [fake_round(4000, 4000, 40), fake_round(1000, 2000, 10), fake_round(2000, 4000, 20), fake_round(1500, 3000, 20)]
+    result = aggregate(rounds)
+    throughput = result["engines"]["ort-fp32"]["ratios"]["throughput_ratio"]
+    assert throughput["values"] == [1.0, 2.0, 2.0, 2.0] and throughput["median"] == 2.0 and throughput["min"] == 1.0
+    latency = result["engines"]["ort-fp32"]["ratios"]["latency_ratio"]
+    assert latency["values"] == [1.0, 0.5, 0.5, 0.5] and latency["median"] == 0.5
+    peak = result["engines"]["ort-fp32"]["ratios"]["peak_fraction"]
+    assert peak["values"] == pytest.approx([0.1, 0.2, 0.2, 0.15]) and peak["median"] == pytest.approx(0.175)
+    assert result["peak_gflops"]["median"] == 20 and result["rounds"] == 4
+    with pytest.raises(ValueError, match="same engines"):
+        aggregate([fake_round(1, 1, 1), {"torch": fake_round(1, 1, 1)["torch"]}])
+
+
+def test_ratio_of_medians_is_not_what_is_reported():
+    # Three rounds whose per-round ratios have median 1.0 while the medians' ratio is 1.5.
+    rounds = [fake_round(1000, 1000, 10), fake_round(2000, 3000, 10), fake_round(4000, 4000, 10)]
+    engines = aggregate(rounds)["engines"]
+    ratio = engines["ort-fp32"]["ratios"]["throughput_ratio"]
+    of_medians = engines["ort-fp32"]["figures"]["texts_per_s_256"]["median"] / engines["torch"]["figures"]["texts_per_s_256"]["median"]
+    assert ratio["median"] == 1.0 and of_medians == 1.5
+
+
+def test_spread():
+    s = spread([3.0, 1.0, 2.0, 10.0, 4.0])
+    assert (s["median"], s["min"], s["max"], s["q1"], s["q3"]) == (3.0, 1.0, 10.0, 2.0, 4.0) and s["values"] == [3.0, 1.0, 2.0, 10.0, 4.0]
+    one = spread([5.0])
+    assert one["median"] == one["min"] == one["max"] == one["q1"] == one["q3"] == 5.0
+
+
+def test_targets_judge_medians_and_show_the_range():
+    rounds = [fake_round(1000, 1400, 10), fake_round(1000, 1600, 10), fake_round(1000, 1700, 10)]
+    results = {"1": aggregate(rounds)}
+    judged = {t["key"]: t for t in targets(results, {}, {}) if t["threads"] == 1}
+    assert judged["throughput_fp32"]["value"] == 1.6 and judged["throughput_fp32"]["met"] is True
+    assert (judged["throughput_fp32"]["min"], judged["throughput_fp32"]["max"]) == (1.4, 1.7)
+    assert judged["int8_vs_fp32"]["met"] is None
+
+
+def test_batch_flops_counts_the_timed_texts():
+    model = {"arch": "lstm", "embed_dim": 8, "hidden": 4, "layers": 1, "num_classes": 2, "members": 1, "pooling": "last"}
+    per_token, per_text = flops_per_token_and_text(model)
+    steps = [1] * 256 + [3] * 256
+    assert batch_flops(model, steps, 1) == per_token * 1 + per_text
+    assert batch_flops(model, steps, 2) == per_token * 2 + per_text
+    assert batch_flops(model, steps, 3) == pytest.approx(per_token * 5 / 3 + per_text)
 
 
 @pytest.mark.slow

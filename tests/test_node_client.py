@@ -96,12 +96,23 @@ def texts() -> list[str]:
     return sample + shouted + edge_cases() + fuzz_texts(300)
 
 
-BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [pytest.param("tiny", id="tiny")]
+BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [pytest.param("tiny", id="tiny"), pytest.param("tiny-int8", id="tiny-int8")]
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported with its int8 twins, so both precisions are compared."""
+    from rnnonnx.exporting import export_run
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    export_run(tiny_run, out, log=lambda message: None, quantize="int8")
+    return out
 
 
 @pytest.fixture(params=BUNDLES)
 def bundle_dir(request) -> Path:
-    return request.getfixturevalue("tiny_bundle") if request.param == "tiny" else request.param
+    fixtures = {"tiny": "tiny_bundle", "tiny-int8": "tiny_int8_bundle"}
+    return request.getfixturevalue(fixtures[request.param]) if request.param in fixtures else request.param
 
 
 @pytest.mark.parametrize("graph", ["ids", "text"])
@@ -122,9 +133,9 @@ def test_node_matches_python_predictor(node, bundle_dir, graph, texts, tmp_path)
         diff = float(np.abs(got - expected).max())
         print(f"\n{bundle_dir.name} {graph} {precision}: {len(texts)} texts, max |dp| {diff:.3g} (node {answer['seconds']:.2f} s)")
         assert diff <= TOLERANCE, f"{graph} {precision}: max |dp| {diff:.3g} > {TOLERANCE:g}"
-        # fp32 text graph: also the same as the ids graph. (Not int8: dynamic quantization scales
-        # activations per batch, so int8 results move with the batching, which differs by graph.)
-        if graph == "text" and precision == "fp32":
+        # text graph: also the same as the ids graph, whose batches group other texts (by tokens,
+        # not characters); int8 too, since its results do not depend on the batch.
+        if graph == "text":
             reference = Predictor(bundle_dir, device="cpu", threads=1, graph="ids", precision=precision).predict_proba(texts)
             cross = float(np.abs(got - reference).max())
             print(f"{bundle_dir.name} text {precision} vs Python ids graph: max |dp| {cross:.3g}")

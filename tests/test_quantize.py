@@ -1,5 +1,6 @@
-"""int8 bundles: both int8 graphs written, fp32 and int8 accuracy side by side, a loud warning
-past one point lost, GRU honestly left in fp32, and the predictor and CLI switches."""
+"""int8 bundles: both int8 graphs written, fp32 and int8 accuracy side by side, a text's int8 result
+the same alone or in any batch (within the bound the manifest states), a loud warning past one
+point lost, and the predictor and CLI switches."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ import onnx
 import pytest
 
 from tests.conftest import run_cli, small_sample
-from rnnonnx.bundle import Bundle
+from rnnonnx.bundle import INT8_MODEL, TEXT_INT8_MODEL, Bundle
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.exporting import export_run
 from rnnonnx.predictor import Predictor
 from rnnonnx.config import TrainConfig
-from rnnonnx.bundle import INT8_MODEL, TEXT_INT8_MODEL
-from rnnonnx.quantize import MAX_ACCURACY_DROP, verdict
+from rnnonnx.quantize import BATCH_INDEPENDENCE_BOUND, MAX_ACCURACY_DROP, batch_compositions, row_quantize, verdict
 
 
 @pytest.fixture(scope="module")
@@ -65,29 +65,46 @@ def test_int8_export_writes_both_int8_graphs_and_accuracy_side_by_side(int8_expo
     assert manifest["int8"]["max_drop_points"] == MAX_ACCURACY_DROP
     assert (manifest["int8"]["warning"] is None) == (accuracy["drop_points"] <= MAX_ACCURACY_DROP)
     assert manifest["parity"][TEXT_INT8_MODEL]["passed"]
+    moved = manifest["int8"]["batch_independence"]
+    assert 0 <= manifest["int8"]["batch_independence_max_abs_diff"] <= moved["bound"] == BATCH_INDEPENDENCE_BOUND
+    assert moved["rows"] == accuracy["rows"] and moved["fp32_max_abs_diff"] <= BATCH_INDEPENDENCE_BOUND and len(moved["compositions"]) == 4
+    print(f"\ntiny LSTM int8: validation accuracy fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}; "
+          f"batch independence max |dp| {manifest['int8']['batch_independence_max_abs_diff']:.2e}")
+    assert "int8: a text alone vs in other batches, max |dp|" in log
     assert f"int8: validation accuracy fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}" in log
     text = onnx.load(str(bundle / TEXT_INT8_MODEL))
     assert [i.name for i in text.graph.input] == ["text"] and [o.name for o in text.graph.output] == ["probabilities", "label"]
     assert {p.key: p.value for p in text.metadata_props}["labels"] == json.dumps(Bundle(bundle).labels)
 
 
-def test_lstm_is_quantized_throughout(int8_export):
+def test_embeddings_are_int8_and_the_rest_fp32(int8_export, tiny_bundle):
     bundle, _ = int8_export
     report = Bundle(bundle).manifest["int8"]
-    assert report["layers"] == {"embedding": "int8", "recurrent": "int8", "output": "int8"} and "note" not in report
+    assert report["layers"] == {"embedding": "int8 weights, fp32 arithmetic", "recurrent": "fp32", "output": "fp32"}
     ops = op_counts(bundle / INT8_MODEL)
-    members = TrainConfig().members  # the tiny bundle is a default ensemble: every member quantized
-    assert ops["DynamicQuantizeLSTM"] == members and ops["LSTM"] == 0 and ops["MatMulInteger"] == members
+    members = TrainConfig().members  # the tiny bundle is a default ensemble: every member's table int8
+    assert ops["LSTM"] == members and ops["Cast"] >= members and not {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear"} & set(ops)
+    model = onnx.load(str(bundle / INT8_MODEL))
+    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) == members and all(len(i.dims) == 2 for i in int8)
+    assert (bundle / INT8_MODEL).stat().st_size < (tiny_bundle / "model.onnx").stat().st_size
 
 
-def test_gru_has_no_int8_kernel_and_export_says_so(gru_export):
-    bundle, lines = gru_export
-    report = Bundle(bundle).manifest["int8"]
-    assert report["layers"] == {"embedding": "int8", "recurrent": "fp32", "output": "int8"}
-    assert "no int8 GRU" in report["note"] and f"int8: {report['note']}" in lines
+def test_gru_embeddings_are_int8_too(gru_export):
+    bundle, _ = gru_export
+    assert Bundle(bundle).manifest["int8"]["layers"]["embedding"] == "int8 weights, fp32 arithmetic"
     ops = op_counts(bundle / INT8_MODEL)
-    members = TrainConfig().members
-    assert ops["GRU"] == members and ops["MatMulInteger"] == members and ops["DynamicQuantizeLSTM"] == 0
+    assert ops["GRU"] == TrainConfig().members and ops["DynamicQuantizeLSTM"] == 0
+
+
+def test_row_quantize_keeps_each_row_within_half_a_step():
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((50, 16)).astype(np.float32) * rng.uniform(0.01, 10, size=(50, 1)).astype(np.float32)
+    table[0] = 0.0
+    q, scale = row_quantize(table)
+    assert q.dtype == np.int8 and scale.shape == (50,) and np.abs(q).max() == 127
+    assert np.all(np.abs(q * scale[:, None] - table) <= scale[:, None] / 2 + 1e-7)
+    assert scale[0] == 1.0 and not q[0].any()
 
 
 def test_losing_more_than_the_threshold_is_loud(gru_export):
@@ -114,14 +131,26 @@ def test_int8_predictor_runs_either_graph_alike(int8_export):
     assert Predictor(bundle, precision="int8").model_file == TEXT_INT8_MODEL
 
 
-def test_int8_results_move_with_the_batch_they_share(int8_export):
-    """Dynamic quantization scales activations per batch, so (unlike fp32) a text's int8
-    probabilities depend slightly on its batch company: documented, and bounded here."""
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_int8_results_do_not_depend_on_the_batch(int8_export, graph):
+    """A text's int8 probabilities alone and in several batch compositions (sizes 1, 7, 64, 256;
+    sorted, reversed, shuffled company) agree within the bound the manifest states."""
     bundle, _ = int8_export
-    texts = read_builtin().texts[:300]
-    alone = Predictor(bundle, precision="int8", graph="text", batch_size=1).predict_proba(texts)
-    batched = Predictor(bundle, precision="int8", graph="text", batch_size=256).predict_proba(texts)
-    assert 0 < np.abs(alone - batched).max() < 0.05
+    texts = read_builtin().texts[:300] + ["", "?!", " ".join(["good"] * 200)]
+    alone = Predictor(bundle, precision="int8", graph=graph, batch_size=1).predict_proba(texts)
+    for size in (7, 64, 256):
+        batched = Predictor(bundle, precision="int8", graph=graph, batch_size=size)
+        assert np.abs(alone - batched.predict_proba(texts)).max() <= BATCH_INDEPENDENCE_BOUND
+        order = np.random.default_rng(size).permutation(len(texts))
+        shuffled = batched.predict_proba([texts[i] for i in order])
+        assert np.abs(alone[order] - shuffled).max() <= BATCH_INDEPENDENCE_BOUND
+    assert Bundle(bundle).manifest["int8"]["batch_independence_max_abs_diff"] <= BATCH_INDEPENDENCE_BOUND
+
+
+def test_batch_compositions_cover_every_text_once():
+    for name, batches in batch_compositions(300).items():
+        assert sorted(i for b in batches for i in b) == list(range(300)), name
+    assert {len(b) for b in batch_compositions(300)["alone"]} == {1}
 
 
 def test_precision_errors(int8_export, tiny_bundle, tiny_run, tmp_path):

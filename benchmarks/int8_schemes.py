@@ -1,0 +1,185 @@
+"""Which int8 scheme should ``rnnonnx export --quantize int8`` write? Four candidates built from
+the same run, side by side: accuracy, how far a text's probabilities move with its batch, file
+size, and speed against fp32 in interleaved rounds (``rnnonnx bench``'s workers: one fresh
+process per model per round, one at a time; every ratio taken within its round).
+
+- ``dynamic``: ONNX Runtime ``quantize_dynamic`` (int8 LSTM kernel, activations scaled per batch).
+- ``static QDQ``: ``quantize_static`` with per-tensor activation scales calibrated on the
+  validation texts (MatMul/Gemm/Gather; ONNX Runtime has no static recurrent kernel).
+- ``weights int8``: every embedding, recurrent and output weight int8 per row, dequantized in
+  the graph (``DequantizeLinear``), arithmetic fp32.
+- ``embeddings int8`` (what export writes): the embedding tables int8 per row, gathered then
+  scaled; everything else fp32.
+
+Accuracy and agreement are measured on the run's test texts (the static scheme calibrates on
+the validation texts).
+
+    python benchmarks/int8_schemes.py RUN_DIR [--threads 1 --threads 2] [--rounds 5] [--seconds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rnnonnx.benchmark import aggregate, batch_flops, figures, run_worker
+from rnnonnx.bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
+from rnnonnx.exporting import quiet_exporter, session_for, to_onnx
+from rnnonnx.machine import machine
+from rnnonnx.quantize import accuracy, batch_dependence, quantize_int8, row_quantize
+from rnnonnx.run import Run, load_run
+
+FP32 = "fp32"
+BASE = "dynamic"
+
+
+def dynamic(model_bytes: bytes, run: Run) -> bytes:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "in.onnx").write_bytes(model_bytes)
+        quantize_dynamic(str(Path(tmp) / "in.onnx"), str(Path(tmp) / "out.onnx"), weight_type=QuantType.QInt8)
+        return (Path(tmp) / "out.onnx").read_bytes()
+
+
+def static_qdq(model_bytes: bytes, run: Run) -> bytes:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    texts, _ = run.held_out("validation")
+
+    class Validation(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input_ids": run.tokenizer.encode_batch(texts[i : i + 64])} for i in range(0, len(texts), 64)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "in.onnx").write_bytes(model_bytes)
+        quantize_static(str(Path(tmp) / "in.onnx"), str(Path(tmp) / "out.onnx"), Validation(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["MatMul", "Gemm", "Gather"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return (Path(tmp) / "out.onnx").read_bytes()
+
+
+def all_weights(model_bytes: bytes, run: Run) -> bytes:
+    """Embedding tables as export writes them, plus every recurrent and output weight matrix int8
+    per output row behind a ``DequantizeLinear``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(quantize_int8(model_bytes)[0])
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    axes: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in ("LSTM", "GRU", "RNN"):
+            axes.update({node.input[1]: 1, node.input[2]: 1})
+        elif node.op_type == "Gemm" and node.input[1] in initializers:
+            axes[node.input[1]] = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+    front = []
+    for name, axis in axes.items():
+        weights = numpy_helper.to_array(initializers[name])
+        rows = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
+        q, scale = row_quantize(rows)
+        q = np.moveaxis(q.reshape(np.moveaxis(weights, axis, 0).shape), 0, axis)
+        graph.initializer.remove(initializers[name])
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale, f"{name}/scale"),
+                                  numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}/zero")])
+        front.append(helper.make_node("DequantizeLinear", [f"{name}/int8", f"{name}/scale", f"{name}/zero"], [name], axis=axis))
+    nodes = front + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def embeddings(model_bytes: bytes, run: Run) -> bytes:
+    return quantize_int8(model_bytes)[0]
+
+
+SCHEMES: dict[str, Callable[[bytes, Run], bytes]] = {
+    BASE: dynamic, "static QDQ": static_qdq, "weights int8": all_weights, "embeddings int8": embeddings,
+}
+
+
+def main() -> None:
+    import onnx
+
+    from rnnonnx.textgraph import text_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("--threads", type=int, action="append", help="thread count; repeat for several (default 1 and 2)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0, help="per measurement in each round")
+    parser.add_argument("--graph", choices=["ids", "text"], default="text")
+    args = parser.parse_args()
+    threads = args.threads or [1, 2]
+    run = load_run(args.run)
+    with quiet_exporter():
+        fp32 = to_onnx(run)
+    texts, gold = run.held_out("test")
+    reference = session_for(fp32)
+    ref_proba = np.concatenate([reference.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
+                                for i in range(0, len(texts), 256)])
+    rows: dict[str, dict[str, Any]] = {FP32: {"bytes": len(fp32), "accuracy": accuracy(reference, run.tokenizer, run.labels, texts, gold),
+                                              "moved": batch_dependence(reference, run.tokenizer, texts)["max_abs_diff"], "vs_fp32": 0.0}}
+    work = Path(tempfile.mkdtemp(prefix="int8-schemes-"))
+    bundles = {}
+    for name, build in {FP32: lambda b, r: b, **SCHEMES}.items():
+        quantized = build(fp32, run)
+        session = session_for(quantized)
+        if name != FP32:
+            proba = np.concatenate([session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
+                                    for i in range(0, len(texts), 256)])
+            rows[name] = {"bytes": len(quantized), "accuracy": accuracy(session, run.tokenizer, run.labels, texts, gold),
+                          "moved": batch_dependence(session, run.tokenizer, texts)["max_abs_diff"], "vs_fp32": float(np.abs(proba - ref_proba).max())}
+        files = {MODEL: fp32, TEXT_MODEL: text_model(onnx.load_from_string(fp32), run.tokenizer).SerializeToString(),
+                 INT8_MODEL: quantized, TEXT_INT8_MODEL: text_model(onnx.load_from_string(quantized), run.tokenizer).SerializeToString()}
+        bundles[name] = write_bundle(work / name.replace(" ", "-"), files, run.tokenizer, run.labels, {"model": run.config["model"]})
+    from rnnonnx.data import read_builtin
+
+    timed = read_builtin().texts
+    steps = [max(1, len(run.tokenizer.encode(t))) for t in timed]
+    started = machine()
+    flat: dict[int, list[dict[str, dict[str, float]]]] = {t: [] for t in threads}
+    for number in range(args.rounds):
+        for count in threads:
+            measured = {}
+            for name, path in bundles.items():
+                print(f"round {number + 1}/{args.rounds}, {count} thread(s): {name}", file=sys.stderr)
+                task = {"name": name, "engine": "ort", "precision": "fp32" if name == FP32 else "int8", "graph": args.graph, "bundle": str(path),
+                        "threads": count, "seconds": args.seconds, "texts": timed, "probe": False}
+                m = run_worker(task, count)
+                measured[name] = figures(m, batch_flops(run.config["model"], steps, m["throughput"]["256"]["batches"]))
+            flat[count].append(measured)
+    summaries = {count: aggregate(flat[count], base=BASE) for count in threads}
+    end = machine()
+    print(f"Run {args.run} ({run.config['model']['arch']}, {run.config['model'].get('members', 1)} member(s)); CPU {started['cpu']}, "
+          f"{started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, {end.get('load_average_1min')} at end; "
+          f"{args.rounds} interleaved rounds of {args.seconds:g}s per measurement, {args.graph} graph, texts/s at batch 256 "
+          f"on the built-in sentences; accuracy and agreement on the {len(texts)} test texts.")
+    print()
+    header = ["model", "test accuracy", "max |dp| vs fp32", "alone vs batched max |dp|", "ids graph MiB"]
+    for count in threads:
+        header += [f"batch 256 texts/s, {count} thread(s)", f"vs {BASE}, {count} thread(s)", f"one text p50 ms, {count} thread(s)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for name, row in rows.items():
+        cells = [name, f"{100 * row['accuracy']:.2f}%", f"{row['vs_fp32']:.2e}", f"{row['moved']:.2e}", f"{row['bytes'] / (1 << 20):.2f}"]
+        for count in threads:
+            entry = summaries[count]["engines"][name]
+            per_s, ratio, p50 = entry["figures"]["texts_per_s_256"], entry["ratios"]["throughput_ratio"], entry["figures"]["latency_p50_ms"]
+            cells += [f"{per_s['median']:,.0f} ({per_s['min']:,.0f}-{per_s['max']:,.0f})",
+                      f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})",
+                      f"{p50['median']:.3f} ({p50['min']:.3f}-{p50['max']:.3f})"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
