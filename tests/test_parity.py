@@ -10,7 +10,7 @@ from rnnonnx.parity import TIE_MARGIN, ParityReport
 
 def test_identical_batches_pass_and_are_counted():
     report = ParityReport(1e-5)
-    expected = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
+    expected = np.array([[0.2, 0.8], [0.9, 0.1]])
     report.add(expected, expected.copy())
     report.add(expected[:1], expected[:1] + 1e-6)
     assert report.passed and (report.batches, report.rows) == (2, 3)

@@ -127,7 +127,7 @@ def test_a_refused_out_is_refused_before_training(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking --out")
 
-    monkeypatch.setattr(training, "_fit_members", no_training)
+    monkeypatch.setattr(training, "fit_members", no_training)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my notes")
     with pytest.raises(OutputError, match="not an rnnonnx run"):
