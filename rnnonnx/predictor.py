@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -30,6 +31,11 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
 SHADOW_HINT = ("both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
                "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _gpu_build_shadowed() -> bool:
@@ -165,9 +171,63 @@ class Predictor:
         except OSError as exc:
             raise RnnonnxError(f"{self.bundle.path / self.model_file}: cannot read it ({exc.strerror})") from None
         try:
-            return ort.InferenceSession(model, options, providers=providers)
+            session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+        self._check_session(session)
+        return session
+
+    def _check_session(self, session: Any) -> None:
+        """The graph matches the bundle's labels and vocabulary: its input and output names, its
+        output width, the labels in its metadata, and one probe run (for the ids graph, on the
+        vocabulary's largest id, which a model with a smaller embedding table cannot look up).
+        A re-signed bundle whose files do not belong together fails here, with one line, instead
+        of at the first prediction or with wrong label names."""
+        path = self.bundle.path / self.model_file
+        wanted = TEXT_INPUT if self.graph == "text" else IDS_INPUT
+        inputs, outputs = [i.name for i in session.get_inputs()], {o.name: o for o in session.get_outputs()}
+        if wanted not in inputs or PROBABILITIES not in outputs:
+            raise BundleError(f"{path}: not an rnnonnx {self.graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
+                              f"expected {wanted!r} in, {PROBABILITIES!r} out)")
+        width = len(self.bundle.labels)
+        shape = outputs[PROBABILITIES].shape
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+            raise BundleError(f"{path}: gives probabilities of shape {shape}, but labels.json has {width} labels")
+        stored = session.get_modelmeta().custom_metadata_map.get("labels")
+        if stored is not None:
+            try:
+                same = json.loads(stored) == self.bundle.labels
+            except (ValueError, RecursionError):
+                same = False
+            if not same:
+                raise BundleError(f"{path}: its labels ({stored:.80}) are not those of labels.json")
+        if self.graph == "text":
+            probe: Any = np.array(["probe"], dtype=object)
+            what = "a one-word text"
+        else:
+            top = len(self.bundle.tokenizer.vocab) - 1
+            probe, what = np.array([[top]], dtype=np.int64), f"the vocabulary's largest id ({top})"
+        try:
+            out = session.run([PROBABILITIES], {wanted: probe})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BundleError(f"{path}: fails on {what} ({_first_line(exc)}); do its files belong to this bundle?") from None
+        if out.shape != (1, width):
+            raise BundleError(f"{path}: gives probabilities of shape {out.shape} for one text, but labels.json has {width} labels")
+        if not np.isfinite(out).all():
+            raise BundleError(f"{path}: gives non-finite probabilities (a damaged or diverged model)")
+
+    def _run(self, feed: dict[str, Any]) -> np.ndarray:
+        """One session run: ONNX Runtime's failures and non-finite probabilities (a damaged or
+        diverged model) are one-line errors, never silent garbage."""
+        try:
+            out = self.session.run([PROBABILITIES], feed)[0]
+        except UnicodeEncodeError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
+        if not np.isfinite(out).all():
+            raise BundleError(f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)")
+        return out
 
     def _pick_graph(self, graph: str, precision: str) -> str:
         """The graph to run: the one asked for, which the bundle must have, or for ``auto``
@@ -208,7 +268,7 @@ class Predictor:
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
             ids = pad_ids([encoded[i] for i in chosen])
-            out[chosen] = self.session.run([PROBABILITIES], {IDS_INPUT: ids})[0]
+            out[chosen] = self._run({IDS_INPUT: ids})
         return out
 
     def _proba_text(self, texts: list[str]) -> np.ndarray:
@@ -218,10 +278,10 @@ class Predictor:
             chosen = order[start : start + self.batch_size]
             batch = np.array([texts[i] for i in chosen], dtype=object)
             try:
-                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: batch})[0]
+                out[chosen] = self._run({TEXT_INPUT: batch})
             except UnicodeEncodeError:
                 clean = np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in batch], dtype=object)
-                out[chosen] = self.session.run([PROBABILITIES], {TEXT_INPUT: clean})[0]
+                out[chosen] = self._run({TEXT_INPUT: clean})
         return out
 
     def predict(self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None) -> list[Prediction]:
