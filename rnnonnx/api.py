@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .evaluate import Evaluation
     from .predictor import Prediction, Predictor
     from .run import Metrics
+    from .verify import Verification
 
 PathLike = str | os.PathLike
 
@@ -97,6 +98,16 @@ def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options:
     from .bench import BenchOptions, run_bench
 
     return run_bench(bundle, BenchOptions(**options), log=log)
+
+
+def verify(bundle: PathLike, *, device: str = "cpu") -> "Verification":
+    """``rnnonnx verify BUNDLE``: every file's size and sha256, the consistency of labels,
+    tokenizer and manifest, every model file loaded in ONNX Runtime, and its probabilities on
+    the golden examples stored at export. Problems are lines of the result's ``problems``
+    (``result.ok`` when there are none), not exceptions, so a deploy pipeline sees them all."""
+    from .verify import verify_bundle
+
+    return verify_bundle(bundle, device=device)
 
 
 def _predictor(bundle: "PathLike | Predictor", options: dict[str, Any]) -> "Predictor":

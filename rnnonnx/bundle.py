@@ -219,8 +219,25 @@ class Bundle:
     """
 
     def __init__(self, path: str | os.PathLike, verify: bool = True) -> None:
+        self._read_manifest(path, verify)
+        problems = self.listing_problems()
+        if problems:
+            raise BundleError(problems[0])
+        self.load_contents()
+
+    @classmethod
+    def manifest_only(cls, path: str | os.PathLike) -> "Bundle":
+        """A bundle whose manifest is read and nothing else, for ``rnnonnx verify`` to list every
+        problem of a bundle that does not open; ``load_contents`` completes it."""
+        bundle = cls.__new__(cls)
+        bundle._read_manifest(path, True)
+        return bundle
+
+    def _read_manifest(self, path: str | os.PathLike, verify: bool) -> None:
         self.path = Path(path)
         self.verified = verify
+        self.labels: list[str] = []
+        self._tokenizer: Tokenizer | None = None
         if not self.path.is_dir():
             raise BundleError(f"{self.path}: not a bundle directory (run 'rnnonnx export' to make one)")
         try:
@@ -234,15 +251,15 @@ class Bundle:
         if version != FORMAT_VERSION or not _is_int(version):
             raise BundleError(f"{self.path}: bundle format version {version!r:.40} is not supported (this rnnonnx reads version {FORMAT_VERSION}); re-export it or upgrade rnnonnx")
         self.manifest: dict[str, Any] = manifest
-        problems = self.listing_problems()
-        if problems:
-            raise BundleError(problems[0])
+
+    def load_contents(self) -> None:
+        """Read labels and tokenizer and check them against each other and the manifest."""
         labels = parse_json(self.path / LABELS, self.read(LABELS), "labels")
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             raise BundleError(f"{self.path / LABELS}: expected a list of two or more label names")
         if len(set(labels)) != len(labels):
             raise BundleError(f"{self.path / LABELS}: label names repeat ({sorted({x for x in labels if labels.count(x) > 1})[0]!r:.80})")
-        self.labels: list[str] = labels
+        self.labels = labels
         self._tokenizer = tokenizer_from_json(self.path / TOKENIZER, parse_json(self.path / TOKENIZER, self.read(TOKENIZER), "tokenizer"))
         problem = self.consistency_problem()
         if problem:
@@ -296,13 +313,16 @@ class Bundle:
             return f"{self.path / LABELS}: {len(self.labels)} labels, but the model has {model['num_classes']} outputs (manifest model.num_classes)"
         if "labels" in self.manifest and self.manifest["labels"] != self.labels:
             return f"{self.path / LABELS}: differs from the labels the manifest records"
+        if self._tokenizer is None:
+            return None
         vocab = len(self._tokenizer.vocab)
         if "vocab_size" in model and model["vocab_size"] != vocab:
             return (f"{self.path / TOKENIZER}: {vocab} tokens, but the model's embedding table has {model['vocab_size']} rows "
                     "(manifest model.vocab_size)")
         spec = self.manifest.get("tokenizer")
         if isinstance(spec, dict):
-            mine = self._tokenizer.to_dict()
+            own = self._tokenizer.spec
+            mine = {"analyzer": own.analyzer, "lowercase": "unicode-simple" if own.lowercase else "none", "max_len": own.max_len}
             for key in ("analyzer", "lowercase", "max_len"):
                 if key in spec and spec[key] != mine[key]:
                     return f"{self.path / TOKENIZER}: {key} {mine[key]!r} differs from the manifest's {spec[key]!r:.40}"
@@ -360,6 +380,8 @@ class Bundle:
     @property
     def tokenizer(self) -> Tokenizer:
         """The tokenizer (the text-in graph carries its own; this one feeds the ids graph)."""
+        if self._tokenizer is None:
+            raise BundleError(f"{self.path}: contents not loaded")
         return self._tokenizer
 
     def has(self, name: str) -> bool:
