@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from rnnonnx.bundle import Bundle, write_bundle
+from rnnonnx.bundle import MANIFEST_MAX_BYTES, Bundle, sha256_of, write_bundle
 from rnnonnx.errors import BundleError
 from rnnonnx.text import Tokenizer, TokenizerSpec
 
@@ -117,3 +120,182 @@ def test_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+
+
+# ---- a real bundle, damaged the ways a disk, a buggy tool or a hostile user can damage it ----
+
+TEXTS = ["a wonderful, moving film", "dull and far too long", ""]
+DEEP = 200_000
+
+
+def copy_of(bundle, tmp_path, name="copy"):
+    """A copy of ``bundle`` under ``tmp_path`` to damage."""
+    return Path(shutil.copytree(bundle, tmp_path / name, symlinks=True))
+
+
+def resign(path, *names):
+    """Update the manifest's size and sha256 of ``names`` to match the files: what a tool that
+    rewrites a bundle file (or someone who can write the bundle) does."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in names:
+        manifest["files"][name] = {"sha256": sha256_of(path / name), "bytes": (path / name).stat().st_size}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def edit_json(path, name, change, sign=True):
+    """Replace ``name``'s JSON by ``change(data)`` (or edit it in place when that returns None)."""
+    data = json.loads((path / name).read_text())
+    new = change(data)
+    (path / name).write_text(json.dumps(data if new is None else new))
+    if sign and name != "manifest.json":
+        resign(path, name)
+
+
+def _deep(path, name, sign):
+    (path / name).write_text("[" * DEEP + "]" * DEEP)
+    if sign:
+        resign(path, name)
+
+
+def _extra_tokens(data):
+    data["vocab"] += [f"zz{i}" for i in range(50)]
+
+
+def _fifo(path, name):
+    (path / name).unlink()
+    os.mkfifo(path / name)
+
+
+def _link(path, name, target):
+    (path / name).unlink()
+    (path / name).symlink_to(target)
+
+
+def _manifest_model(**fields):
+    return lambda data: data["model"].update(fields)
+
+
+def _relabel(labels):
+    def change(path):
+        edit_json(path, "labels.json", lambda data: labels)
+        edit_json(path, "manifest.json", lambda data: data.update(labels=labels))
+    return change
+
+
+# Each case: how to damage a copy, and a pattern of the one-line error. The ``ids`` cases are
+# damage that only the ids graph reads (the text-in graph carries its own vocabulary).
+BAD_BUNDLES = {
+    "manifest nested 200,000 deep": (lambda p: _deep(p, "manifest.json", False), "manifest is nested too deeply"),
+    "labels nested 200,000 deep, re-signed": (lambda p: _deep(p, "labels.json", True), "labels is nested too deeply"),
+    "manifest linked to /dev/urandom": (lambda p: _link(p, "manifest.json", "/dev/urandom"), "character device, not a regular file"),
+    "manifest a FIFO": (lambda p: _fifo(p, "manifest.json"), "FIFO, not a regular file"),
+    "labels linked to /dev/zero": (lambda p: _link(p, "labels.json", "/dev/zero"), "labels.json: a character device"),
+    "model a FIFO": (lambda p: _fifo(p, "model.text.onnx"), "model.text.onnx: a FIFO"),
+    "manifest over its size limit": (lambda p: (p / "manifest.json").write_bytes(b" " * (MANIFEST_MAX_BYTES + 1)), "over the 16,777,216-byte limit"),
+    "tokenizer [1,2,3], re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: [1, 2, 3]), "expected a JSON object, found a list"),
+    "tokenizer lowercase unknown, re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(lowercase="upper")), "unknown lowercase rule"),
+    "tokenizer vocab of numbers, re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(vocab=["<pad>", "<unk>", 3])), "vocab entry 2 is an integer"),
+    "vocabulary longer than the embedding, re-signed": (lambda p: edit_json(p, "tokenizer.json", _extra_tokens), "but the model's embedding table has"),
+    "three labels for two outputs, re-signed": (lambda p: edit_json(p, "labels.json", lambda d: d + ["meh"]), "3 labels, but the model has 2 outputs"),
+    "three labels, manifest rewritten to match": (
+        lambda p: (_relabel(["neg", "pos", "meh"])(p), edit_json(p, "manifest.json", _manifest_model(num_classes=3))),
+        "labels.json has 3 labels|are not those of labels.json"),
+    "labels swapped, manifest rewritten to match": (_relabel(["pos", "neg"]), "are not those of labels.json"),
+    "duplicate labels, re-signed": (lambda p: edit_json(p, "labels.json", lambda d: ["neg", "neg"]), "label names repeat"),
+    "manifest sha256 not hex": (lambda p: edit_json(p, "manifest.json", lambda d: d["files"]["labels.json"].update(sha256="x" * 64)), "64 hex digits"),
+    "manifest names a file with a NUL": (lambda p: edit_json(p, "manifest.json", lambda d: d["files"].update({"a\0b": d["files"]["labels.json"]})), "outside the bundle"),
+}
+IDS_ONLY = {
+    "vocabulary longer than the embedding, manifest rewritten to match": (
+        lambda p: (edit_json(p, "tokenizer.json", _extra_tokens), edit_json(p, "manifest.json", _manifest_model(vocab_size=len(json.loads((p / "tokenizer.json").read_text())["vocab"])))),
+        "fails on the vocabulary's largest id"),
+}
+
+
+def damaged(tiny_bundle, tmp_path, case):
+    damage, pattern = {**BAD_BUNDLES, **IDS_ONLY}[case]
+    path = copy_of(tiny_bundle, tmp_path)
+    damage(path)
+    return path, pattern
+
+
+@pytest.mark.parametrize("case", list(BAD_BUNDLES))
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_bad_bundle_is_one_line_error(tiny_bundle, tmp_path, case, graph):
+    from rnnonnx.predictor import Predictor
+
+    path, pattern = damaged(tiny_bundle, tmp_path, case)
+    with pytest.raises(BundleError, match=pattern) as caught:
+        Predictor(path, graph=graph).predict(TEXTS)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("case", list(IDS_ONLY))
+def test_damage_only_the_ids_graph_reads(tiny_bundle, tmp_path, case):
+    from rnnonnx.predictor import Predictor
+
+    path, pattern = damaged(tiny_bundle, tmp_path, case)
+    with pytest.raises(BundleError, match=pattern):
+        Predictor(path, graph="ids")
+    expected = Predictor(tiny_bundle, graph="text").predict_proba(TEXTS)
+    np.testing.assert_array_equal(Predictor(path, graph="text").predict_proba(TEXTS), expected)
+
+
+def test_nan_model_is_refused(tiny_bundle, tmp_path):
+    import onnx
+
+    from rnnonnx.predictor import Predictor
+
+    path = copy_of(tiny_bundle, tmp_path)
+    model = onnx.load(str(path / "model.onnx"))
+    bias = next(t for t in model.graph.initializer if t.name.endswith("head.bias"))
+    values = onnx.numpy_helper.to_array(bias).copy()
+    values[:] = np.nan
+    bias.CopyFrom(onnx.numpy_helper.from_array(values, bias.name))
+    (path / "model.onnx").write_bytes(model.SerializeToString())
+    resign(path, "model.onnx")
+    with pytest.raises(BundleError, match="non-finite probabilities"):
+        Predictor(path, graph="ids")
+
+
+def test_graph_with_other_names_is_refused(tiny_bundle, tmp_path):
+    from rnnonnx.predictor import Predictor
+
+    path = copy_of(tiny_bundle, tmp_path)
+    shutil.copyfile(path / "model.text.onnx", path / "model.onnx")
+    resign(path, "model.onnx")
+    with pytest.raises(BundleError, match="not an rnnonnx ids graph"):
+        Predictor(path, graph="ids")
+
+
+def test_symlinks_to_regular_files_are_followed(tiny_bundle, tmp_path):
+    """A bundle may be assembled from links (a content-addressed store, a deploy directory of
+    links): they are followed, and the checksums still apply to what they point at."""
+    from rnnonnx.predictor import Predictor
+
+    store = copy_of(tiny_bundle, tmp_path, "store")
+    path = tmp_path / "linked"
+    path.mkdir()
+    for item in store.iterdir():
+        (path / item.name).symlink_to(item)
+    np.testing.assert_array_equal(Predictor(path).predict_proba(TEXTS), Predictor(tiny_bundle).predict_proba(TEXTS))
+    labels = (store / "labels.json").read_text()
+    (store / "labels.json").write_text(labels.replace("neg", "XXX").replace("pos", "neg").replace("XXX", "pos"))
+    with pytest.raises(BundleError, match="labels.json: checksum mismatch"):
+        Predictor(path)
+
+
+def test_loading_checks_only_the_model_it_runs_and_verify_checks_all(tiny_bundle, tmp_path):
+    """What loading promises: every listed file present with its size, labels and tokenizer
+    hashed, and the model file it runs hashed; another model file's bytes are not read."""
+    from rnnonnx.predictor import Predictor
+
+    path = copy_of(tiny_bundle, tmp_path)
+    payload = bytearray((path / "model.onnx").read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    (path / "model.onnx").write_bytes(bytes(payload))
+    np.testing.assert_array_equal(Predictor(path, graph="text").predict_proba(TEXTS), Predictor(tiny_bundle, graph="text").predict_proba(TEXTS))
+    with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
+        Predictor(path, graph="ids")
+    with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
+        Bundle(path).verify()
