@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .evaluate import Evaluation
     from .predictor import Prediction, Predictor
     from .run import Metrics
-    from .verify import Verification
+    from .verification import Verification
 
 PathLike = str | os.PathLike
 
@@ -105,7 +105,7 @@ def verify(bundle: PathLike, *, device: str = "cpu") -> "Verification":
     tokenizer and manifest, every model file loaded in ONNX Runtime, and its probabilities on
     the golden examples stored at export. Problems are lines of the result's ``problems``
     (``result.ok`` when there are none), not exceptions, so a deploy pipeline sees them all."""
-    from .verify import verify_bundle
+    from .verification import verify_bundle
 
     return verify_bundle(bundle, device=device)
 

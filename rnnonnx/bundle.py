@@ -272,31 +272,29 @@ class Bundle:
         if not isinstance(files, dict) or MODEL not in files:
             return [f"{self.path}: manifest lists no {MODEL}"]
         problems = [f"{self.path / name}: missing (not listed in the manifest)" for name in (TOKENIZER, LABELS) if name not in files]
-        for name, entry in files.items():
-            why = check_file_name(name)
-            if why:
-                problems.append(f"{self.path}: {why}")
-                continue
-            path = self.path / name
-            if not isinstance(entry, dict) or not _is_int(entry.get("bytes")) or entry["bytes"] < 0 or not isinstance(entry.get("sha256"), str) \
-                    or len(entry["sha256"]) != 64 or not set(entry["sha256"]) <= _SHA256_HEX:
-                problems.append(f"{self.path}: manifest entry for {name!r} is not an object with 'bytes' (a size) and 'sha256' (64 hex digits)")
-                continue
-            limit = MAX_BYTES.get(name, MODEL_MAX_BYTES)
-            if entry["bytes"] > limit:
-                problems.append(f"{path}: the manifest lists {entry['bytes']:,} bytes, over the {limit:,}-byte limit for this file")
-                continue
-            try:
-                size = _stat_regular(path).st_size
-            except FileNotFoundError:
-                problems.append(f"{path}: missing (listed in the manifest)")
-                continue
-            except BundleError as exc:
-                problems.append(str(exc))
-                continue
-            if size != entry["bytes"]:
-                problems.append(f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced?)")
-        return problems
+        return problems + [problem for problem in (self._entry_problem(name, entry) for name, entry in files.items()) if problem]
+
+    def _entry_problem(self, name: Any, entry: Any) -> str | None:
+        """What is wrong with one listed file, short of its checksum."""
+        why = check_file_name(name)
+        if why:
+            return f"{self.path}: {why}"
+        path = self.path / name
+        if not isinstance(entry, dict) or not _is_int(entry.get("bytes")) or entry["bytes"] < 0 or not isinstance(entry.get("sha256"), str) \
+                or len(entry["sha256"]) != 64 or not set(entry["sha256"]) <= _SHA256_HEX:
+            return f"{self.path}: manifest entry for {name!r} is not an object with 'bytes' (a size) and 'sha256' (64 hex digits)"
+        limit = MAX_BYTES.get(name, MODEL_MAX_BYTES)
+        if entry["bytes"] > limit:
+            return f"{path}: the manifest lists {entry['bytes']:,} bytes, over the {limit:,}-byte limit for this file"
+        try:
+            size = _stat_regular(path).st_size
+        except FileNotFoundError:
+            return f"{path}: missing (listed in the manifest)"
+        except BundleError as exc:
+            return str(exc)
+        if size != entry["bytes"]:
+            return f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced?)"
+        return None
 
     def consistency_problem(self) -> str | None:
         """Whether labels and tokenizer agree with the manifest's record of the model they were
@@ -347,12 +345,15 @@ class Bundle:
         return payload
 
     def checksum_problems(self) -> list[str]:
-        """One line per listed file whose size or sha256 is not the manifest's, including files
-        no graph reads; the model files are hashed in chunks, never held whole."""
+        """One line per listed file that fails the listing check or whose sha256 is not the
+        manifest's, including files no graph reads; files are hashed in chunks, never held whole."""
         problems = self.listing_problems()
-        if problems:
+        files = self.manifest.get("files")
+        if not isinstance(files, dict) or MODEL not in files:
             return problems
-        for name, entry in self.manifest["files"].items():
+        for name, entry in files.items():
+            if self._entry_problem(name, entry):
+                continue
             digest = hashlib.sha256()
             try:
                 with _open_regular(self.path / name) as handle:

@@ -219,7 +219,7 @@ def golden_texts(run: Run) -> list[str]:
     """The texts of ``golden.json``: the first validation texts and the text-in graph's edge
     texts (the longest cut short, still far past max_len)."""
     from .textgraph import edge_texts
-    from .verify import GOLDEN_MAX_CHARS, GOLDEN_VALIDATION_TEXTS
+    from .verification import GOLDEN_MAX_CHARS, GOLDEN_VALIDATION_TEXTS
 
     texts, _ = run.held_out("validation")
     return list(texts[:GOLDEN_VALIDATION_TEXTS]) + [text[:GOLDEN_MAX_CHARS] for text in edge_texts()]
@@ -228,7 +228,7 @@ def golden_texts(run: Run) -> list[str]:
 def golden_file(run: Run, sessions: dict[str, Any]) -> bytes:
     """``golden.json``, for ``rnnonnx verify``: per model file, the probabilities of the ids graph
     of its precision (``sessions`` maps each model file to that session) on :func:`golden_texts`."""
-    from .verify import golden_json, golden_probabilities
+    from .verification import golden_json, golden_probabilities
 
     texts = golden_texts(run)
     computed: dict[int, Any] = {}
