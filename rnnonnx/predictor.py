@@ -141,6 +141,9 @@ class Predictor:
         self.graph = self._pick_graph(graph, precision)
         self.model_file = MODEL_FILES[(self.graph, precision)]
         options = ort.SessionOptions()
+        # ONNX Runtime would also print its own log line for each error it raises; the exception,
+        # turned into one line (see _run), is what the user sees.
+        options.log_severity_level = 4
         if threads is not None:
             if threads < 1:
                 raise RnnonnxError("threads must be at least 1")

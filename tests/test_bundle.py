@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -299,3 +300,27 @@ def test_loading_checks_only_the_model_it_runs_and_verify_checks_all(tiny_bundle
         Predictor(path, graph="ids")
     with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
         Bundle(path).verify()
+
+
+def _one_line_failure(done):
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", list(BAD_BUNDLES) + list(IDS_ONLY))
+def test_bad_bundle_through_the_cli(tiny_bundle, tmp_path, case):
+    """predict (default and ids graphs), evaluate --data and verify: exit != 0, one line on stderr
+    (verify: one line per problem), no traceback."""
+    from tests.conftest import run_cli
+
+    path, pattern = damaged(tiny_bundle, tmp_path, case)
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\na wonderful film,pos\na dull film,neg\n")
+    commands = [["predict", str(path), "--graph", "ids", "a film"]]
+    if case not in IDS_ONLY:  # the default text-in graph does not read what these damage
+        commands += [["predict", str(path), "a film"], ["evaluate", str(path), "--data", str(data)]]
+    for command in commands:
+        lines = _one_line_failure(run_cli(*command))
+        assert len(lines) == 1 and re.search(pattern, lines[0]), (command, lines)
+    lines = _one_line_failure(run_cli("verify", str(path)))
+    assert any(re.search(pattern, line) for line in lines), lines
