@@ -116,7 +116,9 @@ def providers_for(device: str) -> list[str]:
 class Predictor:
     """Classify texts with a bundle written by ``rnnonnx export``.
 
-    Loading checks the bundle's format version and the checksum of every file it reads. ``predict`` and
+    Loading checks the bundle's format version, the checksum of every file it reads, and that labels,
+    tokenizer and the model it runs belong together (see :class:`rnnonnx.bundle.Bundle` and
+    ``_check_session``); ``rnnonnx verify`` checks the rest. ``predict`` and
     ``predict_proba`` are safe to call from several threads at once (ONNX Runtime sessions
     are, and tokenization keeps no shared mutable state).
 

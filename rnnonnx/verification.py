@@ -106,6 +106,7 @@ class GraphCheck:
     golden: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form of one model file."""
         return {"file": self.file, "graph": self.graph, "precision": self.precision, "loaded": self.loaded, "golden": self.golden}
 
 
@@ -136,12 +137,14 @@ class Verification:
                 "golden_texts": self.golden_texts, "problems": self.problems}
 
     def to_json(self) -> str:
+        """What ``rnnonnx verify --json`` prints."""
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
 
     def text(self) -> str:
         """The short report printed when all is well (problems go to stderr, one per line)."""
-        total = sum(f["bytes"] for f in self.files)
-        lines = [f"{self.path}: {len(self.files)} files ({total:,} bytes), sizes and sha256 as listed"]
+        total = sum(f["bytes"] for f in self.files if isinstance(f["bytes"], int))
+        intact = ", sizes and sha256 as listed" if self.files and all(f["ok"] for f in self.files) else ""
+        lines = [f"{self.path}: {len(self.files)} files ({total:,} bytes){intact}"]
         for check in self.graphs:
             if check.golden is None:
                 lines.append(f"{check.file}: loads ({check.graph} graph, {check.precision})")
