@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rnnonnx.bundle import MANIFEST_MAX_BYTES, Bundle, sha256_of, write_bundle
 from rnnonnx.errors import BundleError
@@ -327,9 +329,6 @@ def test_bad_bundle_through_the_cli(tiny_bundle, tmp_path, case):
 
 
 # ---- property-based: random damage to every file of a real bundle, re-signed or not ----
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 JSON_FILES = ("manifest.json", "tokenizer.json", "labels.json", "golden.json")
 MODEL_FILES = ("model.onnx", "model.text.onnx")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import re
 
 import numpy as np
 import onnx
@@ -106,11 +106,16 @@ def test_bad_golden_examples_are_one_line(tiny_bundle, tmp_path, change, message
         probabilities[0] = [0.9, 0.1]
     edit_json(path, "golden.json", change)
     result = verify_bundle(path)
-    assert any(__import__("re").search(message, p) for p in result.problems), result.problems
+    assert any(re.search(message, p) for p in result.problems), result.problems
     assert all("\n" not in p for p in result.problems)
 
 
 def test_an_unreadable_manifest_is_the_one_problem(tmp_path):
     result = verify_bundle(tmp_path / "nowhere")
     assert result.problems == [f"{tmp_path / 'nowhere'}: not a bundle directory (run 'rnnonnx export' to make one)"]
-    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_verify_is_part_of_the_api():
+    from rnnonnx import api
+
+    assert "verify" in rnnonnx.__all__ and rnnonnx.verify is api.verify
