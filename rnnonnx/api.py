@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
     from .predictor import Prediction, Predictor
     from .run import Metrics
+    from .verification import Verification
 
 PathLike = str | os.PathLike
 
@@ -107,6 +108,16 @@ def serve(bundle: PathLike, **options: Any) -> None:
     from .server import serve as run_server
 
     run_server(str(bundle), **options)
+
+
+def verify(bundle: PathLike, *, device: str = "cpu") -> "Verification":
+    """``rnnonnx verify BUNDLE``: every file's size and sha256, the consistency of labels,
+    tokenizer and manifest, every model file loaded in ONNX Runtime, and its probabilities on
+    the golden examples stored at export. Problems are lines of the result's ``problems``
+    (``result.ok`` when there are none), not exceptions, so a deploy pipeline sees them all."""
+    from .verification import verify_bundle
+
+    return verify_bundle(bundle, device=device)
 
 
 def _predictor(bundle: "PathLike | Predictor", options: dict[str, Any]) -> "Predictor":

@@ -336,6 +336,28 @@ def serve_command(bundle: str, no_batching: bool, **options: Any) -> None:
     serve(bundle, batching=not no_batching, **options)
 
 
+@main.command("verify")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document on stdout (problems still go to stderr).")
+@friendly
+def verify_command(bundle: str, as_json: bool) -> None:
+    """Check a bundle before deploying it: every file's size and sha256, labels, tokenizer and
+    manifest consistent, every model file loads in ONNX Runtime and reproduces the golden examples
+    stored at export. Exit 0 with a short report, or 1 with one line per problem on stderr.
+    """
+    from .api import verify
+
+    result = verify(bundle)
+    if as_json:
+        click.echo(result.to_json())
+    elif result.ok:
+        click.echo(result.text())
+    for problem in result.problems:
+        click.echo(problem, err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
 def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import __version__
-from .bundle import FORMAT_VERSION, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL, is_bundle_dir, write_bundle
+from .bundle import (FORMAT_VERSION, GOLDEN, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL,
+                     is_bundle_dir, write_bundle)
 from .errors import ParityError, RnnonnxError
 from .files import check_output_directory
 from .parity import ParityReport
@@ -227,6 +228,31 @@ def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[s
     return {INT8_MODEL: int8_bytes, TEXT_INT8_MODEL: text_bytes}, {TEXT_INT8_MODEL: text_report}, entry
 
 
+def golden_texts(run: Run) -> list[str]:
+    """The texts of ``golden.json``: the first validation texts and the text-in graph's edge
+    texts (the longest cut short, still far past max_len)."""
+    from .textgraph import edge_texts
+    from .verification import GOLDEN_MAX_CHARS, GOLDEN_VALIDATION_TEXTS
+
+    texts, _ = run.held_out("validation")
+    return list(texts[:GOLDEN_VALIDATION_TEXTS]) + [text[:GOLDEN_MAX_CHARS] for text in edge_texts()]
+
+
+def golden_file(run: Run, sessions: dict[str, Any]) -> bytes:
+    """``golden.json``, for ``rnnonnx verify``: per model file, the probabilities of the ids graph
+    of its precision (``sessions`` maps each model file to that session) on :func:`golden_texts`."""
+    from .verification import golden_json, golden_probabilities
+
+    texts = golden_texts(run)
+    computed: dict[int, Any] = {}
+    expected = {}
+    for name, session in sessions.items():
+        if id(session) not in computed:
+            computed[id(session)] = golden_probabilities(session, run.tokenizer, texts)
+        expected[name] = (computed[id(session)], "int8" if name in (INT8_MODEL, TEXT_INT8_MODEL) else "fp32")
+    return golden_json(texts, expected)
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Callable[[str], None] | None = None, quantize: str | None = None) -> Path:
     """Export ``run_dir`` to a bundle at ``out_dir`` (default ``RUN_DIR/bundle``): the ids graph,
     its text-in twin and, with ``quantize="int8"``, both in int8 as well.
@@ -253,10 +279,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Call
     files = {MODEL: model_bytes, TEXT_MODEL: text_bytes}
     reports = {MODEL: manifest_entry(ids_reports), TEXT_MODEL: text_report}
     extra: dict[str, Any] = {}
+    golden = {MODEL: ids_session, TEXT_MODEL: ids_session}
     if quantize == "int8":
         int8_files, int8_reports, extra["int8"] = int8_models(run, model_bytes, ids_session, log)
         files.update(int8_files)
         reports.update(int8_reports)
+        int8_session = session_for(int8_files[INT8_MODEL])
+        golden.update({INT8_MODEL: int8_session, TEXT_INT8_MODEL: int8_session})
+    files[GOLDEN] = golden_file(run, golden)
     manifest = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": run.config["model"],

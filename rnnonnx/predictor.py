@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import re
@@ -35,6 +36,11 @@ TEXT_BATCH_CHARS = 1 << 18
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
 SHADOW_HINT = ("both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
                "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _gpu_build_shadowed() -> bool:
@@ -133,7 +139,9 @@ def providers_for(device: str) -> list[str]:
 class Predictor:
     """Classify texts with a bundle written by ``rnnonnx export``.
 
-    Loading checks the bundle's format version and the checksum of every file it reads. ``predict`` and
+    Loading checks the bundle's format version, the checksum of every file it reads, and that labels,
+    tokenizer and the model it runs belong together (see :class:`rnnonnx.bundle.Bundle` and
+    ``_check_session``); ``rnnonnx verify`` checks the rest. ``predict`` and
     ``predict_proba`` are safe to call from several threads at once (ONNX Runtime sessions
     are, and tokenization keeps no shared mutable state).
 
@@ -162,6 +170,9 @@ class Predictor:
         self.graph = self._pick_graph(graph, precision)
         self.model_file = MODEL_FILES[(self.graph, precision)]
         options = ort.SessionOptions()
+        # ONNX Runtime would also print its own log line for each error it raises; the exception,
+        # turned into one line (see _run), is what the user sees.
+        options.log_severity_level = 4
         if threads is not None:
             if threads < 1:
                 raise RnnonnxError("threads must be at least 1")
@@ -194,9 +205,63 @@ class Predictor:
         except OSError as exc:
             raise RnnonnxError(f"{self.bundle.path / self.model_file}: cannot read it ({exc.strerror})") from None
         try:
-            return ort.InferenceSession(model, options, providers=providers)
+            session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+        self._check_session(session)
+        return session
+
+    def _check_session(self, session: Any) -> None:
+        """The graph matches the bundle's labels and vocabulary: its input and output names, its
+        output width, the labels in its metadata, and one probe run (for the ids graph, on the
+        vocabulary's largest id, which a model with a smaller embedding table cannot look up).
+        A re-signed bundle whose files do not belong together fails here, with one line, instead
+        of at the first prediction or with wrong label names."""
+        path = self.bundle.path / self.model_file
+        wanted = TEXT_INPUT if self.graph == "text" else IDS_INPUT
+        inputs, outputs = [i.name for i in session.get_inputs()], {o.name: o for o in session.get_outputs()}
+        if wanted not in inputs or PROBABILITIES not in outputs:
+            raise BundleError(f"{path}: not an rnnonnx {self.graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
+                              f"expected {wanted!r} in, {PROBABILITIES!r} out)")
+        width = len(self.bundle.labels)
+        shape = outputs[PROBABILITIES].shape
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
+            raise BundleError(f"{path}: gives probabilities of shape {shape}, but labels.json has {width} labels")
+        stored = session.get_modelmeta().custom_metadata_map.get("labels")
+        if stored is not None:
+            try:
+                same = json.loads(stored) == self.bundle.labels
+            except (ValueError, RecursionError):
+                same = False
+            if not same:
+                raise BundleError(f"{path}: its labels ({stored:.80}) are not those of labels.json")
+        if self.graph == "text":
+            probe: Any = np.array(["probe"], dtype=object)
+            what = "a one-word text"
+        else:
+            top = len(self.bundle.tokenizer.vocab) - 1
+            probe, what = np.array([[top]], dtype=np.int64), f"the vocabulary's largest id ({top})"
+        try:
+            out = session.run([PROBABILITIES], {wanted: probe})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            raise BundleError(f"{path}: fails on {what} ({_first_line(exc)}); do its files belong to this bundle?") from None
+        if out.shape != (1, width):
+            raise BundleError(f"{path}: gives probabilities of shape {out.shape} for one text, but labels.json has {width} labels")
+        if not np.isfinite(out).all():
+            raise BundleError(f"{path}: gives non-finite probabilities (a damaged or diverged model)")
+
+    def _run(self, feed: dict[str, Any]) -> np.ndarray:
+        """One session run: ONNX Runtime's failures and non-finite probabilities (a damaged or
+        diverged model) are one-line errors, never silent garbage."""
+        try:
+            out = self.session.run([PROBABILITIES], feed)[0]
+        except UnicodeEncodeError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types
+            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
+        if not np.isfinite(out).all():
+            raise BundleError(f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)")
+        return out
 
     def _pick_graph(self, graph: str, precision: str) -> str:
         """The graph to run: the one asked for, which the bundle must have, or for ``auto``

@@ -162,7 +162,7 @@ def find_bundle(target: str | Path) -> tuple[Path, Path | None]:
     from .bundle import MANIFEST
 
     path = Path(target)
-    if (path / MANIFEST).is_file():
+    if (path / MANIFEST).is_symlink() or (path / MANIFEST).exists():  # whatever it is: Bundle says what is wrong with it
         return path, None
     if is_run_dir(path):
         if not (path / BUNDLE_DIR / MANIFEST).is_file():

@@ -110,3 +110,29 @@ def test_a_refused_out_is_refused_before_the_conversion(tiny_run, tmp_path, monk
     with pytest.raises(OutputError, match="input"):
         export_run(tiny_run, tiny_run.parent, log=lambda message: None)
     assert (tiny_run / "model.safetensors").is_file()
+
+
+def test_golden_examples_are_the_ids_graph_on_validation_and_edge_texts(tiny_bundle, tiny_run):
+    """golden.json (for ``rnnonnx verify``): validation and edge texts, and per model file the
+    probabilities of its ids graph, each text run alone."""
+    from rnnonnx import exporting
+    from rnnonnx.run import load_run
+    from rnnonnx.textgraph import edge_texts
+    from rnnonnx.verification import GOLDEN_MAX_CHARS, GOLDEN_TOLERANCE, GOLDEN_VALIDATION_TEXTS
+
+    assert GOLDEN_TOLERANCE["fp32"] == exporting.TOLERANCE
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert "golden.json" in manifest["files"]
+    golden = json.loads((tiny_bundle / "golden.json").read_text())
+    run = load_run(tiny_run)
+    validation, _ = run.held_out("validation")
+    texts = golden["texts"]
+    assert texts == list(validation[:GOLDEN_VALIDATION_TEXTS]) + [t[:GOLDEN_MAX_CHARS] for t in edge_texts()]
+    assert len(texts) > GOLDEN_VALIDATION_TEXTS and len(run.tokenizer.encode(texts[-1])) == run.tokenizer.spec.max_len
+    assert set(golden["models"]) == {"model.onnx", "model.text.onnx"}
+    session = session_for((tiny_bundle / "model.onnx").read_bytes())
+    for name, entry in golden["models"].items():
+        assert entry["precision"] == "fp32" and entry["tolerance"] == exporting.TOLERANCE
+        for text, row in zip(texts, entry["probabilities"], strict=True):
+            alone = session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch([text])})[0][0]
+            assert row == [float(p) for p in alone]
