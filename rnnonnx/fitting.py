@@ -69,6 +69,8 @@ class FitJob:
     val_ids: torch.Tensor
     val_y: torch.Tensor
     progress: bool = True
+    # The loss weight of each class (``--class-weight``), or None for plain cross-entropy.
+    class_weights: list[float] | None = None
 
 
 @dataclass
@@ -123,7 +125,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     seed_everything(seed)
     model = TextClassifier(job.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = nn.CrossEntropyLoss()
+    weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
     generator = torch.Generator().manual_seed(seed)
     name = f"member {member + 1}/{job.model.members} " if job.model.members > 1 else ""
     history: list[dict[str, float]] = []
@@ -205,7 +208,8 @@ def _write_job(work: Path, job: FitJob, threads: int) -> None:
 
     tensors = {"train_ids": job.train_ids, "train_y": job.train_y, "val_ids": job.val_ids, "val_y": job.val_y}
     save_file({k: v.clone() for k, v in tensors.items()}, str(work / DATA_FILE))
-    record = {"model": job.model.to_dict(), "training": job.training.to_dict(), "progress": job.progress, "threads": threads}
+    record = {"model": job.model.to_dict(), "training": job.training.to_dict(), "progress": job.progress, "threads": threads,
+              "class_weights": job.class_weights}
     (work / JOB_FILE).write_text(json.dumps(record), encoding="utf-8")
 
 
@@ -215,7 +219,7 @@ def _read_job(work: Path) -> tuple[FitJob, int]:
     record = json.loads((work / JOB_FILE).read_text(encoding="utf-8"))
     data = load_file(str(work / DATA_FILE))
     job = FitJob(ModelConfig(**record["model"]), TrainConfig(**record["training"]), data["train_ids"], data["train_y"],
-                 data["val_ids"], data["val_y"], record["progress"])
+                 data["val_ids"], data["val_y"], record["progress"], record["class_weights"])
     return job, record["threads"]
 
 

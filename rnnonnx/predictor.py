@@ -7,13 +7,16 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEXT_INPUT, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
 from .errors import BundleError, RnnonnxError
 from .text import Tokenizer, pad_ids
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -141,6 +144,7 @@ class Predictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         wanted = providers_for(device)
+        self._options, self._wanted, self._ids_session = options, wanted, None
         try:
             self.session = self._open(ort, options, wanted)
         except BundleError:
@@ -159,15 +163,27 @@ class Predictor:
             warnings.warn(f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2)
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
 
-    def _open(self, ort: Any, options: Any, providers: list[str]) -> Any:
+    def _open(self, ort: Any, options: Any, providers: list[str], model_file: str | None = None) -> Any:
+        model_file = model_file or self.model_file
         try:
-            model = self.bundle.read(self.model_file)
+            model = self.bundle.read(model_file)
         except OSError as exc:
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: cannot read it ({exc.strerror})") from None
+            raise RnnonnxError(f"{self.bundle.path / model_file}: cannot read it ({exc.strerror})") from None
         try:
             return ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise RnnonnxError(f"{self.bundle.path / model_file}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+
+    def ids_session(self) -> Any:
+        """An ONNX Runtime session of the ids graph in this predictor's precision: the one it runs,
+        or one opened on first use when it runs the text-in graph (explanations feed ids)."""
+        if self.graph == "ids":
+            return self.session
+        if self._ids_session is None:
+            import onnxruntime as ort
+
+            self._ids_session = self._open(ort, self._options, self._wanted, MODEL_FILES[("ids", self.precision)])
+        return self._ids_session
 
     def _pick_graph(self, graph: str, precision: str) -> str:
         """The graph to run: the one asked for, which the bundle must have, or for ``auto``
@@ -228,6 +244,14 @@ class Predictor:
         """One :class:`Prediction` per text: top label, score, every label's probability;
         ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it."""
         return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score)
+
+    def explain(self, text: str, label: str | None = None) -> "Explanation":
+        """Each token's contribution to ``label`` (default: the predicted one) by occlusion: the
+        drop in its probability when that token is replaced by the unknown id. One model call of
+        ``tokens + 1`` rows on the ids graph; see :mod:`rnnonnx.explain`."""
+        from .explain import explain
+
+        return explain(self, text, label)
 
     def __repr__(self) -> str:
         return (f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "
