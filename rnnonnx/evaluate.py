@@ -191,7 +191,7 @@ class Evaluation:
         ]
         for i, name in enumerate(self.labels):
             lines.append(f"{name:<{name_width}}  {s['precision'][i]:<9.4f}  {s['recall'][i]:<6.4f}  {s['f1'][i]:<6.4f}  {s['support'][i]}")
-        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.evaluated}")
+        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.answered}")
         lines += ["", "confusion matrix (rows: true label, columns: predicted label)"]
         columns = self.labels + (["(none)"] if self.abstained is not None else [])
         counts = self.confusion if self.abstained is None else np.column_stack([self.confusion, self.abstained])

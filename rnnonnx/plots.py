@@ -101,8 +101,8 @@ def plot_curves(metrics: "Metrics", path: str | Path) -> Path:
 
 
 def plot_reliability(evaluation: "Evaluation", path: str | Path) -> Path:
-    """The reliability diagram: accuracy against mean top probability in each of the 15 bins
-    (bar width = bin, shading = rows), the diagonal a calibrated model would follow."""
+    """The reliability diagram: in each of the 15 bins of top probability, the accuracy (bar) and
+    the mean top probability (red mark), which a calibrated model keeps level; rows per bin below."""
     from .calibration import reliability
 
     table = reliability(evaluation.proba, evaluation.true)
@@ -112,8 +112,8 @@ def plot_reliability(evaluation: "Evaluation", path: str | Path) -> Path:
     filled = table.counts > 0
     centers = table.edges[:-1] + width / 2
     axes.bar(centers[filled], table.accuracy[filled], width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy in the bin")
-    axes.bar(centers[filled], table.confidence[filled] - table.accuracy[filled], bottom=table.accuracy[filled], width=width * 0.95,
-             color="tab:red", alpha=0.25, label="gap to the mean top probability")
+    axes.plot(centers[filled], table.confidence[filled], linestyle="none", marker="_", markersize=14, markeredgewidth=2,
+              color="tab:red", label="mean top probability in the bin")
     axes.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")

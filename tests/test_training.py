@@ -117,3 +117,16 @@ def test_run_records_the_pooling_auto_chose(tmp_path):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["training"]["pooling"] == "auto" and config["model"]["pooling"] == "max"
     assert load_run(tmp_path / "r").model.config.pooling == "max"
+
+
+def test_class_weights_are_resolved_on_the_training_rows_and_recorded(tmp_path):
+    sample = small_sample(300)
+    keep = [i for i, y in enumerate(sample.labels) if y == "neg" or i % 6 == 1]  # about 5 neg : 1 pos
+    data = LabelledTexts([sample.texts[i] for i in keep], [sample.labels[i] for i in keep], "imbalanced")
+    train(TrainConfig(epochs=1, class_weight="balanced", **FAST), tmp_path / "r", data, progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["training"]["class_weight"] == "balanced"
+    weights = config["training"]["class_weights"]
+    assert set(weights) == {"neg", "pos"} and weights["pos"] > 2 * weights["neg"]
+    # balanced: w = rows / (2 * rows of the class), so the classes' shares 1 / (2 w) add up to 1.
+    assert 1 / (2 * weights["neg"]) + 1 / (2 * weights["pos"]) == pytest.approx(1.0)
