@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .batch import BatchStats
     from .bench_report import BenchReport
     from .evaluate import Evaluation
-    from .explain import Explanation
+    from .explanation import Explanation
     from .predictor import Prediction, Predictor
     from .run import Metrics
 

@@ -16,7 +16,7 @@ from .errors import BundleError, RnnonnxError
 from .text import Tokenizer, pad_ids
 
 if TYPE_CHECKING:
-    from .explain import Explanation
+    from .explanation import Explanation
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -248,8 +248,8 @@ class Predictor:
     def explain(self, text: str, label: str | None = None) -> "Explanation":
         """Each token's contribution to ``label`` (default: the predicted one) by occlusion: the
         drop in its probability when that token is replaced by the unknown id. One model call of
-        ``tokens + 1`` rows on the ids graph; see :mod:`rnnonnx.explain`."""
-        from .explain import explain
+        ``tokens + 1`` rows on the ids graph; see :mod:`rnnonnx.explanation`."""
+        from .explanation import explain
 
         return explain(self, text, label)
 
