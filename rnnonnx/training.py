@@ -148,6 +148,9 @@ def _calibrate(model: TextClassifier | Ensemble, config: TrainConfig, rows: Spli
     if test is not None:
         parts["test"] = (logits_of(model, test[0], device).numpy(), test[1].numpy())
     temperature = calibration.fit_temperature(*parts["validation"])
+    if not calibration.MIN_TEMPERATURE * 1.001 < temperature < calibration.MAX_TEMPERATURE / 1.001:
+        warn(f"calibration: the temperature stopped at its bound ({temperature:.3g}): the validation rows are "
+             f"{'all predicted right' if temperature < 1 else 'close to chance'}; its probabilities say little")
     set_temperature(model, temperature)
     record = calibration.record(temperature, parts)
     if progress:
