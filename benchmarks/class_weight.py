@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--ratio", type=int, default=10, help="neg rows per pos row")
+    parser.add_argument("--monitor", default="val_accuracy", help="early stopping's metric, as 'rnnonnx train --monitor'")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rnnonnx-class-weight"))
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
     args = parser.parse_args()
@@ -79,10 +80,10 @@ def main() -> None:
     results: dict[str | None, list[dict]] = {w: [] for w in WEIGHTINGS}
     for seed in seeds:
         for weighting in WEIGHTINGS:
-            run = args.work / f"{weighting or 'none'}-s{seed}"
+            run = args.work / f"{weighting or 'none'}-{args.monitor}-s{seed}"
             started = time.perf_counter()
             if not (run / "metrics.json").is_file():  # kept from an interrupted run of this script
-                api.train(run, data, members=args.members, seed=seed, class_weight=weighting)
+                api.train(run, data, members=args.members, seed=seed, class_weight=weighting, monitor=args.monitor)
             if not (run / "bundle" / "manifest.json").is_file():
                 api.export(run, log=lambda message: None)
             report = api.evaluate(run, device="cpu").to_dict()
@@ -93,7 +94,8 @@ def main() -> None:
             print(f"{weighting or 'none':>8} seed {seed}: macro-F1 {row['macro_f1']:.4f}, accuracy {row['accuracy']:.4f}, "
                   f"pos recall {row['pos_recall']:.4f} ({row['seconds']:.0f} s)", flush=True)
     lines = [
-        f"Imbalanced built-in sentences: {neg} neg, {pos} pos ({args.ratio}:1); default recipe with --members {args.members}, "
+        f"Imbalanced built-in sentences: {neg} neg, {pos} pos ({args.ratio}:1); default recipe with --members {args.members} "
+        f"--monitor {args.monitor}, "
         f"scored by `rnnonnx evaluate` on each run's own test rows ({results[None][0]['test_rows']} rows).",
         "",
         "| --class-weight | seed | macro-F1 | accuracy | pos recall | pos F1 |",
@@ -109,14 +111,14 @@ def main() -> None:
                      f"{statistics.mean(r['accuracy'] for r in rows):.4f} | {statistics.mean(r['pos_recall'] for r in rows):.4f} | "
                      f"{statistics.mean(r['pos_f1'] for r in rows):.4f} |")
     lines += ["", f"Hardware: {cpu_name()}, {os.cpu_count()} cores. Command: "
-              f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio}`"]
+              f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio} --monitor {args.monitor}`"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         from rnnonnx.files import atomic_file
 
         with atomic_file(args.out, "w", encoding="utf-8") as handle:
-            handle.write("# Class weights on an imbalanced set\n\n" + text)
+            handle.write(text)
 
 
 if __name__ == "__main__":

@@ -109,3 +109,16 @@ def test_class_weights_reach_the_loss_and_the_workers(tmp_path):
     plain = share_of_class_1(fitting.fit_member(job, 0, torch.device("cpu")))
     heavy = share_of_class_1(fitting.fit_member(weighted, 0, torch.device("cpu")))
     assert heavy == 0.0 and plain > 0.5, (plain, heavy)
+
+
+def test_the_validation_loss_is_weighted_like_the_training_loss():
+    job = _member_job(TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"}))
+    model = fitting.TextClassifier(job.model).eval()
+    with torch.no_grad():
+        per_row = torch.nn.functional.cross_entropy(model(job.val_ids), job.val_y, reduction="none")
+    weights = torch.tensor([3.0, 0.5])[job.val_y]
+    plain, accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7)
+    weighted, same_accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7, class_weights=[3.0, 0.5])
+    assert plain == pytest.approx(float(per_row.mean()), rel=1e-5)
+    assert weighted == pytest.approx(float((per_row * weights).sum() / weights.sum()), rel=1e-5)
+    assert weighted != pytest.approx(plain, rel=1e-3) and accuracy == same_accuracy
