@@ -319,7 +319,7 @@ def explain_command(bundle: str, text: str, label: str | None, as_json: bool, ht
 
     A token's contribution is the drop in the label's probability when that token alone is
     replaced by the unknown token; the text and its occluded copies run as one batch. Coloured
-    in a terminal, plain when piped.
+    in a terminal (unless NO_COLOR is set), plain when piped.
 
     \b
     rnnonnx explain BUNDLE "A gorgeous, witty film"
@@ -333,7 +333,7 @@ def explain_command(bundle: str, text: str, label: str | None, as_json: bool, ht
     if as_json:
         click.echo(explanation.to_json())
     else:
-        click.echo(explanation.terminal(color=sys.stdout.isatty()))
+        click.echo(explanation.terminal(color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
     if html_path:
         click.echo(f"HTML written to {html_path}", err=True)
 
