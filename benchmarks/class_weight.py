@@ -5,7 +5,7 @@ Builds an imbalanced copy of the built-in sentences (every ``neg`` row, one ``po
 balanced`` from each seed, exports each run and scores its bundle on the run's own test rows
 with ``rnnonnx evaluate`` (ONNX Runtime). Prints a Markdown table; ``--out FILE`` also writes it.
 
-    python benchmarks/class_weight.py --seeds 0,1 --members 1 --out benchmarks/class_weight.md
+    python benchmarks/class_weight.py --seeds 0,1,2 --members 1 --weightings 'none;balanced;pos=3'
 
 The same with the command line, for one seed (the data file is written to --work):
 
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WEIGHTINGS = (None, "balanced")
+WEIGHTINGS = "none;balanced"
 
 
 def write_imbalanced(path: Path, ratio: int) -> tuple[int, int]:
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--ratio", type=int, default=10, help="neg rows per pos row")
     parser.add_argument("--monitor", default="val_accuracy", help="early stopping's metric, as 'rnnonnx train --monitor'")
+    parser.add_argument("--weightings", default=WEIGHTINGS, help="--class-weight values to compare, separated by ';' "
+                        "('none': no weights), e.g. 'none;balanced;pos=3'")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rnnonnx-class-weight"))
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
     args = parser.parse_args()
@@ -77,10 +79,11 @@ def main() -> None:
     data = args.work / "imbalanced.csv"
     neg, pos = write_imbalanced(data, args.ratio)
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str | None, list[dict]] = {w: [] for w in WEIGHTINGS}
+    weightings = [None if w.strip() == "none" else w.strip() for w in args.weightings.split(";")]
+    results: dict[str | None, list[dict]] = {w: [] for w in weightings}
     for seed in seeds:
-        for weighting in WEIGHTINGS:
-            run = args.work / f"{weighting or 'none'}-{args.monitor}-s{seed}"
+        for weighting in weightings:
+            run = args.work / f"{(weighting or 'none').replace('=', '')}-{args.monitor}-s{seed}"
             started = time.perf_counter()
             if not (run / "metrics.json").is_file():  # kept from an interrupted run of this script
                 api.train(run, data, members=args.members, seed=seed, class_weight=weighting, monitor=args.monitor)
@@ -101,17 +104,18 @@ def main() -> None:
         "| --class-weight | seed | macro-F1 | accuracy | pos recall | pos F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for weighting in WEIGHTINGS:
+    for weighting in weightings:
         for row in results[weighting]:
             lines.append(f"| {weighting or '(none)'} | {row['seed']} | {row['macro_f1']:.4f} | {row['accuracy']:.4f} | "
                          f"{row['pos_recall']:.4f} | {row['pos_f1']:.4f} |")
-    for weighting in WEIGHTINGS:
+    for weighting in weightings:
         rows = results[weighting]
         lines.append(f"| {weighting or '(none)'} | mean | {statistics.mean(r['macro_f1'] for r in rows):.4f} | "
                      f"{statistics.mean(r['accuracy'] for r in rows):.4f} | {statistics.mean(r['pos_recall'] for r in rows):.4f} | "
                      f"{statistics.mean(r['pos_f1'] for r in rows):.4f} |")
     lines += ["", f"Hardware: {cpu_name()}, {os.cpu_count()} cores. Command: "
-              f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio} --monitor {args.monitor}`"]
+              f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio} --monitor {args.monitor} "
+              f"--weightings '{args.weightings}'`"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
