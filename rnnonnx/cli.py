@@ -98,7 +98,8 @@ def main() -> None:
                    "the bundle's graphs carry it (accuracy unchanged).")
 @click.option("--class-weight", default=None, metavar="balanced|LABEL=W,...",
               help="Weigh the loss by class: 'balanced' (inversely to each class's training rows) or explicit weights "
-                   "like 'spam=5,ham=1' (unlisted labels weigh 1).")
+                   "like 'spam=5,ham=1' (unlisted labels weigh 1). Pair it with --monitor val_loss (weighted the same "
+                   "way): early stopping on accuracy favours the majority class.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/default", show_default=True, help="Run directory to write (replaced only when training succeeds).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
