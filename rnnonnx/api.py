@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .batch import BatchStats
     from .benchmark_report import BenchReport
     from .evaluation import Evaluation
+    from .explanation import Explanation
     from .predictor import Prediction, Predictor
     from .run import Metrics
     from .verification import Verification
@@ -78,9 +79,10 @@ def predict_file(bundle: "PathLike | Predictor", input_path: PathLike, output_pa
 
 def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | None = None, text_col: str = "text",
              label_col: str = "label", run_dir: PathLike | None = None, plot_dir: PathLike | None = None,
-             device: str = "auto", threads: int | None = None) -> "Evaluation":
+             device: str = "auto", threads: int | None = None, min_score: float | None = None) -> "Evaluation":
     """``rnnonnx evaluate``: score a bundle (or a run's bundle) on labelled texts (default: the
-    run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, optional PNG plots."""
+    run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, calibration (ECE,
+    Brier), optional PNG plots. ``min_score``: abstain below it, and report coverage."""
     from .data import read_file, warn
     from .evaluation import evaluate as score
 
@@ -89,7 +91,7 @@ def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | No
         texts = read_file(data, format, text_col, label_col)
         for message in texts.warnings:
             warn(message)
-    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads)
+    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads, min_score=min_score)
 
 
 def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":
@@ -118,6 +120,13 @@ def verify(bundle: PathLike, *, device: str = "cpu") -> "Verification":
     from .verification import verify_bundle
 
     return verify_bundle(bundle, device=device)
+
+
+def explain(bundle: "PathLike | Predictor", text: str, *, label: str | None = None, **options: Any) -> "Explanation":
+    """``rnnonnx explain BUNDLE TEXT``: each token's contribution to the predicted label (or to
+    ``label``) by occlusion, on the bundle's ids graph (ONNX Runtime only, no torch). ``bundle``
+    is a path (opened with ``options``, as :func:`load`) or an open predictor."""
+    return _predictor(bundle, options).explain(text, label)
 
 
 def _predictor(bundle: "PathLike | Predictor", options: dict[str, Any]) -> "Predictor":

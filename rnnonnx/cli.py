@@ -58,6 +58,7 @@ def main() -> None:
     rnnonnx export runs/lstm --out bundles/lstm
     rnnonnx predict bundles/lstm "What a film"
     rnnonnx evaluate bundles/lstm --run runs/lstm --plot plots
+    rnnonnx explain bundles/lstm "What a film"
     """
 
 
@@ -92,6 +93,13 @@ def main() -> None:
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
 @click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
+@click.option("--calibrate/--no-calibrate", default=DEFAULTS.calibrate, show_default=True,
+              help="Fit a temperature on the validation rows so the probabilities match how often the model is right; "
+                   "the bundle's graphs carry it (accuracy unchanged).")
+@click.option("--class-weight", default=None, metavar="balanced|LABEL=W,...",
+              help="Weigh the loss by class: 'balanced' (inversely to each class's training rows) or explicit weights "
+                   "like 'spam=5,ham=1' (unlisted labels weigh 1). Pair it with --monitor val_loss (weighted the same "
+                   "way): early stopping on accuracy favours the majority class.")
 @click.option("--out", type=click.Path(), default="runs/default", show_default=True,
               help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -221,15 +229,19 @@ def predict_command(bundle: str, texts: tuple[str, ...], input_path: str | None,
 @data_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="Write PNG figures here: confusion matrix, and training curves when a run is known (needs rnnonnx[plot]).")
+              help="Write PNG figures here: confusion matrix, reliability diagram, coverage/accuracy curve, and training "
+                   "curves when a run is known (needs rnnonnx[plot]).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Abstain below this top probability, as 'predict --min-score' does: report coverage, and score the answered rows.")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
               help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot (implied when BUNDLE_OR_RUN is a run).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
 def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
-             plot_dir: str | None, run_dir: str | None, device: str, threads: int | None) -> None:
-    """Score a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix.
+             plot_dir: str | None, min_score: float | None, run_dir: str | None, device: str, threads: int | None) -> None:
+    """Score a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix,
+    calibration (ECE, Brier score).
 
     BUNDLE_OR_RUN is a bundle, or a run directory with an exported bundle (RUN/bundle). The
     data is --data, else the test rows the run kept aside (a bare bundle needs --data or --run).
@@ -239,7 +251,7 @@ def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: s
     from .data import warn
 
     result = evaluate(target, data, format=fmt, text_col=text_col, label_col=label_col, run_dir=run_dir, plot_dir=plot_dir,
-                   device=device, threads=threads)
+                   device=device, threads=threads, min_score=min_score)
     if as_json:
         note = result.unknown_note()
         if note:
@@ -356,6 +368,41 @@ def verify_command(bundle: str, as_json: bool) -> None:
         click.echo(problem, err=True)
     if not result.ok:
         sys.exit(1)
+
+
+@main.command("explain")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.argument("text")
+@click.option("--label", default=None, help="Explain this label instead of the predicted one.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: the prediction, and each token with its character span and contribution.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write a small self-contained HTML page here.")
+@click.option("--int8", is_flag=True, help="Explain the bundle's int8 model (export with --quantize int8).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@friendly
+def explain_command(bundle: str, text: str, label: str | None, as_json: bool, html_path: str | None, int8: bool, device: str,
+                    threads: int | None) -> None:
+    """Show each token's contribution to the prediction, by occlusion (no torch needed).
+
+    A token's contribution is the drop in the label's probability when that token alone is
+    replaced by the unknown token; the text and its occluded copies run as one batch. Coloured
+    in a terminal (unless NO_COLOR is set), plain when piped.
+
+    \b
+    rnnonnx explain BUNDLE "A gorgeous, witty film"
+    rnnonnx explain BUNDLE "A gorgeous, witty film" --json --html why.html
+    """
+    from .api import explain
+
+    explanation = explain(bundle, text, label=label, device=device, threads=threads, precision="int8" if int8 else "fp32", graph="ids")
+    if html_path:
+        explanation.write_html(html_path)
+    if as_json:
+        click.echo(explanation.to_json())
+    else:
+        click.echo(explanation.terminal(color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    if html_path:
+        click.echo(f"HTML written to {html_path}", err=True)
 
 
 def _terminated(signum: int, frame: Any) -> None:

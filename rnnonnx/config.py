@@ -37,6 +37,9 @@ MAX_WIDTH = 16384
 MAX_LAYERS = 8
 MAX_MEMBERS = 16
 MAX_SEED = 2**32 - 1
+MAX_TEMPERATURE = 1000.0
+MAX_CLASS_WEIGHT = 1e6
+BALANCED = "balanced"
 
 
 @dataclass
@@ -71,6 +74,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     baseline: bool = False
+    # Temperature scaling fitted on the validation rows after training, folded into the exported
+    # graph: on the built-in test split it cuts the ensemble's calibration error (ECE) by more
+    # than half at the same accuracy (README, "Calibrated probabilities").
+    calibrate: bool = True
+    # None (every class counts the same), "balanced" (weights inversely proportional to each
+    # class's training rows, as scikit-learn's), or {label: weight} (labels left out weigh 1).
+    # A string "spam=5,ham=1" (the command line's form) is read into that mapping.
+    class_weight: str | dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -98,6 +109,23 @@ class TrainConfig:
             raise RnnonnxError(f"validation ({self.validation:g}) + test ({self.test:g}) must leave rows to train on")
         if not isinstance(self.bidirectional, bool) or not isinstance(self.baseline, bool):
             raise RnnonnxError("bidirectional and baseline must be true or false")
+        if not isinstance(self.calibrate, bool):
+            raise RnnonnxError("calibrate must be true or false")
+        self.class_weight = _parse_class_weight(self.class_weight)
+
+    def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
+        """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
+        ``None`` when every class counts the same. A label the data does not have is an error."""
+        if self.class_weight is None:
+            return None
+        if self.class_weight == BALANCED:
+            present = [c for c in counts if c > 0]
+            return [sum(present) / (len(present) * c) if c > 0 else 1.0 for c in counts]
+        unknown = sorted(set(self.class_weight) - set(labels))
+        if unknown:
+            raise RnnonnxError(f"class_weight names label(s) the data does not have: {', '.join(map(repr, unknown))} "
+                               f"(the labels are {', '.join(map(repr, labels))})")
+        return [float(self.class_weight.get(name, 1.0)) for name in labels]
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "TrainConfig":
@@ -138,6 +166,9 @@ class ModelConfig:
     dropout: float
     pooling: str = "last"
     members: int = 1
+    # Temperature scaling: the (ensemble's) logits are divided by it before the softmax. 1.0 for
+    # runs trained with --no-calibrate or saved before calibration existed.
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -145,10 +176,36 @@ class ModelConfig:
         for name in ("vocab_size", "num_classes", "embed_dim", "hidden", "layers", "members"):
             _check_int(name, getattr(self, name), 1, None)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+
+def _parse_class_weight(value: Any) -> str | dict[str, float] | None:
+    """``None``, ``"balanced"``, a ``{label: weight}`` mapping, or its command-line spelling
+    ``"spam=5,ham=1"``; every weight a positive finite number."""
+    if value is None or value == BALANCED:
+        return value
+    if isinstance(value, str):
+        pairs: dict[str, Any] = {}
+        for item in value.split(","):
+            name, sep, weight = item.rpartition("=")
+            if not sep or not name.strip():
+                raise RnnonnxError(f"class_weight must be 'balanced' or label=weight pairs like 'spam=5,ham=1', not {value!r}")
+            try:
+                pairs[name.strip()] = float(weight)
+            except ValueError:
+                raise RnnonnxError(f"class_weight: weight of {name.strip()!r} is not a number: {weight.strip()!r}") from None
+        value = pairs
+    if not isinstance(value, dict) or not value:
+        raise RnnonnxError(f"class_weight must be 'balanced', a label=weight mapping or none, not {value!r}")
+    for name, weight in value.items():
+        if not isinstance(name, str):
+            raise RnnonnxError(f"class_weight: label names are strings, not {name!r}")
+        _check_float(f"class_weight of {name!r}", weight, 0.0, MAX_CLASS_WEIGHT, low_open=True)
+    return {name: float(weight) for name, weight in value.items()}
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""Scoring a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix.
+"""Scoring a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix;
+coverage against accuracy when the model may abstain (``min_score``); calibration (ECE, Brier).
 
 Runs on the predictor side, so the metrics are computed with numpy alone (no scikit-learn).
 They follow scikit-learn's conventions so the numbers match what users know: a score whose
@@ -59,7 +60,14 @@ def scores(matrix: np.ndarray) -> dict[str, Any]:
 
 @dataclass
 class Evaluation:
-    """What ``rnnonnx evaluate`` reports: the scores, and the rows it had to leave out."""
+    """What ``rnnonnx evaluate`` reports: the scores, and the rows it had to leave out.
+
+    With ``min_score``, rows whose top probability is below it get no label (the model
+    abstains): ``abstained`` counts them per true label, and ``confusion`` (hence accuracy,
+    macro-F1, per-class scores) holds the answered rows only. ``proba`` and ``true`` are the
+    probabilities and true label indices of every row the model knows, for calibration and the
+    coverage curve; ``temperature`` and ``training_calibration`` come from the bundle's manifest.
+    """
 
     model: str
     data: str
@@ -68,11 +76,42 @@ class Evaluation:
     confusion: np.ndarray
     unknown: dict[str, int] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
+    min_score: float | None = None
+    abstained: np.ndarray | None = None
+    proba: np.ndarray | None = None
+    true: np.ndarray | None = None
+    temperature: float | None = None
+    training_calibration: dict[str, Any] | None = None
 
     @property
     def evaluated(self) -> int:
-        """Rows that entered the metrics (those whose label the model knows)."""
+        """Rows that entered the metrics (those whose label the model knows), answered or not."""
+        return int(self.confusion.sum()) + self.abstentions
+
+    @property
+    def answered(self) -> int:
+        """Rows the model gave a label (all evaluated rows, without ``min_score``)."""
         return int(self.confusion.sum())
+
+    @property
+    def abstentions(self) -> int:
+        """Rows below ``min_score`` (0 without one)."""
+        return int(self.abstained.sum()) if self.abstained is not None else 0
+
+    @property
+    def coverage(self) -> float:
+        """Share of evaluated rows the model answered."""
+        return self.answered / self.evaluated if self.evaluated else 0.0
+
+    def calibration(self) -> dict[str, Any] | None:
+        """ECE (``calibration.BINS`` equal-width bins) and Brier score of the probabilities over
+        every evaluated row, answered or not; ``None`` without probabilities."""
+        if self.proba is None or self.true is None:
+            return None
+        from . import calibration
+
+        return {"ece": calibration.ece(self.proba, self.true), "brier": calibration.brier(self.proba, self.true),
+                "ece_bins": calibration.BINS, "temperature": self.temperature, "at_training": self.training_calibration}
 
     @property
     def excluded(self) -> int:
@@ -102,6 +141,12 @@ class Evaluation:
                 for i, name in enumerate(self.labels)
             },
             "confusion_matrix": {"labels": self.labels, "rows": "true", "columns": "predicted", "counts": self.confusion.tolist()},
+            "abstention": None if self.min_score is None else {
+                "min_score": self.min_score, "answered": self.answered, "abstained": self.abstentions, "coverage": self.coverage,
+                "abstained_per_class": {name: int(n) for name, n in zip(self.labels, self.abstained)},
+                "scores_cover": "answered rows",
+            },
+            "calibration": self.calibration(),
             "plots": self.plots,
         }
 
@@ -130,31 +175,65 @@ class Evaluation:
         note = self.unknown_note()
         if note:
             lines.append(f"excluded  {note}")
+        answered = ""
+        if self.min_score is not None:
+            lines.append(f"min-score {self.min_score:g}: {self.answered} of {self.evaluated} row(s) answered "
+                         f"(coverage {self.coverage:.4f}), {self.abstentions} abstained; the scores below are on the answered rows")
+            answered = "  (answered rows)"
         lines += [
-            f"accuracy  {s['accuracy']:.4f}",
-            f"macro-F1  {s['macro_f1']:.4f}",
+            f"accuracy  {s['accuracy']:.4f}{answered}",
+            f"macro-F1  {s['macro_f1']:.4f}{answered}",
+        ]
+        lines += self._calibration_lines()
+        lines += [
             "",
             f"{'label':<{name_width}}  precision  recall  f1      support",
         ]
         for i, name in enumerate(self.labels):
             lines.append(f"{name:<{name_width}}  {s['precision'][i]:<9.4f}  {s['recall'][i]:<6.4f}  {s['f1'][i]:<6.4f}  {s['support'][i]}")
-        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.evaluated}")
+        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.answered}")
         lines += ["", "confusion matrix (rows: true label, columns: predicted label)"]
-        cell = max([len(n) for n in self.labels] + [len(str(int(self.confusion.max(initial=0))))])
-        lines.append(" " * name_width + "  " + "  ".join(f"{n:>{cell}}" for n in self.labels))
+        columns = self.labels + (["(none)"] if self.abstained is not None else [])
+        counts = self.confusion if self.abstained is None else np.column_stack([self.confusion, self.abstained])
+        cell = max([len(n) for n in columns] + [len(str(int(counts.max(initial=0))))])
+        lines.append(" " * name_width + "  " + "  ".join(f"{n:>{cell}}" for n in columns))
         for i, name in enumerate(self.labels):
-            lines.append(f"{name:<{name_width}}  " + "  ".join(f"{int(c):>{cell}}" for c in self.confusion[i]))
+            lines.append(f"{name:<{name_width}}  " + "  ".join(f"{int(c):>{cell}}" for c in counts[i]))
         if self.plots:
             lines += ["", *(f"plot written: {p}" for p in self.plots)]
         return "\n".join(lines)
 
 
-def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Sequence[str], proba: np.ndarray) -> Evaluation:
+    def _calibration_lines(self) -> list[str]:
+        """ECE and Brier here, the temperature, and the before/after figures recorded at training."""
+        c = self.calibration()
+        if c is None:
+            return []
+        pad = " " * len("calibration  ")
+        line = f"calibration  ECE {c['ece']:.4f} ({c['ece_bins']} equal-width bins), Brier {c['brier']:.4f} (sum over labels)"
+        if self.temperature is not None:
+            line += f"; temperature {self.temperature:.3f}" if self.temperature != 1.0 else "; not calibrated (temperature 1)"
+        lines = [line]
+        record = self.training_calibration or {}
+        for part in ("test", "validation"):
+            if part in record:
+                before, after = record[part]["before"], record[part]["after"]
+                lines.append(f"{pad}at training, {record[part]['rows']} {part} rows: ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
+                             f"Brier {before['brier']:.4f} -> {after['brier']:.4f} (before -> after temperature scaling)")
+                break
+        return lines
+
+
+def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Sequence[str], proba: np.ndarray,
+                         min_score: float | None = None) -> Evaluation:
     """Compare true label names with the argmax of ``proba`` (columns in ``labels`` order).
 
     Rows whose true label is not among ``labels`` are counted and left out; if no row is left,
     that is an error, since the file and the model evidently disagree on what the labels are.
+    With ``min_score``, rows whose top probability is below it are abstentions (see :class:`Evaluation`).
     """
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0.0 <= min_score <= 1.0):
+        raise RnnonnxError(f"min_score must be a probability between 0 and 1, not {min_score!r}")
     index = {name: i for i, name in enumerate(labels)}
     unknown: dict[str, int] = {}
     known_rows, known_true = [], []
@@ -168,18 +247,57 @@ def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Seq
         found = ", ".join(repr(n) for n in sorted(unknown)[:SHOWN_UNKNOWN]) + (" ..." if len(unknown) > SHOWN_UNKNOWN else "")
         raise DataError(f"{data}: no row has a label the model knows ({', '.join(repr(n) for n in labels)}); "
                         f"the file has {found} (wrong --label-col?)")
-    predicted = np.asarray(proba)[known_rows].argmax(axis=1)
-    matrix = confusion_matrix(np.asarray(known_true), predicted, len(labels))
-    return Evaluation(model, data, list(labels), len(true), matrix, unknown)
+    known_proba = np.asarray(proba)[known_rows]
+    known_true = np.asarray(known_true, dtype=np.int64)
+    predicted = known_proba.argmax(axis=1)
+    answered = np.ones(len(known_true), dtype=bool) if min_score is None else known_proba.max(axis=1) >= min_score
+    matrix = confusion_matrix(known_true[answered], predicted[answered], len(labels))
+    abstained = None if min_score is None else np.bincount(known_true[~answered], minlength=len(labels))
+    return Evaluation(model, data, list(labels), len(true), matrix, unknown, min_score=min_score, abstained=abstained,
+                      proba=known_proba, true=known_true)
+
+
+def coverage_curve(proba: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, coverage, accuracy)``: for each distinct top probability taken as
+    ``min_score``, the share of rows answered and the accuracy on them (highest threshold first)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    top = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(true)
+    order = np.argsort(-top, kind="stable")
+    top, correct = top[order], correct[order]
+    last = np.r_[top[1:] != top[:-1], True]  # answer every row tied at a threshold
+    answered = np.arange(1, len(top) + 1)[last]
+    return top[last], answered / len(top), np.cumsum(correct)[last] / answered
+
+
+def _calibration_record(manifest: dict[str, Any]) -> tuple[float | None, dict[str, Any] | None]:
+    """The bundle's temperature (1 when it predates calibration) and the training-time
+    before/after record, or ``None`` where the manifest does not hold a usable one."""
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    temperature = model.get("temperature", 1.0)
+    temperature = float(temperature) if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) else None
+    training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
+    record = training.get("calibration")
+    try:
+        for part in ("validation", "test"):
+            if part in record:
+                int(record[part]["rows"])
+                for when in ("before", "after"):
+                    float(record[part][when]["ece"]), float(record[part][when]["brier"])
+    except (KeyError, TypeError, ValueError):
+        record = None
+    return temperature, record
 
 
 def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str | Path | None = None,
-             plot_dir: str | Path | None = None, device: str = "auto", threads: int | None = None) -> Evaluation:
+             plot_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
+             min_score: float | None = None) -> Evaluation:
     """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
 
     A run is known when ``target`` is a run directory or ``run_dir`` names one. Without
     ``data`` the bundle is scored on that run's test rows; with no run either, data is required.
-    ``plot_dir`` gets the confusion matrix, plus the training curves when a run is known.
+    ``plot_dir`` gets the confusion matrix, the reliability diagram and the coverage/accuracy
+    curve, plus the training curves when a run is known. ``min_score``: see :class:`Evaluation`.
     """
     from .predictor import Predictor
     from .run import HELD_OUT, find_bundle, is_run_dir, read_held_out, read_metrics
@@ -201,7 +319,8 @@ def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str
     else:
         raise DataError(f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)")
     predictor = Predictor(bundle, device=device, threads=threads)
-    result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts))
+    result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts), min_score)
+    result.temperature, result.training_calibration = _calibration_record(predictor.bundle.manifest)
     if plot_dir is not None:
         from .plots import write_plots
 

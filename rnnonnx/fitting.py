@@ -69,6 +69,8 @@ class FitJob:
     val_ids: torch.Tensor
     val_y: torch.Tensor
     progress: bool = True
+    # The loss weight of each class (``--class-weight``), or None for plain cross-entropy.
+    class_weights: list[float] | None = None
 
 
 @dataclass
@@ -102,17 +104,21 @@ def batches(ids: torch.Tensor, targets: torch.Tensor, batch_size: int,
 
 
 def evaluate_loss(model: TextClassifier | Ensemble, ids: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                  batch_size: int = 256) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy, in eval mode."""
+                  batch_size: int = 256, class_weights: list[float] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy, in eval mode. With ``class_weights``, the loss is the
+    weighted mean the training minimises (each row weighs its class's weight), so ``--monitor
+    val_loss`` follows the same objective on the validation rows."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, total_weight, correct = 0.0, 0.0, 0
+    weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(reduction="sum", weight=weight.to(device) if weight is not None else None)
     with torch.no_grad():
         for batch, target in batches(ids, targets, batch_size, None):
             logits = model(batch.to(device))
             total_loss += float(loss_fn(logits, target.to(device)))
+            total_weight += float(weight[target].sum()) if weight is not None else len(target)
             correct += int((logits.argmax(dim=1).cpu() == target).sum())
-    return total_loss / len(ids), correct / len(ids)
+    return total_loss / total_weight, correct / len(ids)
 
 
 def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True) -> MemberFit:
@@ -123,7 +129,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     seed_everything(seed)
     model = TextClassifier(job.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    loss_fn = nn.CrossEntropyLoss()
+    weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
     generator = torch.Generator().manual_seed(seed)
     name = f"member {member + 1}/{job.model.members} " if job.model.members > 1 else ""
     history: list[dict[str, float]] = []
@@ -148,7 +155,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             loss_sum += loss.item() * len(target)
             correct += int((logits.argmax(dim=1) == target).sum())
             line.show(f"{label} {bar(step, steps)} loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
-        val_loss, val_acc = evaluate_loss(model, job.val_ids, job.val_y, device)
+        val_loss, val_acc = evaluate_loss(model, job.val_ids, job.val_y, device, class_weights=job.class_weights)
         line.finish(f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | "
                     f"val_loss {val_loss:.4f} val_acc {val_acc:.3f}")
         history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
@@ -205,7 +212,8 @@ def _write_job(work: Path, job: FitJob, threads: int) -> None:
 
     tensors = {"train_ids": job.train_ids, "train_y": job.train_y, "val_ids": job.val_ids, "val_y": job.val_y}
     save_file({k: v.clone() for k, v in tensors.items()}, str(work / DATA_FILE))
-    record = {"model": job.model.to_dict(), "training": job.training.to_dict(), "progress": job.progress, "threads": threads}
+    record = {"model": job.model.to_dict(), "training": job.training.to_dict(), "progress": job.progress, "threads": threads,
+              "class_weights": job.class_weights}
     (work / JOB_FILE).write_text(json.dumps(record), encoding="utf-8")
 
 
@@ -215,7 +223,7 @@ def _read_job(work: Path) -> tuple[FitJob, int]:
     record = json.loads((work / JOB_FILE).read_text(encoding="utf-8"))
     data = load_file(str(work / DATA_FILE))
     job = FitJob(ModelConfig(**record["model"]), TrainConfig(**record["training"]), data["train_ids"], data["train_y"],
-                 data["val_ids"], data["val_y"], record["progress"])
+                 data["val_ids"], data["val_y"], record["progress"], record["class_weights"])
     return job, record["threads"]
 
 

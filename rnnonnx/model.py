@@ -3,6 +3,8 @@ and an ensemble of such classifiers, which exports as one ONNX graph."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -20,6 +22,7 @@ class TextClassifier(nn.Module):
     alone. ``pooling="last"``: the output at each direction's final step, position ``length - 1``
     going forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
     convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
+    The logits are divided by ``config.temperature`` (calibration) when it is not 1.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -57,7 +60,7 @@ class TextClassifier(nn.Module):
             valid = torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
             pooled.append(outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1))
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
-        return self.head(self.dropout(features))
+        return _scaled(self.head(self.dropout(features)), self.config.temperature)
 
 
 class Ensemble(nn.Module):
@@ -67,24 +70,37 @@ class Ensemble(nn.Module):
     the ONNX graph keeps the ``logits``/``probabilities`` outputs of a single classifier.
     Averaging members that started from different seeds cancels much of each one's variance:
     on the built-in sentences three members gain more than any single-model setting tried
-    (benchmarks/recipe.md).
+    (benchmarks/recipe.md). The temperature of ``config`` (calibration) applies to that log-mean,
+    once, not to each member (whose configs keep 1).
     """
 
-    def __init__(self, members: list[TextClassifier]) -> None:
+    def __init__(self, members: list[TextClassifier], config: ModelConfig | None = None) -> None:
         super().__init__()
-        self.config = members[0].config
+        self.config = config or members[0].config
         self.members = nn.ModuleList(members)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         probabilities = torch.stack([torch.softmax(m(input_ids), dim=-1) for m in self.members]).mean(dim=0)
-        return probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+        return _scaled(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), self.config.temperature)
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature``; no operation at all for 1, so uncalibrated graphs stay as they were."""
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def build_model(config: ModelConfig) -> TextClassifier | Ensemble:
     """The network a config describes: one classifier, or an ensemble of ``config.members``."""
     if config.members == 1:
         return TextClassifier(config)
-    return Ensemble([TextClassifier(config) for _ in range(config.members)])
+    member = replace(config, temperature=1.0)
+    return Ensemble([TextClassifier(member) for _ in range(config.members)], config)
+
+
+def set_temperature(model: TextClassifier | Ensemble, temperature: float) -> None:
+    """Calibrate a trained model in place: its logits are divided by ``temperature`` from now on,
+    and its config (saved with the run, hence in the bundle) records it."""
+    model.config = replace(model.config, temperature=float(temperature))
 
 
 class ExportWrapper(nn.Module):

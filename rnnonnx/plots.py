@@ -1,4 +1,5 @@
-"""PNG figures for ``rnnonnx evaluate --plot``: the confusion matrix and the training curves.
+"""PNG figures for ``rnnonnx evaluate --plot``: the confusion matrix, the reliability diagram,
+the coverage/accuracy curve and the training curves.
 
 matplotlib is an optional extra (``rnnonnx[plot]``), imported only here and only when a plot
 is asked for. Figures are drawn on the Agg canvas without ``pyplot``, so no display and no
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 PLOT_HINT = 'plotting needs matplotlib: pip install "rnnonnx[plot]"'
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"
+RELIABILITY_PNG = "reliability.png"
+COVERAGE_PNG = "coverage_accuracy.png"
 
 
 def _figure(width: float, height: float) -> "Figure":
@@ -97,11 +100,71 @@ def plot_curves(metrics: "Metrics", path: str | Path) -> Path:
     return _save(figure, Path(path))
 
 
+def plot_reliability(evaluation: "Evaluation", path: str | Path) -> Path:
+    """The reliability diagram: in each of the 15 bins of top probability, the accuracy (bar) and
+    the mean top probability (red mark), which a calibrated model keeps level; rows per bin below."""
+    from .calibration import reliability
+
+    table = reliability(evaluation.proba, evaluation.true)
+    figure = _figure(6, 6)
+    axes, counts_axes = figure.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    width = table.edges[1] - table.edges[0]
+    filled = table.counts > 0
+    centers = table.edges[:-1] + width / 2
+    axes.bar(centers[filled], table.accuracy[filled], width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy in the bin")
+    axes.plot(centers[filled], table.confidence[filled], linestyle="none", marker="_", markersize=14, markeredgewidth=2,
+              color="tab:red", label="mean top probability in the bin")
+    axes.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy")
+    calibration = evaluation.calibration() or {}
+    title = f"{evaluation.evaluated} rows: ECE {calibration.get('ece', float('nan')):.4f}, Brier {calibration.get('brier', float('nan')):.4f}"
+    if evaluation.temperature not in (None, 1.0):
+        title += f" (temperature {evaluation.temperature:.3f})"
+    axes.set_title(title)
+    axes.legend(fontsize="small", loc="upper left")
+    axes.grid(alpha=0.3)
+    counts_axes.bar(centers, table.counts, width=width * 0.95, color="gray")
+    counts_axes.set_xlim(0, 1)
+    counts_axes.set_xlabel(f"top probability ({len(table.counts)} equal-width bins)")
+    counts_axes.set_ylabel("rows")
+    return _save(figure, Path(path))
+
+
+def plot_coverage(evaluation: "Evaluation", path: str | Path) -> Path:
+    """Accuracy on the answered rows against coverage, as ``--min-score`` sweeps the top
+    probabilities; the chosen ``--min-score``, if any, marked."""
+    from .evaluation import coverage_curve
+
+    thresholds, coverage, accuracy = coverage_curve(evaluation.proba, evaluation.true)
+    figure = _figure(7, 5)
+    axes = figure.add_subplot()
+    axes.plot(coverage, accuracy, color="tab:blue", drawstyle="steps-post", label="accuracy on the answered rows")
+    for wanted in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
+        k = int(np.searchsorted(-thresholds, -wanted, side="right")) - 1
+        if 0 <= k < len(thresholds):
+            axes.annotate(f"{wanted:g}", (coverage[k], accuracy[k]), textcoords="offset points", xytext=(4, -12), fontsize="x-small", color="gray")
+            axes.plot(coverage[k], accuracy[k], marker=".", color="gray")
+    if evaluation.min_score is not None:
+        axes.plot(evaluation.coverage, evaluation.scores()["accuracy"] if evaluation.answered else np.nan, marker="o", color="tab:red",
+                  linestyle="none", label=f"--min-score {evaluation.min_score:g}")
+    axes.set_xlim(0, 1.02)
+    axes.set_xlabel("coverage (share of rows answered)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"{evaluation.evaluated} rows; grey points: --min-score values")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower left")
+    return _save(figure, Path(path))
+
+
 def write_plots(out_dir: str | Path, evaluation: "Evaluation", metrics: "Metrics | None" = None) -> list[Path]:
-    """Write the confusion matrix, and the training curves when ``metrics`` has a history."""
+    """Write the confusion matrix, the reliability diagram and the coverage/accuracy curve, and
+    the training curves when ``metrics`` has a history."""
     out_dir = Path(out_dir)
     try:
         written = [plot_confusion(evaluation, out_dir / CONFUSION_PNG)]
+        if evaluation.proba is not None:
+            written += [plot_reliability(evaluation, out_dir / RELIABILITY_PNG), plot_coverage(evaluation, out_dir / COVERAGE_PNG)]
         if metrics is not None:
             written.append(plot_curves(metrics, out_dir / CURVES_PNG))
     except OSError as exc:

@@ -9,7 +9,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEX
 from .config import DEVICES
 from .errors import BundleError, InputTypeError, RnnonnxError
 from .text import Tokenizer, pad_ids
+
+if TYPE_CHECKING:
+    from .explanation import Explanation
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -181,6 +184,7 @@ class Predictor:
         for key, value in (session_config or {}).items():
             options.add_session_config_entry(key, value)
         wanted = providers_for(device)
+        self._options, self._wanted, self._ids_session = options, wanted, None
         try:
             self.session = self._open(ort, options, wanted)
         except BundleError:
@@ -199,29 +203,31 @@ class Predictor:
             warnings.warn(f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2)
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
 
-    def _open(self, ort: Any, options: Any, providers: list[str]) -> Any:
+    def _open(self, ort: Any, options: Any, providers: list[str], model_file: str | None = None) -> Any:
+        model_file = model_file or self.model_file
         try:
-            model = self.bundle.read(self.model_file)
+            model = self.bundle.read(model_file)
         except OSError as exc:
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: cannot read it ({exc.strerror})") from None
+            raise RnnonnxError(f"{self.bundle.path / model_file}: cannot read it ({exc.strerror})") from None
         try:
             session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
-        self._check_session(session)
+            raise RnnonnxError(f"{self.bundle.path / model_file}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+        self._check_session(session, model_file)
         return session
 
-    def _check_session(self, session: Any) -> None:
+    def _check_session(self, session: Any, model_file: str) -> None:
         """The graph matches the bundle's labels and vocabulary: its input and output names, its
         output width, the labels in its metadata, and one probe run (for the ids graph, on the
         vocabulary's largest id, which a model with a smaller embedding table cannot look up).
         A re-signed bundle whose files do not belong together fails here, with one line, instead
         of at the first prediction or with wrong label names."""
-        path = self.bundle.path / self.model_file
-        wanted = TEXT_INPUT if self.graph == "text" else IDS_INPUT
+        path = self.bundle.path / model_file
+        graph = "text" if model_file in (TEXT_MODEL, TEXT_INT8_MODEL) else "ids"
+        wanted = TEXT_INPUT if graph == "text" else IDS_INPUT
         inputs, outputs = [i.name for i in session.get_inputs()], {o.name: o for o in session.get_outputs()}
         if wanted not in inputs or PROBABILITIES not in outputs:
-            raise BundleError(f"{path}: not an rnnonnx {self.graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
+            raise BundleError(f"{path}: not an rnnonnx {graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
                               f"expected {wanted!r} in, {PROBABILITIES!r} out)")
         width = len(self.bundle.labels)
         shape = outputs[PROBABILITIES].shape
@@ -235,7 +241,7 @@ class Predictor:
                 same = False
             if not same:
                 raise BundleError(f"{path}: its labels ({stored:.80}) are not those of labels.json")
-        if self.graph == "text":
+        if graph == "text":
             probe: Any = np.array(["probe"], dtype=object)
             what = "a one-word text"
         else:
@@ -262,6 +268,17 @@ class Predictor:
         if not np.isfinite(out).all():
             raise BundleError(f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)")
         return out
+
+    def ids_session(self) -> Any:
+        """An ONNX Runtime session of the ids graph in this predictor's precision: the one it runs,
+        or one opened on first use when it runs the text-in graph (explanations feed ids)."""
+        if self.graph == "ids":
+            return self.session
+        if self._ids_session is None:
+            import onnxruntime as ort
+
+            self._ids_session = self._open(ort, self._options, self._wanted, MODEL_FILES[("ids", self.precision)])
+        return self._ids_session
 
     def _pick_graph(self, graph: str, precision: str) -> str:
         """The graph to run: the one asked for, which the bundle must have, or for ``auto``
@@ -334,6 +351,14 @@ class Predictor:
         """One :class:`Prediction` per text: top label, score, every label's probability;
         ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it."""
         return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score)
+
+    def explain(self, text: str, label: str | None = None) -> "Explanation":
+        """Each token's contribution to ``label`` (default: the predicted one) by occlusion: the
+        drop in its probability when that token is replaced by the unknown id. One model call of
+        ``tokens + 1`` rows on the ids graph; see :mod:`rnnonnx.explanation`."""
+        from .explanation import explain
+
+        return explain(self, text, label)
 
     def __repr__(self) -> str:
         return (f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "

@@ -47,7 +47,9 @@ class Metrics:
 
     ``epochs`` and ``best_epoch`` are the first member's; ``members`` lists every member of an
     ensemble (empty for one classifier). ``test_*`` are ``None`` when no test rows were held out,
-    ``baseline`` when ``--baseline`` was not asked for.
+    ``baseline`` when ``--baseline`` was not asked for. ``calibration`` (see
+    :func:`rnnonnx.calibration.record`) holds the fitted temperature and the NLL/ECE/Brier before
+    and after it; ``None`` when the run was not calibrated.
     """
 
     epochs: list[dict[str, float]]
@@ -61,11 +63,12 @@ class Metrics:
     test_loss: float | None = None
     test_accuracy: float | None = None
     baseline: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; optional parts appear only when they exist."""
         record = asdict(self)
-        for key in ("test_loss", "test_accuracy", "baseline"):
+        for key in ("test_loss", "test_accuracy", "baseline", "calibration"):
             if record[key] is None:
                 del record[key]
         if not self.members:
@@ -85,6 +88,8 @@ class Metrics:
         text += f": val_accuracy {self.val_accuracy:.4f}"
         if self.test_accuracy is not None:
             text += f", test_accuracy {self.test_accuracy:.4f}"
+        if self.calibration is not None:
+            text += f", temperature {self.calibration['temperature']:.3f}"
         if self.members:
             text += " (members: " + ", ".join(f"epoch {m.best_epoch} val_accuracy {m.val_accuracy:.4f}" for m in self.members) + ")"
         return text

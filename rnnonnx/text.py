@@ -104,6 +104,18 @@ def analyze(text: str, analyzer: str = "word", lowercase: bool = True) -> list[s
     return _python_pattern(analyzer).findall(text)
 
 
+def token_spans(text: str, analyzer: str = "word", lowercase: bool = True) -> list[tuple[str, int, int]]:
+    """``analyze``'s tokens with their ``[start, end)`` character offsets in ``text`` itself.
+
+    The rule lowercases one code point into one code point, so offsets in the lowercased text
+    are offsets in the original (what ``rnnonnx explain`` needs to colour the user's own text).
+    """
+    lowered = simple_lower(text) if lowercase else text
+    if len(lowered) != len(text):  # cannot happen with a simple mapping; guards a future rule change
+        raise ValueError("lowercasing changed the text's length; token offsets would not match")
+    return [(m.group(), m.start(), m.end()) for m in _python_pattern(analyzer).finditer(lowered)]
+
+
 @dataclass(frozen=True)
 class TokenizerSpec:
     """How raw text becomes tokens; stored in every run and bundle."""

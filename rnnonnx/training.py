@@ -20,8 +20,8 @@ from .config import TrainConfig
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
-from .fitting import FitJob, MemberFit, evaluate_loss, fit_members, resolve_device, seed_everything
-from .model import Ensemble, TextClassifier, build_model
+from .fitting import FitJob, MemberFit, batches, evaluate_loss, fit_members, resolve_device, seed_everything
+from .model import Ensemble, TextClassifier, build_model, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 
@@ -103,19 +103,22 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling)
+    weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
     started = time.perf_counter()
-    fits = fit_members(FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress), device)
+    fits = fit_members(FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights), device)
     model = build_model(model_config).to(device)
     for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
         member.load_state_dict(fit.state)
+    test = tensors(rows.test) if rows.test[0] else None
+    calibration = _calibrate(model, config, rows, (val_ids, val_y), test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
     metrics = Metrics(
         epochs=fits[0].history, best_epoch=fits[0].best_epoch, monitor=config.monitor, val_loss=val_loss,
         val_accuracy=val_acc, validation_is_train=rows.validation_is_train,
-        train_seconds=round(time.perf_counter() - started, 2), members=_member_records(fits),
+        train_seconds=round(time.perf_counter() - started, 2), members=_member_records(fits), calibration=calibration,
     )
-    if rows.test[0]:
-        metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *tensors(rows.test), device)
+    if test is not None:
+        metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
     if config.baseline:
         from .baseline import baseline_metrics
 
@@ -123,8 +126,47 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
         metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed)
     record = _config_record(config, model, data, rows, device)
+    record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
     write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
+
+
+def logits_of(model: TextClassifier | Ensemble, ids: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """The model's logits (an ensemble's log mean probability) for every row, in row order, on the CPU."""
+    model.eval()
+    with torch.no_grad():
+        parts = [model(batch.to(device)).cpu() for batch, _ in batches(ids, torch.zeros(len(ids)), batch_size, None)]
+    return torch.cat(parts).double() if parts else torch.zeros((0, model.config.num_classes), dtype=torch.float64)
+
+
+def _calibrate(model: TextClassifier | Ensemble, config: TrainConfig, rows: SplitRows, validation: tuple[torch.Tensor, torch.Tensor],
+               test: tuple[torch.Tensor, torch.Tensor] | None, device: torch.device, progress: bool) -> dict | None:
+    """Fit the temperature on the validation logits and set it on ``model``; the record of
+    NLL/ECE/Brier before and after, on validation and test, for ``metrics.json``. Skipped (``None``)
+    with ``--no-calibrate``, or when validation reuses the training rows (a temperature fitted on
+    rows the model learned would only make it more over-confident)."""
+    from . import calibration
+
+    if not config.calibrate:
+        return None
+    if rows.validation_is_train:
+        warn("no calibration: the validation rows are the training rows")
+        return None
+    parts = {"validation": (logits_of(model, validation[0], device).numpy(), validation[1].numpy())}
+    if test is not None:
+        parts["test"] = (logits_of(model, test[0], device).numpy(), test[1].numpy())
+    temperature = calibration.fit_temperature(*parts["validation"])
+    if not calibration.MIN_TEMPERATURE * 1.001 < temperature < calibration.MAX_TEMPERATURE / 1.001:
+        warn(f"calibration: the temperature stopped at its bound ({temperature:.3g}): the validation rows are "
+             f"{'all predicted right' if temperature < 1 else 'close to chance'}; its probabilities say little")
+    set_temperature(model, temperature)
+    record = calibration.record(temperature, parts)
+    if progress:
+        shown = record.get("test", record["validation"])
+        name = "test" if "test" in record else "validation"
+        print(f"calibration: temperature {temperature:.3f}; {name} ECE {shown['before']['ece']:.4f} -> {shown['after']['ece']:.4f}",
+              file=sys.stderr)
+    return record
 
 
 def _member_records(fits: list[MemberFit]) -> list[MemberRecord]:

@@ -31,6 +31,14 @@ BAD = [
     ({"analyzer": "bpe"}, "analyzer must be one of"),
     ({"device": "tpu"}, "device must be one of"),
     ({"bidirectional": "yes"}, "bidirectional and baseline must be true or false"),
+    ({"class_weight": "spam"}, "class_weight must be 'balanced' or label=weight pairs like 'spam=5,ham=1', not 'spam'"),
+    ({"class_weight": "=3"}, "class_weight must be 'balanced' or label=weight pairs"),
+    ({"class_weight": "spam=lots"}, "class_weight: weight of 'spam' is not a number: 'lots'"),
+    ({"class_weight": "spam=0"}, r"class_weight of 'spam' must be in \(0, 1e\+06\]"),
+    ({"class_weight": "spam=nan"}, "class_weight of 'spam' must be a finite number"),
+    ({"class_weight": {}}, "class_weight must be 'balanced', a label=weight mapping or none"),
+    ({"class_weight": 3}, "class_weight must be 'balanced', a label=weight mapping or none"),
+    ({"class_weight": {"spam": -1}}, r"class_weight of 'spam' must be in \(0"),
 ]
 
 
@@ -67,3 +75,25 @@ def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
     done = run_cli("train", "--data", str(tmp_path / "missing.csv"), flag, value, "--out", str(tmp_path / "run"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ") and "missing.csv" not in done.stderr
+
+
+def test_class_weights_balanced_explicit_and_unknown_labels():
+    assert TrainConfig(class_weight="spam=5, ham = 1").class_weight == {"spam": 5.0, "ham": 1.0}
+    assert TrainConfig(class_weight="a=b=2").class_weight == {"a=b": 2.0}  # a label may hold '='
+    labels, counts = ["ham", "spam", "eggs"], [90, 10, 20]
+    assert TrainConfig().class_weights(labels, counts) is None
+    # scikit-learn's "balanced": rows / (classes * rows of the class).
+    assert TrainConfig(class_weight="balanced").class_weights(labels, counts) == pytest.approx([120 / 270, 120 / 30, 120 / 60])
+    assert TrainConfig(class_weight={"spam": 5}).class_weights(labels, counts) == [1.0, 5.0, 1.0]
+    with pytest.raises(RnnonnxError, match="class_weight names label.*'spma'.*the labels are 'ham', 'spam', 'eggs'"):
+        TrainConfig(class_weight="spma=5").class_weights(labels, counts)
+    assert TrainConfig.from_options(TrainConfig(class_weight="spam=2").to_dict()).class_weight == {"spam": 2.0}
+
+
+def test_cli_names_an_unknown_class_weight_label(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"good film number {i},pos\nbad film number {i},neg\n" for i in range(10)))
+    done = run_cli("train", "--data", str(data), "--class-weight", "spam=5", "--members", "1", "--out", str(tmp_path / "run"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "Error: class_weight names label(s) the data does not have: 'spam' (the labels are 'neg', 'pos')"
+    assert not (tmp_path / "run").exists()

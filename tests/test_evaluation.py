@@ -167,3 +167,57 @@ def test_evaluate_needs_neither_torch_nor_scikit_learn(tiny_bundle, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_min_score_counts_abstentions_and_scores_the_answered_rows():
+    labels = ["neg", "pos"]
+    true = ["neg", "neg", "pos", "pos", "pos", "neutral"]
+    proba = np.array([[0.9, 0.1], [0.55, 0.45], [0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.5, 0.5]], dtype=np.float32)
+    result = evaluate_predictions("m", "d.csv", labels, true, proba, min_score=0.65)
+    # Answered: row 0 (neg, right), row 2 (pos, right), row 3 (neg, wrong); abstained: rows 1 (neg) and 4 (pos).
+    assert result.evaluated == 5 and result.answered == 3 and result.abstentions == 2 and result.excluded == 1
+    assert result.abstained.tolist() == [1, 1] and result.confusion.tolist() == [[1, 0], [1, 1]]
+    assert result.coverage == pytest.approx(0.6) and result.scores()["accuracy"] == pytest.approx(2 / 3)
+    report = result.to_dict()
+    assert report["abstention"] == {"min_score": 0.65, "answered": 3, "abstained": 2, "coverage": pytest.approx(0.6),
+                                    "abstained_per_class": {"neg": 1, "pos": 1}, "scores_cover": "answered rows"}
+    lines = result.table().splitlines()
+    assert "min-score 0.65: 3 of 5 row(s) answered (coverage 0.6000), 2 abstained; the scores below are on the answered rows" in lines
+    assert "accuracy  0.6667  (answered rows)" in lines and "macro avg  0.7500     0.7500  0.6667  3" in lines
+    assert lines[-3:] == ["              neg     pos  (none)", "neg             1       0       1", "pos             1       1       1"]
+    # A score equal to min_score is answered (predict's rule: below it abstains).
+    assert evaluate_predictions("m", "d", labels, ["neg"], np.array([[0.65, 0.35]]), min_score=0.65).answered == 1
+    assert evaluate_predictions("m", "d", labels, true, proba).to_dict()["abstention"] is None
+    with pytest.raises(RnnonnxError, match="min_score must be a probability between 0 and 1"):
+        evaluate_predictions("m", "d", labels, true, proba, min_score=1.5)
+
+
+def test_everything_abstained_is_reported_not_a_crash():
+    result = evaluate_predictions("m", "d", ["a", "b"], ["a", "b"], np.array([[0.5, 0.5], [0.6, 0.4]]), min_score=0.99)
+    assert result.answered == 0 and result.coverage == 0.0 and result.evaluated == 2
+    assert "0 of 2 row(s) answered" in result.table()
+
+
+def test_coverage_curve_by_hand():
+    from rnnonnx.evaluation import coverage_curve
+
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.8, 0.2], [0.6, 0.4]])
+    thresholds, coverage, accuracy = coverage_curve(proba, np.array([0, 0, 0, 1]))
+    # Tops 0.9 (right), 0.8 and 0.8 (wrong, right: answered together), 0.6 (wrong).
+    assert thresholds.tolist() == [0.9, 0.8, 0.6]
+    assert coverage.tolist() == [0.25, 0.75, 1.0]
+    assert accuracy.tolist() == pytest.approx([1.0, 2 / 3, 0.5])
+    for t, c, a in zip(thresholds, coverage, accuracy):
+        same = evaluate_predictions("m", "d", ["a", "b"], ["a", "a", "a", "b"], proba, min_score=float(t))
+        assert same.coverage == c and same.scores()["accuracy"] == pytest.approx(a)
+
+
+def test_cli_min_score_and_its_range(tiny_bundle, tmp_path):
+    data = write_csv(tmp_path / "d.csv", [("a wonderful film", "pos"), ("dull and long", "neg")])
+    result = run_cli("evaluate", str(tiny_bundle), "--data", str(data), "--json", "--min-score", "1", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["abstention"]["min_score"] == 1.0 and report["abstention"]["answered"] + report["abstention"]["abstained"] == 2
+    assert 0 <= report["calibration"]["ece"] <= 1 and report["calibration"]["ece_bins"] == 15
+    bad = run_cli("evaluate", str(tiny_bundle), "--data", str(data), "--min-score", "1.5")
+    assert bad.returncode == 2 and "1.5 is not in the range 0<=x<=1" in bad.stderr and "Traceback" not in bad.stderr

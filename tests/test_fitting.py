@@ -91,3 +91,34 @@ def test_member_worker_stops_when_its_parent_is_killed():
     if _alive(pid):
         os.kill(pid, 9)
         pytest.fail("the worker outlived its parent")
+
+
+def test_class_weights_reach_the_loss_and_the_workers(tmp_path):
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.01, **{k: v for k, v in FAST.items() if k != "max_len"})
+    job = _member_job(config)
+    weighted = FitJob(**{**job.__dict__, "class_weights": [50.0, 1.0]})
+    fitting._write_job(tmp_path, weighted, threads=1)
+    assert fitting._read_job(tmp_path)[0].class_weights == [50.0, 1.0]
+
+    def share_of_class_1(fit: fitting.MemberFit) -> float:
+        model = fitting.TextClassifier(job.model).eval()
+        model.load_state_dict(fit.state)
+        with torch.no_grad():
+            return float((model(job.val_ids).argmax(dim=1) == 1).float().mean())
+
+    plain = share_of_class_1(fitting.fit_member(job, 0, torch.device("cpu")))
+    heavy = share_of_class_1(fitting.fit_member(weighted, 0, torch.device("cpu")))
+    assert heavy == 0.0 and plain > 0.5, (plain, heavy)
+
+
+def test_the_validation_loss_is_weighted_like_the_training_loss():
+    job = _member_job(TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"}))
+    model = fitting.TextClassifier(job.model).eval()
+    with torch.no_grad():
+        per_row = torch.nn.functional.cross_entropy(model(job.val_ids), job.val_y, reduction="none")
+    weights = torch.tensor([3.0, 0.5])[job.val_y]
+    plain, accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7)
+    weighted, same_accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7, class_weights=[3.0, 0.5])
+    assert plain == pytest.approx(float(per_row.mean()), rel=1e-5)
+    assert weighted == pytest.approx(float((per_row * weights).sum() / weights.sum()), rel=1e-5)
+    assert weighted != pytest.approx(plain, rel=1e-3) and accuracy == same_accuracy

@@ -12,7 +12,7 @@ import pytest
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.evaluation import evaluate, evaluate_predictions
 from rnnonnx.run import Metrics
-from rnnonnx.plots import CONFUSION_PNG, CURVES_PNG, plot_curves, write_plots
+from rnnonnx.plots import CONFUSION_PNG, COVERAGE_PNG, CURVES_PNG, RELIABILITY_PNG, plot_curves, write_plots
 from tests.conftest import run_cli
 
 pytest.importorskip("matplotlib")
@@ -34,20 +34,23 @@ def assert_real_png(path) -> None:
 
 
 def test_bundle_with_its_run_gives_confusion_matrix_and_curves(tiny_run, tiny_bundle, tmp_path):
-    result = evaluate(tiny_bundle, run_dir=tiny_run, plot_dir=tmp_path / "plots", device="cpu")
-    assert result.plots == [str(tmp_path / "plots" / CONFUSION_PNG), str(tmp_path / "plots" / CURVES_PNG)]
+    result = evaluate(tiny_bundle, run_dir=tiny_run, plot_dir=tmp_path / "plots", device="cpu", min_score=0.6)
+    names = [CONFUSION_PNG, RELIABILITY_PNG, COVERAGE_PNG, CURVES_PNG]
+    assert result.plots == [str(tmp_path / "plots" / name) for name in names]
     for path in result.plots:
         assert_real_png(Path(path))
     assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
-def test_a_bare_bundle_gets_only_the_confusion_matrix(tiny_run, tiny_bundle, tmp_path):
+def test_a_bare_bundle_gets_no_training_curves(tiny_run, tiny_bundle, tmp_path):
     from rnnonnx.data import read_file
 
     result = evaluate(tiny_bundle, read_file(tiny_run / "test.jsonl"), plot_dir=tmp_path, device="cpu")
-    assert [p.name for p in tmp_path.iterdir()] == [CONFUSION_PNG]
-    assert_real_png(tmp_path / CONFUSION_PNG)
-    assert result.plots == [str(tmp_path / CONFUSION_PNG)]
+    names = [CONFUSION_PNG, RELIABILITY_PNG, COVERAGE_PNG]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    for name in names:
+        assert_real_png(tmp_path / name)
+    assert result.plots == [str(tmp_path / name) for name in names]
 
 
 def test_curves_with_a_baseline_and_many_labels(tmp_path):
@@ -64,7 +67,8 @@ def test_curves_with_a_baseline_and_many_labels(tmp_path):
     labels = [f"label-{i}" for i in range(12)]
     rng = np.random.default_rng(0)
     result = evaluate_predictions("m", "d", labels, [labels[i] for i in rng.integers(0, 12, 200)], rng.random((200, 12)))
-    assert_real_png(write_plots(tmp_path / "many", result)[0])
+    for path in write_plots(tmp_path / "many", result):
+        assert_real_png(path)
 
 
 def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):

@@ -142,3 +142,16 @@ def test_a_class_seen_once_is_named_and_the_others_are_still_scored(tmp_path, ca
     assert metrics.test_accuracy is not None and not metrics.validation_is_train
     assert "class(es) 'odd' (1 row): they are trained on but not scored" in capsys.readouterr().err
     assert load_run(tmp_path / "r").labels == ["neg", "odd", "pos"]
+
+
+def test_class_weights_are_resolved_on_the_training_rows_and_recorded(tmp_path):
+    sample = small_sample(300)
+    keep = [i for i, y in enumerate(sample.labels) if y == "neg" or i % 6 == 1]  # about 5 neg : 1 pos
+    data = LabelledTexts([sample.texts[i] for i in keep], [sample.labels[i] for i in keep], "imbalanced")
+    train(TrainConfig(epochs=1, class_weight="balanced", **FAST), tmp_path / "r", data, progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["training"]["class_weight"] == "balanced"
+    weights = config["training"]["class_weights"]
+    assert set(weights) == {"neg", "pos"} and weights["pos"] > 2 * weights["neg"]
+    # balanced: w = rows / (2 * rows of the class), so the classes' shares 1 / (2 w) add up to 1.
+    assert 1 / (2 * weights["neg"]) + 1 / (2 * weights["pos"]) == pytest.approx(1.0)
