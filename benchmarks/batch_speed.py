@@ -21,9 +21,9 @@ from pathlib import Path
 
 from rnnonnx.batch import CHUNK_ROWS
 from rnnonnx.benchmark import rnnonnx_command, run_measured
+from rnnonnx.data import read_builtin
 from rnnonnx.machine import machine, usable_cores
 from rnnonnx.predictor import Predictor
-from rnnonnx.data import read_builtin
 
 BATCH = 256
 
@@ -56,8 +56,19 @@ def padding_share(lengths: list[int], keys: list[int], bucketing: bool) -> float
 
 
 def timed_predict(bundle: Path, source: Path, target: Path, options: list[str], bucketing: bool) -> dict:
-    command = [*rnnonnx_command(), "predict", str(bundle), "--device", "cpu", *options,
-               "--input", str(source), "--output", str(target), "--quiet"]
+    command = [
+        *rnnonnx_command(),
+        "predict",
+        str(bundle),
+        "--device",
+        "cpu",
+        *options,
+        "--input",
+        str(source),
+        "--output",
+        str(target),
+        "--quiet",
+    ]
     if not bucketing:
         command.append("--no-bucketing")
     wall, peak = run_measured(command)
@@ -119,20 +130,25 @@ def markdown(report: dict) -> str:
     lines = [
         f"`rnnonnx predict --input big.csv --output preds.csv` on {report['rows']:,} mixed-length texts "
         f"(1 to 10 sentences each, mean {report['mean_tokens']:.1f} tokens after truncation, max {report['max_tokens']}); "
-        f"{report['model']}, `{' '.join(report['predict_options'])}`; CPU {m['cpu']}, load average {m.get('load_average_1min', '?')}; end to end, process start included.",
+        f"{report['model']}, `{' '.join(report['predict_options'])}`; CPU {m['cpu']}, "
+        f"load average {m.get('load_average_1min', '?')}; end to end, process start included.",
         "",
         "| batching | texts/s | wall s | padding share | peak RSS MiB |",
         "|---|---:|---:|---:|---:|",
     ]
     for name, r in report["runs"].items():
-        lines.append(f"| {name} | {r['texts_per_s']:,.0f} | {r['wall_s']:.1f} | {r['padding_share']:.0%} | {r['peak_rss_mib']:.0f} |")
+        lines.append(
+            f"| {name} | {r['texts_per_s']:,.0f} | {r['wall_s']:.1f} | {r['padding_share']:.0%} | {r['peak_rss_mib']:.0f} |"
+        )
     s = report["small_file"]
     bounded = report["runs"]["bucketing"]["peak_rss_mib"] <= 1.25 * s["peak_rss_mib"] + 10
     lines += [
         "",
-        f"Bucketing speed-up: {report['speedup']:.2f}x; same predictions both ways: {'yes' if report['same_predictions'] else 'NO'}. "
+        f"Bucketing speed-up: {report['speedup']:.2f}x; same predictions both ways: "
+        f"{'yes' if report['same_predictions'] else 'NO'}. "
         f"Peak RSS on {s['rows']:,} rows: {s['peak_rss_mib']:.0f} MiB "
-        f"({'memory does not grow with the file' if bounded else 'memory GREW with the file'}). Fastest of {report['repeats']} interleaved run(s) each.",
+        f"({'memory does not grow with the file' if bounded else 'memory GREW with the file'}). "
+        f"Fastest of {report['repeats']} interleaved run(s) each.",
     ]
     return "\n".join(lines)
 

@@ -67,8 +67,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--ratio", type=int, default=10, help="neg rows per pos row")
     parser.add_argument("--monitor", default="val_accuracy", help="early stopping's metric, as 'rnnonnx train --monitor'")
-    parser.add_argument("--weightings", default=WEIGHTINGS, help="--class-weight values to compare, separated by ';' "
-                        "('none': no weights), e.g. 'none;balanced;pos=3'")
+    parser.add_argument(
+        "--weightings",
+        default=WEIGHTINGS,
+        help="--class-weight values to compare, separated by ';' ('none': no weights), e.g. 'none;balanced;pos=3'",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/rnnonnx-class-weight"))
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
     args = parser.parse_args()
@@ -90,12 +93,21 @@ def main() -> None:
             if not (run / "bundle" / "manifest.json").is_file():
                 api.export(run, log=lambda message: None)
             report = api.evaluate(run, device="cpu").to_dict()
-            row = {"seed": seed, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-                   "pos_recall": report["per_class"]["pos"]["recall"], "pos_f1": report["per_class"]["pos"]["f1"],
-                   "test_rows": report["evaluated"], "seconds": time.perf_counter() - started}
+            row = {
+                "seed": seed,
+                "accuracy": report["accuracy"],
+                "macro_f1": report["macro_f1"],
+                "pos_recall": report["per_class"]["pos"]["recall"],
+                "pos_f1": report["per_class"]["pos"]["f1"],
+                "test_rows": report["evaluated"],
+                "seconds": time.perf_counter() - started,
+            }
             results[weighting].append(row)
-            print(f"{weighting or 'none':>8} seed {seed}: macro-F1 {row['macro_f1']:.4f}, accuracy {row['accuracy']:.4f}, "
-                  f"pos recall {row['pos_recall']:.4f} ({row['seconds']:.0f} s)", flush=True)
+            print(
+                f"{weighting or 'none':>8} seed {seed}: macro-F1 {row['macro_f1']:.4f}, accuracy {row['accuracy']:.4f}, "
+                f"pos recall {row['pos_recall']:.4f} ({row['seconds']:.0f} s)",
+                flush=True,
+            )
     lines = [
         f"Imbalanced built-in sentences: {neg} neg, {pos} pos ({args.ratio}:1); default recipe with --members {args.members} "
         f"--monitor {args.monitor}, "
@@ -106,16 +118,24 @@ def main() -> None:
     ]
     for weighting in weightings:
         for row in results[weighting]:
-            lines.append(f"| {weighting or '(none)'} | {row['seed']} | {row['macro_f1']:.4f} | {row['accuracy']:.4f} | "
-                         f"{row['pos_recall']:.4f} | {row['pos_f1']:.4f} |")
+            lines.append(
+                f"| {weighting or '(none)'} | {row['seed']} | {row['macro_f1']:.4f} | {row['accuracy']:.4f} | "
+                f"{row['pos_recall']:.4f} | {row['pos_f1']:.4f} |"
+            )
     for weighting in weightings:
         rows = results[weighting]
-        lines.append(f"| {weighting or '(none)'} | mean | {statistics.mean(r['macro_f1'] for r in rows):.4f} | "
-                     f"{statistics.mean(r['accuracy'] for r in rows):.4f} | {statistics.mean(r['pos_recall'] for r in rows):.4f} | "
-                     f"{statistics.mean(r['pos_f1'] for r in rows):.4f} |")
-    lines += ["", f"Hardware: {cpu_name()}, {os.cpu_count()} cores. Command: "
-              f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio} --monitor {args.monitor} "
-              f"--weightings '{args.weightings}'`"]
+        lines.append(
+            f"| {weighting or '(none)'} | mean | {statistics.mean(r['macro_f1'] for r in rows):.4f} | "
+            f"{statistics.mean(r['accuracy'] for r in rows):.4f} | {statistics.mean(r['pos_recall'] for r in rows):.4f} | "
+            f"{statistics.mean(r['pos_f1'] for r in rows):.4f} |"
+        )
+    lines += [
+        "",
+        f"Hardware: {cpu_name()}, {os.cpu_count()} cores. Command: "
+        f"`python benchmarks/class_weight.py --seeds {args.seeds} --members {args.members} --ratio {args.ratio} "
+        f"--monitor {args.monitor} "
+        f"--weightings '{args.weightings}'`",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -31,12 +31,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     import numpy as np
+    import recipe
     import torch
 
-    import recipe
     import rnnonnx.training as training
-    from rnnonnx.run import load_run, read_held_out
     from rnnonnx.config import TrainConfig
+    from rnnonnx.run import load_run, read_held_out
     from rnnonnx.training import train_run as train
 
     torch.set_num_threads(args.threads)
@@ -52,12 +52,17 @@ def main() -> None:
         out = work / f"m{seed}"
         if (out / "metrics.json").exists():
             continue
-        config = TrainConfig(**{k: v for k, v in options.items() if k in known} | {"seed": seed, "validation": 0.1 / 0.9, "test": 0.0})
+        config = TrainConfig(
+            **{k: v for k, v in options.items() if k in known} | {"seed": seed, "validation": 0.1 / 0.9, "test": 0.0}
+        )
         started = time.perf_counter()
         with recipe.patched(extra, total_steps=10**9):
             metrics = train(config, out, data, progress=False)
-        print(f"member seed {seed}: val {100 * metrics.val_accuracy:.2f} (epoch {metrics.best_epoch}), "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"member seed {seed}: val {100 * metrics.val_accuracy:.2f} (epoch {metrics.best_epoch}), "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
     texts, labels = read_held_out(work / f"m{seeds[0]}", "validation")
     probabilities, gold = [], None
@@ -68,7 +73,11 @@ def main() -> None:
         probabilities.append(torch.softmax(logits, dim=-1).numpy())
         gold = np.array([run.labels.index(label) for label in labels])
     single = [100 * float((p.argmax(1) == gold).mean()) for p in probabilities]
-    print(f"| {args.experiment} | members (seeds {args.seeds}) | " + " / ".join(f"{a:.1f}" for a in single) + f" | mean {np.mean(single):.1f} |")
+    print(
+        f"| {args.experiment} | members (seeds {args.seeds}) | "
+        + " / ".join(f"{a:.1f}" for a in single)
+        + f" | mean {np.mean(single):.1f} |"
+    )
     for k in range(2, len(seeds) + 1):
         accuracy = 100 * float((np.mean(probabilities[:k], axis=0).argmax(1) == gold).mean())
         print(f"| {args.experiment} | ensemble of the first {k} | {accuracy:.1f} | |")

@@ -12,13 +12,13 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnxruntime
 
-from rnnonnx.machine import cpu_name
 from rnnonnx.data import read_builtin
+from rnnonnx.machine import cpu_name
 from rnnonnx.predictor import Predictor
 
 BATCHES = (1, 256)
@@ -42,7 +42,9 @@ def texts_per_second(call: Callable[[list[str]], np.ndarray], texts: list[str], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1: steadier on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1: steadier on a shared machine)"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per graph and batch size (median reported)")
     parser.add_argument("--int8", action="store_true", help="time the int8 models instead of fp32")
@@ -50,7 +52,10 @@ def main() -> None:
 
     precision = "int8" if args.int8 else "fp32"
     texts = read_builtin().texts
-    predictors = {g: Predictor(args.bundle, device="cpu", threads=args.threads, batch_size=max(BATCHES), precision=precision, graph=g) for g in GRAPHS}
+    predictors = {
+        g: Predictor(args.bundle, device="cpu", threads=args.threads, batch_size=max(BATCHES), precision=precision, graph=g)
+        for g in GRAPHS
+    }
     results: dict[tuple[str, int], list[float]] = {(g, b): [] for g in GRAPHS for b in BATCHES}
     for _ in range(args.rounds):
         for batch in BATCHES:
@@ -58,10 +63,14 @@ def main() -> None:
                 results[(graph, batch)].append(texts_per_second(predictors[graph].predict_proba, texts, batch, args.seconds))
 
     model = predictors["ids"].bundle.manifest.get("model", {})
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical cores visible), onnxruntime {onnxruntime.__version__}, "
-          f"threads {args.threads}, {precision}")
-    print(f"model: {model.get('arch')} embed {model.get('embed_dim')} hidden {model.get('hidden')}, "
-          f"{len(texts):,} built-in sentences, median of {args.rounds} rounds x {args.seconds:g}s")
+    print(
+        f"CPU: {cpu_name()} ({os.cpu_count()} logical cores visible), onnxruntime {onnxruntime.__version__}, "
+        f"threads {args.threads}, {precision}"
+    )
+    print(
+        f"model: {model.get('arch')} embed {model.get('embed_dim')} hidden {model.get('hidden')}, "
+        f"{len(texts):,} built-in sentences, median of {args.rounds} rounds x {args.seconds:g}s"
+    )
     print(f"{'batch':>5}  {'graph':<5}  {'texts/s':>9}  {'ms/call':>8}  {'vs ids':>6}")
     for batch in BATCHES:
         base = statistics.median(results[("ids", batch)])

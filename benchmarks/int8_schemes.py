@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +62,15 @@ def static_qdq(model_bytes: bytes, run: Run) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "in.onnx").write_bytes(model_bytes)
-        quantize_static(str(Path(tmp) / "in.onnx"), str(Path(tmp) / "out.onnx"), Validation(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["MatMul", "Gemm", "Gather"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(Path(tmp) / "in.onnx"),
+            str(Path(tmp) / "out.onnx"),
+            Validation(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return (Path(tmp) / "out.onnx").read_bytes()
 
 
@@ -88,8 +96,13 @@ def all_weights(model_bytes: bytes, run: Run) -> bytes:
         q, scale = row_quantize(rows)
         q = np.moveaxis(q.reshape(np.moveaxis(weights, axis, 0).shape), 0, axis)
         graph.initializer.remove(initializers[name])
-        graph.initializer.extend([numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale, f"{name}/scale"),
-                                  numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}/zero")])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{name}/int8"),
+                numpy_helper.from_array(scale, f"{name}/scale"),
+                numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}/zero"),
+            ]
+        )
         front.append(helper.make_node("DequantizeLinear", [f"{name}/int8", f"{name}/scale", f"{name}/zero"], [name], axis=axis))
     nodes = front + list(graph.node)
     del graph.node[:]
@@ -103,7 +116,10 @@ def embeddings(model_bytes: bytes, run: Run) -> bytes:
 
 
 SCHEMES: dict[str, Callable[[bytes, Run], bytes]] = {
-    BASE: dynamic, "static QDQ": static_qdq, "weights int8": all_weights, "embeddings int8": embeddings,
+    BASE: dynamic,
+    "static QDQ": static_qdq,
+    "weights int8": all_weights,
+    "embeddings int8": embeddings,
 }
 
 
@@ -125,23 +141,47 @@ def main() -> None:
         fp32 = to_onnx(run)
     texts, gold = run.held_out("test")
     reference = session_for(fp32)
-    ref_proba = np.concatenate([reference.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
-                                for i in range(0, len(texts), 256)])
-    rows: dict[str, dict[str, Any]] = {FP32: {"bytes": len(fp32), "accuracy": accuracy(reference, run.tokenizer, run.labels, texts, gold),
-                                              "moved": batch_dependence(reference, run.tokenizer, texts)["max_abs_diff"], "vs_fp32": 0.0}}
+    ref_proba = np.concatenate(
+        [
+            reference.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
+            for i in range(0, len(texts), 256)
+        ]
+    )
+    rows: dict[str, dict[str, Any]] = {
+        FP32: {
+            "bytes": len(fp32),
+            "accuracy": accuracy(reference, run.tokenizer, run.labels, texts, gold),
+            "moved": batch_dependence(reference, run.tokenizer, texts)["max_abs_diff"],
+            "vs_fp32": 0.0,
+        }
+    }
     work = Path(tempfile.mkdtemp(prefix="int8-schemes-"))
     bundles = {}
     for name, build in {FP32: lambda b, r: b, **SCHEMES}.items():
         quantized = build(fp32, run)
         session = session_for(quantized)
         if name != FP32:
-            proba = np.concatenate([session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
-                                    for i in range(0, len(texts), 256)])
-            rows[name] = {"bytes": len(quantized), "accuracy": accuracy(session, run.tokenizer, run.labels, texts, gold),
-                          "moved": batch_dependence(session, run.tokenizer, texts)["max_abs_diff"], "vs_fp32": float(np.abs(proba - ref_proba).max())}
-        files = {MODEL: fp32, TEXT_MODEL: text_model(onnx.load_from_string(fp32), run.tokenizer).SerializeToString(),
-                 INT8_MODEL: quantized, TEXT_INT8_MODEL: text_model(onnx.load_from_string(quantized), run.tokenizer).SerializeToString()}
-        bundles[name] = write_bundle(work / name.replace(" ", "-"), files, run.tokenizer, run.labels, {"model": run.config["model"]})
+            proba = np.concatenate(
+                [
+                    session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch(texts[i : i + 256])})[0]
+                    for i in range(0, len(texts), 256)
+                ]
+            )
+            rows[name] = {
+                "bytes": len(quantized),
+                "accuracy": accuracy(session, run.tokenizer, run.labels, texts, gold),
+                "moved": batch_dependence(session, run.tokenizer, texts)["max_abs_diff"],
+                "vs_fp32": float(np.abs(proba - ref_proba).max()),
+            }
+        files = {
+            MODEL: fp32,
+            TEXT_MODEL: text_model(onnx.load_from_string(fp32), run.tokenizer).SerializeToString(),
+            INT8_MODEL: quantized,
+            TEXT_INT8_MODEL: text_model(onnx.load_from_string(quantized), run.tokenizer).SerializeToString(),
+        }
+        bundles[name] = write_bundle(
+            work / name.replace(" ", "-"), files, run.tokenizer, run.labels, {"model": run.config["model"]}
+        )
     from rnnonnx.data import read_builtin
 
     timed = read_builtin().texts
@@ -153,31 +193,60 @@ def main() -> None:
             measured = {}
             for name, path in bundles.items():
                 print(f"round {number + 1}/{args.rounds}, {count} thread(s): {name}", file=sys.stderr)
-                task = {"name": name, "engine": "ort", "precision": "fp32" if name == FP32 else "int8", "graph": args.graph, "bundle": str(path),
-                        "threads": count, "seconds": args.seconds, "texts": timed, "probe": False}
+                task = {
+                    "name": name,
+                    "engine": "ort",
+                    "precision": "fp32" if name == FP32 else "int8",
+                    "graph": args.graph,
+                    "bundle": str(path),
+                    "threads": count,
+                    "seconds": args.seconds,
+                    "texts": timed,
+                    "probe": False,
+                }
                 m = run_worker(task, count)
                 measured[name] = figures(m, batch_flops(run.config["model"], steps, m["throughput"]["256"]["batches"]))
             flat[count].append(measured)
     summaries = {count: aggregate(flat[count], base=BASE) for count in threads}
     end = machine()
-    print(f"Run {args.run} ({run.config['model']['arch']}, {run.config['model'].get('members', 1)} member(s)); CPU {started['cpu']}, "
-          f"{started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, {end.get('load_average_1min')} at end; "
-          f"{args.rounds} interleaved rounds of {args.seconds:g}s per measurement, {args.graph} graph, texts/s at batch 256 "
-          f"on the built-in sentences; accuracy and agreement on the {len(texts)} test texts.")
+    print(
+        f"Run {args.run} ({run.config['model']['arch']}, {run.config['model'].get('members', 1)} member(s)); "
+        f"CPU {started['cpu']}, "
+        f"{started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, "
+        f"{end.get('load_average_1min')} at end; "
+        f"{args.rounds} interleaved rounds of {args.seconds:g}s per measurement, {args.graph} graph, texts/s at batch 256 "
+        f"on the built-in sentences; accuracy and agreement on the {len(texts)} test texts."
+    )
     print()
     header = ["model", "test accuracy", "max |dp| vs fp32", "alone vs batched max |dp|", "ids graph MiB"]
     for count in threads:
-        header += [f"batch 256 texts/s, {count} thread(s)", f"vs {BASE}, {count} thread(s)", f"one text p50 ms, {count} thread(s)"]
+        header += [
+            f"batch 256 texts/s, {count} thread(s)",
+            f"vs {BASE}, {count} thread(s)",
+            f"one text p50 ms, {count} thread(s)",
+        ]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for name, row in rows.items():
-        cells = [name, f"{100 * row['accuracy']:.2f}%", f"{row['vs_fp32']:.2e}", f"{row['moved']:.2e}", f"{row['bytes'] / (1 << 20):.2f}"]
+        cells = [
+            name,
+            f"{100 * row['accuracy']:.2f}%",
+            f"{row['vs_fp32']:.2e}",
+            f"{row['moved']:.2e}",
+            f"{row['bytes'] / (1 << 20):.2f}",
+        ]
         for count in threads:
             entry = summaries[count]["engines"][name]
-            per_s, ratio, p50 = entry["figures"]["texts_per_s_256"], entry["ratios"]["throughput_ratio"], entry["figures"]["latency_p50_ms"]
-            cells += [f"{per_s['median']:,.0f} ({per_s['min']:,.0f}-{per_s['max']:,.0f})",
-                      f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})",
-                      f"{p50['median']:.3f} ({p50['min']:.3f}-{p50['max']:.3f})"]
+            per_s, ratio, p50 = (
+                entry["figures"]["texts_per_s_256"],
+                entry["ratios"]["throughput_ratio"],
+                entry["figures"]["latency_p50_ms"],
+            )
+            cells += [
+                f"{per_s['median']:,.0f} ({per_s['min']:,.0f}-{per_s['max']:,.0f})",
+                f"{ratio['median']:.2f}x ({ratio['min']:.2f}-{ratio['max']:.2f})",
+                f"{p50['median']:.3f} ({p50['min']:.3f}-{p50['max']:.3f})",
+            ]
         print("| " + " | ".join(cells) + " |")
 
 

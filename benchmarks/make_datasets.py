@@ -32,8 +32,8 @@ import statistics
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,6 +47,7 @@ DEBIAN_INDEX = "deb.debian.org_debian_dists_bookworm_main"
 
 # --- apt plumbing -----------------------------------------------------------------------------------
 
+
 def apt_update(state: Path) -> Path:
     """``apt-get update`` into a private lists directory with translations; returns that directory."""
     lists = state / "lists"
@@ -54,8 +55,16 @@ def apt_update(state: Path) -> Path:
         (lists / "partial").mkdir(parents=True, exist_ok=True)
         (state / "cache").mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["apt-get", "update", "-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={state / 'cache'}",
-             "-o", f"Acquire::Languages={','.join(LANGUAGES)}"],
+            [
+                "apt-get",
+                "update",
+                "-o",
+                f"Dir::State::Lists={lists}",
+                "-o",
+                f"Dir::Cache={state / 'cache'}",
+                "-o",
+                f"Acquire::Languages={','.join(LANGUAGES)}",
+            ],
             check=True,
         )
     return lists
@@ -63,7 +72,9 @@ def apt_update(state: Path) -> Path:
 
 def cat_index(path: Path) -> str:
     """The decompressed text of an apt index file (lz4, gz or plain)."""
-    return subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(path)], check=True, capture_output=True).stdout.decode("utf-8")
+    return subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(path)], check=True, capture_output=True).stdout.decode(
+        "utf-8"
+    )
 
 
 def stanzas(text: str) -> Iterator[dict[str, str]]:
@@ -103,6 +114,7 @@ def download_deb(package: str, state: Path) -> Path:
 
 
 # --- the sets -----------------------------------------------------------------------------------------
+
 
 def debian_descriptions(lists: Path, language: str, per_class: int, seed: int) -> list[tuple[str, str]]:
     """Package descriptions in ``language``, labelled by section, balanced by a per-class cap."""
@@ -158,23 +170,44 @@ def kernel_docs(state: Path) -> list[tuple[str, str]]:
 
 
 _ROFF_ESCAPES = [
-    (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),   # font changes
+    (re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""),  # font changes
     (re.compile(r"\\\*(\[[^\]]*\]|\(..|.)"), ""),  # strings
-    (re.compile(r"\\\((..)"), " "),                # special characters
+    (re.compile(r"\\\((..)"), " "),  # special characters
     (re.compile(r"\\\[[^\]]*\]"), " "),
     (re.compile(r"\\[-e]"), "-"),
     (re.compile(r"\\[&|^,/%:]"), ""),
     (re.compile(r"\\s[-+]?\d"), ""),
     (re.compile(r"\\(.)"), r"\1"),
 ]
-_TEXT_MACROS = {"SH", "SS", "B", "I", "BR", "IR", "RB", "RI", "BI", "IB", "TP", "IP", "SM", "SB", "UR", "MT", "OP", "Nm", "Nd", "Sh"}
+_TEXT_MACROS = {
+    "SH",
+    "SS",
+    "B",
+    "I",
+    "BR",
+    "IR",
+    "RB",
+    "RI",
+    "BI",
+    "IB",
+    "TP",
+    "IP",
+    "SM",
+    "SB",
+    "UR",
+    "MT",
+    "OP",
+    "Nm",
+    "Nd",
+    "Sh",
+}
 
 
 def roff_text(raw: str) -> str:
     """A man page's words: comments, the title line and layout requests dropped, text macros kept."""
     out: list[str] = []
     for line in raw.splitlines():
-        if line.startswith((".\\\"", "'\\\"", '.\\"')) or line.startswith(".TH"):
+        if line.startswith(('.\\"', "'\\\"", '.\\"')) or line.startswith(".TH"):
             continue
         if line.startswith((".", "'")):
             name, _, args = line[1:].strip().partition(" ")
@@ -207,6 +240,7 @@ def man_pages_de(state: Path) -> list[tuple[str, str]]:
 
 # --- output -------------------------------------------------------------------------------------------
 
+
 def write_csv(path: Path, rows: Iterable[tuple[str, str]]) -> None:
     """CSV with a ``text,label`` header."""
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -222,8 +256,10 @@ def describe(name: str, rows: list[tuple[str, str]], analyzer: str) -> str:
     lengths = sorted(len(analyze(t, analyzer)) for t, _ in rows)
     counts = Counter(label for _, label in rows)
     p90 = lengths[int(0.9 * (len(lengths) - 1))]
-    return (f"{name}: {len(rows)} rows, {len(counts)} classes {dict(sorted(counts.items()))}, "
-            f"median {statistics.median(lengths):.0f} {analyzer} tokens, 90th percentile {p90}")
+    return (
+        f"{name}: {len(rows)} rows, {len(counts)} classes {dict(sorted(counts.items()))}, "
+        f"median {statistics.median(lengths):.0f} {analyzer} tokens, 90th percentile {p90}"
+    )
 
 
 def main() -> None:
@@ -238,8 +274,13 @@ def main() -> None:
     lists = apt_update(state)
     sets: list[tuple[str, list[tuple[str, str]], str]] = []
     for language in LANGUAGES:
-        sets.append((f"debian-{language}", debian_descriptions(lists, language, args.per_class, args.seed),
-                     "char" if language == "ja" else "word"))
+        sets.append(
+            (
+                f"debian-{language}",
+                debian_descriptions(lists, language, args.per_class, args.seed),
+                "char" if language == "ja" else "word",
+            )
+        )
     sets.append(("kernel-docs", kernel_docs(state), "word"))
     sets.append(("man-de", man_pages_de(state), "word"))
     for name, rows, analyzer in sets:

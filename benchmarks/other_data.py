@@ -29,7 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SETS = {"debian-en": "word", "debian-de": "word", "debian-fr": "word", "debian-ja": "char", "kernel-docs": "word", "man-de": "word"}
+SETS = {
+    "debian-en": "word",
+    "debian-de": "word",
+    "debian-fr": "word",
+    "debian-ja": "char",
+    "kernel-docs": "word",
+    "man-de": "word",
+}
 
 
 def macro_f1(truth: list[str], predicted: list[str]) -> float:
@@ -69,12 +76,14 @@ def tfidf_reference(train: tuple[list[str], list[str]], test: tuple[list[str], l
     return accuracy, macro_f1(test[1], predicted)
 
 
-def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], work: Path, with_test: bool = True) -> dict[str, Any]:
+def evaluate(
+    name: str, path: Path, analyzer: str, overrides: dict[str, Any], work: Path, with_test: bool = True
+) -> dict[str, Any]:
     """Train the defaults (plus ``overrides``) on one set; returns its figures, test ones only ``with_test``."""
+    from rnnonnx.config import TrainConfig
     from rnnonnx.data import read_file, split
     from rnnonnx.run import read_held_out
     from rnnonnx.text import analyze
-    from rnnonnx.config import TrainConfig
     from rnnonnx.training import train_run as train
 
     data = read_file(path)
@@ -85,11 +94,19 @@ def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], wo
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     lengths = [len(analyze(t, analyzer)) for t in data.texts]
     record = {
-        "set": name, "rows": len(data.texts), "classes": len(set(data.labels)),
-        "median_tokens": statistics.median(lengths), "truncated_share": sum(n > config.max_len for n in lengths) / len(lengths),
-        "analyzer": analyzer, "overrides": overrides, "val_accuracy": metrics.val_accuracy,
-        "best_epoch": metrics.best_epoch, "epochs_run": len(metrics.epochs),
-        "cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "config": asdict(config),
+        "set": name,
+        "rows": len(data.texts),
+        "classes": len(set(data.labels)),
+        "median_tokens": statistics.median(lengths),
+        "truncated_share": sum(n > config.max_len for n in lengths) / len(lengths),
+        "analyzer": analyzer,
+        "overrides": overrides,
+        "val_accuracy": metrics.val_accuracy,
+        "best_epoch": metrics.best_epoch,
+        "epochs_run": len(metrics.epochs),
+        "cpu_s": round(cpu, 1),
+        "wall_s": round(wall, 1),
+        "config": asdict(config),
     }
     if with_test:
         test = read_held_out(out, "test")
@@ -97,8 +114,10 @@ def evaluate(name: str, path: Path, analyzer: str, overrides: dict[str, Any], wo
         train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
         ref_acc, ref_f1 = tfidf_reference(train_rows, test, analyzer)
         record |= {
-            "test_accuracy": metrics.test_accuracy, "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
-            "tfidf_lr_test_accuracy": ref_acc, "tfidf_lr_test_macro_f1": ref_f1,
+            "test_accuracy": metrics.test_accuracy,
+            "test_macro_f1": macro_f1(test[1], predict_run(out, test[0])),
+            "tfidf_lr_test_accuracy": ref_acc,
+            "tfidf_lr_test_macro_f1": ref_f1,
         }
     return record
 
@@ -111,8 +130,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated set names")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a TrainConfig field")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--validation-only", action="store_true",
-                        help="print and record validation figures only (for choosing settings on these sets)")
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="print and record validation figures only (for choosing settings on these sets)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -132,16 +154,23 @@ def main() -> None:
         if args.validation_only:
             with (args.work / "validation.jsonl").open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            print(f"{name}: val {100 * record['val_accuracy']:.1f} (epoch {record['best_epoch']}/{record['epochs_run']}), "
-                  f"{record['cpu_s']:.0f} CPU s, {100 * record['truncated_share']:.0f}% over max_len {overrides or ''}", flush=True)
+            print(
+                f"{name}: val {100 * record['val_accuracy']:.1f} (epoch {record['best_epoch']}/{record['epochs_run']}), "
+                f"{record['cpu_s']:.0f} CPU s, {100 * record['truncated_share']:.0f}% over max_len {overrides or ''}",
+                flush=True,
+            )
             continue
         with (args.work / "results.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        print(f"{name}: {record['rows']} rows, {record['classes']} classes, median {record['median_tokens']:.0f} tokens "
-              f"({100 * record['truncated_share']:.0f}% over max_len) | val {100 * record['val_accuracy']:.1f} "
-              f"test {100 * record['test_accuracy']:.1f} macro-F1 {100 * record['test_macro_f1']:.1f} | "
-              f"TF-IDF+LR test {100 * record['tfidf_lr_test_accuracy']:.1f} macro-F1 {100 * record['tfidf_lr_test_macro_f1']:.1f} | "
-              f"epoch {record['best_epoch']}/{record['epochs_run']}, {record['cpu_s']:.0f} CPU s {overrides or ''}", flush=True)
+        print(
+            f"{name}: {record['rows']} rows, {record['classes']} classes, median {record['median_tokens']:.0f} tokens "
+            f"({100 * record['truncated_share']:.0f}% over max_len) | val {100 * record['val_accuracy']:.1f} "
+            f"test {100 * record['test_accuracy']:.1f} macro-F1 {100 * record['test_macro_f1']:.1f} | "
+            f"TF-IDF+LR test {100 * record['tfidf_lr_test_accuracy']:.1f} "
+            f"macro-F1 {100 * record['tfidf_lr_test_macro_f1']:.1f} | "
+            f"epoch {record['best_epoch']}/{record['epochs_run']}, {record['cpu_s']:.0f} CPU s {overrides or ''}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

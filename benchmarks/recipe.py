@@ -24,19 +24,36 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The original defaults, spelled out so the baseline stays fixed whatever TrainConfig says now.
 BASE: dict[str, Any] = {
-    "arch": "lstm", "bidirectional": False, "layers": 1, "embed_dim": 128, "hidden": 128, "dropout": 0.3,
-    "analyzer": "word", "max_len": 64, "min_df": 1, "max_vocab": 20000, "epochs": 10, "batch_size": 32,
-    "lr": 2e-3, "patience": 3, "monitor": "val_loss", "seed": 0, "device": "cpu", "pooling": "last", "members": 1,
+    "arch": "lstm",
+    "bidirectional": False,
+    "layers": 1,
+    "embed_dim": 128,
+    "hidden": 128,
+    "dropout": 0.3,
+    "analyzer": "word",
+    "max_len": 64,
+    "min_df": 1,
+    "max_vocab": 20000,
+    "epochs": 10,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "patience": 3,
+    "monitor": "val_loss",
+    "seed": 0,
+    "device": "cpu",
+    "pooling": "last",
+    "members": 1,
 }
 
 # name -> changes from BASE (or from another named experiment via "from").
@@ -104,6 +121,7 @@ def config_for(name: str) -> dict[str, Any]:
 
 # --- options that are not (yet) TrainConfig fields are applied by patching the fitting module -----
 
+
 def _train_fields() -> set[str]:
     from rnnonnx.config import TrainConfig
 
@@ -155,13 +173,13 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
             index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
             last = outputs.gather(1, index).squeeze(1)
             if self.config.bidirectional:
-                last = torch.cat([last[:, :self.config.hidden], outputs[:, 0, self.config.hidden:]], dim=-1)
+                last = torch.cat([last[:, : self.config.hidden], outputs[:, 0, self.config.hidden :]], dim=-1)
             top = outputs.masked_fill(~valid[..., None], float("-inf")).amax(dim=1)
             mean = outputs.sum(dim=1) / lengths[:, None].to(outputs.dtype)
             features = {"last": last, "max": top, "mean": mean, "last+max+mean": torch.cat([last, top, mean], dim=-1)}[pooling]
             logits = self.head(self.dropout(features))
             if wide:
-                ids = input_ids[:, :outputs.shape[1]]
+                ids = input_ids[:, : outputs.shape[1]]
                 mask = (ids != PAD_ID).to(logits.dtype)
                 uni = (self.uni(ids) * mask[..., None]).sum(1)
                 pair = (ids[:, :-1] * 1000003 + ids[:, 1:]) % wide
@@ -207,6 +225,7 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
 
 # --- data --------------------------------------------------------------------------------------------
 
+
 def pool_without_test() -> tuple[Any, list[int]]:
     """The built-in rows minus the shipped run's test split (seed 0), and those test row indices."""
     from rnnonnx.data import LabelledTexts, read_builtin, split
@@ -222,8 +241,8 @@ def run_one(name: str, seed: int, work: Path, final: bool = False) -> dict[str, 
     """Train one experiment at one seed; returns the record (test figures only when ``final``)."""
     import math
 
-    from rnnonnx.data import read_builtin
     from rnnonnx.config import TrainConfig
+    from rnnonnx.data import read_builtin
     from rnnonnx.training import train_run as train
 
     options = config_for(name) | {"seed": seed}
@@ -249,11 +268,19 @@ def run_one(name: str, seed: int, work: Path, final: bool = False) -> dict[str, 
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     epochs_run = len(metrics.epochs)
     record = {
-        "name": name, "seed": seed, "val_accuracy": metrics.val_accuracy, "val_loss": metrics.val_loss,
-        "best_epoch": metrics.best_epoch, "epochs_run": epochs_run,
+        "name": name,
+        "seed": seed,
+        "val_accuracy": metrics.val_accuracy,
+        "val_loss": metrics.val_loss,
+        "best_epoch": metrics.best_epoch,
+        "epochs_run": epochs_run,
         "max_val_accuracy": max(e["val_accuracy"] for e in metrics.epochs),
-        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_s_per_epoch": round(cpu / epochs_run, 1),
-        "vocab": _vocab_size(out), "options": options, "load": os.getloadavg()[0],
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "cpu_s_per_epoch": round(cpu / epochs_run, 1),
+        "vocab": _vocab_size(out),
+        "options": options,
+        "load": os.getloadavg()[0],
     }
     if final:
         record |= {"test_accuracy": metrics.test_accuracy, "test_loss": metrics.test_loss, "final": True}
@@ -277,8 +304,11 @@ def table(records: list[dict[str, Any]]) -> str:
     for r in records:
         if not r.get("final"):
             by_name.setdefault(r["name"], []).append(r)
-    lines = ["| experiment | seeds | val acc mean | per seed | best epoch | epochs run | max val acc (any epoch) | CPU s/epoch | CPU s total | wall s | vocab |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| experiment | seeds | val acc mean | per seed | best epoch | "
+        "epochs run | max val acc (any epoch) | CPU s/epoch | CPU s total | wall s | vocab |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in [n for n in EXPERIMENTS if n in by_name] + [n for n in by_name if n not in EXPERIMENTS]:
         rs = sorted(by_name[name], key=lambda r: r["seed"])
         accs = [r["val_accuracy"] for r in rs]
@@ -317,7 +347,11 @@ def main() -> None:
         record = run_one(args.final, 0, args.work, final=True)
         with results.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        print(json.dumps({k: record[k] for k in ("name", "val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "cpu_s", "wall_s")}))
+        print(
+            json.dumps(
+                {k: record[k] for k in ("name", "val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "cpu_s", "wall_s")}
+            )
+        )
         return
     if not args.table:
         names = [n for n in args.only.split(",") if n] or list(EXPERIMENTS)
@@ -332,8 +366,12 @@ def main() -> None:
                 record = run_one(name, seed, args.work)
                 with results.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
-                print(f"{name} seed {seed}: val {100 * record['val_accuracy']:.1f} (epoch {record['best_epoch']}/{record['epochs_run']}), "
-                      f"{record['cpu_s']:.0f} CPU s, {record['wall_s']:.0f} s wall", flush=True)
+                print(
+                    f"{name} seed {seed}: val {100 * record['val_accuracy']:.1f} "
+                    f"(epoch {record['best_epoch']}/{record['epochs_run']}), "
+                    f"{record['cpu_s']:.0f} CPU s, {record['wall_s']:.0f} s wall",
+                    flush=True,
+                )
     print(table(load_results(results)))
 
 

@@ -95,7 +95,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str, body: bytes = b"") -> tuple[int, bytes, bool]:
+async def request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str, body: bytes = b""
+) -> tuple[int, bytes, bool]:
     """One HTTP/1.1 exchange on a keep-alive connection: status, body, and whether the server closes."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     writer.write(head.encode("ascii") + body)
@@ -170,14 +172,35 @@ async def measure(port: int, pid: int, mode: str, bodies: list[bytes], concurren
     cpu_after = cpu_seconds(pid)
     texts_after, calls_after = await batch_totals(port)
     calls = calls_after - calls_before
-    return Level(mode, concurrency, len(latencies), round(seconds, 3), round(len(latencies) / seconds, 1),
-                 round(percentile(latencies, 0.5) * 1000, 2), round(percentile(latencies, 0.99) * 1000, 2),
-                 round((texts_after - texts_before) / calls, 2) if calls else 0.0,
-                 round((cpu_after - cpu_before) * 1000 / len(latencies), 3), errors)
+    return Level(
+        mode,
+        concurrency,
+        len(latencies),
+        round(seconds, 3),
+        round(len(latencies) / seconds, 1),
+        round(percentile(latencies, 0.5) * 1000, 2),
+        round(percentile(latencies, 0.99) * 1000, 2),
+        round((texts_after - texts_before) / calls, 2) if calls else 0.0,
+        round((cpu_after - cpu_before) * 1000 / len(latencies), 3),
+        errors,
+    )
 
 
 def start_server(bundle: str, port: int, extra: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "rnnonnx.cli", "serve", bundle, "--host", HOST, "--port", str(port), "--log-level", "warning", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "rnnonnx.cli",
+        "serve",
+        bundle,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -203,7 +226,9 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def run_mode(bundle: str, mode: str, server_options: list[str], bodies: list[bytes], levels: list[int], total: int, time_limit: float) -> list[Level]:
+def run_mode(
+    bundle: str, mode: str, server_options: list[str], bodies: list[bytes], levels: list[int], total: int, time_limit: float
+) -> list[Level]:
     port = free_port()
     extra = server_options + (["--no-batching"] if mode == "batching off" else [])
     server = start_server(bundle, port, extra)
@@ -228,29 +253,43 @@ def summarize(runs: list[list[Level]]) -> list[dict[str, Any]]:
 
 def markdown(report: dict[str, Any]) -> str:
     info = report["machine"]
-    lines = [f"- CPU {info['cpu']}, {info['usable_cores']} usable of {info['logical_cores']} logical cores; "
-             f"load average {report['load_average'][0]} at start, {report['load_average'][1]} at end",
-             "- versions: " + ", ".join(f"{name} {version}" for name, version in report["versions"].items()),
-             f"- `{report['command']}`",
-             f"- {report['requests']} one-sentence requests per level after {WARMUP_REQUESTS} warm-up requests; "
-             f"median of {report['repeats']} repeat(s), range in brackets", "",
-             "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per batch | server CPU ms per request | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"- CPU {info['cpu']}, {info['usable_cores']} usable of {info['logical_cores']} logical cores; "
+        f"load average {report['load_average'][0]} at start, {report['load_average'][1]} at end",
+        "- versions: " + ", ".join(f"{name} {version}" for name, version in report["versions"].items()),
+        f"- `{report['command']}`",
+        f"- {report['requests']} one-sentence requests per level after {WARMUP_REQUESTS} warm-up requests; "
+        f"median of {report['repeats']} repeat(s), range in brackets",
+        "",
+        "| mode | concurrency | requests/s | p50 ms | p99 ms | mean texts per batch | server CPU ms per request | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in report["rows"]:
         low, high = row["requests_per_s_range"]
         p99_low, p99_high = row["p99_ms_range"]
-        lines.append(f"| {row['mode']} | {row['concurrency']} | {row['requests_per_s']:,.0f} [{low:,.0f}-{high:,.0f}] | {row['p50_ms']:.2f} | "
-                     f"{row['p99_ms']:.2f} [{p99_low:.2f}-{p99_high:.2f}] | {row['mean_batch']:.1f} | {row['server_cpu_ms']:.3f} | {row['errors']:g} |")
+        lines.append(
+            f"| {row['mode']} | {row['concurrency']} | "
+            f"{row['requests_per_s']:,.0f} [{low:,.0f}-{high:,.0f}] | {row['p50_ms']:.2f} | "
+            f"{row['p99_ms']:.2f} [{p99_low:.2f}-{p99_high:.2f}] "
+            f"| {row['mean_batch']:.1f} | {row['server_cpu_ms']:.3f} | {row['errors']:g} |"
+        )
     alone = report["ort_alone"]
-    lines += ["", f"The server's predictor alone, no HTTP (in the benchmark's process): {alone['one_per_call']:,.0f} texts/s at one "
-                  f"sentence per call, {alone['64_per_call']:,.0f} at 64 per call: {alone['ratio']:.2f}x "
-                  f"(per repeat {', '.join(f'{r:.2f}' for r in report['ort_alone_ratios'])}), the most batching can gain on the model's side."]
+    lines += [
+        "",
+        f"The server's predictor alone, no HTTP (in the benchmark's process): {alone['one_per_call']:,.0f} texts/s at one "
+        f"sentence per call, {alone['64_per_call']:,.0f} at 64 per call: {alone['ratio']:.2f}x "
+        f"(per repeat {', '.join(f'{r:.2f}' for r in report['ort_alone_ratios'])}), "
+        f"the most batching can gain on the model's side.",
+    ]
     goal = report.get("goal")
     if goal:
-        lines += ["", f"At concurrency {goal['concurrency']}: micro-batching serves {goal['ratio']:.2f}x the requests/s of batching off "
-                      f"(ratios per repeat {', '.join(f'{r:.2f}' for r in goal['ratios'])}; goal >= {GOAL_RATIO:g}x: "
-                      f"{'met' if goal['ratio'] >= GOAL_RATIO else 'NOT met'}), p99 {goal['p99_ms']:.1f} ms "
-                      f"(goal < {GOAL_P99_MS:g} ms: {'met' if goal['p99_ms'] < GOAL_P99_MS else 'NOT met'})."]
+        lines += [
+            "",
+            f"At concurrency {goal['concurrency']}: micro-batching serves {goal['ratio']:.2f}x the requests/s of batching off "
+            f"(ratios per repeat {', '.join(f'{r:.2f}' for r in goal['ratios'])}; goal >= {GOAL_RATIO:g}x: "
+            f"{'met' if goal['ratio'] >= GOAL_RATIO else 'NOT met'}), p99 {goal['p99_ms']:.1f} ms "
+            f"(goal < {GOAL_P99_MS:g} ms: {'met' if goal['p99_ms'] < GOAL_P99_MS else 'NOT met'}).",
+        ]
     return "\n".join(lines)
 
 
@@ -260,10 +299,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="Measured requests per concurrency level.")
     parser.add_argument("--concurrency", default="1,16,64", help="Comma-separated connection counts.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of both modes (alternating).")
-    parser.add_argument("--time-limit", type=float, default=120.0, help="Seconds at most per level (a level stops early past it).")
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="Seconds at most per level (a level stops early past it)."
+    )
     parser.add_argument("--alone-seconds", type=float, default=2.0, help="Seconds of each ONNX Runtime-alone measurement.")
-    parser.add_argument("--server-option", action="append", default=[], metavar="OPTION",
-                        help="Passed to 'rnnonnx serve' (repeatable), in the form --server-option=--threads=2.")
+    parser.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="Passed to 'rnnonnx serve' (repeatable), in the form --server-option=--threads=2.",
+    )
     parser.add_argument("--json", action="store_true", help="The report as JSON (default: Markdown).")
     args = parser.parse_args()
     try:
@@ -285,16 +331,22 @@ def main() -> None:
             runs[mode].append(run_mode(args.bundle, mode, args.server_option, bodies, levels, args.requests, args.time_limit))
     rows = summarize(runs["batching on"]) + summarize(runs["batching off"])
     report: dict[str, Any] = {
-        "machine": machine(), "versions": server_versions(), "load_average": [load_start, round(os.getloadavg()[0], 2)],
+        "machine": machine(),
+        "versions": server_versions(),
+        "load_average": [load_start, round(os.getloadavg()[0], 2)],
         "command": " ".join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
-        "requests": args.requests, "repeats": args.repeats, "rows": rows,
+        "requests": args.requests,
+        "repeats": args.repeats,
+        "rows": rows,
         "ort_alone": {key: statistics.median(c[key] for c in ceilings) for key in ceilings[0]},
         "ort_alone_ratios": [c["ratio"] for c in ceilings],
         "runs": {mode: [[asdict(level) for level in run] for run in value] for mode, value in runs.items()},
     }
     top = max(levels)
-    ratios = [on[levels.index(top)].requests_per_s / off[levels.index(top)].requests_per_s
-              for on, off in zip(runs["batching on"], runs["batching off"])]
+    ratios = [
+        on[levels.index(top)].requests_per_s / off[levels.index(top)].requests_per_s
+        for on, off in zip(runs["batching on"], runs["batching off"])
+    ]
     on_top = next(row for row in rows if row["mode"] == "batching on" and row["concurrency"] == top)
     report["goal"] = {"concurrency": top, "ratio": statistics.median(ratios), "ratios": ratios, "p99_ms": on_top["p99_ms"]}
     print(json.dumps(report, indent=1) if args.json else markdown(report))

@@ -65,8 +65,14 @@ def spark_job(spark, udf, source: Path, target: Path) -> float:
     """Wall seconds of read CSV -> predict -> write CSV."""
     started = time.perf_counter()
     df = spark.read.option("header", True).option("escape", '"').schema("id long, text string").csv(str(source))
-    (df.withColumn("pred", udf("text")).select("id", "text", "pred.label", "pred.score")
-       .write.mode("overwrite").option("header", True).option("escape", '"').csv(str(target)))
+    (
+        df.withColumn("pred", udf("text"))
+        .select("id", "text", "pred.label", "pred.score")
+        .write.mode("overwrite")
+        .option("header", True)
+        .option("escape", '"')
+        .csv(str(target))
+    )
     return time.perf_counter() - started
 
 
@@ -99,8 +105,13 @@ def measure(bundle: Path, rows: int, rounds: int, cores: int, seed: int) -> dict
         source = Path(tmp) / "in.csv"
         write_texts(source, rows, seed)
         started = time.perf_counter()
-        spark = (SparkSession.builder.master(f"local[{cores}]").appName("rnnonnx-spark-speed")
-                 .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").getOrCreate())
+        spark = (
+            SparkSession.builder.master(f"local[{cores}]")
+            .appName("rnnonnx-spark-speed")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
         spark.sparkContext.setLogLevel("ERROR")
         session_s = time.perf_counter() - started
         udf = rnnonnx.spark.predict_udf(str(bundle))
@@ -158,7 +169,8 @@ def markdown(report: dict) -> str:
     if inner:
         lines.append(f"| the same, rows/s it reports itself (start and model load left out) | {spread(inner)} |")
     lines += [
-        f"| Spark `local[{report['cores']}]`: read CSV, `predict_udf(BUNDLE)(\"text\")`, write CSV (running session, {report['input_partitions']} input partitions) | {spread(report['spark_rows_per_s'])} |",
+        f'| Spark `local[{report["cores"]}]`: read CSV, `predict_udf(BUNDLE)("text")`, write CSV '
+        f"(running session, {report['input_partitions']} input partitions) | {spread(report['spark_rows_per_s'])} |",
         "",
         f"Spark / CLI rows/s, per round: {spread(report['spark_over_cli'], '{:.2f}')}. "
         f"Spark session start {report['spark_session_start_s']:.1f} s; first job (Python workers start, bundle loads) "

@@ -31,11 +31,20 @@ from pathlib import Path
 
 # Operator types grouped as the table shows them.
 GROUPS = {
-    "StringNormalizer": "tokenize (in-graph)", "Tokenizer": "tokenize (in-graph)", "LabelEncoder": "tokenize (in-graph)",
-    "LSTM": "recurrent layer", "DynamicQuantizeLSTM": "recurrent layer", "GRU": "recurrent layer", "RNN": "recurrent layer",
-    "Gather": "embedding lookup and index ops", "Cast": "embedding lookup and index ops", "Mul": "embedding lookup and index ops",
+    "StringNormalizer": "tokenize (in-graph)",
+    "Tokenizer": "tokenize (in-graph)",
+    "LabelEncoder": "tokenize (in-graph)",
+    "LSTM": "recurrent layer",
+    "DynamicQuantizeLSTM": "recurrent layer",
+    "GRU": "recurrent layer",
+    "RNN": "recurrent layer",
+    "Gather": "embedding lookup and index ops",
+    "Cast": "embedding lookup and index ops",
+    "Mul": "embedding lookup and index ops",
     "DequantizeLinear": "embedding lookup and index ops",
-    "Gemm": "output layer", "MatMulInteger": "output layer", "DynamicQuantizeLinear": "output layer",
+    "Gemm": "output layer",
+    "MatMulInteger": "output layer",
+    "DynamicQuantizeLinear": "output layer",
 }
 
 
@@ -88,8 +97,13 @@ def recurrent_alone(ids_model: Path, out: Path) -> None:
     alone = helper.make_node(node.op_type, ["X", *inputs], ["Y"])
     alone.attribute.extend(node.attribute)
     size = initializers[node.input[1]].dims[2]
-    graph = helper.make_graph([alone], "recurrent_alone", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["steps", "batch", size])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [initializers[name] for name in inputs])
+    graph = helper.make_graph(
+        [alone],
+        "recurrent_alone",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["steps", "batch", size])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [initializers[name] for name in inputs],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(out))
 
 
@@ -150,16 +164,24 @@ def main() -> None:
     quantize_dynamic(str(work / "fp32.onnx"), str(work / "dynamic.onnx"), weight_type=QuantType.QInt8)
     # ONNX Runtime's dynamic int8 on the LSTM only: the embedding stays fp32, so no DequantizeLinear
     # (a single-threaded loop in ONNX Runtime's CPU builds) runs on the gathered rows.
-    quantize_dynamic(str(work / "fp32.onnx"), str(work / "dynamic-lstm.onnx"), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
-    models = {"fp32": bundle.path / "model.text.onnx", "int8, ORT dynamic": work / "dynamic.text.onnx",
-              "int8, ORT dynamic, LSTM only": work / "dynamic-lstm.text.onnx"}
+    quantize_dynamic(
+        str(work / "fp32.onnx"), str(work / "dynamic-lstm.onnx"), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"]
+    )
+    models = {
+        "fp32": bundle.path / "model.text.onnx",
+        "int8, ORT dynamic": work / "dynamic.text.onnx",
+        "int8, ORT dynamic, LSTM only": work / "dynamic-lstm.text.onnx",
+    }
     for name, source in (("int8, ORT dynamic", "dynamic.onnx"), ("int8, ORT dynamic, LSTM only", "dynamic-lstm.onnx")):
         models[name].write_bytes(text_model(onnx.load(str(work / source)), bundle.tokenizer).SerializeToString())
     if bundle.has("model.text.int8.onnx"):
         models["int8, bundle"] = bundle.path / "model.text.int8.onnx"
     recurrent_alone(work / "fp32.onnx", work / "recurrent.onnx")
     quantize_dynamic(str(work / "recurrent.onnx"), str(work / "recurrent.dynamic.onnx"), weight_type=QuantType.QInt8)
-    alone = {"recurrent layer alone, fp32": work / "recurrent.onnx", "recurrent layer alone, ORT dynamic int8": work / "recurrent.dynamic.onnx"}
+    alone = {
+        "recurrent layer alone, fp32": work / "recurrent.onnx",
+        "recurrent layer alone, ORT dynamic int8": work / "recurrent.dynamic.onnx",
+    }
     samples: dict[tuple[str, int], list[dict[str, float]]] = collections.defaultdict(list)
     shares: dict[str, list[float]] = collections.defaultdict(list)
     started = machine()
@@ -168,21 +190,36 @@ def main() -> None:
             for name, path in models.items():
                 print(f"round {number + 1}/{args.rounds}: {name}, {threads} thread(s)", file=sys.stderr)
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-                done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--child", str(path), str(threads)],
-                                      capture_output=True, text=True, env=env, check=True)
+                done = subprocess.run(
+                    [sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--child", str(path), str(threads)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
+                )
                 samples[(name, threads)].append(json.loads(done.stdout))
         for name, path in {**models, **alone}.items():
-            done = subprocess.run([sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--share", str(path)],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, args.bundle, "--batches", str(args.batches), "--share", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             cpu = json.loads(done.stdout)
             shares[name].append(2 * cpu["pool_s"] / cpu["total_s"])
-    print(f"CPU {started['cpu']}, {started['usable_cores']} usable cores; load average {started.get('load_average_1min')} at start, "
-          f"{machine().get('load_average_1min')} at end; text graphs at batch 256 (built-in sentences), ONNX Runtime's per-operator profile, "
-          f"median of {args.rounds} interleaved rounds of {args.batches} batches, ms per batch.")
+    print(
+        f"CPU {started['cpu']}, {started['usable_cores']} usable cores; "
+        f"load average {started.get('load_average_1min')} at start, "
+        f"{machine().get('load_average_1min')} at end; text graphs at batch 256 (built-in sentences), "
+        f"ONNX Runtime's per-operator profile, "
+        f"median of {args.rounds} interleaved rounds of {args.batches} batches, ms per batch."
+    )
     print()
     for name in models:
-        groups = sorted({g for t in (1, 2) for s in samples[(name, t)] for g in s if g != "wall"},
-                        key=lambda g: -statistics.median(s.get(g, 0.0) for s in samples[(name, 1)]))
+        groups = sorted(
+            {g for t in (1, 2) for s in samples[(name, t)] for g in s if g != "wall"},
+            key=lambda g: -statistics.median(s.get(g, 0.0) for s in samples[(name, 1)]),
+        )
         print(f"**{name}**")
         print()
         print("| part | ms, 1 thread | ms, 2 threads | speed-up |")
@@ -193,8 +230,10 @@ def main() -> None:
             label = "whole call (wall)" if group == "wall" else group
             print(f"| {label} | {one:.2f} | {two:.2f} | {one / two if two else float('nan'):.2f}x |")
         print()
-    print(f"Parallel share of the work (CPU time of the pool thread at 2 threads, spinning off, {4 * args.batches} batches; "
-          "median and range of the rounds) and the speed-up it allows a second thread:")
+    print(
+        f"Parallel share of the work (CPU time of the pool thread at 2 threads, spinning off, {4 * args.batches} batches; "
+        "median and range of the rounds) and the speed-up it allows a second thread:"
+    )
     print()
     print("| model | parallel share | Amdahl bound, 2 threads |")
     print("|---|---:|---:|")

@@ -3,10 +3,10 @@
     spark-submit --master local[2] examples/spark_job.py BUNDLE INPUT OUTPUT [--text-col text] [--ship]
 
 INPUT is a CSV (with a header), JSON Lines or Parquet file or directory, by its extension
-(``.csv``, ``.json``, ``.jsonl``, optionally ``.gz``; anything else is read as Parquet). OUTPUT is a Parquet directory with INPUT's columns
-plus ``label``, ``score`` and ``probabilities`` (a map label -> probability; named
-``predicted_label``... when INPUT has a column of one of these names). A null text (Spark reads
-an empty CSV field as null) gets a null prediction. Without ``--ship``
+(``.csv``, ``.json``, ``.jsonl``, optionally ``.gz``; anything else is read as Parquet). OUTPUT is
+a Parquet directory with INPUT's columns plus ``label``, ``score`` and ``probabilities`` (a map
+label -> probability; named ``predicted_label``... when INPUT has a column of one of these names).
+A null text (Spark reads an empty CSV field as null) gets a null prediction. Without ``--ship``
 BUNDLE must be readable at the same path on every executor (shared storage); with ``--ship`` the
 driver's local copy is sent to every executor through ``rnnonnx.spark.add_bundle``.
 """

@@ -16,8 +16,21 @@ if TYPE_CHECKING:
     from .api import bench, evaluate, explain, export, load, predict, predict_file, serve, train, verify
     from .predictor import Prediction, Predictor
 
-__all__ = ["train", "export", "load", "predict", "predict_file", "evaluate", "bench", "serve", "verify", "explain",
-           "Predictor", "Prediction", "__version__"]
+__all__ = [
+    "train",
+    "export",
+    "load",
+    "predict",
+    "predict_file",
+    "evaluate",
+    "bench",
+    "serve",
+    "verify",
+    "explain",
+    "Predictor",
+    "Prediction",
+    "__version__",
+]
 _PREDICTOR = ("Predictor", "Prediction")
 
 

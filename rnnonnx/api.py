@@ -8,8 +8,9 @@ these and print what they return. Heavy libraries load inside the functions that
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .batch import BatchStats
@@ -23,8 +24,16 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike
 
 
-def train(out_dir: PathLike, data: PathLike | None = None, *, format: str | None = None, text_col: str = "text",
-          label_col: str = "label", progress: bool = False, **options: Any) -> "Metrics":
+def train(
+    out_dir: PathLike,
+    data: PathLike | None = None,
+    *,
+    format: str | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    progress: bool = False,
+    **options: Any,
+) -> "Metrics":
     """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL; ``None``: the built-in
     dataset) and write the run directory ``out_dir``. ``options`` are :class:`TrainConfig` fields
     (``arch="gru"``, ``members=1``, ...). Needs the ``[train]`` extra."""
@@ -37,8 +46,9 @@ def train(out_dir: PathLike, data: PathLike | None = None, *, format: str | None
     return train_run(config, out_dir, texts, progress=progress)
 
 
-def export(run_dir: PathLike, out_dir: PathLike | None = None, *, quantize: str | None = None,
-           log: Callable[[str], None] | None = None) -> Path:
+def export(
+    run_dir: PathLike, out_dir: PathLike | None = None, *, quantize: str | None = None, log: Callable[[str], None] | None = None
+) -> Path:
     """``rnnonnx export``: turn a run into a bundle (default ``RUN_DIR/bundle``) after proving
     ONNX Runtime agrees with PyTorch; returns the bundle's path. Needs the ``[train]`` extra."""
     from .exporting import export_run
@@ -54,8 +64,15 @@ def load(bundle: PathLike, **options: Any) -> "Predictor":
     return Predictor(bundle, **options)
 
 
-def predict(bundle: "PathLike | Predictor", texts: Sequence[str] | Iterable[str], *, top_k: int | None = None,
-            min_score: float | None = None, bucketing: bool = True, **options: Any) -> list["Prediction"]:
+def predict(
+    bundle: "PathLike | Predictor",
+    texts: Sequence[str] | Iterable[str],
+    *,
+    top_k: int | None = None,
+    min_score: float | None = None,
+    bucketing: bool = True,
+    **options: Any,
+) -> list["Prediction"]:
     """``rnnonnx predict BUNDLE TEXT...``: one :class:`rnnonnx.Prediction` per text. ``bundle`` is
     a path (opened with ``options``, as :func:`load`) or an open predictor. ``bucketing=False``
     batches texts in input order instead of by length (slower; there to measure what grouping saves)."""
@@ -68,8 +85,17 @@ def predict(bundle: "PathLike | Predictor", texts: Sequence[str] | Iterable[str]
     return predictions_from_proba(predict_proba(predictor, list(texts), bucketing=False), predictor.labels, top_k, min_score)
 
 
-def predict_file(bundle: "PathLike | Predictor", input_path: PathLike, output_path: PathLike, *, format: str | None = None,
-                 text_col: str = "text", bucketing: bool = True, progress: bool = False, **options: Any) -> "BatchStats":
+def predict_file(
+    bundle: "PathLike | Predictor",
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    format: str | None = None,
+    text_col: str = "text",
+    bucketing: bool = True,
+    progress: bool = False,
+    **options: Any,
+) -> "BatchStats":
     """``rnnonnx predict BUNDLE --input FILE --output FILE``: stream a file of any size through the
     model, keeping its columns and adding ``label`` and ``score``; the output appears complete or not at all."""
     from .batch import predict_file as stream
@@ -77,9 +103,19 @@ def predict_file(bundle: "PathLike | Predictor", input_path: PathLike, output_pa
     return stream(_predictor(bundle, options), input_path, output_path, format, text_col, bucketing=bucketing, progress=progress)
 
 
-def evaluate(target: PathLike, data: PathLike | None = None, *, format: str | None = None, text_col: str = "text",
-             label_col: str = "label", run_dir: PathLike | None = None, plot_dir: PathLike | None = None,
-             device: str = "auto", threads: int | None = None, min_score: float | None = None) -> "Evaluation":
+def evaluate(
+    target: PathLike,
+    data: PathLike | None = None,
+    *,
+    format: str | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    run_dir: PathLike | None = None,
+    plot_dir: PathLike | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    min_score: float | None = None,
+) -> "Evaluation":
     """``rnnonnx evaluate``: score a bundle (or a run's bundle) on labelled texts (default: the
     run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, calibration (ECE,
     Brier), optional PNG plots. ``min_score``: abstain below it, and report coverage."""

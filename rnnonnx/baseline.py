@@ -9,7 +9,8 @@ whole texts (no ``max_len`` cut), as a bag-of-n-grams model would in practice.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,8 +55,14 @@ def score_baseline(pipeline: Any, texts: Sequence[str], labels: Sequence[str]) -
     return float(-np.log(picked).mean()), float((proba.argmax(axis=1) == true).mean())
 
 
-def baseline_metrics(train: tuple[list[str], list[str]], validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]],
-                     spec: TokenizerSpec, min_df: int = 1, seed: int = 0) -> dict[str, Any]:
+def baseline_metrics(
+    train: tuple[list[str], list[str]],
+    validation: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    spec: TokenizerSpec,
+    min_df: int = 1,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit on ``train`` and score on ``validation`` and (when it has rows) ``test``: the record kept in metrics.json."""
     started = time.perf_counter()
     pipeline = fit_baseline(*train, spec, min_df, seed)
@@ -71,7 +78,9 @@ def comparison(metrics: "Metrics", rnn_name: str) -> str:
     """The RNN and the baseline side by side, and which one wins on held-out accuracy."""
     base = metrics.baseline or {}
     ours = {k: v for k, v in metrics.to_dict().items() if v is not None}
-    rnn_label = f"{rnn_name} (ensemble of {len(metrics.members)})" if metrics.members else f"{rnn_name} (epoch {metrics.best_epoch})"
+    rnn_label = (
+        f"{rnn_name} (ensemble of {len(metrics.members)})" if metrics.members else f"{rnn_name} (epoch {metrics.best_epoch})"
+    )
     width = max(len(rnn_label), len(base["model"]))
     columns = [c for c in ("val_loss", "val_accuracy", "test_loss", "test_accuracy") if c in ours and c in base]
     lines = [f"{'model':<{width}}  " + "  ".join(f"{c:>13}" for c in columns)]

@@ -17,9 +17,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Protocol, Sequence
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -128,7 +129,10 @@ def _names_for(header: list[str] | None, first: dict | None) -> tuple[str, str]:
     for names in OUTPUT_NAMES:
         if not taken & set(names):
             return names
-    raise DataError(f"the input already has columns {', '.join(n for pair in OUTPUT_NAMES for n in pair)}; rename one to make room for the predictions")
+    raise DataError(
+        f"the input already has columns {', '.join(n for pair in OUTPUT_NAMES for n in pair)}; "
+        f"rename one to make room for the predictions"
+    )
 
 
 def _open_output(handle: IO[bytes], path: Path) -> IO[str]:
@@ -195,7 +199,9 @@ def predict_file(
     in_fmt = file_format(input_path, fmt)
     if str(output_path) == STDOUT:
         if in_fmt == "txt":
-            raise DataError("a .txt input has no format to keep on standard output; write to a .csv, .tsv or .jsonl file, or use --json")
+            raise DataError(
+                "a .txt input has no format to keep on standard output; write to a .csv, .tsv or .jsonl file, or use --json"
+            )
     elif output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
         raise OutputError(f"{output_path}: is the input file; write the predictions to another file")
     try:
@@ -205,7 +211,9 @@ def predict_file(
             raise DataError(f"{output_path}: name the output .csv, .tsv or .jsonl (a .txt input has no format to keep)") from None
         out_fmt = in_fmt
     if in_fmt == "jsonl" and out_fmt != "jsonl":
-        raise DataError(f"{output_path}: JSON Lines input can only be written as JSON Lines (its keys vary by line); name the output .jsonl")
+        raise DataError(
+            f"{output_path}: JSON Lines input can only be written as JSON Lines (its keys vary by line); name the output .jsonl"
+        )
     labels = predictor.labels
     started = time.perf_counter()
     bar = RowProgress(progress)
@@ -227,7 +235,10 @@ def predict_file(
 
             for item in records:
                 if source.header is None and not set(names).isdisjoint(item[1]):
-                    raise DataError(f"{input_path}: line {source.line} has a {names[0]!r} or {names[1]!r} key, unlike the first record; the predictions would overwrite it")
+                    raise DataError(
+                        f"{input_path}: line {source.line} has a {names[0]!r} or {names[1]!r} key, unlike the first record; "
+                        f"the predictions would overwrite it"
+                    )
                 chunk.append(item)
                 if len(chunk) >= chunk_rows:
                     rows += len(chunk)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -48,14 +48,20 @@ class MicroBatcher:
     or when the oldest has waited ``max_wait_s``. Waiting only pays when others are coming, so
     when the previous call carried a single request (one client at a time), the next request
     runs as soon as the model is free: a lone client's latency gets no ``max_wait_s`` added.
-    A request's texts always stay in one batch, so a request larger than ``max_batch`` runs alone. With ``batching=False`` every request is its own call (the
-    baseline that micro-batching is measured against). ``on_batch(texts, seconds)`` is told of
-    every call, for metrics.
+    A request's texts always stay in one batch, so a request larger than ``max_batch`` runs alone.
+    With ``batching=False`` every request is its own call (the baseline that micro-batching is
+    measured against). ``on_batch(texts, seconds)`` is told of every call, for metrics.
     """
 
-    def __init__(self, infer: Callable[[list[str]], np.ndarray], max_batch: int = 64, max_wait_s: float = 0.002,
-                 max_queue: int = 1024, batching: bool = True,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        infer: Callable[[list[str]], np.ndarray],
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
+        max_queue: int = 1024,
+        batching: bool = True,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
             raise RnnonnxError("max_batch and max_queue must be at least 1, and max_wait_s at least 0")
         self.infer = infer

@@ -25,9 +25,10 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .benchmark_report import CORE_INSTALL, FP32, INT8, PEAK, TORCH, BenchReport, targets
@@ -82,8 +83,9 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
 def run_worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one engine's measurements in a fresh interpreter and return its JSON result."""
     env = {**os.environ, **{f"{lib}_NUM_THREADS": str(threads) for lib in ("OMP", "MKL", "OPENBLAS")}}
-    proc = subprocess.run([sys.executable, "-m", "rnnonnx.benchmark_worker"], input=json.dumps(task),
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rnnonnx.benchmark_worker"], input=json.dumps(task), capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         raise RnnonnxError(f"bench worker for {task['name']} failed: {lines[-1]}")
@@ -121,13 +123,23 @@ def rnnonnx_command(env: Path | None = None) -> list[str]:
     virtual environment ``env``) when there is one."""
     script = (env / ("Scripts" if os.name == "nt" else "bin") / "rnnonnx") if env else Path(sys.executable).with_name("rnnonnx")
     if env is not None and not (script.is_file() and os.access(script, os.X_OK)):
-        raise RnnonnxError(f"{env}: no rnnonnx script in this environment (python -m venv {env} && {env}/bin/pip install rnnonnx)")
+        raise RnnonnxError(
+            f"{env}: no rnnonnx script in this environment (python -m venv {env} && {env}/bin/pip install rnnonnx)"
+        )
     return [str(script)] if script.is_file() and os.access(script, os.X_OK) else [sys.executable, "-m", "rnnonnx.cli"]
 
 
 def predict_command(bundle: Path, text: str, graph: str = "auto", env: Path | None = None) -> list[str]:
     """``rnnonnx predict`` on one sentence, on the CPU like the PyTorch side."""
-    return [*rnnonnx_command(env), "predict", str(bundle), "--device", "cpu", *(["--graph", graph] if graph != "auto" else []), text]
+    return [
+        *rnnonnx_command(env),
+        "predict",
+        str(bundle),
+        "--device",
+        "cpu",
+        *(["--graph", graph] if graph != "auto" else []),
+        text,
+    ]
 
 
 def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", core_env: Path | None = None) -> dict[str, Any]:
@@ -151,8 +163,13 @@ def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", c
     out: dict[str, Any] = {}
     for name, command in commands.items():
         walls, peaks = [s[0] for s in samples[name]], [s[1] for s in samples[name]]
-        out[name] = {"command": command, "wall_s": statistics.median(walls), "peak_rss_mib": statistics.median(peaks),
-                     "wall_s_runs": walls, "peak_rss_mib_runs": peaks}
+        out[name] = {
+            "command": command,
+            "wall_s": statistics.median(walls),
+            "peak_rss_mib": statistics.median(peaks),
+            "wall_s_runs": walls,
+            "peak_rss_mib_runs": peaks,
+        }
     return out
 
 
@@ -170,16 +187,26 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
         raise ValueError("no values")
     ordered = sorted(float(v) for v in values)
     q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
-    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "q1": q1, "q3": q3,
-            "values": [float(v) for v in values]}
+    return {
+        "median": statistics.median(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "q1": q1,
+        "q3": q3,
+        "values": [float(v) for v in values],
+    }
 
 
 def figures(measurement: dict[str, Any], flops_per_text: float) -> dict[str, float]:
     """The figures of one engine in one round, flat: latency, throughput and GFLOP/s at batch 256."""
     per_s = measurement["throughput"]["256"]["texts_per_s"]
-    return {"latency_p50_ms": measurement["latency_ms"]["p50"], "latency_p95_ms": measurement["latency_ms"]["p95"],
-            "texts_per_s_32": measurement["throughput"]["32"]["texts_per_s"], "texts_per_s_256": per_s,
-            "gflops_256": per_s * flops_per_text / 1e9}
+    return {
+        "latency_p50_ms": measurement["latency_ms"]["p50"],
+        "latency_p95_ms": measurement["latency_ms"]["p95"],
+        "texts_per_s_32": measurement["throughput"]["32"]["texts_per_s"],
+        "texts_per_s_256": per_s,
+        "gflops_256": per_s * flops_per_text / 1e9,
+    }
 
 
 def aggregate(rounds: Sequence[dict[str, dict[str, float]]], base: str = TORCH) -> dict[str, Any]:
@@ -265,7 +292,9 @@ def batch_flops(model: dict[str, Any], steps: Sequence[int], batches: int) -> fl
     return per_token * sum(timed) / len(timed) + per_text
 
 
-def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, log: Callable[[str], None] | None = None) -> BenchReport:
+def run_bench(
+    bundle: str | os.PathLike, options: BenchOptions | None = None, log: Callable[[str], None] | None = None
+) -> BenchReport:
     """Measure every engine the bundle (and run) allow, in rounds; the report is what ``--json`` prints."""
     from .flops import FORMULA, mean_flops_per_text
 
@@ -285,7 +314,9 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
     specs.append({"name": PEAK, "engine": "gemm"})
     model = info.manifest.get("model")
     if not model:
-        raise RnnonnxError(f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again")
+        raise RnnonnxError(
+            f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again"
+        )
     tokenizer = info.tokenizer
     lengths = [len(tokenizer.encode(t)) for t in texts]
     steps = [max(1, n) for n in lengths]
@@ -301,8 +332,18 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
             measured: dict[str, Any] = {}
             first = number == 0 and threads == thread_counts[0]
             for spec in specs:
-                log(f"bench: round {number + 1}/{options.rounds}, {threads} thread(s): {spec['name']} ({seconds:g}s per measurement)")
-                task = {**spec, "bundle": str(bundle_path), "threads": threads, "seconds": seconds, "texts": texts, "probe": first}
+                log(
+                    f"bench: round {number + 1}/{options.rounds}, {threads} thread(s): "
+                    f"{spec['name']} ({seconds:g}s per measurement)"
+                )
+                task = {
+                    **spec,
+                    "bundle": str(bundle_path),
+                    "threads": threads,
+                    "seconds": seconds,
+                    "texts": texts,
+                    "probe": first,
+                }
                 result = measured[spec["name"]] = run_worker(task, threads)
                 versions.update(result.pop("versions", {}))
                 if "model" in result:
@@ -310,10 +351,16 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
             if first:
                 parity = _check_parity(measured, run_dir)
             raw[threads].append(measured)
-            flat[threads].append({
-                name: ({"gflops": m["gflops"]} if name == PEAK else figures(m, batch_flops(model, steps, m["throughput"]["256"]["batches"])))
-                for name, m in measured.items()
-            })
+            flat[threads].append(
+                {
+                    name: (
+                        {"gflops": m["gflops"]}
+                        if name == PEAK
+                        else figures(m, batch_flops(model, steps, m["throughput"]["256"]["batches"]))
+                    )
+                    for name, m in measured.items()
+                }
+            )
         loads.append(machine().get("load_average_1min"))
     results = {}
     for threads in thread_counts:
@@ -325,25 +372,36 @@ def run_bench(bundle: str | os.PathLike, options: BenchOptions | None = None, lo
     cold = cold_start(bundle_path, run_dir, options.cold_runs, graph, Path(options.core_env) if options.core_env else None)
     loads.append(machine().get("load_average_1min"))
     valid_loads = [x for x in loads if x is not None]
-    return BenchReport({
-        "rnnonnx_bench": 2,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**started, "load_average_1min_end": loads[-1], "load_average_1min_max": max(valid_loads) if valid_loads else None},
-        "versions": versions,
-        "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
-        "run": str(run_dir) if run_dir is not None else None,
-        "texts": {"source": source, "count": len(texts), "mean_tokens": sum(lengths) / len(lengths), "max_tokens": max(lengths)},
-        "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
-        "threads": thread_counts,
-        "rounds": options.rounds,
-        "seconds_per_measurement": seconds,
-        "graph": graph,
-        "results": results,
-        "skipped": skipped,
-        "parity": parity,
-        "cold_start": cold,
-        "targets": targets(results, cold, skipped),
-    })
+    return BenchReport(
+        {
+            "rnnonnx_bench": 2,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {
+                **started,
+                "load_average_1min_end": loads[-1],
+                "load_average_1min_max": max(valid_loads) if valid_loads else None,
+            },
+            "versions": versions,
+            "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
+            "run": str(run_dir) if run_dir is not None else None,
+            "texts": {
+                "source": source,
+                "count": len(texts),
+                "mean_tokens": sum(lengths) / len(lengths),
+                "max_tokens": max(lengths),
+            },
+            "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
+            "threads": thread_counts,
+            "rounds": options.rounds,
+            "seconds_per_measurement": seconds,
+            "graph": graph,
+            "results": results,
+            "skipped": skipped,
+            "parity": parity,
+            "cold_start": cold,
+            "targets": targets(results, cold, skipped),
+        }
+    )
 
 
 def _check_parity(measured: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
@@ -354,8 +412,10 @@ def _check_parity(measured: dict[str, Any], run_dir: Path | None) -> dict[str, A
     if TORCH in probes:
         same = parity[f"{FP32} vs {TORCH}"] = _compare(probes[TORCH], probes[FP32], PARITY_TOLERANCE)
         if not same["passed"]:
-            raise RnnonnxError(f"{run_dir}: its weights are not the bundle's (max |dp| {same['max_abs_diff']:.2e} on {same['rows']} texts); "
-                               "pass the run the bundle was exported from with --run")
+            raise RnnonnxError(
+                f"{run_dir}: its weights are not the bundle's (max |dp| {same['max_abs_diff']:.2e} on {same['rows']} texts); "
+                "pass the run the bundle was exported from with --run"
+            )
     if INT8 in probes:
         parity[f"{INT8} vs {FP32}"] = _compare(probes[FP32], probes[INT8], INT8_TOLERANCE)
     return parity

@@ -59,8 +59,14 @@ def targets(results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, st
                 note = f"the bundle has no {INT8_MODEL}" if engine not in engines else skipped.get(TORCH, "PyTorch not measured")
                 entry.update(value=None, met=None, note=note)
             else:
-                entry.update(value=measured["median"], min=measured["min"], max=measured["max"], q1=measured["q1"], q3=measured["q3"],
-                             met=bool(_COMPARE[op](measured["median"], goal)))
+                entry.update(
+                    value=measured["median"],
+                    min=measured["min"],
+                    max=measured["max"],
+                    q1=measured["q1"],
+                    q3=measured["q3"],
+                    met=bool(_COMPARE[op](measured["median"], goal)),
+                )
             out.append(entry)
     for key, description, subject, measure, op, goal in COLD_TARGETS:
         entry = {"key": key, "threads": None, "description": description, "op": op, "goal": goal}
@@ -70,7 +76,9 @@ def targets(results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, st
             entry.update(value=None, met=None, note=f"{subject} not measured")
         else:
             runs = cold[subject][f"{measure}_runs"]
-            entry.update(value=cold[subject][measure], min=min(runs), max=max(runs), met=bool(_COMPARE[op](cold[subject][measure], goal)))
+            entry.update(
+                value=cold[subject][measure], min=min(runs), max=max(runs), met=bool(_COMPARE[op](cold[subject][measure], goal))
+            )
         out.append(entry)
     return out
 
@@ -80,8 +88,10 @@ def _describe_model(model: dict[str, Any]) -> str:
         return "model"
     bi = "bidirectional " if model.get("bidirectional") else ""
     members = f"ensemble of {model['members']}: " if model.get("members", 1) > 1 else ""
-    return (f"{members}{bi}{model.get('arch', '?')}, {model.get('layers', '?')} layer(s), hidden {model.get('hidden', '?')}, "
-            f"embed {model.get('embed_dim', '?')}, pooling {model.get('pooling', 'last')}")
+    return (
+        f"{members}{bi}{model.get('arch', '?')}, {model.get('layers', '?')} layer(s), hidden {model.get('hidden', '?')}, "
+        f"embed {model.get('embed_dim', '?')}, pooling {model.get('pooling', 'last')}"
+    )
 
 
 def _with_range(summary: dict[str, Any], fmt: str) -> str:
@@ -101,25 +111,54 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     for threads, result in report["results"].items():
         engines = result["engines"]
         has_torch = TORCH in engines
-        header = ["engine", "model", "one text p50 ms", "p95 ms", "batch 32 texts/s", "batch 256 texts/s", "GFLOP/s at 256", "share of peak"]
+        header = [
+            "engine",
+            "model",
+            "one text p50 ms",
+            "p95 ms",
+            "batch 32 texts/s",
+            "batch 256 texts/s",
+            "GFLOP/s at 256",
+            "share of peak",
+        ]
         header += ["p50 vs torch", "batch 256 vs torch"] if has_torch else []
         header += ["int8 vs fp32"] if INT8 in engines and FP32 in engines else []
         rows = []
         for name, entry in engines.items():
             f, r = entry["figures"], entry["ratios"]
-            row = [name, entry["model"], _with_range(f["latency_p50_ms"], ".3f"), _with_range(f["latency_p95_ms"], ".3f"),
-                   _with_range(f["texts_per_s_32"], ",.0f"), _with_range(f["texts_per_s_256"], ",.0f"), _with_range(f["gflops_256"], ".2f"),
-                   "n/a" if "peak_fraction" not in r else f"{100 * r['peak_fraction']['median']:.1f}% ({100 * r['peak_fraction']['min']:.1f}-{100 * r['peak_fraction']['max']:.1f})"]
+            row = [
+                name,
+                entry["model"],
+                _with_range(f["latency_p50_ms"], ".3f"),
+                _with_range(f["latency_p95_ms"], ".3f"),
+                _with_range(f["texts_per_s_32"], ",.0f"),
+                _with_range(f["texts_per_s_256"], ",.0f"),
+                _with_range(f["gflops_256"], ".2f"),
+                "n/a"
+                if "peak_fraction" not in r
+                else f"{100 * r['peak_fraction']['median']:.1f}% ("
+                f"{100 * r['peak_fraction']['min']:.1f}-{100 * r['peak_fraction']['max']:.1f})",
+            ]
             row += [_ratio(r.get("latency_ratio")), _ratio(r.get("throughput_ratio"))] if has_torch else []
             row += [_ratio(r.get("int8_vs_fp32")) if name == INT8 else ""] if INT8 in engines and FP32 in engines else []
             rows.append(row)
         if "peak_gflops" in result:
             peak = result["peak_gflops"]
-            rows.append([PEAK, "numpy fp32 matrix product (the reference peak)", "", "", "", "", _with_range(peak, ".2f"), "100%"]
-                        + [""] * (len(header) - 8))
+            rows.append(
+                [PEAK, "numpy fp32 matrix product (the reference peak)", "", "", "", "", _with_range(peak, ".2f"), "100%"]
+                + [""] * (len(header) - 8)
+            )
         tables.append((f"engines, {threads} thread(s): median over {result['rounds']} rounds (min-max)", header, rows))
-    cold_rows = [[name, f"{c['wall_s']:.3f}", f"{min(c['wall_s_runs']):.3f}-{max(c['wall_s_runs']):.3f}", f"{c['peak_rss_mib']:.1f}",
-                  str(len(c["wall_s_runs"]))] for name, c in report["cold_start"].items()]
+    cold_rows = [
+        [
+            name,
+            f"{c['wall_s']:.3f}",
+            f"{min(c['wall_s_runs']):.3f}-{max(c['wall_s_runs']):.3f}",
+            f"{c['peak_rss_mib']:.1f}",
+            str(len(c["wall_s_runs"])),
+        ]
+        for name, c in report["cold_start"].items()
+    ]
     target_rows = []
     for t in report["targets"]:
         ratio = t["threads"] is not None
@@ -131,8 +170,11 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         target_rows.append([t["description"], "" if t["threads"] is None else str(t["threads"]), shown, span, goal, verdict])
     return tables + [
         ("cold start (median of the runs, min-max)", ["process", "wall s", "range", "peak RSS MiB", "runs"], cold_rows),
-        ("targets (median over rounds of the ratio within each round; range over rounds)",
-         ["target", "threads", "median", "range", "goal", "result"], target_rows),
+        (
+            "targets (median over rounds of the ratio within each round; range over rounds)",
+            ["target", "threads", "median", "range", "goal", "result"],
+            target_rows,
+        ),
     ]
 
 
@@ -140,18 +182,26 @@ def _summary(report: dict[str, Any]) -> list[str]:
     m, t = report["machine"], report["texts"]
     threads = ", ".join(str(n) for n in report["threads"])
     lines = [
-        f"bundle {report['bundle']['path']} ({_describe_model(report['bundle']['model'])}); PyTorch weights from {report['run'] or 'nowhere: ' + report['skipped'].get(TORCH, '')}",
+        f"bundle {report['bundle']['path']} ({_describe_model(report['bundle']['model'])}); "
+        f"PyTorch weights from {report['run'] or 'nowhere: ' + report['skipped'].get(TORCH, '')}",
         f"CPU {m['cpu']}, {m['usable_cores']} usable of {m['logical_cores']} logical cores; {threads} thread(s) per engine; "
-        f"load average {m.get('load_average_1min', '?')} at start, {m.get('load_average_1min_max', '?')} at most, {m.get('load_average_1min_end', '?')} at end",
-        f"{report['rounds']} interleaved round(s), each engine in a fresh process per round, one at a time; {report['seconds_per_measurement']:g}s per measurement",
+        f"load average {m.get('load_average_1min', '?')} at start, "
+        f"{m.get('load_average_1min_max', '?')} at most, {m.get('load_average_1min_end', '?')} at end",
+        f"{report['rounds']} interleaved round(s), each engine in a fresh process per round, one at a time; "
+        f"{report['seconds_per_measurement']:g}s per measurement",
         f"{t['count']:,} texts from {t['source']} (mean {t['mean_tokens']:.1f} tokens, max {t['max_tokens']})",
         "versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
     ]
     if report["flops"]["per_text_mean"]:
-        lines.append(f"model arithmetic: {report['flops']['per_text_mean'] / 1e6:.3g} MFLOP per text on these texts ({report['flops']['formula']})")
+        lines.append(
+            f"model arithmetic: {report['flops']['per_text_mean'] / 1e6:.3g} MFLOP per text "
+            f"on these texts ({report['flops']['formula']})"
+        )
     for name, p in report["parity"].items():
-        lines.append(f"parity {name}: max |dp| {p['max_abs_diff']:.2e}, label disagreements {p['label_disagreements']} "
-                     f"on {p['rows']} texts")
+        lines.append(
+            f"parity {name}: max |dp| {p['max_abs_diff']:.2e}, label disagreements {p['label_disagreements']} "
+            f"on {p['rows']} texts"
+        )
     return lines
 
 
@@ -170,6 +220,12 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The same report as Markdown, ready for ``benchmarks/`` and the README."""
     out = [f"- {line}" for line in _summary(report)]
     for title, header, rows in _tables(report):
-        out += ["", f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        out += [
+            "",
+            f"**{title}**",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         out += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(out)

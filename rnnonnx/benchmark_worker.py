@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 BATCH_SIZES = (32, 256)
 PROBE_ROWS = 64
@@ -37,10 +38,18 @@ def ort_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
 
     from .predictor import Predictor
 
-    predictor = Predictor(task["bundle"], device="cpu", threads=task["threads"], batch_size=max(BATCH_SIZES),
-                          precision=task["precision"], graph=task["graph"])
-    return predictor.predict_proba, {"model": f"{predictor.model_file} ({predictor.graph} graph)",
-                                     "versions": {"onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}}
+    predictor = Predictor(
+        task["bundle"],
+        device="cpu",
+        threads=task["threads"],
+        batch_size=max(BATCH_SIZES),
+        precision=task["precision"],
+        graph=task["graph"],
+    )
+    return predictor.predict_proba, {
+        "model": f"{predictor.model_file} ({predictor.graph} graph)",
+        "versions": {"onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__},
+    }
 
 
 def torch_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
@@ -82,8 +91,7 @@ def gemm_peak(seconds: float, size: int = GEMM_SIZE) -> dict[str, Any]:
         np.matmul(a, b, out=out)
         busy += time.perf_counter() - t0
         runs += 1
-    return {"gflops": 2.0 * size**3 * runs / busy / 1e9, "size": size, "products": runs,
-            "versions": {"numpy": np.__version__}}
+    return {"gflops": 2.0 * size**3 * runs / busy / 1e9, "size": size, "products": runs, "versions": {"numpy": np.__version__}}
 
 
 def measure(predict: Engine, texts: Sequence[str], seconds: float, probe: bool = True) -> dict[str, Any]:
@@ -103,7 +111,12 @@ def measure(predict: Engine, texts: Sequence[str], seconds: float, probe: bool =
         times.append(time.perf_counter() - t0)
     ms = np.asarray(times) * 1e3
     result: dict[str, Any] = {
-        "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": float(ms.mean()), "runs": len(ms)},
+        "latency_ms": {
+            "p50": float(np.percentile(ms, 50)),
+            "p95": float(np.percentile(ms, 95)),
+            "mean": float(ms.mean()),
+            "runs": len(ms),
+        },
         "throughput": {},
     }
     if probabilities is not None:

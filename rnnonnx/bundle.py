@@ -9,8 +9,9 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import BundleError
 from .text import Tokenizer
@@ -70,8 +71,14 @@ def is_bundle_dir(path: str | os.PathLike) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
 
 
-def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokenizer: Tokenizer, labels: list[str], manifest: Mapping[str, Any],
-                 inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def write_bundle(
+    out_dir: str | os.PathLike,
+    files: Mapping[str, bytes],
+    tokenizer: Tokenizer,
+    labels: list[str],
+    manifest: Mapping[str, Any],
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Path:
     """Write a complete bundle atomically: every file, then the manifest listing their sha256.
 
     ``files`` maps file names (e.g. ``model.onnx``) to their bytes; tokenizer and labels are added here.
@@ -93,8 +100,13 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, bytes], tokeniz
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -159,14 +171,21 @@ def parse_json(path: Path, payload: bytes, what: str) -> Any:
     try:
         return json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BundleError(f"{path}: {what} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise BundleError(
+            f"{path}: {what} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     except RecursionError:
         raise BundleError(f"{path}: {what} is nested too deeply to read") from None
 
 
 def _type_name(value: Any) -> str:
-    return "null" if value is None else {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-                                         list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return (
+        "null"
+        if value is None
+        else {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+            type(value), type(value).__name__
+        )
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -191,8 +210,12 @@ def tokenizer_from_json(path: Path, data: Any) -> Tokenizer:
         raise BundleError(f"{path}: expected a JSON object, found {_type_name(data)}")
     if data.get("format") != TOKENIZER_FORMAT:
         raise BundleError(f"{path}: unknown tokenizer format {data.get('format')!r} (this rnnonnx reads {TOKENIZER_FORMAT!r})")
-    for key, kind, test in (("analyzer", "a string", lambda v: isinstance(v, str)), ("lowercase", "a string", lambda v: isinstance(v, str)),
-                            ("max_len", "an integer", _is_int), ("vocab", "a list", lambda v: isinstance(v, list))):
+    for key, kind, test in (
+        ("analyzer", "a string", lambda v: isinstance(v, str)),
+        ("lowercase", "a string", lambda v: isinstance(v, str)),
+        ("max_len", "an integer", _is_int),
+        ("vocab", "a list", lambda v: isinstance(v, list)),
+    ):
         if key not in data:
             raise BundleError(f"{path}: no {key!r} field")
         if not test(data[key]):
@@ -260,7 +283,10 @@ class Bundle:
             raise BundleError(f"{self.path}: not an rnnonnx bundle (manifest format is {found!r:.80})")
         version = manifest.get("format_version")
         if version != FORMAT_VERSION or not _is_int(version):
-            raise BundleError(f"{self.path}: bundle format version {version!r:.40} is not supported (this rnnonnx reads version {FORMAT_VERSION}); re-export it or upgrade rnnonnx")
+            raise BundleError(
+                f"{self.path}: bundle format version {version!r:.40} is not supported "
+                f"(this rnnonnx reads version {FORMAT_VERSION}); re-export it or upgrade rnnonnx"
+            )
         self.manifest: dict[str, Any] = manifest
 
     def load_contents(self) -> None:
@@ -269,9 +295,13 @@ class Bundle:
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             raise BundleError(f"{self.path / LABELS}: expected a list of two or more label names")
         if len(set(labels)) != len(labels):
-            raise BundleError(f"{self.path / LABELS}: label names repeat ({sorted({x for x in labels if labels.count(x) > 1})[0]!r:.80})")
+            raise BundleError(
+                f"{self.path / LABELS}: label names repeat ({sorted({x for x in labels if labels.count(x) > 1})[0]!r:.80})"
+            )
         self.labels = labels
-        self._tokenizer = tokenizer_from_json(self.path / TOKENIZER, parse_json(self.path / TOKENIZER, self.read(TOKENIZER), "tokenizer"))
+        self._tokenizer = tokenizer_from_json(
+            self.path / TOKENIZER, parse_json(self.path / TOKENIZER, self.read(TOKENIZER), "tokenizer")
+        )
         problem = self.consistency_problem()
         if problem:
             raise BundleError(problem)
@@ -282,7 +312,9 @@ class Bundle:
         files = self.manifest.get("files")
         if not isinstance(files, dict) or MODEL not in files:
             return [f"{self.path}: manifest lists no {MODEL}"]
-        problems = [f"{self.path / name}: missing (not listed in the manifest)" for name in (TOKENIZER, LABELS) if name not in files]
+        problems = [
+            f"{self.path / name}: missing (not listed in the manifest)" for name in (TOKENIZER, LABELS) if name not in files
+        ]
         return problems + [problem for problem in (self._entry_problem(name, entry) for name, entry in files.items()) if problem]
 
     def _entry_problem(self, name: Any, entry: Any) -> str | None:
@@ -291,8 +323,14 @@ class Bundle:
         if why:
             return f"{self.path}: {why}"
         path = self.path / name
-        if not isinstance(entry, dict) or not _is_int(entry.get("bytes")) or entry["bytes"] < 0 or not isinstance(entry.get("sha256"), str) \
-                or len(entry["sha256"]) != 64 or not set(entry["sha256"]) <= _SHA256_HEX:
+        if (
+            not isinstance(entry, dict)
+            or not _is_int(entry.get("bytes"))
+            or entry["bytes"] < 0
+            or not isinstance(entry.get("sha256"), str)
+            or len(entry["sha256"]) != 64
+            or not set(entry["sha256"]) <= _SHA256_HEX
+        ):
             return f"{self.path}: manifest entry for {name!r} is not an object with 'bytes' (a size) and 'sha256' (64 hex digits)"
         limit = MAX_BYTES.get(name, MODEL_MAX_BYTES)
         if entry["bytes"] > limit:
@@ -319,15 +357,20 @@ class Bundle:
             if key in model and (not _is_int(model[key]) or model[key] < 1):
                 return f"{self.path / MANIFEST}: model {key} must be a positive integer, not {model[key]!r:.40}"
         if "num_classes" in model and model["num_classes"] != len(self.labels):
-            return f"{self.path / LABELS}: {len(self.labels)} labels, but the model has {model['num_classes']} outputs (manifest model.num_classes)"
+            return (
+                f"{self.path / LABELS}: {len(self.labels)} labels, but the model has "
+                f"{model['num_classes']} outputs (manifest model.num_classes)"
+            )
         if "labels" in self.manifest and self.manifest["labels"] != self.labels:
             return f"{self.path / LABELS}: differs from the labels the manifest records"
         if self._tokenizer is None:
             return None
         vocab = len(self._tokenizer.vocab)
         if "vocab_size" in model and model["vocab_size"] != vocab:
-            return (f"{self.path / TOKENIZER}: {vocab} tokens, but the model's embedding table has {model['vocab_size']} rows "
-                    "(manifest model.vocab_size)")
+            return (
+                f"{self.path / TOKENIZER}: {vocab} tokens, but the model's embedding table has {model['vocab_size']} rows "
+                "(manifest model.vocab_size)"
+            )
         spec = self.manifest.get("tokenizer")
         if isinstance(spec, dict):
             own = self._tokenizer.spec
@@ -350,7 +393,10 @@ class Bundle:
         except OSError as exc:
             raise BundleError(f"{path}: cannot read it ({_reason(exc)})") from None
         if len(payload) != entry["bytes"]:
-            raise BundleError(f"{path}: {len(payload)}{'+' if len(payload) > entry['bytes'] else ''} bytes, the manifest says {entry['bytes']} (truncated or replaced?)")
+            raise BundleError(
+                f"{path}: {len(payload)}{'+' if len(payload) > entry['bytes'] else ''} bytes, "
+                f"the manifest says {entry['bytes']} (truncated or replaced?)"
+            )
         if self.verified and hashlib.sha256(payload).hexdigest() != entry["sha256"]:
             raise BundleError(f"{path}: checksum mismatch with the manifest (corrupted or modified)")
         return payload

@@ -7,7 +7,8 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,7 +17,7 @@ from .config import ANALYZERS, ARCHS, DEVICES, MONITORS, POOLING_CHOICES, TrainC
 from .errors import RnnonnxError
 
 DEFAULTS = TrainConfig()
-TRAIN_HINT = "this command needs the training extra: pip install \"rnnonnx[train]\""
+TRAIN_HINT = 'this command needs the training extra: pip install "rnnonnx[train]"'
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,10 +42,19 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The file options shared by every command that reads labelled texts."""
-    command = click.option("--label-col", default="label", show_default=True, help="Column (or JSON key) holding the label.")(command)
-    command = click.option("--text-col", default="text", show_default=True, help="Column (or JSON key) holding the text.")(command)
-    command = click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None,
-                           help="File format; by default taken from the extension (.csv, .tsv, .jsonl).")(command)
+    command = click.option("--label-col", default="label", show_default=True, help="Column (or JSON key) holding the label.")(
+        command
+    )
+    command = click.option("--text-col", default="text", show_default=True, help="Column (or JSON key) holding the text.")(
+        command
+    )
+    command = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["csv", "tsv", "jsonl"]),
+        default=None,
+        help="File format; by default taken from the extension (.csv, .tsv, .jsonl).",
+    )(command)
     return command
 
 
@@ -63,48 +73,124 @@ def main() -> None:
 
 
 @main.command("train")
-@click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="Labelled texts (CSV, TSV or JSON Lines, UTF-8). Default: the built-in movie-review dataset.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Labelled texts (CSV, TSV or JSON Lines, UTF-8). Default: the built-in movie-review dataset.",
+)
 @data_options
 @click.option("--arch", type=click.Choice(ARCHS), default=DEFAULTS.arch, show_default=True, help="Recurrent layer type.")
-@click.option("--bidirectional/--unidirectional", default=DEFAULTS.bidirectional, show_default=True, help="Read texts in both directions.")
+@click.option(
+    "--bidirectional/--unidirectional", default=DEFAULTS.bidirectional, show_default=True, help="Read texts in both directions."
+)
 @click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--embed-dim", type=int, default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
 @click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
-@click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True, help="Dropout on embeddings, between layers and before the head.")
-@click.option("--pooling", type=click.Choice(POOLING_CHOICES), default=DEFAULTS.pooling, show_default=True,
-              help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
-                   "auto: max when the median training text is longer than half of --max-len, else last.")
-@click.option("--members", type=int, default=DEFAULTS.members, show_default=True,
-              help="Classifiers trained from different seeds whose probabilities are averaged (one ONNX graph); on CPU they train side by side, one per core.")
-@click.option("--analyzer", type=click.Choice(ANALYZERS), default=DEFAULTS.analyzer, show_default=True,
-              help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.")
+@click.option(
+    "--dropout",
+    type=float,
+    default=DEFAULTS.dropout,
+    show_default=True,
+    help="Dropout on embeddings, between layers and before the head.",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(POOLING_CHOICES),
+    default=DEFAULTS.pooling,
+    show_default=True,
+    help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
+    "auto: max when the median training text is longer than half of --max-len, else last.",
+)
+@click.option(
+    "--members",
+    type=int,
+    default=DEFAULTS.members,
+    show_default=True,
+    help="Classifiers trained from different seeds whose probabilities are averaged (one ONNX graph); "
+    "on CPU they train side by side, one per core.",
+)
+@click.option(
+    "--analyzer",
+    type=click.Choice(ANALYZERS),
+    default=DEFAULTS.analyzer,
+    show_default=True,
+    help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.",
+)
 @click.option("--max-len", type=int, default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
-@click.option("--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts.")
+@click.option(
+    "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."
+)
 @click.option("--max-vocab", type=int, default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")
-@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Maximum epochs (training stops early when the --monitor metric stalls).")
-@click.option("--patience", type=int, default=DEFAULTS.patience, show_default=True, help="Epochs without validation improvement before stopping.")
-@click.option("--monitor", type=click.Choice(MONITORS), default=DEFAULTS.monitor, show_default=True,
-              help="What early stopping watches and what picks the kept epoch (accuracy: loss breaks ties).")
+@click.option(
+    "--epochs",
+    type=int,
+    default=DEFAULTS.epochs,
+    show_default=True,
+    help="Maximum epochs (training stops early when the --monitor metric stalls).",
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=DEFAULTS.patience,
+    show_default=True,
+    help="Epochs without validation improvement before stopping.",
+)
+@click.option(
+    "--monitor",
+    type=click.Choice(MONITORS),
+    default=DEFAULTS.monitor,
+    show_default=True,
+    help="What early stopping watches and what picks the kept epoch (accuracy: loss breaks ties).",
+)
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Texts per training step.")
 @click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate.")
-@click.option("--validation", type=float, default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping.")
-@click.option("--test", type=float, default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score.")
+@click.option(
+    "--validation", type=float, default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping."
+)
+@click.option(
+    "--test", type=float, default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score."
+)
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
-@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True, help="Where PyTorch trains (auto: CUDA if available).")
-@click.option("--baseline", is_flag=True, help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.")
-@click.option("--calibrate/--no-calibrate", default=DEFAULTS.calibrate, show_default=True,
-              help="Fit a temperature on the validation rows so the probabilities match how often the model is right; "
-                   "the bundle's graphs carry it (accuracy unchanged).")
-@click.option("--class-weight", default=None, metavar="balanced|LABEL=W,...",
-              help="Weigh the loss by class: 'balanced' (inversely to each class's training rows) or explicit weights "
-                   "like 'spam=5,ham=1' (unlisted labels weigh 1). Pair it with --monitor val_loss (weighted the same "
-                   "way): early stopping on accuracy favours the majority class.")
-@click.option("--out", type=click.Path(), default="runs/default", show_default=True,
-              help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=DEFAULTS.device,
+    show_default=True,
+    help="Where PyTorch trains (auto: CUDA if available).",
+)
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="Also fit TF-IDF (word 1-2-grams) + logistic regression on the same split and print both scores side by side.",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=DEFAULTS.calibrate,
+    show_default=True,
+    help="Fit a temperature on the validation rows so the probabilities match how often the model is right; "
+    "the bundle's graphs carry it (accuracy unchanged).",
+)
+@click.option(
+    "--class-weight",
+    default=None,
+    metavar="balanced|LABEL=W,...",
+    help="Weigh the loss by class: 'balanced' (inversely to each class's training rows) or explicit weights "
+    "like 'spam=5,ham=1' (unlisted labels weigh 1). Pair it with --monitor val_loss (weighted the same "
+    "way): early stopping on accuracy favours the majority class.",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default="runs/default",
+    show_default=True,
+    help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
-def train_command(data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any) -> None:
+def train_command(
+    data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any
+) -> None:
     """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
     from .api import train
 
@@ -119,11 +205,19 @@ def train_command(data: str | None, fmt: str | None, text_col: str, label_col: s
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(), default=None,
-              help="Bundle directory to write (an existing bundle there is replaced; anything else is refused). Default: RUN_DIR/bundle.")
-@click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Also write int8 models (int8 embedding tables, results independent of the batch), with fp32 and int8 "
-                   "validation accuracy and the measured batch independence in the manifest.")
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Bundle directory to write (an existing bundle there is replaced; anything else is refused). Default: RUN_DIR/bundle.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["int8"]),
+    default=None,
+    help="Also write int8 models (int8 embedding tables, results independent of the batch), with fp32 and int8 "
+    "validation accuracy and the measured batch independence in the manifest.",
+)
 @friendly
 def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
     """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.
@@ -152,7 +246,9 @@ def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None
     return [line for _, (line,) in Records(sys.stdin.buffer, "txt", "standard input")]
 
 
-def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str | None, text_col: str, quiet: bool, bucketing: bool) -> None:
+def _predict_to_file(
+    predictor: Any, input_path: str, output_path: str, fmt: str | None, text_col: str, quiet: bool, bucketing: bool
+) -> None:
     """``predict --output``: SIGTERM exits through the same cleanup as Ctrl-C, so no temporary file is left."""
     import signal
     import threading
@@ -161,37 +257,89 @@ def _predict_to_file(predictor: Any, input_path: str, output_path: str, fmt: str
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    stats = predict_file(predictor, input_path, output_path, format=fmt, text_col=text_col, bucketing=bucketing, progress=not quiet)
+    stats = predict_file(
+        predictor, input_path, output_path, format=fmt, text_col=text_col, bucketing=bucketing, progress=not quiet
+    )
     if not quiet:
-        click.echo(f"{stats.rows:,} rows in {stats.seconds:.1f}s ({stats.rows_per_second:,.0f} rows/s) written to {stats.output}", err=True)
+        click.echo(
+            f"{stats.rows:,} rows in {stats.seconds:.1f}s ({stats.rows_per_second:,.0f} rows/s) written to {stats.output}",
+            err=True,
+        )
 
 
 @main.command("predict")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), default=None,
-              help="Texts to classify: .txt (one per line), or CSV/TSV/JSONL with a text column. Default: arguments, else stdin.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --input if its extension does not say.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Texts to classify: .txt (one per line), or CSV/TSV/JSONL with a text column. Default: arguments, else stdin.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "tsv", "jsonl"]),
+    default=None,
+    help="Format of --input if its extension does not say.",
+)
 @click.option("--text-col", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL --input.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
-@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
-              help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
-@click.option("--output", "output_path", type=click.Path(allow_dash=True), default=None,
-              help="Stream --input into this file (its format, or the one --output's extension names) with label and score "
-                   "columns added, rows in input order; memory stays bounded, and the file appears only when complete. "
-                   "- writes to standard output.")
+@click.option(
+    "--graph",
+    type=click.Choice(["auto", "ids", "text"]),
+    default="auto",
+    show_default=True,
+    help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(allow_dash=True),
+    default=None,
+    help="Stream --input into this file (its format, or the one --output's extension names) with label and score "
+    "columns added, rows in input order; memory stays bounded, and the file appears only when complete. "
+    "- writes to standard output.",
+)
 @click.option("--top-k", type=int, default=None, help="Also list the K most probable labels (-1: every label), best first.")
-@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
-              help="Abstain below this probability: the label is empty (null in --json) when the top score is lower.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Abstain below this probability: the label is empty (null in --json) when the top score is lower.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
-@click.option("--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring).")
+@click.option(
+    "--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring)."
+)
 @friendly
-def predict_command(bundle: str, texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str, as_json: bool, device: str, threads: int | None,
-            int8: bool, graph: str, output_path: str | None, top_k: int | None, min_score: float | None, quiet: bool,
-            no_bucketing: bool) -> None:
+def predict_command(
+    bundle: str,
+    texts: tuple[str, ...],
+    input_path: str | None,
+    fmt: str | None,
+    text_col: str,
+    as_json: bool,
+    device: str,
+    threads: int | None,
+    int8: bool,
+    graph: str,
+    output_path: str | None,
+    top_k: int | None,
+    min_score: float | None,
+    quiet: bool,
+    no_bucketing: bool,
+) -> None:
     """Classify texts with a bundle, using only ONNX Runtime and numpy.
 
     \b
@@ -224,22 +372,58 @@ def predict_command(bundle: str, texts: tuple[str, ...], input_path: str | None,
 
 @main.command("evaluate")
 @click.argument("target", metavar="BUNDLE_OR_RUN", type=click.Path(file_okay=False))
-@click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="Labelled texts to score (CSV, TSV or JSON Lines). Default for a run directory: its test rows.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Labelled texts to score (CSV, TSV or JSON Lines). Default for a run directory: its test rows.",
+)
 @data_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
-              help="Write PNG figures here: confusion matrix, reliability diagram, coverage/accuracy curve, and training "
-                   "curves when a run is known (needs rnnonnx[plot]).")
-@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
-              help="Abstain below this top probability, as 'predict --min-score' does: report coverage, and score the answered rows.")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot (implied when BUNDLE_OR_RUN is a run).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write PNG figures here: confusion matrix, reliability diagram, coverage/accuracy curve, and training "
+    "curves when a run is known (needs rnnonnx[plot]).",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Abstain below this top probability, as 'predict --min-score' does: report coverage, and score the answered rows.",
+)
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot "
+    "(implied when BUNDLE_OR_RUN is a run).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
-def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: str, label_col: str, as_json: bool,
-             plot_dir: str | None, min_score: float | None, run_dir: str | None, device: str, threads: int | None) -> None:
+def evaluate_command(
+    target: str,
+    data: str | None,
+    fmt: str | None,
+    text_col: str,
+    label_col: str,
+    as_json: bool,
+    plot_dir: str | None,
+    min_score: float | None,
+    run_dir: str | None,
+    device: str,
+    threads: int | None,
+) -> None:
     """Score a bundle on labelled texts: accuracy, macro-F1, per-class scores, confusion matrix,
     calibration (ECE, Brier score).
 
@@ -250,8 +434,18 @@ def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: s
     from .api import evaluate
     from .data import warn
 
-    result = evaluate(target, data, format=fmt, text_col=text_col, label_col=label_col, run_dir=run_dir, plot_dir=plot_dir,
-                   device=device, threads=threads, min_score=min_score)
+    result = evaluate(
+        target,
+        data,
+        format=fmt,
+        text_col=text_col,
+        label_col=label_col,
+        run_dir=run_dir,
+        plot_dir=plot_dir,
+        device=device,
+        threads=threads,
+        min_score=min_score,
+    )
     if as_json:
         note = result.unknown_note()
         if note:
@@ -263,30 +457,88 @@ def evaluate_command(target: str, data: str | None, fmt: str | None, text_col: s
 
 @main.command("bench")
 @click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
-              help="Run the bundle was exported from, for PyTorch eager on the same weights (checked). "
-                   "Default: the bundle's parent when it is a run; with none, PyTorch is skipped.")
-@click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="Texts to time: CSV/TSV/JSONL with a text column, or .txt one per line. Default: the built-in sentences.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl"]), default=None, help="Format of --data if its extension does not say.")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run the bundle was exported from, for PyTorch eager on the same weights (checked). "
+    "Default: the bundle's parent when it is a run; with none, PyTorch is skipped.",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Texts to time: CSV/TSV/JSONL with a text column, or .txt one per line. Default: the built-in sentences.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "tsv", "jsonl"]),
+    default=None,
+    help="Format of --data if its extension does not say.",
+)
 @click.option("--text-col", default="text", show_default=True, help="Text column of --data.")
-@click.option("--threads", type=click.IntRange(1), multiple=True,
-              help="Threads for every engine; repeat to time several counts in the same rounds (--threads 1 --threads 2). "
-                   "Default: every core this process may use.")
-@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True,
-              help="Interleaved rounds: each engine measured once per round, in a fresh process; figures are medians over rounds.")
-@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Time spent on each measurement in each round.")
-@click.option("--cold-runs", type=click.IntRange(1), default=5, show_default=True, help="Measured runs of each cold start (median reported).")
-@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
-              help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.")
-@click.option("--core-env", type=click.Path(file_okay=False, exists=True), default=None,
-              help="A virtual environment with only the predictor installed (pip install rnnonnx): its 'rnnonnx predict' is "
-                   "cold-started too and judged against the targets.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    multiple=True,
+    help="Threads for every engine; repeat to time several counts in the same rounds (--threads 1 --threads 2). "
+    "Default: every core this process may use.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Interleaved rounds: each engine measured once per round, in a fresh process; figures are medians over rounds.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Time spent on each measurement in each round.",
+)
+@click.option(
+    "--cold-runs",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Measured runs of each cold start (median reported).",
+)
+@click.option(
+    "--graph",
+    type=click.Choice(["auto", "ids", "text"]),
+    default="auto",
+    show_default=True,
+    help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.",
+)
+@click.option(
+    "--core-env",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A virtual environment with only the predictor installed (pip install rnnonnx): its 'rnnonnx predict' is "
+    "cold-started too and judged against the targets.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document.")
 @click.option("--markdown", is_flag=True, help="The report as Markdown tables (for benchmarks/ and the README).")
 @friendly
-def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str | None, text_col: str, threads: tuple[int, ...],
-          rounds: int, seconds: float, cold_runs: int, graph: str, core_env: str | None, as_json: bool, markdown: bool) -> None:
+def bench_command(
+    bundle: str,
+    run_dir: str | None,
+    data: str | None,
+    fmt: str | None,
+    text_col: str,
+    threads: tuple[int, ...],
+    rounds: int,
+    seconds: float,
+    cold_runs: int,
+    graph: str,
+    core_env: str | None,
+    as_json: bool,
+    markdown: bool,
+) -> None:
     """Time ORT fp32, ORT int8 (when bundled) and PyTorch eager in interleaved rounds.
 
     Each round measures every engine once, each in its own process, one at a time, and a
@@ -300,8 +552,19 @@ def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str |
 
     if as_json and markdown:
         raise RnnonnxError("choose --json or --markdown, not both")
-    report = bench(bundle, run=run_dir, data=data, fmt=fmt, text_col=text_col, threads=list(threads) or None, rounds=rounds,
-                   seconds=seconds, cold_runs=cold_runs, graph=graph, core_env=core_env)
+    report = bench(
+        bundle,
+        run=run_dir,
+        data=data,
+        fmt=fmt,
+        text_col=text_col,
+        threads=list(threads) or None,
+        rounds=rounds,
+        seconds=seconds,
+        cold_runs=cold_runs,
+        graph=graph,
+        core_env=core_env,
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
@@ -312,25 +575,85 @@ def bench_command(bundle: str, run_dir: str | None, data: str | None, fmt: str |
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Server processes, each with its own copy of the model.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).")
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
-@click.option("--graph", type=click.Choice(["auto", "ids", "text"]), default="auto", show_default=True,
-              help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Server processes, each with its own copy of the model.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
+)
+@click.option(
+    "--graph",
+    type=click.Choice(["auto", "ids", "text"]),
+    default="auto",
+    show_default=True,
+    help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.",
+)
 @click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
-@click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Most texts in one micro-batch (a larger request runs alone).")
-@click.option("--max-wait-ms", type=click.FloatRange(0), default=2.0, show_default=True,
-              help="Under load, longest a text waits for others to share its micro-batch (0: run what is waiting as soon as the model is free).")
-@click.option("--max-queue", type=click.IntRange(1), default=1024, show_default=True,
-              help="Most texts waiting for the model; past it requests get 503 with Retry-After.")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Most texts in one micro-batch (a larger request runs alone).",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    help="Under load, longest a text waits for others to share its micro-batch "
+    "(0: run what is waiting as soon as the model is free).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Most texts waiting for the model; past it requests get 503 with Retry-After.",
+)
 @click.option("--no-batching", is_flag=True, help="One model call per request (for comparison).")
-@click.option("--max-texts", type=click.IntRange(1), default=256, show_default=True, help="Most texts in one request (413 beyond).")
-@click.option("--max-text-chars", type=click.IntRange(1), default=10_000, show_default=True, help="Longest text, in characters (413 beyond).")
-@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True, help="Largest request body (413 beyond).")
-@click.option("--drain-seconds", type=click.FloatRange(0), default=30.0, show_default=True,
-              help="On SIGTERM or Ctrl-C, how long in-flight requests may take to finish before they are cut.")
+@click.option(
+    "--max-texts", type=click.IntRange(1), default=256, show_default=True, help="Most texts in one request (413 beyond)."
+)
+@click.option(
+    "--max-text-chars",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Longest text, in characters (413 beyond).",
+)
+@click.option(
+    "--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True, help="Largest request body (413 beyond)."
+)
+@click.option(
+    "--drain-seconds",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM or Ctrl-C, how long in-flight requests may take to finish before they are cut.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request.")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="Server log level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Server log level.",
+)
 @friendly
 def serve_command(bundle: str, no_batching: bool, **options: Any) -> None:
     """Serve a bundle over HTTP (needs rnnonnx[serve]): POST /v1/predict, GET /v1/model, /healthz,
@@ -350,7 +673,9 @@ def serve_command(bundle: str, no_batching: bool, **options: Any) -> None:
 
 @main.command("verify")
 @click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="The full report as one JSON document on stdout (problems still go to stderr).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="The full report as one JSON document on stdout (problems still go to stderr)."
+)
 @friendly
 def verify_command(bundle: str, as_json: bool) -> None:
     """Check a bundle before deploying it: every file's size and sha256, labels, tokenizer and
@@ -374,14 +699,28 @@ def verify_command(bundle: str, as_json: bool) -> None:
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.argument("text")
 @click.option("--label", default=None, help="Explain this label instead of the predicted one.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document: the prediction, and each token with its character span and contribution.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write a small self-contained HTML page here.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON document: the prediction, and each token with its character span and contribution.",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write a small self-contained HTML page here."
+)
 @click.option("--int8", is_flag=True, help="Explain the bundle's int8 model (export with --quantize int8).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="ONNX Runtime device (cuda needs rnnonnx[gpu]).")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
-def explain_command(bundle: str, text: str, label: str | None, as_json: bool, html_path: str | None, int8: bool, device: str,
-                    threads: int | None) -> None:
+def explain_command(
+    bundle: str, text: str, label: str | None, as_json: bool, html_path: str | None, int8: bool, device: str, threads: int | None
+) -> None:
     """Show each token's contribution to the prediction, by occlusion (no torch needed).
 
     A token's contribution is the drop in the label's probability when that token alone is
@@ -394,7 +733,9 @@ def explain_command(bundle: str, text: str, label: str | None, as_json: bool, ht
     """
     from .api import explain
 
-    explanation = explain(bundle, text, label=label, device=device, threads=threads, precision="int8" if int8 else "fp32", graph="ids")
+    explanation = explain(
+        bundle, text, label=label, device=device, threads=threads, precision="int8" if int8 else "fp32", graph="ids"
+    )
     if html_path:
         explanation.write_html(html_path)
     if as_json:

@@ -123,8 +123,10 @@ class TrainConfig:
             return [sum(present) / (len(present) * c) if c > 0 else 1.0 for c in counts]
         unknown = sorted(set(self.class_weight) - set(labels))
         if unknown:
-            raise RnnonnxError(f"class_weight names label(s) the data does not have: {', '.join(map(repr, unknown))} "
-                               f"(the labels are {', '.join(map(repr, labels))})")
+            raise RnnonnxError(
+                f"class_weight names label(s) the data does not have: {', '.join(map(repr, unknown))} "
+                f"(the labels are {', '.join(map(repr, labels))})"
+            )
         return [float(self.class_weight.get(name, 1.0)) for name in labels]
 
     @classmethod
@@ -139,9 +141,18 @@ class TrainConfig:
     def model_config(self, vocab_size: int, num_classes: int, pooling: str) -> "ModelConfig":
         """The network this config describes, for a vocabulary and label set; ``pooling`` is the
         resolved choice (``auto`` is decided from the training data)."""
-        return ModelConfig(vocab_size=vocab_size, num_classes=num_classes, arch=self.arch, embed_dim=self.embed_dim,
-                           hidden=self.hidden, layers=self.layers, bidirectional=self.bidirectional, dropout=self.dropout,
-                           pooling=pooling, members=self.members)
+        return ModelConfig(
+            vocab_size=vocab_size,
+            num_classes=num_classes,
+            arch=self.arch,
+            embed_dim=self.embed_dim,
+            hidden=self.hidden,
+            layers=self.layers,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+            pooling=pooling,
+            members=self.members,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the run's ``config.json`` keeps it under ``training``)."""

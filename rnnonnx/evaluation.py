@@ -10,9 +10,10 @@ true or the predicted labels.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,8 +111,13 @@ class Evaluation:
             return None
         from . import calibration
 
-        return {"ece": calibration.ece(self.proba, self.true), "brier": calibration.brier(self.proba, self.true),
-                "ece_bins": calibration.BINS, "temperature": self.temperature, "at_training": self.training_calibration}
+        return {
+            "ece": calibration.ece(self.proba, self.true),
+            "brier": calibration.brier(self.proba, self.true),
+            "ece_bins": calibration.BINS,
+            "temperature": self.temperature,
+            "at_training": self.training_calibration,
+        }
 
     @property
     def excluded(self) -> int:
@@ -140,9 +146,19 @@ class Evaluation:
                 name: {"precision": s["precision"][i], "recall": s["recall"][i], "f1": s["f1"][i], "support": s["support"][i]}
                 for i, name in enumerate(self.labels)
             },
-            "confusion_matrix": {"labels": self.labels, "rows": "true", "columns": "predicted", "counts": self.confusion.tolist()},
-            "abstention": None if self.min_score is None else {
-                "min_score": self.min_score, "answered": self.answered, "abstained": self.abstentions, "coverage": self.coverage,
+            "confusion_matrix": {
+                "labels": self.labels,
+                "rows": "true",
+                "columns": "predicted",
+                "counts": self.confusion.tolist(),
+            },
+            "abstention": None
+            if self.min_score is None
+            else {
+                "min_score": self.min_score,
+                "answered": self.answered,
+                "abstained": self.abstentions,
+                "coverage": self.coverage,
                 "abstained_per_class": {name: int(n) for name, n in zip(self.labels, self.abstained)},
                 "scores_cover": "answered rows",
             },
@@ -161,8 +177,10 @@ class Evaluation:
         ranked = sorted(self.unknown.items(), key=lambda item: (-item[1], item[0]))
         shown = ", ".join(f"{name!r} ({count})" for name, count in ranked[:SHOWN_UNKNOWN])
         more = f" and {len(ranked) - SHOWN_UNKNOWN} more" if len(ranked) > SHOWN_UNKNOWN else ""
-        return (f"{self.excluded} of {self.rows} row(s) excluded from the metrics: labels the model does not know: "
-                f"{shown}{more} (it knows {', '.join(repr(n) for n in self.labels)})")
+        return (
+            f"{self.excluded} of {self.rows} row(s) excluded from the metrics: labels the model does not know: "
+            f"{shown}{more} (it knows {', '.join(repr(n) for n in self.labels)})"
+        )
 
     def table(self) -> str:
         """A readable report: headline scores, per-class table, confusion matrix."""
@@ -177,8 +195,10 @@ class Evaluation:
             lines.append(f"excluded  {note}")
         answered = ""
         if self.min_score is not None:
-            lines.append(f"min-score {self.min_score:g}: {self.answered} of {self.evaluated} row(s) answered "
-                         f"(coverage {self.coverage:.4f}), {self.abstentions} abstained; the scores below are on the answered rows")
+            lines.append(
+                f"min-score {self.min_score:g}: {self.answered} of {self.evaluated} row(s) answered "
+                f"(coverage {self.coverage:.4f}), {self.abstentions} abstained; the scores below are on the answered rows"
+            )
             answered = "  (answered rows)"
         lines += [
             f"accuracy  {s['accuracy']:.4f}{answered}",
@@ -190,8 +210,13 @@ class Evaluation:
             f"{'label':<{name_width}}  precision  recall  f1      support",
         ]
         for i, name in enumerate(self.labels):
-            lines.append(f"{name:<{name_width}}  {s['precision'][i]:<9.4f}  {s['recall'][i]:<6.4f}  {s['f1'][i]:<6.4f}  {s['support'][i]}")
-        lines.append(f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  {s['macro_f1']:<6.4f}  {self.answered}")
+            lines.append(
+                f"{name:<{name_width}}  {s['precision'][i]:<9.4f}  {s['recall'][i]:<6.4f}  {s['f1'][i]:<6.4f}  {s['support'][i]}"
+            )
+        lines.append(
+            f"{'macro avg':<{name_width}}  {s['macro_precision']:<9.4f}  {s['macro_recall']:<6.4f}  "
+            f"{s['macro_f1']:<6.4f}  {self.answered}"
+        )
         lines += ["", "confusion matrix (rows: true label, columns: predicted label)"]
         columns = self.labels + (["(none)"] if self.abstained is not None else [])
         counts = self.confusion if self.abstained is None else np.column_stack([self.confusion, self.abstained])
@@ -202,7 +227,6 @@ class Evaluation:
         if self.plots:
             lines += ["", *(f"plot written: {p}" for p in self.plots)]
         return "\n".join(lines)
-
 
     def _calibration_lines(self) -> list[str]:
         """ECE and Brier here, the temperature, and the before/after figures recorded at training."""
@@ -218,21 +242,26 @@ class Evaluation:
         for part in ("test", "validation"):
             if part in record:
                 before, after = record[part]["before"], record[part]["after"]
-                lines.append(f"{pad}at training, {record[part]['rows']} {part} rows: ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
-                             f"Brier {before['brier']:.4f} -> {after['brier']:.4f} (before -> after temperature scaling)")
+                lines.append(
+                    f"{pad}at training, {record[part]['rows']} {part} rows: ECE {before['ece']:.4f} -> {after['ece']:.4f}, "
+                    f"Brier {before['brier']:.4f} -> {after['brier']:.4f} (before -> after temperature scaling)"
+                )
                 break
         return lines
 
 
-def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Sequence[str], proba: np.ndarray,
-                         min_score: float | None = None) -> Evaluation:
+def evaluate_predictions(
+    model: str, data: str, labels: Sequence[str], true: Sequence[str], proba: np.ndarray, min_score: float | None = None
+) -> Evaluation:
     """Compare true label names with the argmax of ``proba`` (columns in ``labels`` order).
 
     Rows whose true label is not among ``labels`` are counted and left out; if no row is left,
     that is an error, since the file and the model evidently disagree on what the labels are.
     With ``min_score``, rows whose top probability is below it are abstentions (see :class:`Evaluation`).
     """
-    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0.0 <= min_score <= 1.0):
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0.0 <= min_score <= 1.0
+    ):
         raise RnnonnxError(f"min_score must be a probability between 0 and 1, not {min_score!r}")
     index = {name: i for i, name in enumerate(labels)}
     unknown: dict[str, int] = {}
@@ -245,16 +274,28 @@ def evaluate_predictions(model: str, data: str, labels: Sequence[str], true: Seq
             unknown[name] = unknown.get(name, 0) + 1
     if not known_rows:
         found = ", ".join(repr(n) for n in sorted(unknown)[:SHOWN_UNKNOWN]) + (" ..." if len(unknown) > SHOWN_UNKNOWN else "")
-        raise DataError(f"{data}: no row has a label the model knows ({', '.join(repr(n) for n in labels)}); "
-                        f"the file has {found} (wrong --label-col?)")
+        raise DataError(
+            f"{data}: no row has a label the model knows ({', '.join(repr(n) for n in labels)}); "
+            f"the file has {found} (wrong --label-col?)"
+        )
     known_proba = np.asarray(proba)[known_rows]
     known_true = np.asarray(known_true, dtype=np.int64)
     predicted = known_proba.argmax(axis=1)
     answered = np.ones(len(known_true), dtype=bool) if min_score is None else known_proba.max(axis=1) >= min_score
     matrix = confusion_matrix(known_true[answered], predicted[answered], len(labels))
     abstained = None if min_score is None else np.bincount(known_true[~answered], minlength=len(labels))
-    return Evaluation(model, data, list(labels), len(true), matrix, unknown, min_score=min_score, abstained=abstained,
-                      proba=known_proba, true=known_true)
+    return Evaluation(
+        model,
+        data,
+        list(labels),
+        len(true),
+        matrix,
+        unknown,
+        min_score=min_score,
+        abstained=abstained,
+        proba=known_proba,
+        true=known_true,
+    )
 
 
 def coverage_curve(proba: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,9 +330,15 @@ def _calibration_record(manifest: dict[str, Any]) -> tuple[float | None, dict[st
     return temperature, record
 
 
-def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str | Path | None = None,
-             plot_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
-             min_score: float | None = None) -> Evaluation:
+def evaluate(
+    target: str | Path,
+    data: LabelledTexts | None = None,
+    run_dir: str | Path | None = None,
+    plot_dir: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    min_score: float | None = None,
+) -> Evaluation:
     """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
 
     A run is known when ``target`` is a run directory or ``run_dir`` names one. Without
@@ -317,7 +364,9 @@ def evaluate(target: str | Path, data: LabelledTexts | None = None, run_dir: str
         if not texts:
             raise DataError(f"{source}: the run kept no test rows (too little data, or --test 0); pass --data FILE")
     else:
-        raise DataError(f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)")
+        raise DataError(
+            f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)"
+        )
     predictor = Predictor(bundle, device=device, threads=threads)
     result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts), min_score)
     result.temperature, result.training_calibration = _calibration_record(predictor.bundle.manifest)

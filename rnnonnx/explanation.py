@@ -52,8 +52,14 @@ class TokenContribution:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of one token."""
-        return {"token": self.token, "start": self.start, "end": self.end, "id": self.id,
-                "in_vocabulary": self.in_vocabulary, "contribution": self.contribution}
+        return {
+            "token": self.token,
+            "start": self.start,
+            "end": self.end,
+            "id": self.id,
+            "in_vocabulary": self.in_vocabulary,
+            "contribution": self.contribution,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,14 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form: ``text``, ``explained_label``, ``method``, ``prediction`` (as
         ``predict --json`` gives it) and ``tokens`` in text order."""
-        return {"text": self.text, "explained_label": self.label, "method": METHOD, "prediction": self.prediction.to_dict(),
-                "tokens": [t.to_dict() for t in self.tokens], "tokens_beyond_max_len": self.beyond_max_len}
+        return {
+            "text": self.text,
+            "explained_label": self.label,
+            "method": METHOD,
+            "prediction": self.prediction.to_dict(),
+            "tokens": [t.to_dict() for t in self.tokens],
+            "tokens_beyond_max_len": self.beyond_max_len,
+        }
 
     def to_json(self) -> str:
         """One JSON document (text kept as it is, not \\u-escaped)."""
@@ -106,8 +118,11 @@ class Explanation:
                 out.append(f"{_ANSI[style]}{piece}{_RESET}" if style else piece)
                 at = t.end
             out.append(self.text[at:])
-            lines += ["".join(out), f"({_ANSI[(1, True)]}for{_RESET} / {_ANSI[(-1, True)]}against{_RESET} {self.label}; "
-                                    f"strong: over {STRONG:.0%} of the largest contribution)"]
+            lines += [
+                "".join(out),
+                f"({_ANSI[(1, True)]}for{_RESET} / {_ANSI[(-1, True)]}against{_RESET} {self.label}; "
+                f"strong: over {STRONG:.0%} of the largest contribution)",
+            ]
         lines.append(f"{'contribution':>12}  token")
         for t in self.tokens:
             note = "" if t.in_vocabulary else "  (unknown to the model)"
@@ -125,14 +140,17 @@ class Explanation:
         for t in self.tokens:
             pieces.append(html.escape(self.text[at : t.start]))
             title = "beyond max_len: not read" if t.contribution is None else f"{t.contribution:+.4f}"
-            pieces.append(f'<span style="background:{_rgba(t.contribution, largest)}" title="{html.escape(title)}">'
-                          f"{html.escape(self.text[t.start : t.end])}</span>")
+            pieces.append(
+                f'<span style="background:{_rgba(t.contribution, largest)}" title="{html.escape(title)}">'
+                f"{html.escape(self.text[t.start : t.end])}</span>"
+            )
             at = t.end
         pieces.append(html.escape(self.text[at:]))
         rows = "\n".join(
             f"<tr><td>{html.escape(t.token)}</td><td>{t.start}-{t.end}</td>"
             f"<td>{'-' if t.contribution is None else f'{t.contribution:+.4f}'}</td>"
-            f"<td>{'yes' if t.in_vocabulary else 'no'}</td></tr>" for t in self.tokens
+            f"<td>{'yes' if t.in_vocabulary else 'no'}</td></tr>"
+            for t in self.tokens
         )
         return f"""<!DOCTYPE html>
 <html lang="en">
@@ -207,6 +225,8 @@ def explain(predictor: "Predictor", text: str, label: str | None = None) -> Expl
     prediction = predictions_from_proba(proba[:1], labels)[0]
     target = labels.index(label) if label is not None else int(np.argmax(proba[0]))
     drops = (proba[0, target] - proba[1:, target]).astype(np.float64)
-    tokens = [TokenContribution(text[start:end], start, end, ids[i] if i < n else None, float(drops[i]) if i < n else None)
-              for i, (_, start, end) in enumerate(spans)]
+    tokens = [
+        TokenContribution(text[start:end], start, end, ids[i] if i < n else None, float(drops[i]) if i < n else None)
+        for i, (_, start, end) in enumerate(spans)
+    ]
     return Explanation(text, labels[target], prediction, tokens)

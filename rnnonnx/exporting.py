@@ -11,14 +11,27 @@ import platform
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .bundle import (FORMAT_VERSION, GOLDEN, IDS_INPUT, INT8_MODEL, LOGITS, MODEL, OPSET, PROBABILITIES, TEXT_INT8_MODEL, TEXT_MODEL,
-                     is_bundle_dir, write_bundle)
+from .bundle import (
+    FORMAT_VERSION,
+    GOLDEN,
+    IDS_INPUT,
+    INT8_MODEL,
+    LOGITS,
+    MODEL,
+    OPSET,
+    PROBABILITIES,
+    TEXT_INT8_MODEL,
+    TEXT_MODEL,
+    is_bundle_dir,
+    write_bundle,
+)
 from .errors import ParityError, RnnonnxError
 from .files import check_output_directory
 from .parity import ParityReport
@@ -46,13 +59,21 @@ def to_onnx(run: Run) -> bytes:
     buffer = io.BytesIO()
     with torch.no_grad(), quiet_exporter():
         torch.onnx.export(
-            wrapper, (example,), buffer, dynamo=False, opset_version=OPSET,
-            input_names=[IDS_INPUT], output_names=[LOGITS, PROBABILITIES],
+            wrapper,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[IDS_INPUT],
+            output_names=[LOGITS, PROBABILITIES],
             dynamic_axes={IDS_INPUT: {0: "batch", 1: "sequence"}, LOGITS: {0: "batch"}, PROBABILITIES: {0: "batch"}},
         )
     model = onnx.load_from_string(buffer.getvalue())
     model.producer_name, model.producer_version = "rnnonnx", __version__
-    model.doc_string = f"{run.config['model']['arch']} text classifier: int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
+    model.doc_string = (
+        f"{run.config['model']['arch']} text classifier: "
+        "int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
+    )
     set_metadata(model, run)
     onnx.checker.check_model(model, full_check=True)
     foreign = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
@@ -162,13 +183,19 @@ def library_versions() -> dict[str, str]:
     import torch
 
     return {
-        "rnnonnx": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__, "python": platform.python_version(),
+        "rnnonnx": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
     }
 
 
-def text_twin(run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
+def text_twin(
+    run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Callable[[str], None]
+) -> tuple[bytes, dict[str, Any]]:
     """The text-in graph built on ``ids_bytes``, checked against it on the validation texts and
     :func:`rnnonnx.textgraph.edge_texts`; raises :class:`ParityError` when they differ."""
     import onnx
@@ -182,11 +209,16 @@ def text_twin(run: Run, ids_bytes: bytes, ids_session: Any, name: str, log: Call
     report = textgraph.parity(run.tokenizer, ids_session, session_for(text_bytes), texts + textgraph.edge_texts())
     log(report.describe(f"{name} vs its ids graph"))
     if not report.passed:
-        raise ParityError(f"{name}: in-graph tokenization disagrees with the Python tokenizer beyond {textgraph.TOLERANCE:g} (see above); no bundle written")
+        raise ParityError(
+            f"{name}: in-graph tokenization disagrees with the Python tokenizer beyond {textgraph.TOLERANCE:g} "
+            f"(see above); no bundle written"
+        )
     return text_bytes, manifest_entry({"texts": report})
 
 
-def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[str], None]) -> tuple[dict[str, bytes], dict[str, Any], dict[str, Any]]:
+def int8_models(
+    run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[str], None]
+) -> tuple[dict[str, bytes], dict[str, Any], dict[str, Any]]:
     """The int8 ids and text-in models, their text parity, and the manifest's ``int8`` entry:
     what became int8, the validation accuracy of fp32 and int8 side by side, and how far a
     validation text's int8 probabilities move between running alone and in other batches (fp32's
@@ -203,16 +235,31 @@ def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[s
     int8_acc = accuracy(int8_session, run.tokenizer, run.labels, texts, gold)
     drop = None if fp32_acc is None or int8_acc is None else round(100.0 * (fp32_acc - int8_acc), 4)
     warning = verdict(fp32_acc, int8_acc)
-    moved = {"int8": batch_dependence(int8_session, run.tokenizer, texts), "fp32": batch_dependence(ids_session, run.tokenizer, texts)}
+    moved = {
+        "int8": batch_dependence(int8_session, run.tokenizer, texts),
+        "fp32": batch_dependence(ids_session, run.tokenizer, texts),
+    }
     if drop is not None:
-        log(f"int8: validation accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f} ({100 * (int8_acc - fp32_acc):+.2f} points); "
-            + ", ".join(f"{layer} {kind}" for layer, kind in report["layers"].items()))
+        log(
+            f"int8: validation accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f} ({100 * (int8_acc - fp32_acc):+.2f} points); "
+            + ", ".join(f"{layer} {kind}" for layer, kind in report["layers"].items())
+        )
     if moved["int8"]["max_abs_diff"] is not None:
-        log(f"int8: a text alone vs in other batches, max |dp| {moved['int8']['max_abs_diff']:.2e} "
-            f"(fp32 {moved['fp32']['max_abs_diff']:.2e}) on {len(texts)} validation texts")
+        log(
+            f"int8: a text alone vs in other batches, max |dp| {moved['int8']['max_abs_diff']:.2e} "
+            f"(fp32 {moved['fp32']['max_abs_diff']:.2e}) on {len(texts)} validation texts"
+        )
         if moved["int8"]["max_abs_diff"] > BATCH_INDEPENDENCE_BOUND:
-            warning = "; ".join(filter(None, [warning, f"int8 results move with their batch by up to {moved['int8']['max_abs_diff']:.2e}, "
-                                                       f"beyond the {BATCH_INDEPENDENCE_BOUND:g} this scheme guarantees"]))
+            warning = "; ".join(
+                filter(
+                    None,
+                    [
+                        warning,
+                        f"int8 results move with their batch by up to {moved['int8']['max_abs_diff']:.2e}, "
+                        f"beyond the {BATCH_INDEPENDENCE_BOUND:g} this scheme guarantees",
+                    ],
+                )
+            )
     if warning:
         banner = "!" * 78
         log(f"{banner}\nWARNING: {warning}\n{banner}")
@@ -221,8 +268,12 @@ def int8_models(run: Run, model_bytes: bytes, ids_session: Any, log: Callable[[s
         "validation_accuracy": {"fp32": fp32_acc, "int8": int8_acc, "drop_points": drop, "rows": len(texts)},
         "max_drop_points": MAX_ACCURACY_DROP,
         "batch_independence_max_abs_diff": moved["int8"]["max_abs_diff"],
-        "batch_independence": {"bound": BATCH_INDEPENDENCE_BOUND, "compositions": moved["int8"]["compositions"], "rows": len(texts),
-                               "fp32_max_abs_diff": moved["fp32"]["max_abs_diff"]},
+        "batch_independence": {
+            "bound": BATCH_INDEPENDENCE_BOUND,
+            "compositions": moved["int8"]["compositions"],
+            "rows": len(texts),
+            "fp32_max_abs_diff": moved["fp32"]["max_abs_diff"],
+        },
         "warning": warning,
     }
     return {INT8_MODEL: int8_bytes, TEXT_INT8_MODEL: text_bytes}, {TEXT_INT8_MODEL: text_report}, entry
@@ -253,7 +304,9 @@ def golden_file(run: Run, sessions: dict[str, Any]) -> bytes:
     return golden_json(texts, expected)
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path | None = None, log: Callable[[str], None] | None = None, quantize: str | None = None) -> Path:
+def export_run(
+    run_dir: str | Path, out_dir: str | Path | None = None, log: Callable[[str], None] | None = None, quantize: str | None = None
+) -> Path:
     """Export ``run_dir`` to a bundle at ``out_dir`` (default ``RUN_DIR/bundle``): the ids graph,
     its text-in twin and, with ``quantize="int8"``, both in int8 as well.
 

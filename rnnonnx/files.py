@@ -18,8 +18,9 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any
 
 from .errors import OutputError
 
@@ -29,8 +30,13 @@ _UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNO
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 JSON_MARKER_LIMIT = 64 << 20
-_NOT_REGULAR = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 
 def _umask() -> int:
@@ -63,8 +69,12 @@ def _holds(outer: Path, inner: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def check_output_directory(target: str | os.PathLike, replaces: Callable[[Path], bool] | None = None, kind: str = "output",
-                           inputs: Iterable[str | os.PathLike] = ()) -> None:
+def check_output_directory(
+    target: str | os.PathLike,
+    replaces: Callable[[Path], bool] | None = None,
+    kind: str = "output",
+    inputs: Iterable[str | os.PathLike] = (),
+) -> None:
     """Raise ``OutputError`` unless writing a ``kind`` directory at ``target`` is safe.
 
     Safe means: ``target`` is new, an empty directory, or a directory for which ``replaces``
@@ -94,8 +104,10 @@ def check_output_directory(target: str | os.PathLike, replaces: Callable[[Path],
             return
     except OSError as exc:
         raise OutputError(f"{shown}: cannot check the output directory ({exc.strerror or exc})") from None
-    raise OutputError(f"{shown}: exists and is not an rnnonnx {kind}; rnnonnx replaces only a {kind} it wrote, "
-                      "or an empty directory; choose another output directory or remove it yourself")
+    raise OutputError(
+        f"{shown}: exists and is not an rnnonnx {kind}; rnnonnx replaces only a {kind} it wrote, "
+        "or an empty directory; choose another output directory or remove it yourself"
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -194,8 +206,12 @@ def _swap_in(new: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, replaces: Callable[[Path], bool] | None = None, kind: str = "output",
-                     inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike,
+    replaces: Callable[[Path], bool] | None = None,
+    kind: str = "output",
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it takes ``target``'s place in one step.
 
     What may be there already is the caller's to say (``replaces``, ``kind``, ``inputs``: see
@@ -245,7 +261,9 @@ def _output_file(target: Path, shown: str) -> tuple[Path, os.stat_result | None]
         return path, existing
     what = next((name for test, name in _NOT_REGULAR if test(existing.st_mode)), "special file")
     via = f" (a link to {path})" if path != target else ""
-    raise OutputError(f"{shown}{via}: is a {what}, not a regular file; rnnonnx replaces only regular files, choose another output")
+    raise OutputError(
+        f"{shown}{via}: is a {what}, not a regular file; rnnonnx replaces only regular files, choose another output"
+    )
 
 
 def _take_mode(tmp: str, existing: os.stat_result | None) -> None:

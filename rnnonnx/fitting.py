@@ -17,9 +17,9 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -83,8 +83,9 @@ class MemberFit:
     best_epoch: int
 
 
-def batches(ids: torch.Tensor, targets: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    ids: torch.Tensor, targets: torch.Tensor, batch_size: int, generator: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches cut to their longest text. For training (``generator`` given) the rows are
     shuffled, sorted by length within pools of 50 batches and the batches shuffled again: texts
     of similar length share a batch, so the recurrent layers step through far less padding
@@ -103,8 +104,14 @@ def batches(ids: torch.Tensor, targets: torch.Tensor, batch_size: int,
         yield ids[chosen, :width], targets[chosen]
 
 
-def evaluate_loss(model: TextClassifier | Ensemble, ids: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                  batch_size: int = 256, class_weights: list[float] | None = None) -> tuple[float, float]:
+def evaluate_loss(
+    model: TextClassifier | Ensemble,
+    ids: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+    class_weights: list[float] | None = None,
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy, in eval mode. With ``class_weights``, the loss is the
     weighted mean the training minimises (each row weighs its class's weight), so ``--monitor
     val_loss`` follows the same objective on the validation rows."""
@@ -156,10 +163,19 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             correct += int((logits.argmax(dim=1) == target).sum())
             line.show(f"{label} {bar(step, steps)} loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
         val_loss, val_acc = evaluate_loss(model, job.val_ids, job.val_y, device, class_weights=job.class_weights)
-        line.finish(f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | "
-                    f"val_loss {val_loss:.4f} val_acc {val_acc:.3f}")
-        history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                        "val_loss": val_loss, "val_accuracy": val_acc})
+        line.finish(
+            f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | "
+            f"val_loss {val_loss:.4f} val_acc {val_acc:.3f}"
+        )
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / seen,
+                "train_accuracy": correct / seen,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+            }
+        )
         key = (-val_acc, val_loss) if config.monitor == "val_accuracy" else (val_loss,)
         if key < best_key:
             best_key, best_epoch, stale = key, epoch, 0
@@ -167,8 +183,11 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
         else:
             stale += 1
             if stale >= config.patience:
-                print(f"{name}early stop: no {config.monitor} improvement for {config.patience} epoch(s); keeping epoch {best_epoch}",
-                      file=sys.stderr)
+                print(
+                    f"{name}early stop: no {config.monitor} improvement for {config.patience} epoch(s); "
+                    f"keeping epoch {best_epoch}",
+                    file=sys.stderr,
+                )
                 break
     if best_state is None:
         raise RnnonnxError(f"{name}validation loss is not a number: the model diverged (try a lower --lr)")
@@ -198,7 +217,9 @@ def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
                     if proc.poll() is not None:
                         del running[k]
                         if proc.returncode != 0:
-                            raise RnnonnxError(f"training member {k + 1} of {count} failed (worker exit status {proc.returncode})")
+                            raise RnnonnxError(
+                                f"training member {k + 1} of {count} failed (worker exit status {proc.returncode})"
+                            )
                 time.sleep(0.05)
         finally:
             for proc in running.values():  # an error or Ctrl-C: stop the other members now
@@ -212,8 +233,13 @@ def _write_job(work: Path, job: FitJob, threads: int) -> None:
 
     tensors = {"train_ids": job.train_ids, "train_y": job.train_y, "val_ids": job.val_ids, "val_y": job.val_y}
     save_file({k: v.clone() for k, v in tensors.items()}, str(work / DATA_FILE))
-    record = {"model": job.model.to_dict(), "training": job.training.to_dict(), "progress": job.progress, "threads": threads,
-              "class_weights": job.class_weights}
+    record = {
+        "model": job.model.to_dict(),
+        "training": job.training.to_dict(),
+        "progress": job.progress,
+        "threads": threads,
+        "class_weights": job.class_weights,
+    }
     (work / JOB_FILE).write_text(json.dumps(record), encoding="utf-8")
 
 
@@ -222,8 +248,16 @@ def _read_job(work: Path) -> tuple[FitJob, int]:
 
     record = json.loads((work / JOB_FILE).read_text(encoding="utf-8"))
     data = load_file(str(work / DATA_FILE))
-    job = FitJob(ModelConfig(**record["model"]), TrainConfig(**record["training"]), data["train_ids"], data["train_y"],
-                 data["val_ids"], data["val_y"], record["progress"], record["class_weights"])
+    job = FitJob(
+        ModelConfig(**record["model"]),
+        TrainConfig(**record["training"]),
+        data["train_ids"],
+        data["train_y"],
+        data["val_ids"],
+        data["val_y"],
+        record["progress"],
+        record["class_weights"],
+    )
     return job, record["threads"]
 
 
@@ -231,7 +265,9 @@ def _read_member(work: Path, member: int) -> MemberFit:
     from safetensors.torch import load_file
 
     record = json.loads((work / f"member{member}.json").read_text(encoding="utf-8"))
-    return MemberFit(record["seed"], load_file(str(work / f"member{member}.safetensors")), record["history"], record["best_epoch"])
+    return MemberFit(
+        record["seed"], load_file(str(work / f"member{member}.safetensors")), record["history"], record["best_epoch"]
+    )
 
 
 def exit_with_parent() -> None:

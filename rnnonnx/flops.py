@@ -16,12 +16,15 @@ so it shows as a lower rate. A text with no token counts as one step, as the mod
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-FORMULA = ("members * (sum over layers of D*T*2*G*H*(I_l+H) + 2*F*C); G = 4 (LSTM), 3 (GRU), 1 (RNN); "
-           "T = the text's tokens (at least 1, at most max_len); multiply-add = 2 FLOPs; biases, activations, "
-           "embedding lookup and pooling not counted")
+FORMULA = (
+    "members * (sum over layers of D*T*2*G*H*(I_l+H) + 2*F*C); G = 4 (LSTM), 3 (GRU), 1 (RNN); "
+    "T = the text's tokens (at least 1, at most max_len); multiply-add = 2 FLOPs; biases, activations, "
+    "embedding lookup and pooling not counted"
+)
 
 
 def flops_per_token_and_text(model: Mapping[str, Any]) -> tuple[int, int]:

@@ -30,8 +30,13 @@ def cpu_name() -> str:
 
 def machine() -> dict[str, Any]:
     """What the figures depend on; the load average shows whether something else was running."""
-    info: dict[str, Any] = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
-                            "os": platform.platform(), "python": platform.python_version()}
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
     if hasattr(os, "getloadavg"):
         info["load_average_1min"] = round(os.getloadavg()[0], 2)
     return info

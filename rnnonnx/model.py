@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .config import ModelConfig
 from .text import PAD_ID
 
+
 class TextClassifier(nn.Module):
     """Maps right-padded token ids ``[batch, seq]`` to class logits ``[batch, classes]``.
 

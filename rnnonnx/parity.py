@@ -52,10 +52,19 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's form of one group."""
-        return {"tolerance": self.tolerance, "batches": self.batches, "rows": self.rows, "max_abs_diff": self.max_abs_diff,
-                "label_disagreements": self.label_disagreements, "ties_skipped": self.ties_skipped, "passed": self.passed}
+        return {
+            "tolerance": self.tolerance,
+            "batches": self.batches,
+            "rows": self.rows,
+            "max_abs_diff": self.max_abs_diff,
+            "label_disagreements": self.label_disagreements,
+            "ties_skipped": self.ties_skipped,
+            "passed": self.passed,
+        }
 
     def describe(self, name: str) -> str:
         """One log line."""
-        return (f"parity {name}: {self.rows} rows in {self.batches} batches, max |dp| {self.max_abs_diff:.2e}, "
-                f"label disagreements {self.label_disagreements}")
+        return (
+            f"parity {name}: {self.rows} rows in {self.batches} batches, max |dp| {self.max_abs_diff:.2e}, "
+            f"label disagreements {self.label_disagreements}"
+        )

@@ -57,7 +57,12 @@ def plot_confusion(evaluation: "Evaluation", path: str | Path) -> Path:
     shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axes, label="share of the true label's rows")
-    axes.set_xticks(range(len(labels)), labels, rotation=45 if max(map(len, labels)) > 6 else 0, ha="right" if max(map(len, labels)) > 6 else "center")
+    axes.set_xticks(
+        range(len(labels)),
+        labels,
+        rotation=45 if max(map(len, labels)) > 6 else 0,
+        ha="right" if max(map(len, labels)) > 6 else "center",
+    )
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
@@ -82,12 +87,21 @@ def plot_curves(metrics: "Metrics", path: str | Path) -> Path:
         for k, (history, best_epoch) in enumerate(members):
             name = f"member {k + 1} " if len(members) > 1 else ""
             steps = [h["epoch"] for h in history]
-            train_line, = axes.plot(steps, [h[f"train_{key}"] for h in history], marker="o", label=f"{name}train")
-            axes.plot(steps, [h[f"val_{key}"] for h in history], marker="s", linestyle="--", color=train_line.get_color(), label=f"{name}validation")
+            (train_line,) = axes.plot(steps, [h[f"train_{key}"] for h in history], marker="o", label=f"{name}train")
+            axes.plot(
+                steps,
+                [h[f"val_{key}"] for h in history],
+                marker="s",
+                linestyle="--",
+                color=train_line.get_color(),
+                label=f"{name}validation",
+            )
             if best_epoch:
                 axes.axvline(best_epoch, color=train_line.get_color(), linestyle=":", label=f"{name}kept epoch {best_epoch}")
         if len(members) > 1:
-            axes.axhline(getattr(metrics, f"val_{key}"), color="black", linestyle="-.", label=f"ensemble of {len(members)} (validation)")
+            axes.axhline(
+                getattr(metrics, f"val_{key}"), color="black", linestyle="-.", label=f"ensemble of {len(members)} (validation)"
+            )
         if f"val_{key}" in baseline:
             axes.axhline(baseline[f"val_{key}"], color="gray", linestyle="--", label="TF-IDF baseline (validation)")
         axes.set_title(title)
@@ -111,14 +125,27 @@ def plot_reliability(evaluation: "Evaluation", path: str | Path) -> Path:
     width = table.edges[1] - table.edges[0]
     filled = table.counts > 0
     centers = table.edges[:-1] + width / 2
-    axes.bar(centers[filled], table.accuracy[filled], width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy in the bin")
-    axes.plot(centers[filled], table.confidence[filled], linestyle="none", marker="_", markersize=14, markeredgewidth=2,
-              color="tab:red", label="mean top probability in the bin")
+    axes.bar(
+        centers[filled], table.accuracy[filled], width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy in the bin"
+    )
+    axes.plot(
+        centers[filled],
+        table.confidence[filled],
+        linestyle="none",
+        marker="_",
+        markersize=14,
+        markeredgewidth=2,
+        color="tab:red",
+        label="mean top probability in the bin",
+    )
     axes.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")
     calibration = evaluation.calibration() or {}
-    title = f"{evaluation.evaluated} rows: ECE {calibration.get('ece', float('nan')):.4f}, Brier {calibration.get('brier', float('nan')):.4f}"
+    title = (
+        f"{evaluation.evaluated} rows: ECE {calibration.get('ece', float('nan')):.4f}, "
+        f"Brier {calibration.get('brier', float('nan')):.4f}"
+    )
     if evaluation.temperature not in (None, 1.0):
         title += f" (temperature {evaluation.temperature:.3f})"
     axes.set_title(title)
@@ -143,11 +170,24 @@ def plot_coverage(evaluation: "Evaluation", path: str | Path) -> Path:
     for wanted in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
         k = int(np.searchsorted(-thresholds, -wanted, side="right")) - 1
         if 0 <= k < len(thresholds):
-            axes.annotate(f"{wanted:g}", (coverage[k], accuracy[k]), textcoords="offset points", xytext=(4, -12), fontsize="x-small", color="gray")
+            axes.annotate(
+                f"{wanted:g}",
+                (coverage[k], accuracy[k]),
+                textcoords="offset points",
+                xytext=(4, -12),
+                fontsize="x-small",
+                color="gray",
+            )
             axes.plot(coverage[k], accuracy[k], marker=".", color="gray")
     if evaluation.min_score is not None:
-        axes.plot(evaluation.coverage, evaluation.scores()["accuracy"] if evaluation.answered else np.nan, marker="o", color="tab:red",
-                  linestyle="none", label=f"--min-score {evaluation.min_score:g}")
+        axes.plot(
+            evaluation.coverage,
+            evaluation.scores()["accuracy"] if evaluation.answered else np.nan,
+            marker="o",
+            color="tab:red",
+            linestyle="none",
+            label=f"--min-score {evaluation.min_score:g}",
+        )
     axes.set_xlim(0, 1.02)
     axes.set_xlabel("coverage (share of rows answered)")
     axes.set_ylabel("accuracy")
@@ -164,7 +204,10 @@ def write_plots(out_dir: str | Path, evaluation: "Evaluation", metrics: "Metrics
     try:
         written = [plot_confusion(evaluation, out_dir / CONFUSION_PNG)]
         if evaluation.proba is not None:
-            written += [plot_reliability(evaluation, out_dir / RELIABILITY_PNG), plot_coverage(evaluation, out_dir / COVERAGE_PNG)]
+            written += [
+                plot_reliability(evaluation, out_dir / RELIABILITY_PNG),
+                plot_coverage(evaluation, out_dir / COVERAGE_PNG),
+            ]
         if metrics is not None:
             written.append(plot_curves(metrics, out_dir / CURVES_PNG))
     except OSError as exc:

@@ -7,9 +7,10 @@ import numbers
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +25,12 @@ if TYPE_CHECKING:
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 GRAPHS = ("auto", "ids", "text")
-MODEL_FILES = {("ids", "fp32"): MODEL, ("text", "fp32"): TEXT_MODEL, ("ids", "int8"): INT8_MODEL, ("text", "int8"): TEXT_INT8_MODEL}
+MODEL_FILES = {
+    ("ids", "fp32"): MODEL,
+    ("text", "fp32"): TEXT_MODEL,
+    ("ids", "int8"): INT8_MODEL,
+    ("text", "int8"): TEXT_INT8_MODEL,
+}
 # What graph="auto" runs when the bundle has it: text-in, faster at batch 1 and 256 by
 # benchmarks/graph_speed.py (no Python tokenization). Its lowercasing is the C library's; glibc
 # 2.36 matches the rule at every code point (tests/test_textgraph.py checks the host it runs on).
@@ -37,8 +43,10 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # characters still share a batch; a text of 4 MB goes alone.
 TEXT_BATCH_CHARS = 1 << 18
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
-SHADOW_HINT = ("both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
-               "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu")
+SHADOW_HINT = (
+    "both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
+    "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu"
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -80,8 +88,9 @@ class Prediction:
         return record
 
 
-def predictions_from_proba(proba: np.ndarray, labels: Sequence[str], top_k: int | None = None,
-                           min_score: float | None = None) -> list[Prediction]:
+def predictions_from_proba(
+    proba: np.ndarray, labels: Sequence[str], top_k: int | None = None, min_score: float | None = None
+) -> list[Prediction]:
     """Turn probability rows into :class:`Prediction` objects (the one place that does).
 
     ``top_k``: also list the K most probable labels (-1: every label), best first; ties keep
@@ -157,8 +166,16 @@ class Predictor:
     ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop).
     """
 
-    def __init__(self, bundle_dir: str | os.PathLike, device: str = "auto", threads: int | None = None, batch_size: int = 256,
-                 precision: str = "fp32", graph: str = "auto", session_config: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike,
+        device: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 256,
+        precision: str = "fp32",
+        graph: str = "auto",
+        session_config: Mapping[str, str] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         if precision not in PRECISIONS:
@@ -199,8 +216,13 @@ class Predictor:
         self.providers = self.session.get_providers()
         if wanted[0] == CUDA_PROVIDER and CUDA_PROVIDER not in self.providers:
             if device == "cuda":
-                raise RnnonnxError(f"device 'cuda': ONNX Runtime fell back to {self.providers} (CUDA or cuDNN libraries missing, or no GPU); {GPU_HINT}")
-            warnings.warn(f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2)
+                raise RnnonnxError(
+                    f"device 'cuda': ONNX Runtime fell back to {self.providers} "
+                    f"(CUDA or cuDNN libraries missing, or no GPU); {GPU_HINT}"
+                )
+            warnings.warn(
+                f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2
+            )
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
 
     def _open(self, ort: Any, options: Any, providers: list[str], model_file: str | None = None) -> Any:
@@ -227,8 +249,10 @@ class Predictor:
         wanted = TEXT_INPUT if graph == "text" else IDS_INPUT
         inputs, outputs = [i.name for i in session.get_inputs()], {o.name: o for o in session.get_outputs()}
         if wanted not in inputs or PROBABILITIES not in outputs:
-            raise BundleError(f"{path}: not an rnnonnx {graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
-                              f"expected {wanted!r} in, {PROBABILITIES!r} out)")
+            raise BundleError(
+                f"{path}: not an rnnonnx {graph} graph (inputs {inputs}, outputs {sorted(outputs)}; "
+                f"expected {wanted!r} in, {PROBABILITIES!r} out)"
+            )
         width = len(self.bundle.labels)
         shape = outputs[PROBABILITIES].shape
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
@@ -252,7 +276,9 @@ class Predictor:
         except Exception as exc:  # onnxruntime's own exception types
             raise BundleError(f"{path}: fails on {what} ({_first_line(exc)}); do its files belong to this bundle?") from None
         if out.shape != (1, width):
-            raise BundleError(f"{path}: gives probabilities of shape {out.shape} for one text, but labels.json has {width} labels")
+            raise BundleError(
+                f"{path}: gives probabilities of shape {out.shape} for one text, but labels.json has {width} labels"
+            )
         if not np.isfinite(out).all():
             raise BundleError(f"{path}: gives non-finite probabilities (a damaged or diverged model)")
 
@@ -266,7 +292,9 @@ class Predictor:
         except Exception as exc:  # onnxruntime's own exception types
             raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
         if not np.isfinite(out).all():
-            raise BundleError(f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)")
+            raise BundleError(
+                f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)"
+            )
         return out
 
     def ids_session(self) -> Any:
@@ -287,8 +315,11 @@ class Predictor:
             graph = DEFAULT_GRAPH if self.bundle.has(MODEL_FILES[(DEFAULT_GRAPH, precision)]) else "ids"
         name = MODEL_FILES[(graph, precision)]
         if not self.bundle.has(name):
-            hint = ("export it with 'rnnonnx export RUN_DIR --quantize int8'" if precision == "int8"
-                    else "it was exported by an older rnnonnx; export it again")
+            hint = (
+                "export it with 'rnnonnx export RUN_DIR --quantize int8'"
+                if precision == "int8"
+                else "it was exported by an older rnnonnx; export it again"
+            )
             raise BundleError(f"{self.bundle.path}: bundle has no {name}; {hint}")
         return graph
 
@@ -345,9 +376,13 @@ class Predictor:
         except UnicodeEncodeError:
             raise
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({str(exc).splitlines()[0][:300]})") from None
+            raise RnnonnxError(
+                f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({str(exc).splitlines()[0][:300]})"
+            ) from None
 
-    def predict(self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None
+    ) -> list[Prediction]:
         """One :class:`Prediction` per text: top label, score, every label's probability;
         ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it."""
         return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score)
@@ -361,5 +396,7 @@ class Predictor:
         return explain(self, text, label)
 
     def __repr__(self) -> str:
-        return (f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "
-                f"precision={self.precision!r}, labels={self.labels!r})")
+        return (
+            f"Predictor({str(Path(self.bundle.path))!r}, device={self.device!r}, graph={self.graph!r}, "
+            f"precision={self.precision!r}, labels={self.labels!r})"
+        )

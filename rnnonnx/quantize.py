@@ -26,7 +26,8 @@ Needs onnx (export time only); the predictor just loads the files written here.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,11 @@ MAX_ACCURACY_DROP = 1.0
 # A text's int8 probabilities alone and in any batch agree within this: float rounding, as in fp32.
 BATCH_INDEPENDENCE_BOUND = 1e-6
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
-METHOD = ("weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), the rows a "
-          "batch uses gathered and scaled back to fp32 in the graph; recurrent and output layers and all "
-          "activations fp32, so no scale depends on the batch")
+METHOD = (
+    "weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), the rows a "
+    "batch uses gathered and scaled back to fp32 in the graph; recurrent and output layers and all "
+    "activations fp32, so no scale depends on the batch"
+)
 
 
 def row_quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +84,9 @@ def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     for name, initializer in tables.items():
         q, scale = row_quantize(numpy_helper.to_array(initializer))
         graph.initializer.remove(initializer)
-        graph.initializer.extend([numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale[:, None], f"{name}/row_scale")])
+        graph.initializer.extend(
+            [numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale[:, None], f"{name}/row_scale")]
+        )
     nodes = []
     for node in graph.node:
         nodes.append(node)
@@ -89,7 +94,9 @@ def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
             name, out = node.input[0], node.output[0]
             node.input[0], node.output[0] = f"{name}/int8", f"{out}/int8"
             nodes += [
-                helper.make_node("Gather", [f"{name}/row_scale", node.input[1]], [f"{out}/row_scale"], name=f"{out}/gather_scale", axis=0),
+                helper.make_node(
+                    "Gather", [f"{name}/row_scale", node.input[1]], [f"{out}/row_scale"], name=f"{out}/gather_scale", axis=0
+                ),
                 helper.make_node("Cast", [f"{out}/int8"], [f"{out}/float"], name=f"{out}/cast", to=TensorProto.FLOAT),
                 helper.make_node("Mul", [f"{out}/float", f"{out}/row_scale"], [out], name=f"{out}/dequantize"),
             ]
@@ -116,7 +123,9 @@ def describe(fp32: Any, int8: Any) -> dict[str, Any]:
     }
 
 
-def accuracy(session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: Sequence[str], gold: Sequence[str], batch_size: int = 256) -> float | None:
+def accuracy(
+    session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: Sequence[str], gold: Sequence[str], batch_size: int = 256
+) -> float | None:
     """Accuracy of an ids-graph ``session`` on labelled texts (``None`` without texts)."""
     if not texts:
         return None
@@ -158,8 +167,11 @@ def batch_dependence(session: Any, tokenizer: Tokenizer, texts: Sequence[str]) -
             out[rows] = proba
         results[name] = out
     alone = results.pop("alone")
-    return {"max_abs_diff": max(float(np.abs(alone - other).max()) for other in results.values()), "rows": len(texts),
-            "compositions": ["alone", *results]}
+    return {
+        "max_abs_diff": max(float(np.abs(alone - other).max()) for other in results.values()),
+        "rows": len(texts),
+        "compositions": ["alone", *results],
+    }
 
 
 def verdict(fp32: float | None, int8: float | None) -> str | None:

@@ -19,8 +19,9 @@ import math
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Union
+from typing import IO, Any
 
 from .errors import DataError
 
@@ -33,7 +34,7 @@ _JSON_SPACE = " \t\r\n"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
-Record = Union[list, dict]
+Record = list | dict
 
 
 def max_record_bytes() -> int:
@@ -155,8 +156,16 @@ class Records:
     ``None`` for JSON Lines). Iterate once; close when done (or use ``with``).
     """
 
-    def __init__(self, stream: IO[bytes], fmt: str, name: str, *, compressed: bool = False,
-                 size: int | None = None, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        fmt: str,
+        name: str,
+        *,
+        compressed: bool = False,
+        size: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         if fmt not in ("csv", "tsv", "jsonl", "txt"):
             raise DataError(f"unknown format {fmt!r}")
         self.fmt, self.name, self.size = fmt, name, size
@@ -214,17 +223,27 @@ class Records:
                 return
             self.line += 1
             if len(raw) > limit and not raw.endswith(b"\n"):
-                raise DataError(f"{self.name}: line {self.line} is longer than {_size(limit)}, the most one record may hold; "
-                                f"set {MAX_RECORD_ENV} to allow longer ones")
+                raise DataError(
+                    f"{self.name}: line {self.line} is longer than {_size(limit)}, the most one record may hold; "
+                    f"set {MAX_RECORD_ENV} to allow longer ones"
+                )
             self._record_bytes += len(raw)
             if self._record_bytes > limit:
-                raise DataError(f"{self.name}: the row starting on line {self._record_start} is longer than {_size(limit)} "
-                                f"(a quote left open?); set {MAX_RECORD_ENV} to allow longer records")
+                raise DataError(
+                    f"{self.name}: the row starting on line {self._record_start} is longer than {_size(limit)} "
+                    f"(a quote left open?); set {MAX_RECORD_ENV} to allow longer records"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                hint = "it looks gzip-compressed: name it .gz" if self.line == 1 and raw.startswith(b"\x1f\x8b") else "save the file as UTF-8"
-                raise DataError(f"{self.name}: line {self.line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); {hint}") from None
+                hint = (
+                    "it looks gzip-compressed: name it .gz"
+                    if self.line == 1 and raw.startswith(b"\x1f\x8b")
+                    else "save the file as UTF-8"
+                )
+                raise DataError(
+                    f"{self.name}: line {self.line} is not valid UTF-8 (byte {raw[exc.start]:#04x}); {hint}"
+                ) from None
             yield line[1:] if self.line == 1 and line.startswith("\ufeff") else line
 
     def _csv_row(self) -> list[str] | None:
@@ -252,7 +271,9 @@ class Records:
         seen: set[str] = set()
         for column in header:
             if column in seen:
-                raise DataError(f"{self.name}: line {self._record_start}: the header names the column {column!r} twice; rename one")
+                raise DataError(
+                    f"{self.name}: line {self._record_start}: the header names the column {column!r} twice; rename one"
+                )
             seen.add(column)
         return header
 
@@ -318,7 +339,9 @@ class Records:
         def label(record: Record, line: int) -> str:
             found = value(record, line)
             if isinstance(found, (list, dict)):
-                raise DataError(f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a label must be a string or a number")
+                raise DataError(
+                    f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a label must be a string or a number"
+                )
             return label_text(found)
 
         return label
@@ -334,8 +357,14 @@ def open_records(path: str | os.PathLike, fmt: str, *, max_bytes: int | None = N
     except OSError as exc:
         raise DataError(f"{path}: cannot open it ({exc.strerror or _one_line(exc)})") from None
     try:
-        return Records(handle, fmt, str(path), compressed=path.suffix.lower() == ".gz",
-                       size=os.fstat(handle.fileno()).st_size or None, max_bytes=max_bytes)
+        return Records(
+            handle,
+            fmt,
+            str(path),
+            compressed=path.suffix.lower() == ".gz",
+            size=os.fstat(handle.fileno()).st_size or None,
+            max_bytes=max_bytes,
+        )
     except BaseException:
         handle.close()
         raise

@@ -12,9 +12,10 @@ metrics and held-out rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import RnnonnxError
 from .files import atomic_directory, write_json
@@ -91,7 +92,9 @@ class Metrics:
         if self.calibration is not None:
             text += f", temperature {self.calibration['temperature']:.3f}"
         if self.members:
-            text += " (members: " + ", ".join(f"epoch {m.best_epoch} val_accuracy {m.val_accuracy:.4f}" for m in self.members) + ")"
+            text += (
+                " (members: " + ", ".join(f"epoch {m.best_epoch} val_accuracy {m.val_accuracy:.4f}" for m in self.members) + ")"
+            )
         return text
 
 
@@ -104,9 +107,17 @@ def is_run_dir(path: str | Path) -> bool:
     return isinstance(config, dict) and str(config.get("format")).startswith("rnnonnx-run/")
 
 
-def write_run(out_dir: str | Path, state: Mapping[str, Any], config: Mapping[str, Any], tokenizer: Tokenizer, labels: list[str],
-              metrics: Metrics, validation: tuple[list[str], list[str]], test: tuple[list[str], list[str]],
-              inputs: Iterable[str | Path] = ()) -> Path:
+def write_run(
+    out_dir: str | Path,
+    state: Mapping[str, Any],
+    config: Mapping[str, Any],
+    tokenizer: Tokenizer,
+    labels: list[str],
+    metrics: Metrics,
+    validation: tuple[list[str], list[str]],
+    test: tuple[list[str], list[str]],
+    inputs: Iterable[str | Path] = (),
+) -> Path:
     """Write a complete run directory atomically; ``state`` is the model's state dict (tensors).
     Only a run (or an empty directory) at ``out_dir`` is replaced, never one holding ``inputs``."""
     from safetensors.torch import save_file

@@ -22,9 +22,10 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,10 @@ class ServeSettings:
         if self.max_wait_ms < 0 or self.drain_seconds < 0:
             raise RnnonnxError("--max-wait-ms and --drain-seconds cannot be negative")
         if self.max_texts > self.max_queue:
-            raise RnnonnxError(f"--max-texts ({self.max_texts}) cannot exceed --max-queue ({self.max_queue}): such a request could never be queued")
+            raise RnnonnxError(
+                f"--max-texts ({self.max_texts}) cannot exceed --max-queue ({self.max_queue}): "
+                f"such a request could never be queued"
+            )
 
     @property
     def precision(self) -> str:
@@ -134,15 +138,27 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     from .predictor import Predictor
 
     threads = settings.ort_threads()
-    predictor = Predictor(settings.bundle, device=settings.device, threads=threads, batch_size=RUN_SIZE, precision=settings.precision,
-                          graph=settings.graph, session_config={"session.intra_op.allow_spinning": "0"})
+    predictor = Predictor(
+        settings.bundle,
+        device=settings.device,
+        threads=threads,
+        batch_size=RUN_SIZE,
+        precision=settings.precision,
+        graph=settings.graph,
+        session_config={"session.intra_op.allow_spinning": "0"},
+    )
     first = predictor.predict_proba([GOLDEN_TEXT])
     second = predictor.predict_proba([GOLDEN_TEXT])
     n_labels = len(predictor.labels)
     if first.shape != (1, n_labels) or not np.all(np.isfinite(first)) or abs(float(first.sum()) - 1.0) > 1e-3:
-        raise BundleError(f"{settings.bundle}: the model does not give one probability per label for a test sentence (got {first.tolist()})")
+        raise BundleError(
+            f"{settings.bundle}: the model does not give one probability per label for a test sentence (got {first.tolist()})"
+        )
     if float(np.abs(first - second).max()) > GOLDEN_TOLERANCE:
-        raise BundleError(f"{settings.bundle}: the model gives different probabilities for the same sentence ({first.tolist()} vs {second.tolist()})")
+        raise BundleError(
+            f"{settings.bundle}: the model gives different probabilities for the same sentence "
+            f"({first.tolist()} vs {second.tolist()})"
+        )
     return LoadedModel(predictor, first[0], threads)
 
 
@@ -180,9 +196,14 @@ def model_summary(model: LoadedModel, settings: ServeSettings) -> dict[str, Any]
         },
         "versions": server_versions(),
         "serving": {
-            "batching": settings.batching, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-            "max_queue": settings.max_queue, "max_texts": settings.max_texts, "max_text_chars": settings.max_text_chars,
-            "max_body_bytes": settings.max_body_bytes, "workers": settings.workers,
+            "batching": settings.batching,
+            "max_batch": settings.max_batch,
+            "max_wait_ms": settings.max_wait_ms,
+            "max_queue": settings.max_queue,
+            "max_texts": settings.max_texts,
+            "max_text_chars": settings.max_text_chars,
+            "max_body_bytes": settings.max_body_bytes,
+            "workers": settings.workers,
         },
     }
 
@@ -196,8 +217,15 @@ class ApiError(Exception):
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[str], int | None, float | None]:
@@ -210,14 +238,22 @@ def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[str],
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise ApiError(
+            400, "invalid_json", f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; arrays nested thousands deep
         raise ApiError(400, "invalid_json", f"the body is JSON this server does not read ({str(exc).split(':')[0]})") from None
     if not isinstance(payload, dict):
-        raise ApiError(422, "invalid_request", f'the body must be a JSON object like {{"texts": ["..."]}}, not {_type_name(payload)}')
+        raise ApiError(
+            422, "invalid_request", f'the body must be a JSON object like {{"texts": ["..."]}}, not {_type_name(payload)}'
+        )
     unknown = sorted(set(payload) - set(PREDICT_FIELDS))
     if unknown:
-        raise ApiError(422, "invalid_request", f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(PREDICT_FIELDS)}")
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(PREDICT_FIELDS)}",
+        )
     if "texts" not in payload:
         raise ApiError(422, "invalid_request", 'missing "texts": a list of strings to classify')
     texts = payload["texts"]
@@ -228,14 +264,16 @@ def parse_predict_body(body: bytes, settings: ServeSettings) -> tuple[list[str],
         raise ApiError(413, "too_many_texts", f"{len(texts)} texts in one request; the limit is {settings.max_texts}")
     for i, item in enumerate(texts):
         if not isinstance(item, str):
-            raise ApiError(422, "invalid_request", f'texts[{i}] must be a string, not {_type_name(item)}')
+            raise ApiError(422, "invalid_request", f"texts[{i}] must be a string, not {_type_name(item)}")
         if len(item) > settings.max_text_chars:
-            raise ApiError(413, "text_too_long", f'texts[{i}] has {len(item)} characters; the limit is {settings.max_text_chars}')
+            raise ApiError(413, "text_too_long", f"texts[{i}] has {len(item)} characters; the limit is {settings.max_text_chars}")
     top_k = payload.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or (top_k < 1 and top_k != -1)):
         raise ApiError(422, "invalid_request", f'"top_k" must be a positive integer or -1 (every label), not {json.dumps(top_k)}')
     min_score = payload.get("min_score")
-    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1):
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1
+    ):
         raise ApiError(422, "invalid_request", f'"min_score" must be a number between 0 and 1, not {json.dumps(min_score)}')
     return texts, top_k, min_score
 
@@ -251,15 +289,32 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.requests = Counter("rnnonnx_http_requests", "HTTP requests answered, by route and status code.", ["path", "status"], registry=reg)
-        self.latency = Histogram("rnnonnx_http_request_duration_seconds", "Time from request to response, by route.", ["path"],
-                                 buckets=LATENCY_BUCKETS, registry=reg)
-        self.in_progress = Gauge("rnnonnx_http_requests_in_progress", "Requests being answered now.", registry=reg, multiprocess_mode="livesum")
-        self.errors = Counter("rnnonnx_errors", "Requests answered with an error, by error code (see the JSON error body).", ["code"], registry=reg)
+        self.requests = Counter(
+            "rnnonnx_http_requests", "HTTP requests answered, by route and status code.", ["path", "status"], registry=reg
+        )
+        self.latency = Histogram(
+            "rnnonnx_http_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.in_progress = Gauge(
+            "rnnonnx_http_requests_in_progress", "Requests being answered now.", registry=reg, multiprocess_mode="livesum"
+        )
+        self.errors = Counter(
+            "rnnonnx_errors", "Requests answered with an error, by error code (see the JSON error body).", ["code"], registry=reg
+        )
         self.texts = Counter("rnnonnx_texts", "Texts classified.", registry=reg)
-        self.batch_size = Histogram("rnnonnx_batch_size", "Texts per micro-batch (one predictor call).", buckets=BATCH_BUCKETS, registry=reg)
-        self.batch_seconds = Histogram("rnnonnx_batch_duration_seconds", "Time to predict one micro-batch.", buckets=LATENCY_BUCKETS, registry=reg)
-        self.queue = Gauge("rnnonnx_queue_texts", "Texts accepted and waiting for a micro-batch.", registry=reg, multiprocess_mode="livesum")
+        self.batch_size = Histogram(
+            "rnnonnx_batch_size", "Texts per micro-batch (one predictor call).", buckets=BATCH_BUCKETS, registry=reg
+        )
+        self.batch_seconds = Histogram(
+            "rnnonnx_batch_duration_seconds", "Time to predict one micro-batch.", buckets=LATENCY_BUCKETS, registry=reg
+        )
+        self.queue = Gauge(
+            "rnnonnx_queue_texts", "Texts accepted and waiting for a micro-batch.", registry=reg, multiprocess_mode="livesum"
+        )
 
     def observe_batch(self, texts: int, seconds: float) -> None:
         self.batch_size.observe(texts)
@@ -323,53 +378,137 @@ def openapi_document(model: LoadedModel) -> dict[str, Any]:
     error_response = lambda what: {"description": what, "content": {"application/json": {"schema": error}}}  # noqa: E731
     return {
         "openapi": "3.1.0",
-        "info": {"title": "rnnonnx", "version": __version__,
-                 "description": "Text classification with an rnnonnx bundle. Every error is JSON: {\"error\": {\"code\", \"message\"}}."},
-        "paths": {
-            "/v1/predict": {"post": {
-                "summary": "Classify texts: one prediction per text, in order",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
-                "responses": {
-                    "200": {"description": "Predictions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}},
-                    "400": error_response("The body is not UTF-8 JSON"),
-                    "413": error_response("Body, number of texts or a text over the server's limits (see /v1/model serving)"),
-                    "422": error_response("Wrong fields or types"),
-                    "503": error_response("Overloaded or shutting down: retry after the Retry-After header's seconds"),
-                }}},
-            "/v1/model": {"get": {"summary": "Labels, graph, precision, manifest summary, versions and limits",
-                                  "responses": {"200": {"description": "Model description", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/healthz": {"get": {"summary": "Liveness: the process answers",
-                                 "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/readyz": {"get": {"summary": "Readiness: the model is loaded and predicts the start-up test sentence as it did at start-up",
-                                "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
-                                              "503": {"description": "Not ready (starting, shutting down, or failing)",
-                                                      "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (text format)",
-                                 "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "info": {
+            "title": "rnnonnx",
+            "version": __version__,
+            "description": 'Text classification with an rnnonnx bundle. Every error is JSON: {"error": {"code", "message"}}.',
         },
-        "components": {"schemas": {
-            "PredictRequest": {"type": "object", "required": ["texts"], "additionalProperties": False, "properties": {
-                "texts": {"type": "array", "items": {"type": "string"}, "description": "Texts to classify"},
-                "top_k": {"type": ["integer", "null"], "description": "Also list the K most probable labels, best first (-1: every label)"},
-                "min_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
-                              "description": "Abstain below this probability: label is null when the top score is lower"},
-            }},
-            "Prediction": {"type": "object", "required": ["label", "score", "probabilities"], "properties": {
-                "label": {"type": ["string", "null"], "enum": [*labels, None]},
-                "score": {"type": "number", "description": "Probability of the top label"},
-                "probabilities": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Every label's probability"},
-                "top": {"type": "array", "items": {"type": "object", "required": ["label", "score"],
-                                                   "properties": {"label": {"type": "string"}, "score": {"type": "number"}}},
-                        "description": "Only when top_k was asked for"},
-            }},
-            "PredictResponse": {"type": "object", "required": ["predictions"], "properties": {
-                "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-        }},
+        "paths": {
+            "/v1/predict": {
+                "post": {
+                    "summary": "Classify texts: one prediction per text, in order",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Predictions",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+                        },
+                        "400": error_response("The body is not UTF-8 JSON"),
+                        "413": error_response("Body, number of texts or a text over the server's limits (see /v1/model serving)"),
+                        "422": error_response("Wrong fields or types"),
+                        "503": error_response("Overloaded or shutting down: retry after the Retry-After header's seconds"),
+                    },
+                }
+            },
+            "/v1/model": {
+                "get": {
+                    "summary": "Labels, graph, precision, manifest summary, versions and limits",
+                    "responses": {
+                        "200": {
+                            "description": "Model description",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the process answers",
+                    "responses": {
+                        "200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the model is loaded and predicts the start-up test sentence as it did at start-up",
+                    "responses": {
+                        "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "503": {
+                            "description": "Not ready (starting, shutting down, or failing)",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format)",
+                    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "PredictRequest": {
+                    "type": "object",
+                    "required": ["texts"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "texts": {"type": "array", "items": {"type": "string"}, "description": "Texts to classify"},
+                        "top_k": {
+                            "type": ["integer", "null"],
+                            "description": "Also list the K most probable labels, best first (-1: every label)",
+                        },
+                        "min_score": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "Abstain below this probability: label is null when the top score is lower",
+                        },
+                    },
+                },
+                "Prediction": {
+                    "type": "object",
+                    "required": ["label", "score", "probabilities"],
+                    "properties": {
+                        "label": {"type": ["string", "null"], "enum": [*labels, None]},
+                        "score": {"type": "number", "description": "Probability of the top label"},
+                        "probabilities": {
+                            "type": "object",
+                            "additionalProperties": {"type": "number"},
+                            "description": "Every label's probability",
+                        },
+                        "top": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["label", "score"],
+                                "properties": {"label": {"type": "string"}, "score": {"type": "number"}},
+                            },
+                            "description": "Only when top_k was asked for",
+                        },
+                    },
+                },
+                "PredictResponse": {
+                    "type": "object",
+                    "required": ["predictions"],
+                    "properties": {"predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}},
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    },
+                },
+            }
+        },
     }
 
 
@@ -387,8 +526,14 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
     metrics = Metrics(multiprocess_dir)
     predictor = model.predictor
     labels = predictor.labels
-    batcher = MicroBatcher(predictor.predict_proba, settings.max_batch, settings.max_wait_ms / 1000.0, settings.max_queue,
-                           settings.batching, on_batch=metrics.observe_batch)
+    batcher = MicroBatcher(
+        predictor.predict_proba,
+        settings.max_batch,
+        settings.max_wait_ms / 1000.0,
+        settings.max_queue,
+        settings.batching,
+        on_batch=metrics.observe_batch,
+    )
     state = {"draining": False}
     summary = model_summary(model, settings)
     document = openapi_document(model)
@@ -440,7 +585,10 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
             return JSONResponse({"status": "not ready", "reason": f"no prediction within {READY_TIMEOUT_S:g} s"}, status_code=503)
         diff = float(np.abs(proba[0] - model.golden).max())
         ready = diff <= GOLDEN_TOLERANCE
-        body = {"status": "ready" if ready else "not ready", "golden": {"text": GOLDEN_TEXT, "label": labels[int(proba[0].argmax())], "max_abs_diff": diff}}
+        body = {
+            "status": "ready" if ready else "not ready",
+            "golden": {"text": GOLDEN_TEXT, "label": labels[int(proba[0].argmax())], "max_abs_diff": diff},
+        }
         if not ready:
             body["reason"] = "the test sentence's probabilities differ from start-up"
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -470,10 +618,15 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
         await batcher.start()
-        mode = (f"micro-batching up to {settings.max_batch} texts, {settings.max_wait_ms:g} ms" if settings.batching
-                else "micro-batching off")
-        log.info(f"rnnonnx {__version__}: {settings.bundle} ({predictor.graph} graph, {predictor.precision}, {model.threads} "
-                 f"ONNX Runtime thread(s), {predictor.device}); {mode}; queue limit {settings.max_queue} texts")
+        mode = (
+            f"micro-batching up to {settings.max_batch} texts, {settings.max_wait_ms:g} ms"
+            if settings.batching
+            else "micro-batching off"
+        )
+        log.info(
+            f"rnnonnx {__version__}: {settings.bundle} ({predictor.graph} graph, {predictor.precision}, {model.threads} "
+            f"ONNX Runtime thread(s), {predictor.device}); {mode}; queue limit {settings.max_queue} texts"
+        )
         try:
             yield
         finally:
@@ -531,8 +684,15 @@ def serve(bundle: str, **options: Any) -> None:
     model = load_model(settings)
     import uvicorn
 
-    common: dict[str, Any] = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=settings.access_log,
-                                  timeout_graceful_shutdown=math.ceil(settings.drain_seconds), lifespan="on", server_header=False)
+    common: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
+        lifespan="on",
+        server_header=False,
+    )
     with _clean_exit_on_signals():
         if settings.workers == 1:
             uvicorn.run(create_app(model, settings), **common)
@@ -551,4 +711,3 @@ def serve(bundle: str, **options: Any) -> None:
                 else:
                     os.environ[name] = value
             shutil.rmtree(metrics_dir, ignore_errors=True)
-

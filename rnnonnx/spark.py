@@ -20,8 +20,9 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,10 @@ def resolve_bundle(bundle: str | os.PathLike) -> str:
         return path
     if shipped:
         return shipped
-    raise RnnonnxError(f"{path}: no bundle directory at this path, and none shipped under the name {name!r} "
-                       "(use a path every executor can read, or rnnonnx.spark.add_bundle(spark, path) first)")
+    raise RnnonnxError(
+        f"{path}: no bundle directory at this path, and none shipped under the name {name!r} "
+        "(use a path every executor can read, or rnnonnx.spark.add_bundle(spark, path) first)"
+    )
 
 
 def _shipped(name: str) -> str | None:
@@ -140,8 +143,10 @@ def _texts(column: np.ndarray) -> list[str]:
         elif isinstance(value, str):
             texts.append(value)
         else:
-            raise RnnonnxError(f"rnnonnx.spark: the text column must hold strings, not {type(value).__name__} "
-                               "(cast it with .cast('string') if that is meant)")
+            raise RnnonnxError(
+                f"rnnonnx.spark: the text column must hold strings, not {type(value).__name__} "
+                "(cast it with .cast('string') if that is meant)"
+            )
     return texts
 
 
@@ -193,8 +198,11 @@ class PredictUDF:
         label = raw["label"]
         if self.min_score is not None:
             label = F.when(raw["score"] >= F.lit(self.min_score), label)
-        fields = [label.alias("label"), raw["score"].alias("score"),
-                  F.map_from_arrays(names, probabilities).alias("probabilities")]
+        fields = [
+            label.alias("label"),
+            raw["score"].alias("score"),
+            F.map_from_arrays(names, probabilities).alias("probabilities"),
+        ]
         if self.top_k is not None:
             # a Python UDF cannot feed a lambda (transform), so zip the two arrays and name the fields by a cast
             top = F.arrays_zip(raw["top_labels"], raw["top_scores"]).cast("array<struct<label:string,score:float>>")
@@ -202,8 +210,14 @@ class PredictUDF:
         return F.when(column.isNotNull(), F.struct(*fields))
 
 
-def predict_udf(bundle_path: str | os.PathLike, threads: int | None = 1, graph: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
-                top_k: int | None = None, min_score: float | None = None) -> PredictUDF:
+def predict_udf(
+    bundle_path: str | os.PathLike,
+    threads: int | None = 1,
+    graph: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    top_k: int | None = None,
+    min_score: float | None = None,
+) -> PredictUDF:
     """A column function scoring texts with a bundle, in the shape of :class:`~rnnonnx.predictor.Prediction`:
     ``df.withColumn("pred", predict_udf(bundle)("text"))`` adds a struct ``label`` (string),
     ``score`` (float), ``probabilities`` (map label -> float) and, with ``top_k``, ``top``
@@ -224,14 +238,22 @@ def predict_udf(bundle_path: str | os.PathLike, threads: int | None = 1, graph: 
 
     labels = list(Bundle(resolve_bundle(bundle_path)).labels)
     predictions_from_proba(np.zeros((0, len(labels)), dtype=np.float32), labels, top_k, min_score)  # checks top_k and min_score
-    fields = [T.StructField("label", T.StringType()), T.StructField("score", T.FloatType()),
-              T.StructField("probabilities", T.ArrayType(T.FloatType()))]
+    fields = [
+        T.StructField("label", T.StringType()),
+        T.StructField("score", T.FloatType()),
+        T.StructField("probabilities", T.ArrayType(T.FloatType())),
+    ]
     if top_k is not None:
-        fields += [T.StructField("top_labels", T.ArrayType(T.StringType())), T.StructField("top_scores", T.ArrayType(T.FloatType()))]
+        fields += [
+            T.StructField("top_labels", T.ArrayType(T.StringType())),
+            T.StructField("top_scores", T.ArrayType(T.FloatType())),
+        ]
     spec = os.fspath(bundle_path)
     if os.path.isdir(spec) and resolve_bundle(spec) == spec:
         spec = os.path.abspath(spec)  # a relative path would resolve against each executor's own directory
-    batch_udf = predict_batch_udf(_make_predict_fn(spec, threads, graph, top_k), return_type=T.StructType(fields), batch_size=batch_size)
+    batch_udf = predict_batch_udf(
+        _make_predict_fn(spec, threads, graph, top_k), return_type=T.StructType(fields), batch_size=batch_size
+    )
     return PredictUDF(batch_udf, labels, top_k, None if min_score is None else float(min_score))
 
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable, Sequence
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def _char_class(ranges: list[tuple[int, int]]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-@lru_cache(maxsize=None)
+@cache
 def portable_pattern(analyzer: str) -> str:
     """The token regex of the rule, spelled with literal code points (for ONNX Runtime's RE2 and
     JavaScript). Built on first use: a one-sentence prediction on the text-in graph never needs it."""
@@ -70,7 +70,7 @@ def portable_pattern(analyzer: str) -> str:
 NATIVE_UNICODE = unicodedata.unidata_version == UNICODE_VERSION
 
 
-@lru_cache(maxsize=None)
+@cache
 def _python_pattern(analyzer: str) -> re.Pattern[str]:
     if NATIVE_UNICODE:
         return re.compile(r"\w{2,}" if analyzer == "word" else r"\w")

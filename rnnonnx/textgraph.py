@@ -16,7 +16,8 @@ needs ``N >= 1``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,15 +51,31 @@ def tokenize_nodes(spec: TokenizerSpec) -> list[Any]:
     nodes = []
     source = TEXT_INPUT
     if spec.lowercase:
-        nodes.append(helper.make_node(
-            "StringNormalizer", [TEXT_INPUT], [_name("lowered")], name=_name("lowercase"),
-            case_change_action="LOWER", is_case_sensitive=1, locale=LOCALE,
-        ))
+        nodes.append(
+            helper.make_node(
+                "StringNormalizer",
+                [TEXT_INPUT],
+                [_name("lowered")],
+                name=_name("lowercase"),
+                case_change_action="LOWER",
+                is_case_sensitive=1,
+                locale=LOCALE,
+            )
+        )
         source = _name("lowered")
-    nodes.append(helper.make_node(
-        "Tokenizer", [source], [TOKENS], name=_name("tokenize"), domain="com.microsoft",
-        mark=0, mincharnum=1, pad_value=PAD_TOKEN, tokenexp=portable_pattern(spec.analyzer),
-    ))
+    nodes.append(
+        helper.make_node(
+            "Tokenizer",
+            [source],
+            [TOKENS],
+            name=_name("tokenize"),
+            domain="com.microsoft",
+            mark=0,
+            mincharnum=1,
+            pad_value=PAD_TOKEN,
+            tokenexp=portable_pattern(spec.analyzer),
+        )
+    )
     return nodes
 
 
@@ -74,16 +91,26 @@ def front_nodes(tokenizer: Tokenizer) -> tuple[list[Any], list[Any]]:
         numpy_helper.from_array(np.array(PAD_ID, dtype=np.int64), _name("pad_id")),
     ]
     nodes = tokenize_nodes(tokenizer.spec) + [
-        helper.make_node("Slice", [TOKENS, _name("zero"), _name("max_len"), _name("one")], [_name("kept")], name=_name("truncate")),
         helper.make_node(
-            "LabelEncoder", [_name("kept")], [_name("ids")], name=_name("vocabulary"), domain="ai.onnx.ml",
-            keys_strings=tokenizer.vocab, values_int64s=list(range(len(tokenizer.vocab))), default_int64=UNK_ID,
+            "Slice", [TOKENS, _name("zero"), _name("max_len"), _name("one")], [_name("kept")], name=_name("truncate")
+        ),
+        helper.make_node(
+            "LabelEncoder",
+            [_name("kept")],
+            [_name("ids")],
+            name=_name("vocabulary"),
+            domain="ai.onnx.ml",
+            keys_strings=tokenizer.vocab,
+            values_int64s=list(range(len(tokenizer.vocab))),
+            default_int64=UNK_ID,
         ),
         helper.make_node("Shape", [_name("ids")], [_name("width")], name=_name("width"), start=1, end=2),
         helper.make_node("Sub", [_name("one"), _name("width")], [_name("short")], name=_name("short")),
         helper.make_node("Max", [_name("short"), _name("zero")], [_name("missing")], name=_name("missing")),
         helper.make_node("Concat", [_name("no_pads"), _name("missing")], [_name("pads")], name=_name("pads"), axis=0),
-        helper.make_node("Pad", [_name("ids"), _name("pads"), _name("pad_id")], [IDS_INPUT], name=_name("at_least_one_column"), mode="constant"),
+        helper.make_node(
+            "Pad", [_name("ids"), _name("pads"), _name("pad_id")], [IDS_INPUT], name=_name("at_least_one_column"), mode="constant"
+        ),
     ]
     return nodes, initializers
 
@@ -120,8 +147,11 @@ def front_model(tokenizer: Tokenizer, output: str = IDS_INPUT) -> Any:
         raise ValueError(f"output must be {IDS_INPUT!r} or {TOKENS!r}")
     kind = TensorProto.STRING if output == TOKENS else TensorProto.INT64
     graph = helper.make_graph(
-        nodes, "rnnonnx_text_front", [helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])],
-        [helper.make_tensor_value_info(output, kind, ["batch", "tokens"])], initializers,
+        nodes,
+        "rnnonnx_text_front",
+        [helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info(output, kind, ["batch", "tokens"])],
+        initializers,
         value_info=[] if output == TOKENS else [_tokens_value_info()],
     )
     return helper.make_model(graph, ir_version=IR_VERSION, opset_imports=_opsets({}))
@@ -185,9 +215,14 @@ def edge_texts() -> list[str]:
     """Texts that stress the front: empty and punctuation-only texts, the lowercasing exceptions,
     fullwidth forms, CJK, combining marks, emoji, and a text of 20,000 tokens (far past max_len)."""
     return [
-        "", "?!... -- ,;", "\u0130STANBUL \u0130\u0130 \u039f\u0394\u039f\u03a3 \u03a3\u0391\u03a3",
-        "\uff26\uff35\uff2c\uff2c \uff57\uff49\uff44\uff54\uff48 \uff11\uff12\uff13", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8",
-        "cafe\u0301 e\u0301te\u0301 n\u0303", "\U0001f600 emoji \U0001f44d\U0001f3fd ok\U0001f600ok", " ".join(["good", "bad", "film", "plot"] * 5000),
+        "",
+        "?!... -- ,;",
+        "\u0130STANBUL \u0130\u0130 \u039f\u0394\u039f\u03a3 \u03a3\u0391\u03a3",
+        "\uff26\uff35\uff2c\uff2c \uff57\uff49\uff44\uff54\uff48 \uff11\uff12\uff13",
+        "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8",
+        "cafe\u0301 e\u0301te\u0301 n\u0303",
+        "\U0001f600 emoji \U0001f44d\U0001f3fd ok\U0001f600ok",
+        " ".join(["good", "bad", "film", "plot"] * 5000),
     ]
 
 

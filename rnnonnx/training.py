@@ -113,9 +113,15 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     calibration = _calibrate(model, config, rows, (val_ids, val_y), test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
     metrics = Metrics(
-        epochs=fits[0].history, best_epoch=fits[0].best_epoch, monitor=config.monitor, val_loss=val_loss,
-        val_accuracy=val_acc, validation_is_train=rows.validation_is_train,
-        train_seconds=round(time.perf_counter() - started, 2), members=_member_records(fits), calibration=calibration,
+        epochs=fits[0].history,
+        best_epoch=fits[0].best_epoch,
+        monitor=config.monitor,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        validation_is_train=rows.validation_is_train,
+        train_seconds=round(time.perf_counter() - started, 2),
+        members=_member_records(fits),
+        calibration=calibration,
     )
     if test is not None:
         metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
@@ -139,8 +145,15 @@ def logits_of(model: TextClassifier | Ensemble, ids: torch.Tensor, device: torch
     return torch.cat(parts).double() if parts else torch.zeros((0, model.config.num_classes), dtype=torch.float64)
 
 
-def _calibrate(model: TextClassifier | Ensemble, config: TrainConfig, rows: SplitRows, validation: tuple[torch.Tensor, torch.Tensor],
-               test: tuple[torch.Tensor, torch.Tensor] | None, device: torch.device, progress: bool) -> dict | None:
+def _calibrate(
+    model: TextClassifier | Ensemble,
+    config: TrainConfig,
+    rows: SplitRows,
+    validation: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device,
+    progress: bool,
+) -> dict | None:
     """Fit the temperature on the validation logits and set it on ``model``; the record of
     NLL/ECE/Brier before and after, on validation and test, for ``metrics.json``. Skipped (``None``)
     with ``--no-calibrate``, or when validation reuses the training rows (a temperature fitted on
@@ -157,15 +170,19 @@ def _calibrate(model: TextClassifier | Ensemble, config: TrainConfig, rows: Spli
         parts["test"] = (logits_of(model, test[0], device).numpy(), test[1].numpy())
     temperature = calibration.fit_temperature(*parts["validation"])
     if not calibration.MIN_TEMPERATURE * 1.001 < temperature < calibration.MAX_TEMPERATURE / 1.001:
-        warn(f"calibration: the temperature stopped at its bound ({temperature:.3g}): the validation rows are "
-             f"{'all predicted right' if temperature < 1 else 'close to chance'}; its probabilities say little")
+        warn(
+            f"calibration: the temperature stopped at its bound ({temperature:.3g}): the validation rows are "
+            f"{'all predicted right' if temperature < 1 else 'close to chance'}; its probabilities say little"
+        )
     set_temperature(model, temperature)
     record = calibration.record(temperature, parts)
     if progress:
         shown = record.get("test", record["validation"])
         name = "test" if "test" in record else "validation"
-        print(f"calibration: temperature {temperature:.3f}; {name} ECE {shown['before']['ece']:.4f} -> {shown['after']['ece']:.4f}",
-              file=sys.stderr)
+        print(
+            f"calibration: temperature {temperature:.3f}; {name} ECE {shown['before']['ece']:.4f} -> {shown['after']['ece']:.4f}",
+            file=sys.stderr,
+        )
     return record
 
 
@@ -173,12 +190,17 @@ def _member_records(fits: list[MemberFit]) -> list[MemberRecord]:
     """Each member's kept epoch and scores there; none for a single classifier."""
     if len(fits) == 1:
         return []
-    return [MemberRecord(f.seed, f.best_epoch, f.history[f.best_epoch - 1]["val_accuracy"], f.history[f.best_epoch - 1]["val_loss"],
-                         f.history) for f in fits]
+    return [
+        MemberRecord(
+            f.seed, f.best_epoch, f.history[f.best_epoch - 1]["val_accuracy"], f.history[f.best_epoch - 1]["val_loss"], f.history
+        )
+        for f in fits
+    ]
 
 
-def _config_record(config: TrainConfig, model: TextClassifier | Ensemble, data: LabelledTexts, rows: SplitRows,
-                   device: torch.device) -> dict:
+def _config_record(
+    config: TrainConfig, model: TextClassifier | Ensemble, data: LabelledTexts, rows: SplitRows, device: torch.device
+) -> dict:
     """``config.json``'s content: what rebuilds the model, how it was trained, on what data."""
     return {
         "rnnonnx_version": __version__,
@@ -187,8 +209,11 @@ def _config_record(config: TrainConfig, model: TextClassifier | Ensemble, data: 
         "data": {
             "source": data.source,
             "credit": BUILTIN_CREDIT if data.source.startswith("built-in:") else None,
-            "rows": len(data.texts), "skipped_empty": data.skipped_empty,
-            "train": len(rows.train[0]), "validation": len(rows.validation[0]), "test": len(rows.test[0]),
+            "rows": len(data.texts),
+            "skipped_empty": data.skipped_empty,
+            "train": len(rows.train[0]),
+            "validation": len(rows.validation[0]),
+            "test": len(rows.test[0]),
         },
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }

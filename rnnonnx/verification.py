@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,9 +51,14 @@ def golden_json(texts: Sequence[str], expected: Mapping[str, tuple[np.ndarray, s
     record = {
         "format": GOLDEN_FORMAT,
         "texts": list(texts),
-        "models": {name: {"precision": precision, "tolerance": GOLDEN_TOLERANCE[precision],
-                          "probabilities": [[float(p) for p in row] for row in proba]}
-                   for name, (proba, precision) in expected.items()},
+        "models": {
+            name: {
+                "precision": precision,
+                "tolerance": GOLDEN_TOLERANCE[precision],
+                "probabilities": [[float(p) for p in row] for row in proba],
+            }
+            for name, (proba, precision) in expected.items()
+        },
     }
     return (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
@@ -71,7 +77,9 @@ def read_golden(bundle: Bundle) -> Golden:
     path = bundle.path / GOLDEN
     data = parse_json(path, bundle.read(GOLDEN), "golden examples")
     if not isinstance(data, dict) or data.get("format") != GOLDEN_FORMAT:
-        raise BundleError(f"{path}: not rnnonnx golden examples (format {data.get('format') if isinstance(data, dict) else None!r:.80})")
+        raise BundleError(
+            f"{path}: not rnnonnx golden examples (format {data.get('format') if isinstance(data, dict) else None!r:.80})"
+        )
     texts, models = data.get("texts"), data.get("models")
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise BundleError(f"{path}: 'texts' must be a non-empty list of strings")
@@ -133,8 +141,14 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form."""
-        return {"bundle": self.path, "ok": self.ok, "files": self.files, "graphs": [g.to_dict() for g in self.graphs],
-                "golden_texts": self.golden_texts, "problems": self.problems}
+        return {
+            "bundle": self.path,
+            "ok": self.ok,
+            "files": self.files,
+            "graphs": [g.to_dict() for g in self.graphs],
+            "golden_texts": self.golden_texts,
+            "problems": self.problems,
+        }
 
     def to_json(self) -> str:
         """What ``rnnonnx verify --json`` prints."""
@@ -149,8 +163,10 @@ class Verification:
             if check.golden is None:
                 lines.append(f"{check.file}: loads ({check.graph} graph, {check.precision})")
             else:
-                lines.append(f"{check.file}: loads; {check.golden['rows']} golden examples within {check.golden['tolerance']:g} "
-                             f"(max |dp| {check.golden['max_abs_diff']:.1e})")
+                lines.append(
+                    f"{check.file}: loads; {check.golden['rows']} golden examples within {check.golden['tolerance']:g} "
+                    f"(max |dp| {check.golden['max_abs_diff']:.1e})"
+                )
         if self.golden_texts is None:
             lines.append("golden examples: absent (bundle exported by an older rnnonnx); every other check ran")
         lines.append("ok" if self.ok else f"{len(self.problems)} problem(s)")
@@ -172,10 +188,15 @@ def verify_bundle(path: str | os.PathLike, device: str = "cpu") -> Verification:
         result.problem(problem)
     files = bundle.manifest.get("files")
     if isinstance(files, dict):
-        result.files = [{"name": name, "bytes": entry.get("bytes") if isinstance(entry, dict) else None,
-                         "sha256": entry.get("sha256") if isinstance(entry, dict) else None,
-                         "ok": not any(p.startswith(f"{bundle.path / str(name)}:") for p in result.problems)}
-                        for name, entry in files.items()]
+        result.files = [
+            {
+                "name": name,
+                "bytes": entry.get("bytes") if isinstance(entry, dict) else None,
+                "sha256": entry.get("sha256") if isinstance(entry, dict) else None,
+                "ok": not any(p.startswith(f"{bundle.path / str(name)}:") for p in result.problems),
+            }
+            for name, entry in files.items()
+        ]
         for extra in sorted(p.name for p in bundle.path.iterdir() if p.name != MANIFEST and p.name not in files):
             result.problem(f"{bundle.path / extra}: not listed in the manifest (added after export?)")
     try:
@@ -209,12 +230,16 @@ def verify_bundle(path: str | os.PathLike, device: str = "cpu") -> Verification:
             report.add(golden.expected[name], predictor.predict_proba(golden.texts))
             check.golden = report.to_dict()
             if not report.passed:
-                result.problem(f"{Path(path) / name}: golden examples differ from export's (max |dp| {report.max_abs_diff:.2e}, "
-                               f"tolerance {report.tolerance:g}, {report.label_disagreements} label disagreement(s))")
+                result.problem(
+                    f"{Path(path) / name}: golden examples differ from export's (max |dp| {report.max_abs_diff:.2e}, "
+                    f"tolerance {report.tolerance:g}, {report.label_disagreements} label disagreement(s))"
+                )
         except RnnonnxError as exc:
             result.problem(str(exc))
     if golden is not None:
         for name in golden.expected:
             if name not in listed:
-                result.problem(f"{Path(path) / GOLDEN}: has expected probabilities for {name!r:.80}, which the bundle does not list")
+                result.problem(
+                    f"{Path(path) / GOLDEN}: has expected probabilities for {name!r:.80}, which the bundle does not list"
+                )
     return result

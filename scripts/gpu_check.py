@@ -18,8 +18,8 @@ import onnxruntime as ort
 import torch
 
 from rnnonnx.bundle import IDS_INPUT, PROBABILITIES
-from rnnonnx.exporting import synthetic_batches, to_onnx
 from rnnonnx.config import ModelConfig
+from rnnonnx.exporting import synthetic_batches, to_onnx
 from rnnonnx.model import ExportWrapper, TextClassifier
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
@@ -30,8 +30,16 @@ PROVIDERS = {"cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"], "cpu": [
 def build(arch: str, bidirectional: bool, layers: int, size: int, vocab: int, max_len: int) -> Run:
     """A randomly initialised model of the given shape, wrapped as a run for ``to_onnx``."""
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=vocab, num_classes=2, arch=arch, embed_dim=size, hidden=size, layers=layers,
-                         bidirectional=bidirectional, dropout=0.0)
+    config = ModelConfig(
+        vocab_size=vocab,
+        num_classes=2,
+        arch=arch,
+        embed_dim=size,
+        hidden=size,
+        layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.0,
+    )
     tokenizer = Tokenizer(TokenizerSpec(max_len=max_len), ["<pad>", "<unk>"] + [f"t{i}" for i in range(vocab - 2)])
     return Run(Path("."), {"model": config.to_dict()}, TextClassifier(config).eval(), tokenizer, ["a", "b"], None)
 
@@ -56,20 +64,26 @@ def check(device: str, size: int, seconds: float) -> list[dict]:
             raise SystemExit(f"ONNX Runtime is not running on {PROVIDERS[device][0]}: {session.get_providers()}")
         wrapper = ExportWrapper(run.model).to(device).eval()
 
-        def torch_probs(ids: np.ndarray) -> np.ndarray:
+        def torch_probs(ids: np.ndarray, wrapper=wrapper) -> np.ndarray:
             with torch.no_grad():
                 out = wrapper(torch.from_numpy(ids).to(device))[1]
             return out.cpu().numpy()
 
-        def ort_probs(ids: np.ndarray) -> np.ndarray:
+        def ort_probs(ids: np.ndarray, session=session) -> np.ndarray:
             return session.run([PROBABILITIES], {IDS_INPUT: ids})[0]
 
         worst = max(float(np.abs(torch_probs(ids) - ort_probs(ids)).max()) for ids in synthetic_batches(2000, 64))
         batch = np.random.default_rng(0).integers(1, 2000, size=(256, 32), dtype=np.int64)
-        rows.append({
-            "arch": arch, "bidirectional": bidirectional, "layers": layers, "max_abs_diff": worst,
-            "torch_texts_per_s": throughput(torch_probs, batch, seconds), "ort_texts_per_s": throughput(ort_probs, batch, seconds),
-        })
+        rows.append(
+            {
+                "arch": arch,
+                "bidirectional": bidirectional,
+                "layers": layers,
+                "max_abs_diff": worst,
+                "torch_texts_per_s": throughput(torch_probs, batch, seconds),
+                "ort_texts_per_s": throughput(ort_probs, batch, seconds),
+            }
+        )
     return rows
 
 
@@ -91,7 +105,10 @@ def main() -> None:
     print(f"{'model':<14} {'max |dp|':>10} {'torch/s':>10} {'ORT/s':>10} {'ORT/torch':>9}")
     for r in rows:
         model = f"{r['arch']}-{'bi' if r['bidirectional'] else 'uni'}-{r['layers']}"
-        print(f"{model:<14} {r['max_abs_diff']:>10.2e} {r['torch_texts_per_s']:>10.0f} {r['ort_texts_per_s']:>10.0f} {r['ort_texts_per_s'] / r['torch_texts_per_s']:>8.2f}x")
+        print(
+            f"{model:<14} {r['max_abs_diff']:>10.2e} {r['torch_texts_per_s']:>10.0f} "
+            f"{r['ort_texts_per_s']:>10.0f} {r['ort_texts_per_s'] / r['torch_texts_per_s']:>8.2f}x"
+        )
     failed = [r for r in rows if r["max_abs_diff"] > 1e-5]
     if failed:
         raise SystemExit(f"{len(failed)} model(s) above 1e-5")

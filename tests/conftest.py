@@ -45,9 +45,16 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run ``rnnonnx`` in a fresh interpreter, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "rnnonnx.cli", *args], input=input, capture_output=True, text=True,
-        cwd=cwd, env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, "-m", "rnnonnx.cli", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )

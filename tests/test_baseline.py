@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from rnnonnx import baseline
 from rnnonnx.baseline import NgramAnalyzer, baseline_metrics, comparison
-from rnnonnx.run import Metrics
 from rnnonnx.cli import main
 from rnnonnx.data import LabelledTexts, read_file
+from rnnonnx.run import Metrics
 from rnnonnx.text import TokenizerSpec
 from tests.conftest import small_sample
 
@@ -73,7 +73,12 @@ def baseline_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("baseline") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(baseline, "baseline_metrics", spy)
-        metrics = train(TrainConfig(embed_dim=8, hidden=8, epochs=1, baseline=True, validation=0.2, test=0.2), out, separable(), progress=False)
+        metrics = train(
+            TrainConfig(embed_dim=8, hidden=8, epochs=1, baseline=True, validation=0.2, test=0.2),
+            out,
+            separable(),
+            progress=False,
+        )
     return out, metrics, seen
 
 
@@ -93,12 +98,26 @@ def test_baseline_is_fitted_on_the_runs_split_and_recorded(baseline_run):
 
 def as_metrics(record: dict) -> Metrics:
     """A metrics record with only the fields the comparison reads set."""
-    return Metrics.from_dict({"epochs": [], "monitor": "val_accuracy", "validation_is_train": False, "train_seconds": 1.0} | record)
+    return Metrics.from_dict(
+        {"epochs": [], "monitor": "val_accuracy", "validation_is_train": False, "train_seconds": 1.0} | record
+    )
 
 
 def test_comparison_names_the_winner():
-    metrics = {"best_epoch": 4, "val_loss": 0.5, "val_accuracy": 0.78, "test_loss": 0.52, "test_accuracy": 0.75,
-               "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.45, "val_accuracy": 0.8, "test_loss": 0.47, "test_accuracy": 0.8}}
+    metrics = {
+        "best_epoch": 4,
+        "val_loss": 0.5,
+        "val_accuracy": 0.78,
+        "test_loss": 0.52,
+        "test_accuracy": 0.75,
+        "baseline": {
+            "model": "tfidf-1-2gram+logreg",
+            "val_loss": 0.45,
+            "val_accuracy": 0.8,
+            "test_loss": 0.47,
+            "test_accuracy": 0.8,
+        },
+    }
     lines = comparison(as_metrics(metrics), "lstm").splitlines()
     assert lines[0].split() == ["model", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     assert lines[1].split() == ["lstm", "(epoch", "4)", "0.5000", "0.7800", "0.5200", "0.7500"]
@@ -117,9 +136,27 @@ def test_comparison_names_the_winner():
 def test_cli_train_with_baseline_prints_both_scores(tmp_path):
     data = separable()
     csv = tmp_path / "d.csv"
-    csv.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in zip(data.texts, data.labels)), encoding="utf-8")
-    result = CliRunner().invoke(main, ["train", "--data", str(csv), "--out", str(tmp_path / "run"), "--baseline", "--quiet",
-                                       "--epochs", "1", "--embed-dim", "8", "--hidden", "8", "--device", "cpu"])
+    csv.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in zip(data.texts, data.labels)), encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(csv),
+            "--out",
+            str(tmp_path / "run"),
+            "--baseline",
+            "--quiet",
+            "--epochs",
+            "1",
+            "--embed-dim",
+            "8",
+            "--hidden",
+            "8",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["model", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]

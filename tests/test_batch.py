@@ -57,11 +57,14 @@ def predictor(tiny_bundle, request) -> Predictor:
     return Predictor(tiny_bundle, device="cpu", threads=1, graph=request.param)
 
 
-@pytest.mark.parametrize(("fmt", "extra", "names"), [
-    ("csv", "note", ("label", "score")),
-    ("tsv", "label", ("predicted_label", "predicted_score")),
-    ("jsonl", "note", ("label", "score")),
-])
+@pytest.mark.parametrize(
+    ("fmt", "extra", "names"),
+    [
+        ("csv", "note", ("label", "score")),
+        ("tsv", "label", ("predicted_label", "predicted_score")),
+        ("jsonl", "note", ("label", "score")),
+    ],
+)
 def test_stream_matches_predictor_in_input_order(predictor, tmp_path, fmt, extra, names):
     source, target = tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}"
     write_input(source, fmt, TEXTS, extra)
@@ -215,11 +218,17 @@ def test_cli_output_streams_and_keeps_stdout_modes(tiny_bundle, tmp_path):
     done = run_cli("predict", str(tiny_bundle), "--input", "in.csv", "--output", "preds.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and f"{len(TEXTS)} rows in" in done.stderr and "\r" not in done.stderr
-    quiet = run_cli("predict", str(tiny_bundle), "--input", "in.csv", "--output", "plain.csv", "--quiet", "--no-bucketing", cwd=tmp_path)
+    quiet = run_cli(
+        "predict", str(tiny_bundle), "--input", "in.csv", "--output", "plain.csv", "--quiet", "--no-bucketing", cwd=tmp_path
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert [r["label"] for r in read_rows(tmp_path / "preds.csv")] == [r["label"] for r in read_rows(tmp_path / "plain.csv")]
     refused = run_cli("predict", str(tiny_bundle), "some text", "--output", "x.csv", cwd=tmp_path)
-    assert refused.returncode != 0 and refused.stderr.startswith("Error: --output streams a file") and "Traceback" not in refused.stderr
+    assert (
+        refused.returncode != 0
+        and refused.stderr.startswith("Error: --output streams a file")
+        and "Traceback" not in refused.stderr
+    )
     (tmp_path / "bad.csv").write_bytes(b"text\nok\n\xfe\n")
     failed = run_cli("predict", str(tiny_bundle), "--input", "bad.csv", "--output", "preds.csv", cwd=tmp_path)
     assert failed.returncode != 0 and "line 3 is not valid UTF-8" in failed.stderr
@@ -228,8 +237,9 @@ def test_cli_output_streams_and_keeps_stdout_modes(tiny_bundle, tmp_path):
 
 def test_predict_output_does_not_import_torch(tiny_bundle, tmp_path):
     write_input(tmp_path / "in.jsonl", "jsonl", TEXTS[:5])
-    output, heavy = imported_after(["predict", str(tiny_bundle), "--input", str(tmp_path / "in.jsonl"),
-                                    "--output", str(tmp_path / "out.jsonl"), "--quiet"])
+    output, heavy = imported_after(
+        ["predict", str(tiny_bundle), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"), "--quiet"]
+    )
     assert heavy == [] and len(read_rows(tmp_path / "out.jsonl")) == 5
 
 
@@ -238,8 +248,11 @@ def test_stream_keeps_unicode_line_separators_and_replaces_lone_surrogates(tmp_p
     surrogate escape (half an emoji) is written back as U+FFFD, which UTF-8 can hold."""
     texts = ["one\u2028two", "three\u2029four", "five\x85six", "cut emoji \ud83d", "pair \ud83d\ude00 kept"]
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"text": t}, ensure_ascii=i % 2 == 1) + "\n" for i, t in enumerate(texts[:3]))
-                      + "".join(json.dumps({"text": t}) + "\n" for t in texts[3:]), encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=i % 2 == 1) + "\n" for i, t in enumerate(texts[:3]))
+        + "".join(json.dumps({"text": t}) + "\n" for t in texts[3:]),
+        encoding="utf-8",
+    )
     expected = texts[:3] + ["cut emoji \ufffd", "pair \U0001f600 kept"]
     assert list(iter_texts(source)) == expected
     stats = predict_file(Constant(), source, tmp_path / "out.jsonl")
@@ -253,13 +266,20 @@ def test_stream_reads_fields_past_pythons_csv_limit(tmp_path):
     assert [r["text"] for r in read_rows(tmp_path / "out.csv")] == ["short", body]
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("plain.csv.gz", b"text\nfine\n", "not gzip-compressed, though its name ends in .gz"),
-    ("cut.csv.gz", gzip.compress(b"text\n" + b"".join(b"row %d\n" % i for i in range(5000)))[:3000], "the gzip data ends early"),
-    ("dup.csv", b"text,note,note\na,b,c\n", "line 1: the header names the column 'note' twice"),
-    ("object.jsonl", b'{"text": "fine"}\n{"text": {"nested": 1}}\n', "line 2: the value of 'text' is an object"),
-    ("open.tsv", b'text\tid\nfine\t1\n"unclosed\t2\nmore\t3\n', "the quoted field on line 3 is never closed"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("plain.csv.gz", b"text\nfine\n", "not gzip-compressed, though its name ends in .gz"),
+        (
+            "cut.csv.gz",
+            gzip.compress(b"text\n" + b"".join(b"row %d\n" % i for i in range(5000)))[:3000],
+            "the gzip data ends early",
+        ),
+        ("dup.csv", b"text,note,note\na,b,c\n", "line 1: the header names the column 'note' twice"),
+        ("object.jsonl", b'{"text": "fine"}\n{"text": {"nested": 1}}\n', "line 2: the value of 'text' is an object"),
+        ("open.tsv", b'text\tid\nfine\t1\n"unclosed\t2\nmore\t3\n', "the quoted field on line 3 is never closed"),
+    ],
+)
 def test_stream_input_errors_leave_no_output(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
     target = tmp_path / ("out" + "".join(Path(name).suffixes))

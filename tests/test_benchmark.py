@@ -15,10 +15,9 @@ import pytest
 
 from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, pick_run, run_bench, run_measured, spread
 from rnnonnx.benchmark_report import PEAK, format_markdown, format_text, targets
-from rnnonnx.flops import flops_per_token_and_text
-from rnnonnx.bundle import INT8_MODEL
-from rnnonnx.bundle import Bundle
+from rnnonnx.bundle import INT8_MODEL, Bundle
 from rnnonnx.errors import RnnonnxError
+from rnnonnx.flops import flops_per_token_and_text
 
 SHORT = ["--seconds", "0.02", "--cold-runs", "1", "--rounds", "2"]
 
@@ -42,8 +41,9 @@ def bench_in_fresh_process(args: list[str]) -> tuple[dict, list[str]]:
 
 @pytest.mark.slow
 def test_short_bench_report(tiny_bundle, tiny_run):
-    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--run", str(tiny_run), "--threads", "1", "--threads", "2",
-                                            *SHORT, "--json"])
+    report, heavy = bench_in_fresh_process(
+        ["bench", str(tiny_bundle), "--run", str(tiny_run), "--threads", "1", "--threads", "2", *SHORT, "--json"]
+    )
     assert heavy == [], "the bench parent must leave torch to its worker"
     expected = {"ort-fp32", "torch"} | ({"ort-int8"} if Bundle(tiny_bundle).has(INT8_MODEL) else set())
     assert report["threads"] == [1, 2] and report["rounds"] == 2 and report["skipped"] == {}
@@ -52,8 +52,10 @@ def test_short_bench_report(tiny_bundle, tiny_run):
         assert set(result["engines"]) == expected and result["rounds"] == 2 and len(result["measurements"]) == 2
         assert result["peak_gflops"]["median"] > 0 and len(result["peak_gflops"]["values"]) == 2
         for measured in result["measurements"]:
-            assert set(measured) == expected | {PEAK} and all(m["latency_ms"]["runs"] >= 20 for n, m in measured.items() if n != PEAK)
-        for name, entry in result["engines"].items():
+            assert set(measured) == expected | {PEAK} and all(
+                m["latency_ms"]["runs"] >= 20 for n, m in measured.items() if n != PEAK
+            )
+        for _name, entry in result["engines"].items():
             f = entry["figures"]
             assert 0 < f["latency_p50_ms"]["min"] <= f["latency_p50_ms"]["median"] <= f["latency_p50_ms"]["max"]
             assert len(f["texts_per_s_256"]["values"]) == 2 and f["gflops_256"]["median"] > 0
@@ -66,7 +68,9 @@ def test_short_bench_report(tiny_bundle, tiny_run):
     assert all(c["wall_s"] > 0 and c["peak_rss_mib"] > 10 for c in cold.values())
     assert cold["torch predict"]["peak_rss_mib"] > cold["rnnonnx predict"]["peak_rss_mib"]
     speed = [t for t in report["targets"] if t["threads"] is not None]
-    assert {(t["key"], t["threads"]) for t in speed} == {(k, n) for k in ("latency_fp32", "throughput_fp32", "throughput_int8", "int8_vs_fp32") for n in (1, 2)}
+    assert {(t["key"], t["threads"]) for t in speed} == {
+        (k, n) for k in ("latency_fp32", "throughput_fp32", "throughput_int8", "int8_vs_fp32") for n in (1, 2)
+    }
     for t in speed:
         if t["key"] in ("latency_fp32", "throughput_fp32"):
             ratios = report["results"][str(t["threads"])]["engines"]["ort-fp32"]["ratios"]
@@ -83,7 +87,9 @@ def test_short_bench_report(tiny_bundle, tiny_run):
 
 def test_bench_without_a_run_times_ort_only(tiny_bundle, tmp_path):
     (tmp_path / "texts.txt").write_text("a fine film\nso dull\n\n", encoding="utf-8")
-    report, heavy = bench_in_fresh_process(["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--threads", "1", *SHORT, "--json"])
+    report, heavy = bench_in_fresh_process(
+        ["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--threads", "1", *SHORT, "--json"]
+    )
     assert heavy == [] and "torch" not in report["results"]["1"]["engines"] and "torch predict" not in report["cold_start"]
     assert "--run" in report["skipped"]["torch"] and report["texts"]["count"] == 2
     targets_by_key = {t["key"]: t for t in report["targets"]}
@@ -94,7 +100,14 @@ def test_bench_without_a_run_times_ort_only(tiny_bundle, tmp_path):
 
 def fake_round(torch_per_s: float, ort_per_s: float, peak: float) -> dict:
     def engine(per_s: float) -> dict:
-        return {"latency_p50_ms": 1000 / per_s, "latency_p95_ms": 2000 / per_s, "texts_per_s_32": per_s, "texts_per_s_256": per_s, "gflops_256": per_s / 1000}
+        return {
+            "latency_p50_ms": 1000 / per_s,
+            "latency_p95_ms": 2000 / per_s,
+            "texts_per_s_32": per_s,
+            "texts_per_s_256": per_s,
+            "gflops_256": per_s / 1000,
+        }
+
     return {"ort-fp32": engine(ort_per_s), "torch": engine(torch_per_s), PEAK: {"gflops": peak}}
 
 
@@ -119,13 +132,21 @@ def test_ratio_of_medians_is_not_what_is_reported():
     rounds = [fake_round(1000, 1000, 10), fake_round(2000, 3000, 10), fake_round(4000, 4000, 10)]
     engines = aggregate(rounds)["engines"]
     ratio = engines["ort-fp32"]["ratios"]["throughput_ratio"]
-    of_medians = engines["ort-fp32"]["figures"]["texts_per_s_256"]["median"] / engines["torch"]["figures"]["texts_per_s_256"]["median"]
+    of_medians = (
+        engines["ort-fp32"]["figures"]["texts_per_s_256"]["median"] / engines["torch"]["figures"]["texts_per_s_256"]["median"]
+    )
     assert ratio["median"] == 1.0 and of_medians == 1.5
 
 
 def test_spread():
     s = spread([3.0, 1.0, 2.0, 10.0, 4.0])
-    assert (s["median"], s["min"], s["max"], s["q1"], s["q3"]) == (3.0, 1.0, 10.0, 2.0, 4.0) and s["values"] == [3.0, 1.0, 2.0, 10.0, 4.0]
+    assert (s["median"], s["min"], s["max"], s["q1"], s["q3"]) == (3.0, 1.0, 10.0, 2.0, 4.0) and s["values"] == [
+        3.0,
+        1.0,
+        2.0,
+        10.0,
+        4.0,
+    ]
     one = spread([5.0])
     assert one["median"] == one["min"] == one["max"] == one["q1"] == one["q3"] == 5.0
 
@@ -184,15 +205,20 @@ def test_core_env_is_cold_started_and_judged(tiny_bundle, tmp_path):
     env = tmp_path / "core"
     (env / "bin").mkdir(parents=True)
     script = env / "bin" / "rnnonnx"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m rnnonnx.cli \"$@\"\n")
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m rnnonnx.cli "$@"\n')
     script.chmod(0o755)
     (tmp_path / "texts.txt").write_text("a fine film\n", encoding="utf-8")
-    report, _ = bench_in_fresh_process(["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--core-env", str(env), *SHORT, "--json"])
+    report, _ = bench_in_fresh_process(
+        ["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--core-env", str(env), *SHORT, "--json"]
+    )
     core = report["cold_start"]["rnnonnx predict (core install)"]
     assert core["command"][0] == str(script) and core["wall_s"] > 0 and core["peak_rss_mib"] > 10
     targets = {t["key"]: t for t in report["targets"]}
     assert "core install" in targets["cold_wall"]["description"] and targets["cold_wall"]["value"] == core["wall_s"]
     assert "core install" in targets["cold_rss"]["description"] and targets["cold_rss"]["value"] == core["peak_rss_mib"]
     with pytest.raises(RnnonnxError, match="no rnnonnx script"):
-        run_bench(tiny_bundle, BenchOptions(data=str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, core_env=str(tmp_path)),
-                  log=lambda m: None)
+        run_bench(
+            tiny_bundle,
+            BenchOptions(data=str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, core_env=str(tmp_path)),
+            log=lambda m: None,
+        )

@@ -48,7 +48,7 @@ def test_corrupted_labels_or_tokenizer_are_detected(tmp_path, name):
     data = (path / name).read_text()
     (path / name).write_text(data.replace("neg", "nog").replace("good", "goad"))
     with pytest.raises(BundleError, match=f"{name}: checksum mismatch"):
-        Bundle(path).tokenizer
+        _ = Bundle(path).tokenizer
 
 
 def test_truncated_file_is_detected(tmp_path):
@@ -182,6 +182,7 @@ def _relabel(labels):
     def change(path):
         edit_json(path, "labels.json", lambda data: labels)
         edit_json(path, "manifest.json", lambda data: data.update(labels=labels))
+
     return change
 
 
@@ -190,28 +191,62 @@ def _relabel(labels):
 BAD_BUNDLES = {
     "manifest nested 200,000 deep": (lambda p: _deep(p, "manifest.json", False), "manifest is nested too deeply"),
     "labels nested 200,000 deep, re-signed": (lambda p: _deep(p, "labels.json", True), "labels is nested too deeply"),
-    "manifest linked to /dev/urandom": (lambda p: _link(p, "manifest.json", "/dev/urandom"), "character device, not a regular file"),
+    "manifest linked to /dev/urandom": (
+        lambda p: _link(p, "manifest.json", "/dev/urandom"),
+        "character device, not a regular file",
+    ),
     "manifest a FIFO": (lambda p: _fifo(p, "manifest.json"), "FIFO, not a regular file"),
     "labels linked to /dev/zero": (lambda p: _link(p, "labels.json", "/dev/zero"), "labels.json: a character device"),
     "model a FIFO": (lambda p: _fifo(p, "model.text.onnx"), "model.text.onnx: a FIFO"),
-    "manifest over its size limit": (lambda p: (p / "manifest.json").write_bytes(b" " * (MANIFEST_MAX_BYTES + 1)), "over the 16,777,216-byte limit"),
-    "tokenizer [1,2,3], re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: [1, 2, 3]), "expected a JSON object, found a list"),
-    "tokenizer lowercase unknown, re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(lowercase="upper")), "unknown lowercase rule"),
-    "tokenizer vocab of numbers, re-signed": (lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(vocab=["<pad>", "<unk>", 3])), "vocab entry 2 is an integer"),
-    "vocabulary longer than the embedding, re-signed": (lambda p: edit_json(p, "tokenizer.json", _extra_tokens), "but the model's embedding table has"),
-    "three labels for two outputs, re-signed": (lambda p: edit_json(p, "labels.json", lambda d: d + ["meh"]), "3 labels, but the model has 2 outputs"),
+    "manifest over its size limit": (
+        lambda p: (p / "manifest.json").write_bytes(b" " * (MANIFEST_MAX_BYTES + 1)),
+        "over the 16,777,216-byte limit",
+    ),
+    "tokenizer [1,2,3], re-signed": (
+        lambda p: edit_json(p, "tokenizer.json", lambda d: [1, 2, 3]),
+        "expected a JSON object, found a list",
+    ),
+    "tokenizer lowercase unknown, re-signed": (
+        lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(lowercase="upper")),
+        "unknown lowercase rule",
+    ),
+    "tokenizer vocab of numbers, re-signed": (
+        lambda p: edit_json(p, "tokenizer.json", lambda d: d.update(vocab=["<pad>", "<unk>", 3])),
+        "vocab entry 2 is an integer",
+    ),
+    "vocabulary longer than the embedding, re-signed": (
+        lambda p: edit_json(p, "tokenizer.json", _extra_tokens),
+        "but the model's embedding table has",
+    ),
+    "three labels for two outputs, re-signed": (
+        lambda p: edit_json(p, "labels.json", lambda d: d + ["meh"]),
+        "3 labels, but the model has 2 outputs",
+    ),
     "three labels, manifest rewritten to match": (
         lambda p: (_relabel(["neg", "pos", "meh"])(p), edit_json(p, "manifest.json", _manifest_model(num_classes=3))),
-        "labels.json has 3 labels|are not those of labels.json"),
+        "labels.json has 3 labels|are not those of labels.json",
+    ),
     "labels swapped, manifest rewritten to match": (_relabel(["pos", "neg"]), "are not those of labels.json"),
     "duplicate labels, re-signed": (lambda p: edit_json(p, "labels.json", lambda d: ["neg", "neg"]), "label names repeat"),
-    "manifest sha256 not hex": (lambda p: edit_json(p, "manifest.json", lambda d: d["files"]["labels.json"].update(sha256="x" * 64)), "64 hex digits"),
-    "manifest names a file with a NUL": (lambda p: edit_json(p, "manifest.json", lambda d: d["files"].update({"a\0b": d["files"]["labels.json"]})), "outside the bundle"),
+    "manifest sha256 not hex": (
+        lambda p: edit_json(p, "manifest.json", lambda d: d["files"]["labels.json"].update(sha256="x" * 64)),
+        "64 hex digits",
+    ),
+    "manifest names a file with a NUL": (
+        lambda p: edit_json(p, "manifest.json", lambda d: d["files"].update({"a\0b": d["files"]["labels.json"]})),
+        "outside the bundle",
+    ),
 }
 IDS_ONLY = {
     "vocabulary longer than the embedding, manifest rewritten to match": (
-        lambda p: (edit_json(p, "tokenizer.json", _extra_tokens), edit_json(p, "manifest.json", _manifest_model(vocab_size=len(json.loads((p / "tokenizer.json").read_text())["vocab"])))),
-        "fails on the vocabulary's largest id"),
+        lambda p: (
+            edit_json(p, "tokenizer.json", _extra_tokens),
+            edit_json(
+                p, "manifest.json", _manifest_model(vocab_size=len(json.loads((p / "tokenizer.json").read_text())["vocab"]))
+            ),
+        ),
+        "fails on the vocabulary's largest id",
+    ),
 }
 
 
@@ -297,7 +332,9 @@ def test_loading_checks_only_the_model_it_runs_and_verify_checks_all(tiny_bundle
     payload = bytearray((path / "model.onnx").read_bytes())
     payload[len(payload) // 2] ^= 0xFF
     (path / "model.onnx").write_bytes(bytes(payload))
-    np.testing.assert_array_equal(Predictor(path, graph="text").predict_proba(TEXTS), Predictor(tiny_bundle, graph="text").predict_proba(TEXTS))
+    np.testing.assert_array_equal(
+        Predictor(path, graph="text").predict_proba(TEXTS), Predictor(tiny_bundle, graph="text").predict_proba(TEXTS)
+    )
     with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
         Predictor(path, graph="ids")
     with pytest.raises(BundleError, match="model.onnx: checksum mismatch"):
@@ -333,11 +370,13 @@ def test_bad_bundle_through_the_cli(tiny_bundle, tmp_path, case):
 JSON_FILES = ("manifest.json", "tokenizer.json", "labels.json", "golden.json")
 MODEL_FILES = ("model.onnx", "model.text.onnx")
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=8,
 )
-FAST = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 DEEP_RUN = settings(FAST, max_examples=400)
 _ORIGINAL = {}
 
@@ -428,7 +467,9 @@ def _check_json_damage(tiny_bundle, data):
     graph = data.draw(st.sampled_from(["ids", "text"]))
     labels, expected = original(tiny_bundle, graph)
     with tempfile.TemporaryDirectory() as workdir:
-        path, name, signed = _damaged_copy(tiny_bundle, workdir, data.draw, JSON_FILES + MODEL_FILES if not data.draw(st.booleans()) else JSON_FILES)
+        path, name, signed = _damaged_copy(
+            tiny_bundle, workdir, data.draw, JSON_FILES + MODEL_FILES if not data.draw(st.booleans()) else JSON_FILES
+        )
         if signed and name in MODEL_FILES:
             signed = False  # re-signed model bytes reach ONNX Runtime: tested in a subprocess below
             (path / name).write_bytes((tiny_bundle / name).read_bytes()[:-1] + b"\x00")
@@ -486,7 +527,9 @@ def _check_resigned_model(tiny_bundle, data):
         (path / name).write_bytes(data.draw(byte_damage((path / name).read_bytes())).payload)
         resign(path, name)
         graph = "ids" if name == "model.onnx" else "text"
-        done = subprocess.run([sys.executable, "-c", CHILD, str(path), graph, json.dumps(TEXTS)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path), graph, json.dumps(TEXTS)], capture_output=True, text=True, timeout=120
+        )
     assert done.returncode in (0, 1), (done.returncode, done.stderr[-2000:])
     if done.returncode == 1:
         # ONNX Runtime's regular-expression library may log its own complaint about a damaged

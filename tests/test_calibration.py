@@ -80,8 +80,17 @@ def test_the_record_keeps_accuracy_and_lowers_nll():
 @pytest.mark.parametrize("members", [1, 3])
 def test_the_temperature_divides_the_models_logits_once(members):
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=30, num_classes=3, arch="gru", embed_dim=8, hidden=6, layers=1, bidirectional=False, dropout=0.0,
-                         members=members)
+    config = ModelConfig(
+        vocab_size=30,
+        num_classes=3,
+        arch="gru",
+        embed_dim=8,
+        hidden=6,
+        layers=1,
+        bidirectional=False,
+        dropout=0.0,
+        members=members,
+    )
     model = build_model(config).eval()
     ids = torch.randint(1, 30, (5, 7))
     with torch.no_grad():
@@ -110,7 +119,9 @@ def test_export_folds_the_temperature_into_the_graph_within_parity(arch, members
     set_temperature(run.model, temperature)
     model_bytes = to_onnx(run)
     scaled = Counter(n.op_type for n in onnx.load_from_string(model_bytes).graph.node)
-    assert (scaled - plain)["Div"] == 1 and set(scaled - plain) <= {"Div", "Constant"} and not plain - scaled  # one Div, nothing else
+    assert (
+        (scaled - plain)["Div"] == 1 and set(scaled - plain) <= {"Div", "Constant"} and not plain - scaled
+    )  # one Div, nothing else
     session = session_for(model_bytes)
     reports = parity(run, session)
     assert passed(reports) and reports["synthetic"].max_abs_diff <= 1e-5
@@ -125,7 +136,12 @@ def test_a_run_is_calibrated_and_its_bundle_reproduces_the_calibrated_scores(tin
     config = json.loads((tiny_run / "config.json").read_text())
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     t = record["temperature"]
-    assert config["model"]["temperature"] == t == manifest["model"]["temperature"] == manifest["training"]["calibration"]["temperature"]
+    assert (
+        config["model"]["temperature"]
+        == t
+        == manifest["model"]["temperature"]
+        == manifest["training"]["calibration"]["temperature"]
+    )
     assert config["training"]["calibrate"] is True
     assert {"validation", "test"} <= set(record) and record["test"]["rows"] == 40
     # The loaded run carries the temperature: its test logits give the recorded "after" figures.
@@ -151,7 +167,12 @@ def test_no_calibrate_and_too_little_data_leave_the_temperature_at_one(tmp_path,
     metrics = train(TrainConfig(calibrate=False, **fast), tmp_path / "off", small_sample(120), progress=False)
     assert metrics.calibration is None and "calibration" not in json.loads((tmp_path / "off" / "metrics.json").read_text())
     assert load_run(tmp_path / "off").model.config.temperature == 1.0
-    texts = ["I love this product", "This is a bad product", "I am happy with this purchase", "I am disappointed with this purchase"]
+    texts = [
+        "I love this product",
+        "This is a bad product",
+        "I am happy with this purchase",
+        "I am disappointed with this purchase",
+    ]
     four = LabelledTexts(texts, ["0", "1", "0", "1"], "four")
     metrics = train(TrainConfig(**fast), tmp_path / "four", four, progress=False)
     assert metrics.validation_is_train and metrics.calibration is None
@@ -166,6 +187,9 @@ def test_calibrate_must_be_a_flag():
 def test_a_foreign_calibration_record_in_a_manifest_is_ignored():
     from rnnonnx.evaluation import _calibration_record
 
-    assert _calibration_record({"model": {"temperature": "hot"}, "training": {"calibration": {"test": {"rows": 3}}}}) == (None, None)
+    assert _calibration_record({"model": {"temperature": "hot"}, "training": {"calibration": {"test": {"rows": 3}}}}) == (
+        None,
+        None,
+    )
     assert _calibration_record({}) == (1.0, None)
     assert math.isnan(calibration.ece(np.zeros((0, 2)), np.zeros(0)))

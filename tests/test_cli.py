@@ -14,8 +14,12 @@ import pytest
 from rnnonnx import __version__
 from tests.conftest import run_cli, small_sample
 
-FOUR = [("I love this product", 0), ("This is a bad product", 1),
-        ("I am happy with this purchase", 0), ("I am disappointed with this purchase", 1)]
+FOUR = [
+    ("I love this product", 0),
+    ("This is a bad product", 1),
+    ("I am happy with this purchase", 0),
+    ("I am disappointed with this purchase", 1),
+]
 HEAVY = ("torch", "onnx", "sklearn", "scipy")
 
 
@@ -59,8 +63,23 @@ def write_csv(path, rows):
 def test_train_export_predict_end_to_end(tmp_path):
     sample = small_sample(300)
     write_csv(tmp_path / "train.csv", zip(sample.texts, sample.labels))
-    trained = run_cli("train", "--data", "train.csv", "--epochs", "1", "--embed-dim", "16", "--hidden", "16",
-                      "--bidirectional", "--arch", "gru", "--out", "run", cwd=tmp_path)
+    trained = run_cli(
+        "train",
+        "--data",
+        "train.csv",
+        "--epochs",
+        "1",
+        "--embed-dim",
+        "16",
+        "--hidden",
+        "16",
+        "--bidirectional",
+        "--arch",
+        "gru",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "val_accuracy" in trained.stdout and "epoch 1/1" in trained.stderr
     exported = run_cli("export", "run", "--out", "bundle", cwd=tmp_path)
@@ -193,9 +212,14 @@ def test_stopping_training_leaves_no_run_workers_or_temporary_files(tmp_path, si
 
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
-    child = subprocess.Popen([sys.executable, "-m", "rnnonnx.cli", "train", "--out", str(tmp_path / "run"), "--members", "2", "--quiet"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rnnonnx.cli", "train", "--out", str(tmp_path / "run"), "--members", "2", "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not list((tmp_path / "tmp").glob("rnnonnx-members-*/data.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
@@ -211,6 +235,7 @@ def test_stopping_training_leaves_no_run_workers_or_temporary_files(tmp_path, si
 
 
 # --- --out and --output never destroy what rnnonnx did not write ----------------------------------
+
 
 def assert_refused(result: subprocess.CompletedProcess, *needles: str) -> None:
     """Exit != 0, one line on stderr naming the problem, no traceback."""
@@ -239,8 +264,17 @@ def snapshot(root) -> dict:
 TINY_TRAIN = ("--members", "1", "--epochs", "1", "--embed-dim", "8", "--hidden", "8", "--quiet")
 
 
-@pytest.mark.parametrize("case", ["--out is the data's directory", "--out .", "--out is a file", "--out is someone's directory",
-                                  "--out is a bundle", "--out is a run holding the data"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "--out is the data's directory",
+        "--out .",
+        "--out is a file",
+        "--out is someone's directory",
+        "--out is a bundle",
+        "--out is a run holding the data",
+    ],
+)
 def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_run, tiny_bundle, case):
     import shutil
 
@@ -252,9 +286,14 @@ def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_run,
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
     shutil.copytree(tiny_bundle, tmp_path / "bundle")
     shutil.copytree(tiny_run, tmp_path / "run")
-    out, reason = {"--out is the data's directory": ("mydata", "input"), "--out .": (".", "current directory"),
-                   "--out is a file": ("notes.txt", "not a directory"), "--out is someone's directory": ("photos", "not an rnnonnx run"),
-                   "--out is a bundle": ("bundle", "not an rnnonnx run"), "--out is a run holding the data": ("run", "input")}[case]
+    out, reason = {
+        "--out is the data's directory": ("mydata", "input"),
+        "--out .": (".", "current directory"),
+        "--out is a file": ("notes.txt", "not a directory"),
+        "--out is someone's directory": ("photos", "not an rnnonnx run"),
+        "--out is a bundle": ("bundle", "not an rnnonnx run"),
+        "--out is a run holding the data": ("run", "input"),
+    }[case]
     data = "run/validation.jsonl" if out == "run" else "mydata/reviews.csv"
     before = snapshot(tmp_path)
     result = run_cli("train", "--data", data, *TINY_TRAIN, "--out", out, cwd=tmp_path)
@@ -282,8 +321,11 @@ def test_export_out_never_replaces_its_input_or_a_run(tmp_path, tiny_run, case):
 
     shutil.copytree(tiny_run, tmp_path / "runs" / "run")
     shutil.copytree(tiny_run, tmp_path / "runs" / "other")
-    out, reason = {"--out is the run": ("runs/run", "input"), "--out holds the run": ("runs", "input"),
-                   "--out is another run": ("runs/other", "not an rnnonnx bundle")}[case]
+    out, reason = {
+        "--out is the run": ("runs/run", "input"),
+        "--out holds the run": ("runs", "input"),
+        "--out is another run": ("runs/other", "not an rnnonnx bundle"),
+    }[case]
     before = snapshot(tmp_path)
     result = run_cli("export", "runs/run", "--out", out, cwd=tmp_path)
     assert_refused(result, f"{out}: ", reason)
@@ -306,8 +348,14 @@ def predict_to(tmp_path, bundle, output: str, timeout: float = 120, **popen) -> 
     """``rnnonnx predict BUNDLE --input in.csv --output OUTPUT`` in ``tmp_path``, writing in.csv when missing."""
     if not (tmp_path / "in.csv").exists():
         write_csv(tmp_path / "in.csv", [("a fine film", "x"), ("a dull film", "y")])
-    return subprocess.run([sys.executable, "-m", "rnnonnx.cli", "predict", str(bundle), "--input", "in.csv", "--output", output, "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "rnnonnx.cli", "predict", str(bundle), "--input", "in.csv", "--output", output, "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 @pytest.mark.parametrize("kind", ["character device", "FIFO (named pipe)", "directory"])
@@ -353,7 +401,10 @@ def test_predict_output_dash_is_standard_output_and_the_input_is_never_the_outpu
     result = predict_to(tmp_path, tiny_bundle, "-")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "text,label,predicted_label,predicted_score" and [line.split(",")[0] for line in lines[1:]] == ["a fine film", "a dull film"]
+    assert lines[0] == "text,label,predicted_label,predicted_score" and [line.split(",")[0] for line in lines[1:]] == [
+        "a fine film",
+        "a dull film",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
     before = snapshot(tmp_path)
     assert_refused(predict_to(tmp_path, tiny_bundle, "in.csv"), "in.csv", "input")
@@ -363,8 +414,13 @@ def test_predict_output_dash_is_standard_output_and_the_input_is_never_the_outpu
 def test_predict_output_dash_closed_early_is_one_line(tmp_path, tiny_bundle):
     """``--output - | head -1``: the reader goes away with most rows unwritten (more than a pipe holds)."""
     write_csv(tmp_path / "many.csv", [(f"a fine film number {i}", "x") for i in range(20000)])
-    reader = subprocess.Popen([sys.executable, "-m", "rnnonnx.cli", "predict", str(tiny_bundle), "--input", "many.csv", "--output", "-", "--quiet"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "rnnonnx.cli", "predict", str(tiny_bundle), "--input", "many.csv", "--output", "-", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert reader.stdout.readline().startswith("text,label,")
     reader.stdout.close()
     err = reader.stderr.read()
@@ -401,8 +457,10 @@ def _bad_data_files() -> dict[str, tuple[bytes, str]]:
         "truncated.csv.gz": (gzip.compress(rows)[:2000], "the gzip data ends early"),
         "crc.csv.gz": (bytes(crc), "the gzip data is corrupt after line 3001 (CRC check failed"),
         "dup.csv": (b"text,label,text\na,neg,b\n", "line 1: the header names the column 'text' twice"),
-        "object.jsonl": (b'{"text": "fine", "label": "pos"}\n{"text": {"a": 1}, "label": "neg"}\n',
-                         "line 2: the value of 'text' is an object; a text must be a string"),
+        "object.jsonl": (
+            b'{"text": "fine", "label": "pos"}\n{"text": {"a": 1}, "label": "neg"}\n',
+            "line 2: the value of 'text' is an object; a text must be a string",
+        ),
         "open.csv": (b'text,label\nfine,pos\n"never closed,neg\nmore,pos\n', "the quoted field on line 3 is never closed"),
         "long.txt": (b"fine\n" + b"x" * 200_000 + b"\n", "line 2 is longer than 0.125 MiB"),
         "long.csv": (b"text,label\nfine,pos\n" + b"x" * 200_000 + b",neg\n", "line 3 is longer than 0.125 MiB"),
@@ -411,12 +469,17 @@ def _bad_data_files() -> dict[str, tuple[bytes, str]]:
 
 def _reading_commands(bundle: str, data: str, out: str) -> dict[str, list[str]]:
     output = out + ("".join(Path(data).suffixes).replace(".txt", ".csv"))
-    commands = {"predict": ["predict", bundle, "--input", data], "predict --json": ["predict", bundle, "--input", data, "--json"],
-                "predict --output": ["predict", bundle, "--input", data, "--output", output, "--quiet"],
-                "bench": ["bench", bundle, "--data", data, "--seconds", "0.1", "--cold-runs", "1"]}
+    commands = {
+        "predict": ["predict", bundle, "--input", data],
+        "predict --json": ["predict", bundle, "--input", data, "--json"],
+        "predict --output": ["predict", bundle, "--input", data, "--output", output, "--quiet"],
+        "bench": ["bench", bundle, "--data", data, "--seconds", "0.1", "--cold-runs", "1"],
+    }
     if not data.endswith(".txt"):
-        commands.update(train=["train", "--data", data, "--out", out, "--epochs", "1", "--quiet"],
-                        evaluate=["evaluate", bundle, "--data", data])
+        commands.update(
+            train=["train", "--data", data, "--out", out, "--epochs", "1", "--quiet"],
+            evaluate=["evaluate", bundle, "--data", data],
+        )
     return commands
 
 
@@ -441,7 +504,10 @@ def test_labels_that_are_arrays_are_refused_by_train_and_evaluate(tiny_bundle, t
     for args in (["train", "--data", "labels.jsonl", "--out", "run"], ["evaluate", str(tiny_bundle), "--data", "labels.jsonl"]):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr
-        assert result.stderr == "Error: labels.jsonl: line 2: the value of 'label' is an array; a label must be a string or a number\n"
+        assert (
+            result.stderr
+            == "Error: labels.jsonl: line 2: the value of 'label' is an array; a label must be a string or a number\n"
+        )
 
 
 def test_truncated_gzip_is_an_error_not_a_bare_abort(tiny_bundle, tmp_path):
@@ -456,8 +522,10 @@ def test_json_lines_with_separators_and_lone_surrogates_read_in_every_command(ti
     """Texts with U+2028/U+2029/U+0085 written raw, and a lone surrogate escape (shown as U+FFFD)."""
     texts = ["a moving\u2028film", "dull\u2029and flat", "fine\x85enough", "cut emoji \ud83d here"]
     shown = texts[:3] + ["cut emoji \ufffd here"]
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t, "label": ("pos", "neg")[i % 2]}, ensure_ascii=i == 3) + "\n"
-                                               for i, t in enumerate(texts)), encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": ("pos", "neg")[i % 2]}, ensure_ascii=i == 3) + "\n" for i, t in enumerate(texts)),
+        encoding="utf-8",
+    )
     as_json = run_cli("predict", str(tiny_bundle), "--input", "in.jsonl", "--json", cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     assert [json.loads(line)["text"] for line in as_json.stdout.split("\n")[:-1]] == shown
@@ -467,7 +535,9 @@ def test_json_lines_with_separators_and_lone_surrogates_read_in_every_command(ti
     assert streamed.returncode == 0, streamed.stderr
     written = (tmp_path / "out.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
     assert [json.loads(line)["text"] for line in written] == shown
-    assert [json.loads(line)["predicted_label"] for line in written] == [json.loads(line)["label"] for line in as_json.stdout.split("\n")[:-1]]
+    assert [json.loads(line)["predicted_label"] for line in written] == [
+        json.loads(line)["label"] for line in as_json.stdout.split("\n")[:-1]
+    ]
     scored = run_cli("evaluate", str(tiny_bundle), "--data", "in.jsonl", "--json", cwd=tmp_path)
     assert scored.returncode == 0 and json.loads(scored.stdout)["rows"] == 4, scored.stderr
 
@@ -481,4 +551,7 @@ def test_predict_reads_stdin_lines_at_newline_only(tiny_bundle):
     from rnnonnx.cli import main
 
     result = CliRunner().invoke(main, ["predict", str(tiny_bundle)], input=b"fine\nbad \xff byte\n")
-    assert result.exit_code == 1 and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"
+    assert (
+        result.exit_code == 1
+        and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"
+    )

@@ -58,19 +58,48 @@ def test_defaults_are_valid_and_unknown_options_are_named():
 def test_model_config_is_derived_from_the_training_config():
     config = TrainConfig(arch="gru", bidirectional=True, layers=2, embed_dim=12, hidden=10, dropout=0.1, members=2)
     model = config.model_config(vocab_size=50, num_classes=3, pooling="max")
-    assert model == ModelConfig(vocab_size=50, num_classes=3, arch="gru", embed_dim=12, hidden=10, layers=2, bidirectional=True,
-                                dropout=0.1, pooling="max", members=2)
+    assert model == ModelConfig(
+        vocab_size=50,
+        num_classes=3,
+        arch="gru",
+        embed_dim=12,
+        hidden=10,
+        layers=2,
+        bidirectional=True,
+        dropout=0.1,
+        pooling="max",
+        members=2,
+    )
     with pytest.raises(RnnonnxError, match="pooling must be one of last, max, concat"):
         config.model_config(50, 3, "auto")
 
 
 def test_models_saved_before_pooling_and_members_existed_still_load():
-    old = {"vocab_size": 10, "num_classes": 2, "arch": "lstm", "embed_dim": 4, "hidden": 4, "layers": 1, "bidirectional": False, "dropout": 0.3}
+    old = {
+        "vocab_size": 10,
+        "num_classes": 2,
+        "arch": "lstm",
+        "embed_dim": 4,
+        "hidden": 4,
+        "layers": 1,
+        "bidirectional": False,
+        "dropout": 0.3,
+    }
     assert ModelConfig(**old).pooling == "last" and ModelConfig(**old).members == 1
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--dropout", "nan"), ("--validation", "nan"), ("--seed", "-5"),
-                                             ("--seed", "4294967296"), ("--hidden", "99999999999"), ("--lr", "inf")])
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--lr", "nan"),
+        ("--dropout", "nan"),
+        ("--validation", "nan"),
+        ("--seed", "-5"),
+        ("--seed", "4294967296"),
+        ("--hidden", "99999999999"),
+        ("--lr", "inf"),
+    ],
+)
 def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
     done = run_cli("train", "--data", str(tmp_path / "missing.csv"), flag, value, "--out", str(tmp_path / "run"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -95,5 +124,8 @@ def test_cli_names_an_unknown_class_weight_label(tmp_path):
     data.write_text("text,label\n" + "".join(f"good film number {i},pos\nbad film number {i},neg\n" for i in range(10)))
     done = run_cli("train", "--data", str(data), "--class-weight", "spam=5", "--members", "1", "--out", str(tmp_path / "run"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "Error: class_weight names label(s) the data does not have: 'spam' (the labels are 'neg', 'pos')"
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == "Error: class_weight names label(s) the data does not have: 'spam' (the labels are 'neg', 'pos')"
+    )
     assert not (tmp_path / "run").exists()

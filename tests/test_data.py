@@ -10,8 +10,12 @@ import pytest
 from rnnonnx.data import check_classes, read_builtin, read_file, sorted_labels, split
 from rnnonnx.errors import DataError
 
-FOUR = [("I love this product", 0), ("This is a bad product", 1),
-        ("I am happy with this purchase", 0), ("I am disappointed with this purchase", 1)]
+FOUR = [
+    ("I love this product", 0),
+    ("This is a bad product", 1),
+    ("I am happy with this purchase", 0),
+    ("I am disappointed with this purchase", 1),
+]
 
 
 def test_builtin_dataset_ships_inside_the_package():
@@ -71,11 +75,18 @@ def test_empty_texts_are_skipped_and_counted(tmp_path):
         ("dup.csv", b"text,label,text\na,b,c\n", "line 1: the header names the column 'text' twice"),
         ("dup.tsv", b"id\ttext\tlabel\tlabel\n1\ta\tb\tc\n", "the header names the column 'label' twice"),
         ("dupkey.jsonl", b'{"text": "a", "label": 1, "label": 2}\n', "line 1 has the key 'label' twice"),
-        ("object.jsonl", b'{"text": "a", "label": 1}\n{"text": {"body": "b"}, "label": 0}\n',
-         "line 2: the value of 'text' is an object; a text must be a string"),
+        (
+            "object.jsonl",
+            b'{"text": "a", "label": 1}\n{"text": {"body": "b"}, "label": 0}\n',
+            "line 2: the value of 'text' is an object; a text must be a string",
+        ),
         ("list.jsonl", b'{"text": ["a"], "label": 1}\n', "line 1: the value of 'text' is an array"),
         ("number.jsonl", b'{"text": 12, "label": 1}\n', "line 1: the value of 'text' is a number"),
-        ("listlabel.jsonl", b'{"text": "a", "label": [1, 2]}\n', "line 1: the value of 'label' is an array; a label must be a string or a number"),
+        (
+            "listlabel.jsonl",
+            b'{"text": "a", "label": [1, 2]}\n',
+            "line 1: the value of 'label' is an array; a label must be a string or a number",
+        ),
         ("objlabel.jsonl", b'{"text": "a", "label": {"y": 1}}\n', "line 1: the value of 'label' is an object"),
         ("wide.csv", b"text,label\nhello, world,a\n", "line 2 has 3 fields, the header has 2"),
         ("plain.csv.gz", b"text,label\ngood,a\nbad,b\n", "not gzip-compressed, though its name ends in .gz"),
@@ -118,15 +129,22 @@ def test_jsonl_texts_keep_unicode_line_separators(tmp_path):
     """json.dumps(ensure_ascii=False) writes U+2028, U+2029 and U+0085 raw: they are not line breaks."""
     texts = ["first\u2028half", "second\u2029half", "third\x85half"]
     path = tmp_path / "raw.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": i % 2}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"text": t, "label": i % 2}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)), encoding="utf-8"
+    )
     data = read_file(path)
     assert data.texts == texts and data.labels == ["0", "1", "0"]
 
 
 def test_jsonl_values_that_read(tmp_path):
     path = tmp_path / "d.jsonl"
-    rows = [{"text": "a", "label": True}, {"text": None, "label": "x"}, {"text": "b", "label": 2.0}, {"text": "c", "label": 0.5},
-            {"text": "bad \ud800 half pair", "label": "\udfff"}]
+    rows = [
+        {"text": "a", "label": True},
+        {"text": None, "label": "x"},
+        {"text": "b", "label": 2.0},
+        {"text": "c", "label": 0.5},
+        {"text": "bad \ud800 half pair", "label": "\udfff"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = read_file(path)
     assert data.texts == ["a", "b", "c", "bad \ufffd half pair"] and data.labels == ["true", "2", "0.5", "\ufffd"]

@@ -116,7 +116,7 @@ def test_targets_that_cannot_be_evaluated(tiny_run, tiny_bundle, tmp_path):
 
 
 def write_csv(path, rows):
-    path.write_text("text,label\n" + "".join(f'"{t}",{l}\n' for t, l in rows), encoding="utf-8")
+    path.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for t, label in rows), encoding="utf-8")
     return path
 
 
@@ -136,17 +136,22 @@ def test_cli_json_reports_unknown_labels(tiny_bundle, tmp_path):
 def test_cli_table_for_a_run_directory(run_with_bundle):
     result = run_cli("evaluate", str(run_with_bundle), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^accuracy  [01]\.\d{4}$", result.stdout, re.M) and re.search(r"^macro-F1  [01]\.\d{4}$", result.stdout, re.M)
+    assert re.search(r"^accuracy  [01]\.\d{4}$", result.stdout, re.M) and re.search(
+        r"^macro-F1  [01]\.\d{4}$", result.stdout, re.M
+    )
     for expected in ("label      precision  recall  f1      support", "macro avg", "confusion matrix"):
         assert expected in result.stdout
     assert "40 row(s) evaluated" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "{missing}"], "no such file"),
-    (["--data", "{bad}"], "no row has a label the model knows"),
-    ([], "pass --data FILE"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{missing}"], "no such file"),
+        (["--data", "{bad}"], "no row has a label the model knows"),
+        ([], "pass --data FILE"),
+    ],
+)
 def test_cli_errors_are_one_line(tiny_bundle, tmp_path, args, message):
     bad = write_csv(tmp_path / "bad.csv", [("a film", "0"), ("another", "1")])
     args = [a.format(missing=tmp_path / "nope.csv", bad=bad) for a in args]
@@ -179,12 +184,25 @@ def test_min_score_counts_abstentions_and_scores_the_answered_rows():
     assert result.abstained.tolist() == [1, 1] and result.confusion.tolist() == [[1, 0], [1, 1]]
     assert result.coverage == pytest.approx(0.6) and result.scores()["accuracy"] == pytest.approx(2 / 3)
     report = result.to_dict()
-    assert report["abstention"] == {"min_score": 0.65, "answered": 3, "abstained": 2, "coverage": pytest.approx(0.6),
-                                    "abstained_per_class": {"neg": 1, "pos": 1}, "scores_cover": "answered rows"}
+    assert report["abstention"] == {
+        "min_score": 0.65,
+        "answered": 3,
+        "abstained": 2,
+        "coverage": pytest.approx(0.6),
+        "abstained_per_class": {"neg": 1, "pos": 1},
+        "scores_cover": "answered rows",
+    }
     lines = result.table().splitlines()
-    assert "min-score 0.65: 3 of 5 row(s) answered (coverage 0.6000), 2 abstained; the scores below are on the answered rows" in lines
+    assert (
+        "min-score 0.65: 3 of 5 row(s) answered (coverage 0.6000), 2 abstained; the scores below are on the answered rows"
+        in lines
+    )
     assert "accuracy  0.6667  (answered rows)" in lines and "macro avg  0.7500     0.7500  0.6667  3" in lines
-    assert lines[-3:] == ["              neg     pos  (none)", "neg             1       0       1", "pos             1       1       1"]
+    assert lines[-3:] == [
+        "              neg     pos  (none)",
+        "neg             1       0       1",
+        "pos             1       1       1",
+    ]
     # A score equal to min_score is answered (predict's rule: below it abstains).
     assert evaluate_predictions("m", "d", labels, ["neg"], np.array([[0.65, 0.35]]), min_score=0.65).answered == 1
     assert evaluate_predictions("m", "d", labels, true, proba).to_dict()["abstention"] is None

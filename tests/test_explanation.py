@@ -77,8 +77,12 @@ def test_contributions_equal_each_occluded_text_run_alone(predictor):
 
 def test_spans_unknown_tokens_and_the_other_label(predictor):
     explanation = predictor.explain("\u0130STANBUL was Dull, xyzzyq!")
-    assert [(t.token, t.start, t.end) for t in explanation.tokens] == [("\u0130STANBUL", 0, 8), ("was", 9, 12), ("Dull", 13, 17),
-                                                                       ("xyzzyq", 19, 25)]
+    assert [(t.token, t.start, t.end) for t in explanation.tokens] == [
+        ("\u0130STANBUL", 0, 8),
+        ("was", 9, 12),
+        ("Dull", 13, 17),
+        ("xyzzyq", 19, 25),
+    ]
     unknown = explanation.tokens[-1]
     assert not unknown.in_vocabulary and unknown.id == 1 and abs(unknown.contribution) <= 1e-7
     other = "neg" if explanation.label == "pos" else "pos"
@@ -106,12 +110,15 @@ def test_the_text_in_predictor_explains_on_its_ids_graph(predictor):
     assert abs(a.prediction.score - text_predictor.predict([TEXT])[0].score) <= 1e-6
 
 
-@pytest.mark.parametrize(("text", "label", "message"), [
-    ("?! ...", None, "nothing to explain: the text has no tokens"),
-    ("", None, "nothing to explain"),
-    ("fine", "meh", "label 'meh' is not one of the model's labels ('neg', 'pos')"),
-    (["two", "texts"], None, "explain takes one text"),
-])
+@pytest.mark.parametrize(
+    ("text", "label", "message"),
+    [
+        ("?! ...", None, "nothing to explain: the text has no tokens"),
+        ("", None, "nothing to explain"),
+        ("fine", "meh", "label 'meh' is not one of the model's labels ('neg', 'pos')"),
+        (["two", "texts"], None, "explain takes one text"),
+    ],
+)
 def test_what_cannot_be_explained(predictor, text, label, message):
     with pytest.raises(RnnonnxError, match=re.escape(message)):
         predictor.explain(text, label)
@@ -162,8 +169,14 @@ def test_json_form(predictor):
     assert set(record) == {"text", "explained_label", "method", "prediction", "tokens", "tokens_beyond_max_len"}
     assert set(record["prediction"]) == {"label", "score", "probabilities"}
     first = record["tokens"][0]
-    assert first == {"token": "gorgeous", "start": 2, "end": 10, "id": first["id"], "in_vocabulary": True,
-                     "contribution": first["contribution"]}
+    assert first == {
+        "token": "gorgeous",
+        "start": 2,
+        "end": 10,
+        "id": first["id"],
+        "in_vocabulary": True,
+        "contribution": first["contribution"],
+    }
     assert TEXT[first["start"] : first["end"]] == "gorgeous"
 
 
@@ -185,20 +198,25 @@ def test_cli_plain_json_html_and_no_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["explained_label"] == "neg" and page.is_file()
     assert done.stderr.strip() == f"HTML written to {page}"
-    code = ("import sys\nfrom rnnonnx.cli import main\n"
-            f"main(['explain', {str(BUNDLE)!r}, 'a fine film', '--json'], standalone_mode=False)\n"
-            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'onnx', 'sklearn'})\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys\nfrom rnnonnx.cli import main\n"
+        f"main(['explain', {str(BUNDLE)!r}, 'a fine film', '--json'], standalone_mode=False)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'onnx', 'sklearn'})\n"
+        "assert not heavy, heavy\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["?!"], 1, "Error: nothing to explain: the text has no tokens (the model reads it as empty)"),
-    (["fine", "--label", "meh"], 1, "Error: label 'meh' is not one of the model's labels ('neg', 'pos')"),
-    (["fine", "--int8"], 1, "bundle has no model.int8.onnx; export it with 'rnnonnx export RUN_DIR --quantize int8'"),
-    (["fine", "--html", "{tmp}"], 2, "Invalid value for '--html'"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["?!"], 1, "Error: nothing to explain: the text has no tokens (the model reads it as empty)"),
+        (["fine", "--label", "meh"], 1, "Error: label 'meh' is not one of the model's labels ('neg', 'pos')"),
+        (["fine", "--int8"], 1, "bundle has no model.int8.onnx; export it with 'rnnonnx export RUN_DIR --quantize int8'"),
+        (["fine", "--html", "{tmp}"], 2, "Invalid value for '--html'"),
+    ],
+)
 def test_cli_errors_are_clear(tmp_path, args, code, message):
     args = [a.format(tmp=tmp_path) for a in args]
     done = run_cli("explain", str(BUNDLE), *args)

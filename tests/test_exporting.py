@@ -48,7 +48,9 @@ def test_parity_matrix(arch, bidirectional, layers, pooling, members):
         got = session.run(["probabilities"], {"input_ids": ids})[0]
         padded = (ids == 0).any()
         diff = float(np.abs(expected - got).max())
-        worst_padded, worst_unpadded = (max(worst_padded, diff), worst_unpadded) if padded else (worst_padded, max(worst_unpadded, diff))
+        worst_padded, worst_unpadded = (
+            (max(worst_padded, diff), worst_unpadded) if padded else (worst_padded, max(worst_unpadded, diff))
+        )
         assert (expected.argmax(1) == got.argmax(1)).all()
     for batch in (3, 16):
         ids, lengths = padded_batch(rng, batch, 12)
@@ -131,7 +133,7 @@ def test_golden_examples_are_the_ids_graph_on_validation_and_edge_texts(tiny_bun
     assert len(texts) > GOLDEN_VALIDATION_TEXTS and len(run.tokenizer.encode(texts[-1])) == run.tokenizer.spec.max_len
     assert set(golden["models"]) == {"model.onnx", "model.text.onnx"}
     session = session_for((tiny_bundle / "model.onnx").read_bytes())
-    for name, entry in golden["models"].items():
+    for _name, entry in golden["models"].items():
         assert entry["precision"] == "fp32" and entry["tolerance"] == exporting.TOLERANCE
         for text, row in zip(texts, entry["probabilities"], strict=True):
             alone = session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch([text])})[0][0]

@@ -73,6 +73,7 @@ def no_exchange(monkeypatch):
 
 # --- directories ---------------------------------------------------------------------------------
 
+
 def test_new_directory_appears_complete_with_the_usual_mode(tmp_path, umask_022):
     write_dir(tmp_path / "a" / "out")
     assert (tmp_path / "a" / "out" / "mine.txt").read_text() == "new"
@@ -308,6 +309,7 @@ def test_a_stale_parked_directory_is_removed_once_replaced(tmp_path):
 
 # --- files ---------------------------------------------------------------------------------------
 
+
 def write_file(target: Path | str, payload: bytes = b"new") -> None:
     with atomic_file(target, "wb") as handle:
         handle.write(payload)
@@ -433,6 +435,7 @@ def test_a_full_disk_gives_one_line_and_keeps_the_old_file(tmp_path, monkeypatch
 
 def test_a_read_only_directory_gives_one_line(tmp_path, monkeypatch):
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # root writes anyway: stand in a read-only mount
+
         def read_only(*args, **kwargs):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
@@ -449,6 +452,7 @@ def test_a_read_only_directory_gives_one_line(tmp_path, monkeypatch):
 
 
 # --- telling what rnnonnx wrote ------------------------------------------------------------------
+
 
 def test_read_json_marker_never_blocks_or_fails(tmp_path):
     (tmp_path / "ok.json").write_text('{"format": "x"}')

@@ -39,10 +39,18 @@ def _member_job(config: TrainConfig, n: int = 120) -> FitJob:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(2, 30, (n, 10), generator=generator)
     ids[::3, 6:] = 0
-    model = ModelConfig(vocab_size=30, num_classes=2, arch="lstm", embed_dim=8, hidden=8, layers=1, bidirectional=False,
-                        dropout=0.3, members=2)
-    return FitJob(model, config, ids, torch.randint(0, 2, (n,), generator=generator), ids[:30],
-                  torch.randint(0, 2, (30,), generator=generator), progress=False)
+    model = ModelConfig(
+        vocab_size=30, num_classes=2, arch="lstm", embed_dim=8, hidden=8, layers=1, bidirectional=False, dropout=0.3, members=2
+    )
+    return FitJob(
+        model,
+        config,
+        ids,
+        torch.randint(0, 2, (n,), generator=generator),
+        ids[:30],
+        torch.randint(0, 2, (30,), generator=generator),
+        progress=False,
+    )
 
 
 def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypatch):
@@ -80,9 +88,15 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
 def test_member_worker_stops_when_its_parent_is_killed():
-    child = "import time; from rnnonnx.fitting import exit_with_parent; exit_with_parent(); print('ready', flush=True); time.sleep(120)"
-    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
-              "p.stdout.readline(); print(p.pid, flush=True)")
+    child = (
+        "import time; from rnnonnx.fitting import exit_with_parent; exit_with_parent(); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    parent = (
+        f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], "
+        f"stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
+        "p.stdout.readline(); print(p.pid, flush=True)"
+    )
     done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
     pid = int(done.stdout.strip())
     deadline = time.time() + 10
@@ -118,7 +132,9 @@ def test_the_validation_loss_is_weighted_like_the_training_loss():
         per_row = torch.nn.functional.cross_entropy(model(job.val_ids), job.val_y, reduction="none")
     weights = torch.tensor([3.0, 0.5])[job.val_y]
     plain, accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7)
-    weighted, same_accuracy = fitting.evaluate_loss(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7, class_weights=[3.0, 0.5])
+    weighted, same_accuracy = fitting.evaluate_loss(
+        model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7, class_weights=[3.0, 0.5]
+    )
     assert plain == pytest.approx(float(per_row.mean()), rel=1e-5)
     assert weighted == pytest.approx(float((per_row * weights).sum() / weights.sum()), rel=1e-5)
     assert weighted != pytest.approx(plain, rel=1e-3) and accuracy == same_accuracy

@@ -13,8 +13,23 @@ from tests.conftest import ROOT
 
 
 def run_check(device: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", device, "--size", "8", "--seconds", "0.01", "--json"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "gpu_check.py"),
+            "--device",
+            device,
+            "--size",
+            "8",
+            "--seconds",
+            "0.01",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.slow

@@ -16,10 +16,22 @@ MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2], P
 ARCHS_ONLY = sorted({m[:3] for m in MATRIX})
 
 
-def tiny_model(arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0, members: int = 1) -> TextClassifier | Ensemble:
+def tiny_model(
+    arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0, members: int = 1
+) -> TextClassifier | Ensemble:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=40, num_classes=3, arch=arch, embed_dim=8, hidden=6, layers=layers, bidirectional=bidirectional,
-                         dropout=0.3, pooling=pooling, members=members)
+    config = ModelConfig(
+        vocab_size=40,
+        num_classes=3,
+        arch=arch,
+        embed_dim=8,
+        hidden=6,
+        layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.3,
+        pooling=pooling,
+        members=members,
+    )
     return build_model(config).eval()
 
 
@@ -108,7 +120,9 @@ def test_one_member_is_a_plain_classifier():
     assert type(tiny_model("lstm", False, 1)) is TextClassifier
 
 
-@pytest.mark.parametrize("kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}, {"pooling": "mean"}, {"members": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"arch": "transformer"}, {"layers": 0}, {"dropout": 1.0}, {"pooling": "mean"}, {"members": 0}]
+)
 def test_bad_configs_are_refused(kwargs):
     valid = dict(vocab_size=10, num_classes=2, arch="lstm", embed_dim=4, hidden=4, layers=1, bidirectional=False, dropout=0.3)
     with pytest.raises(RnnonnxError):

@@ -54,17 +54,58 @@ def run_node(node: str, tmp_path: Path, request: dict, name: str = "request"):
 def edge_cases() -> list[str]:
     """Texts that stress the tokenizer and the models."""
     cases = [
-        "", " ", "\n\t\r", "!!!", "... ?!", "-- , ; :", "a", "I", "a b c d e", "_", "__", "x_", "42", "4 2",
-        "İstanbul İİ DİYARBAKIR", "ΟΔΟΣ ΟΔΟΣ. Σίσυφος ΣΊΣΥΦΟΣ", "Straße STRASSE ß ẞ", "ǅemal ǈ ǋ Ǆ", "ÉCOLE école",
-        "日本語のテキスト。中文文本。한국어 텍스트", "ﾊﾝｶｸ ｶﾀｶﾅ", "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ １２３",
-        "مرحبا بالعالم ١٢٣ ۴۵۶", "שלום עולם", "नमस्ते दुनिया हिन्दी", "ภาษาไทย", "Ελληνικά",
-        "emoji 😀😀 👍🏽 great film 🎬", "combining e\u0301 e\u0301e\u0301 n\u0303", "zero\u200bwidth joiner\u200d",
-        "superscripts x² ³³ ½ Ⅻ ⅻ ⑩⑩", "roman ⅰⅱ Ⅰ", "math 𝐀𝐁𝐂 𝔄𝔅 𝟙𝟚", "ⓐⓑ ⒶⒷ", "\x00nul\x00 \x7f del",
-        "great\x00film \x00\x00 bad", "lone \ud800 surrogates\udc00 great\udfff film \ud83d", "tab\tseparated\twords", "CRLF\r\nlines\r\n", "u\u00a0nbsp\u2003em space", "soft\u00adhyphen",
+        "",
+        " ",
+        "\n\t\r",
+        "!!!",
+        "... ?!",
+        "-- , ; :",
+        "a",
+        "I",
+        "a b c d e",
+        "_",
+        "__",
+        "x_",
+        "42",
+        "4 2",
+        "İstanbul İİ DİYARBAKIR",
+        "ΟΔΟΣ ΟΔΟΣ. Σίσυφος ΣΊΣΥΦΟΣ",
+        "Straße STRASSE ß ẞ",
+        "ǅemal ǈ ǋ Ǆ",
+        "ÉCOLE école",
+        "日本語のテキスト。中文文本。한국어 텍스트",
+        "ﾊﾝｶｸ ｶﾀｶﾅ",
+        "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ １２３",
+        "مرحبا بالعالم ١٢٣ ۴۵۶",
+        "שלום עולם",
+        "नमस्ते दुनिया हिन्दी",
+        "ภาษาไทย",
+        "Ελληνικά",
+        "emoji 😀😀 👍🏽 great film 🎬",
+        "combining e\u0301 e\u0301e\u0301 n\u0303",
+        "zero\u200bwidth joiner\u200d",
+        "superscripts x² ³³ ½ Ⅻ ⅻ ⑩⑩",
+        "roman ⅰⅱ Ⅰ",
+        "math 𝐀𝐁𝐂 𝔄𝔅 𝟙𝟚",
+        "ⓐⓑ ⒶⒷ",
+        "\x00nul\x00 \x7f del",
+        "great\x00film \x00\x00 bad",
+        "lone \ud800 surrogates\udc00 great\udfff film \ud83d",
+        "tab\tseparated\twords",
+        "CRLF\r\nlines\r\n",
+        "u\u00a0nbsp\u2003em space",
+        "soft\u00adhyphen",
         "new in Unicode 15-17: \ua7cb\ua7cb \ua7dc\ua7dc \U00010d50\U00010d50 \U00031350\U00031350 \U00011f04\U00011f04",
-        "unassigned \U000e0080 \U0010fffd private \ue000\ue000", "ǰ ΐ ﬀ ﬁ ŉ",
-        "the film is great " * 40, "great " * 500, "x" * 5000, " ".join(["word"] * 64), " ".join(["word"] * 65),
-        "GOOD good Good gOoD", "it's a don't-miss movie; 10/10!!!", "ALL CAPS REVIEW OF A TERRIBLE MOVIE",
+        "unassigned \U000e0080 \U0010fffd private \ue000\ue000",
+        "ǰ ΐ ﬀ ﬁ ŉ",
+        "the film is great " * 40,
+        "great " * 500,
+        "x" * 5000,
+        " ".join(["word"] * 64),
+        " ".join(["word"] * 65),
+        "GOOD good Good gOoD",
+        "it's a don't-miss movie; 10/10!!!",
+        "ALL CAPS REVIEW OF A TERRIBLE MOVIE",
     ]
     return cases
 
@@ -72,9 +113,21 @@ def edge_cases() -> list[str]:
 def fuzz_texts(n: int, seed: int = 0) -> list[str]:
     """Random strings drawn from ASCII, Latin, Greek, Cyrillic, CJK, marks, digits and astral planes."""
     rng = random.Random(seed)
-    pools = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x300, 0x36F), (0x600, 0x6FF),
-             (0x900, 0x97F), (0x3040, 0x30FF), (0x4E00, 0x4E80), (0xFF00, 0xFFEF), (0x1D400, 0x1D7FF),
-             (0x1F300, 0x1F64F), (0x10000, 0x10FFFF)]
+    pools = [
+        (0x20, 0x7E),
+        (0xA0, 0x24F),
+        (0x370, 0x3FF),
+        (0x400, 0x4FF),
+        (0x300, 0x36F),
+        (0x600, 0x6FF),
+        (0x900, 0x97F),
+        (0x3040, 0x30FF),
+        (0x4E00, 0x4E80),
+        (0xFF00, 0xFFEF),
+        (0x1D400, 0x1D7FF),
+        (0x1F300, 0x1F64F),
+        (0x10000, 0x10FFFF),
+    ]
     out = []
     for _ in range(n):
         chars = []
@@ -96,7 +149,10 @@ def texts() -> list[str]:
     return sample + shouted + edge_cases() + fuzz_texts(300)
 
 
-BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [pytest.param("tiny", id="tiny"), pytest.param("tiny-int8", id="tiny-int8")]
+BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [
+    pytest.param("tiny", id="tiny"),
+    pytest.param("tiny-int8", id="tiny-int8"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +179,29 @@ def test_node_matches_python_predictor(node, bundle_dir, graph, texts, tmp_path)
     for precision in precisions:
         predictor = Predictor(bundle_dir, device="cpu", threads=1, graph=graph, precision=precision)
         expected = predictor.predict_proba(texts)
-        answer = run_node(node, tmp_path, {"mode": "predict", "bundle": str(bundle_dir), "graph": graph, "precision": precision,
-                                            "threads": 1, "batch_size": predictor.batch_size, "texts": texts}, f"{graph}-{precision}")
+        answer = run_node(
+            node,
+            tmp_path,
+            {
+                "mode": "predict",
+                "bundle": str(bundle_dir),
+                "graph": graph,
+                "precision": precision,
+                "threads": 1,
+                "batch_size": predictor.batch_size,
+                "texts": texts,
+            },
+            f"{graph}-{precision}",
+        )
         assert answer["graph"] == graph and answer["model_file"] == predictor.model_file
         assert answer["labels"] == predictor.labels
         wrong_ids = [t for t, ids in zip(texts, answer["ids"]) if ids != predictor.tokenizer.encode(t)]
         assert wrong_ids == [], f"{len(wrong_ids)} texts tokenized differently, e.g. {wrong_ids[:3]!r}"
         got = np.array(answer["probabilities"], dtype=np.float64)
         diff = float(np.abs(got - expected).max())
-        print(f"\n{bundle_dir.name} {graph} {precision}: {len(texts)} texts, max |dp| {diff:.3g} (node {answer['seconds']:.2f} s)")
+        print(
+            f"\n{bundle_dir.name} {graph} {precision}: {len(texts)} texts, max |dp| {diff:.3g} (node {answer['seconds']:.2f} s)"
+        )
         assert diff <= TOLERANCE, f"{graph} {precision}: max |dp| {diff:.3g} > {TOLERANCE:g}"
         # text graph: also the same as the ids graph, whose batches group other texts (by tokens,
         # not characters); int8 too, since its results do not depend on the batch.
@@ -168,16 +238,26 @@ def test_js_tokenizer_matches_python_on_every_code_point(node, tmp_path):
     code_points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
     texts = {"word": " ".join(chr(cp) * 2 for cp in code_points), "char": " ".join(map(chr, code_points))}
     dicts = tokenizer_dicts()
-    answer = run_node(node, tmp_path, {"mode": "tokens", "tokenizers": list(dicts.values()),
-                                        "texts": [texts[d["analyzer"]] for d in dicts.values()], "paired": True})
+    answer = run_node(
+        node,
+        tmp_path,
+        {
+            "mode": "tokens",
+            "tokenizers": list(dicts.values()),
+            "texts": [texts[d["analyzer"]] for d in dicts.values()],
+            "paired": True,
+        },
+    )
     expected_by_analyzer = {a: analyze(text, a) for a, text in texts.items()}
     for (name, data), [got] in zip(dicts.items(), answer):
         expected = expected_by_analyzer[data["analyzer"]]
         if got != expected:
             extra, missing = Counter(got) - Counter(expected), Counter(expected) - Counter(got)
             show = lambda c: [" ".join(f"U+{ord(ch):04X}" for ch in t) for t in list(c)[:5]]  # noqa: E731
-            pytest.fail(f"{name}: JavaScript has {sum(extra.values())} tokens Python lacks ({show(extra)}) and lacks "
-                        f"{sum(missing.values())} ({show(missing)})")
+            pytest.fail(
+                f"{name}: JavaScript has {sum(extra.values())} tokens Python lacks ({show(extra)}) and lacks "
+                f"{sum(missing.values())} ({show(missing)})"
+            )
         assert len(got) > 130_000
 
 
@@ -187,16 +267,25 @@ def test_js_unicode_tables_are_a_copy_of_the_rule(tmp_path):
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     current = (CLIENT / "unicode-tables.mjs").read_text(encoding="utf-8")
-    assert current == generator.render(), "clients/node/unicode-tables.mjs is stale: run python clients/node/scripts/unicode_tables.py"
+    assert current == generator.render(), (
+        "clients/node/unicode-tables.mjs is stale: run python clients/node/scripts/unicode_tables.py"
+    )
 
 
 def test_node_client_is_installed(node):
     """Its own test so that a missing ``npm ci`` reads as a failure with the fix in the message."""
-    done = subprocess.run([node, "-e", "console.log(require('onnxruntime-node').env.versions.node)"], cwd=CLIENT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [node, "-e", "console.log(require('onnxruntime-node').env.versions.node)"],
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, f"onnxruntime-node does not load: {done.stderr[-2000:]}\n{SETUP_HINT}"
     pinned = json.loads((CLIENT / "package.json").read_text())["dependencies"]["onnxruntime-node"]
-    assert done.stdout.strip() == pinned, f"installed onnxruntime-node {done.stdout.strip()}, package.json pins {pinned}: {SETUP_HINT}"
+    assert done.stdout.strip() == pinned, (
+        f"installed onnxruntime-node {done.stdout.strip()}, package.json pins {pinned}: {SETUP_HINT}"
+    )
 
 
 def test_node_unit_tests(node):
@@ -207,7 +296,9 @@ def test_node_unit_tests(node):
 
 def test_node_refuses_corrupted_and_unknown_bundles(node, tiny_bundle, tmp_path):
     def load_error(bundle: Path, graph: str = "ids") -> str | None:
-        return run_node(node, tmp_path, {"mode": "load", "bundle": str(bundle), "graph": graph, "precision": "fp32"}, "load")["error"]
+        return run_node(node, tmp_path, {"mode": "load", "bundle": str(bundle), "graph": graph, "precision": "fp32"}, "load")[
+            "error"
+        ]
 
     assert load_error(tiny_bundle) is None
     corrupted = shutil.copytree(tiny_bundle, tmp_path / "corrupted")
@@ -227,8 +318,20 @@ def test_node_predictions_have_the_python_shape(node, tiny_bundle, options, tmp_
     labels, top lists, abstentions; scores within 1e-6."""
     texts = ["A gorgeous, moving film.", "Flat, dull and far too long.", "", "film"]
     js_options = {"topK": options.get("top_k"), "minScore": options.get("min_score")}
-    answer = run_node(node, tmp_path, {"mode": "predict", "bundle": str(tiny_bundle), "graph": "ids", "precision": "fp32",
-                                        "threads": 1, "batch_size": 256, "texts": texts, "options": js_options})
+    answer = run_node(
+        node,
+        tmp_path,
+        {
+            "mode": "predict",
+            "bundle": str(tiny_bundle),
+            "graph": "ids",
+            "precision": "fp32",
+            "threads": 1,
+            "batch_size": 256,
+            "texts": texts,
+            "options": js_options,
+        },
+    )
     expected = [p.to_dict() for p in Predictor(tiny_bundle, device="cpu", threads=1, graph="ids").predict(texts, **options)]
     for got, want in zip(answer["predictions"], expected):
         assert set(got) == set(want) and got["label"] == want["label"]

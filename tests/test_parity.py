@@ -14,8 +14,15 @@ def test_identical_batches_pass_and_are_counted():
     report.add(expected, expected.copy())
     report.add(expected[:1], expected[:1] + 1e-6)
     assert report.passed and (report.batches, report.rows) == (2, 3)
-    assert report.to_dict() == {"tolerance": 1e-5, "batches": 2, "rows": 3, "max_abs_diff": pytest.approx(1e-6, rel=1e-3),
-                                "label_disagreements": 0, "ties_skipped": 0, "passed": True}
+    assert report.to_dict() == {
+        "tolerance": 1e-5,
+        "batches": 2,
+        "rows": 3,
+        "max_abs_diff": pytest.approx(1e-6, rel=1e-3),
+        "label_disagreements": 0,
+        "ties_skipped": 0,
+        "passed": True,
+    }
 
 
 def test_a_flipped_label_fails_even_within_tolerance_but_a_tie_does_not():

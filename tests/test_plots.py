@@ -11,8 +11,8 @@ import pytest
 
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.evaluation import evaluate, evaluate_predictions
-from rnnonnx.run import Metrics
 from rnnonnx.plots import CONFUSION_PNG, COVERAGE_PNG, CURVES_PNG, RELIABILITY_PNG, plot_curves, write_plots
+from rnnonnx.run import Metrics
 from tests.conftest import run_cli
 
 pytest.importorskip("matplotlib")
@@ -54,15 +54,26 @@ def test_a_bare_bundle_gets_no_training_curves(tiny_run, tiny_bundle, tmp_path):
 
 
 def test_curves_with_a_baseline_and_many_labels(tmp_path):
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_accuracy": 0.5 + e / 100, "val_accuracy": 0.5 + e / 120}
-               for e in range(1, 31)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_accuracy": 0.5 + e / 100, "val_accuracy": 0.5 + e / 120}
+        for e in range(1, 31)
+    ]
     common = {"monitor": "val_accuracy", "train_seconds": 1.0, "val_loss": 0.3, "val_accuracy": 0.8, "validation_is_train": False}
-    metrics = {"epochs": history, "best_epoch": 25, "validation_is_train": True,
-               "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.2, "val_accuracy": 0.7}}
+    metrics = {
+        "epochs": history,
+        "best_epoch": 25,
+        "validation_is_train": True,
+        "baseline": {"model": "tfidf-1-2gram+logreg", "val_loss": 0.2, "val_accuracy": 0.7},
+    }
     assert_real_png(plot_curves(Metrics.from_dict(common | metrics), tmp_path / "curves.png"))
     member = {"seed": 0, "val_loss": 0.3, "val_accuracy": 0.8}
-    ensemble = {"epochs": history, "best_epoch": 25, "val_loss": 0.3, "val_accuracy": 0.8,
-                "members": [member | {"epochs": history, "best_epoch": 25}, member | {"epochs": history[:12], "best_epoch": 9}]}
+    ensemble = {
+        "epochs": history,
+        "best_epoch": 25,
+        "val_loss": 0.3,
+        "val_accuracy": 0.8,
+        "members": [member | {"epochs": history, "best_epoch": 25}, member | {"epochs": history[:12], "best_epoch": 9}],
+    }
     assert_real_png(plot_curves(Metrics.from_dict(common | ensemble), tmp_path / "ensemble.png"))
     labels = [f"label-{i}" for i in range(12)]
     rng = np.random.default_rng(0)
@@ -84,8 +95,17 @@ def test_cli_without_matplotlib_says_how_to_install_it(tiny_run, tiny_bundle, tm
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "matplotlib.py").write_text("raise ImportError('matplotlib is hidden for this test')\n")
-    result = run_cli("evaluate", str(tiny_bundle), "--run", str(tiny_run), "--plot", str(tmp_path / "plots"), "--device", "cpu",
-                     env={"PYTHONPATH": str(fake)})
+    result = run_cli(
+        "evaluate",
+        str(tiny_bundle),
+        "--run",
+        str(tiny_run),
+        "--plot",
+        str(tmp_path / "plots"),
+        "--device",
+        "cpu",
+        env={"PYTHONPATH": str(fake)},
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == 'Error: plotting needs matplotlib: pip install "rnnonnx[plot]"'
 

@@ -132,8 +132,11 @@ def test_prediction_shape_top_k_and_min_score():
 
     proba = np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]], dtype=np.float32)
     plain = predictions_from_proba(proba, ["a", "b", "c"])
-    assert plain[0].to_dict() == {"label": "b", "score": pytest.approx(0.5), "probabilities": {"a": pytest.approx(0.2), "b": pytest.approx(0.5),
-                                                                                              "c": pytest.approx(0.3)}}
+    assert plain[0].to_dict() == {
+        "label": "b",
+        "score": pytest.approx(0.5),
+        "probabilities": {"a": pytest.approx(0.2), "b": pytest.approx(0.5), "c": pytest.approx(0.3)},
+    }
     assert plain[1].label == "a", "ties go to the first label, as numpy's argmax"
     top = predictions_from_proba(proba, ["a", "b", "c"], top_k=2)
     assert [e["label"] for e in top[0].top] == ["b", "c"] and [e["label"] for e in top[1].top] == ["a", "b"]
@@ -177,9 +180,28 @@ def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
-    done = subprocess.run([sys.executable, "-m", "rnnonnx.cli", "predict", str(bundle), "--input", str(tmp_path / "in.txt"),
-                           "--output", str(tmp_path / "out.csv"), "--quiet", "--device", "cpu", "--threads", "1"],
-                          capture_output=True, text=True, preexec_fn=limit, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnonnx.cli",
+            "predict",
+            str(bundle),
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "out.csv"),
+            "--quiet",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1:]
     expected = Predictor(bundle, device="cpu", graph="ids").predict(lines)
@@ -200,11 +222,14 @@ def test_numpy_integer_batch_size_is_a_batch_size(tiny_bundle):
 
 
 @pytest.mark.parametrize("graph", ["ids", "text"])
-@pytest.mark.parametrize(("item", "message"), [
-    (b"fine film", r"texts\[1\] is bytes, not str; decode it first"),
-    (None, r"texts\[1\] is NoneType, not str$"),
-    (3, r"texts\[1\] is int, not str$"),
-])
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (b"fine film", r"texts\[1\] is bytes, not str; decode it first"),
+        (None, r"texts\[1\] is NoneType, not str$"),
+        (3, r"texts\[1\] is int, not str$"),
+    ],
+)
 def test_non_string_texts_are_refused_alike_on_both_graphs(tiny_bundle, graph, item, message):
     predictor = Predictor(tiny_bundle, graph=graph)
     for call in (predictor.predict_proba, predictor.predict):

@@ -14,14 +14,14 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import run_cli, small_sample
 from rnnonnx.bundle import INT8_MODEL, TEXT_INT8_MODEL, Bundle
+from rnnonnx.config import TrainConfig
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.exporting import export_run
 from rnnonnx.predictor import Predictor
-from rnnonnx.config import TrainConfig
 from rnnonnx.quantize import BATCH_INDEPENDENCE_BOUND, MAX_ACCURACY_DROP, batch_compositions, row_quantize, verdict
+from tests.conftest import run_cli, small_sample
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,12 @@ def gru_export(tmp_path_factory):
     from rnnonnx.training import train_run as train
 
     base = tmp_path_factory.mktemp("gru")
-    train(TrainConfig(arch="gru", embed_dim=8, hidden=8, epochs=1, max_len=16, seed=1), base / "run", small_sample(200), progress=False)
+    train(
+        TrainConfig(arch="gru", embed_dim=8, hidden=8, epochs=1, max_len=16, seed=1),
+        base / "run",
+        small_sample(200),
+        progress=False,
+    )
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("rnnonnx.quantize.MAX_ACCURACY_DROP", -100.0)
@@ -67,9 +72,15 @@ def test_int8_export_writes_both_int8_graphs_and_accuracy_side_by_side(int8_expo
     assert manifest["parity"][TEXT_INT8_MODEL]["passed"]
     moved = manifest["int8"]["batch_independence"]
     assert 0 <= manifest["int8"]["batch_independence_max_abs_diff"] <= moved["bound"] == BATCH_INDEPENDENCE_BOUND
-    assert moved["rows"] == accuracy["rows"] and moved["fp32_max_abs_diff"] <= BATCH_INDEPENDENCE_BOUND and len(moved["compositions"]) == 4
-    print(f"\ntiny LSTM int8: validation accuracy fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}; "
-          f"batch independence max |dp| {manifest['int8']['batch_independence_max_abs_diff']:.2e}")
+    assert (
+        moved["rows"] == accuracy["rows"]
+        and moved["fp32_max_abs_diff"] <= BATCH_INDEPENDENCE_BOUND
+        and len(moved["compositions"]) == 4
+    )
+    print(
+        f"\ntiny LSTM int8: validation accuracy fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}; "
+        f"batch independence max |dp| {manifest['int8']['batch_independence_max_abs_diff']:.2e}"
+    )
     assert "int8: a text alone vs in other batches, max |dp|" in log
     assert f"int8: validation accuracy fp32 {accuracy['fp32']:.4f}, int8 {accuracy['int8']:.4f}" in log
     text = onnx.load(str(bundle / TEXT_INT8_MODEL))
@@ -83,7 +94,11 @@ def test_embeddings_are_int8_and_the_rest_fp32(int8_export, tiny_bundle):
     assert report["layers"] == {"embedding": "int8 weights, fp32 arithmetic", "recurrent": "fp32", "output": "fp32"}
     ops = op_counts(bundle / INT8_MODEL)
     members = TrainConfig().members  # the tiny bundle is a default ensemble: every member's table int8
-    assert ops["LSTM"] == members and ops["Cast"] >= members and not {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear"} & set(ops)
+    assert (
+        ops["LSTM"] == members
+        and ops["Cast"] >= members
+        and not {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear"} & set(ops)
+    )
     model = onnx.load(str(bundle / INT8_MODEL))
     int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert len(int8) == members and all(len(i.dims) == 2 for i in int8)

@@ -96,9 +96,51 @@ def read_bytes_every_way(content: bytes, name: str) -> dict[str, object]:
         return outcomes
 
 
-TOKENS = ["text", "label", "a", "b", "é", "日本", " ", ",", "\t", '"', '""', "\n", "\n", "\r", "\r\n", "\u2028", "\u2029",
-          "\u0085", "\ufeff", "\x00", "{", "}", "[", "]", ":", '"text"', '"label"', '"score"', "null", "1", "2.0", "-0",
-          "true", "NaN", "1e999", "\\", "\\ud800", "\\udc00", "\\n", "\\u00e9", "\\u2028", '{"text": ', '"label": "x"}']
+TOKENS = [
+    "text",
+    "label",
+    "a",
+    "b",
+    "é",
+    "日本",
+    " ",
+    ",",
+    "\t",
+    '"',
+    '""',
+    "\n",
+    "\n",
+    "\r",
+    "\r\n",
+    "\u2028",
+    "\u2029",
+    "\u0085",
+    "\ufeff",
+    "\x00",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    '"text"',
+    '"label"',
+    '"score"',
+    "null",
+    "1",
+    "2.0",
+    "-0",
+    "true",
+    "NaN",
+    "1e999",
+    "\\",
+    "\\ud800",
+    "\\udc00",
+    "\\n",
+    "\\u00e9",
+    "\\u2028",
+    '{"text": ',
+    '"label": "x"}',
+]
 BAD_BYTES = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x1f\x8b", b"\xef\xbb\xbf"]
 HEADERS = [b"", b"text,label\n", b"text\tlabel\n", b"label,text,text\n", b"id,text,label\r\n", b"text\n"]
 soup = st.lists(st.one_of(st.sampled_from(TOKENS).map(str.encode), st.sampled_from(BAD_BYTES)), max_size=60).map(b"".join)
@@ -115,8 +157,9 @@ json_value = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(strings(5), inner, max_size=3),
     max_leaves=6,
 )
-json_record = st.fixed_dictionaries({}, optional={"text": strings(12) | json_value, "label": json_value,
-                                                  "id": json_value, "score": json_value})
+json_record = st.fixed_dictionaries(
+    {}, optional={"text": strings(12) | json_value, "label": json_value, "id": json_value, "score": json_value}
+)
 
 
 @st.composite
@@ -147,7 +190,7 @@ def test_damaged_gzip_gives_rows_or_one_line_errors(content, suffix, cut, flip):
     if flip:
         packed[int(cut * (len(packed) - 1))] ^= flip
     else:
-        del packed[int(cut * len(packed)):]
+        del packed[int(cut * len(packed)) :]
     read_bytes_every_way(bytes(packed), "data" + suffix + ".gz")
 
 
@@ -173,7 +216,9 @@ def write(path: Path, rows: list[tuple[str, str]], fmt: str, ascii_only: bool, c
         # csv quotes a lone \r only when it is part of the line terminator; a \r outside quotes is
         # refused (test_csv_errors_name_the_right_line), as by csv.reader on a file opened with newline=""
         quoting = csv.QUOTE_ALL if not crlf and any("\r" in cell for row in rows for cell in row) else csv.QUOTE_MINIMAL
-        writer = csv.writer(buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\r\n" if crlf else "\n", quoting=quoting)
+        writer = csv.writer(
+            buffer, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\r\n" if crlf else "\n", quoting=quoting
+        )
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     raw = buffer.getvalue().encode("utf-8", "surrogatepass" if ascii_only else "strict")
@@ -181,8 +226,13 @@ def write(path: Path, rows: list[tuple[str, str]], fmt: str, ascii_only: bool, c
 
 
 @FAST
-@given(rows=st.lists(st.tuples(st.text(text_chars, max_size=20), label), min_size=1, max_size=8),
-       fmt=st.sampled_from(["csv", "tsv", "jsonl"]), gz=st.booleans(), ascii_only=st.booleans(), crlf=st.booleans())
+@given(
+    rows=st.lists(st.tuples(st.text(text_chars, max_size=20), label), min_size=1, max_size=8),
+    fmt=st.sampled_from(["csv", "tsv", "jsonl"]),
+    gz=st.booleans(),
+    ascii_only=st.booleans(),
+    crlf=st.booleans(),
+)
 def test_files_written_by_csv_and_json_read_back_exactly(rows, fmt, gz, ascii_only, crlf):
     """Texts with quotes, delimiters, CR, LF, U+2028, U+2029 and U+0085 survive every path."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,18 +340,21 @@ def test_rows_report_the_line_they_start_on(tmp_path):
         assert [(line, row) for line, row in records] == [(3, ["two\nlines", "a"]), (5, ["three", "b"])]
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    ("plain", r"data.csv.gz: not gzip-compressed, though its name ends in \.gz"),
-    ("truncated", r"data.csv.gz: the gzip data ends early, after line \d+ \(a truncated file\?\)"),
-    ("crc", r"data.csv.gz: the gzip data is corrupt after line 201 \(CRC check failed"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("plain", r"data.csv.gz: not gzip-compressed, though its name ends in \.gz"),
+        ("truncated", r"data.csv.gz: the gzip data ends early, after line \d+ \(a truncated file\?\)"),
+        ("crc", r"data.csv.gz: the gzip data is corrupt after line 201 \(CRC check failed"),
+    ],
+)
 def test_gzip_damage_is_one_line_error_on_every_path(tmp_path, damage, message):
     plain = b"text,label\n" + b"".join(b"row %d,%d\n" % (i, i % 2) for i in range(200))
     packed = bytearray(gzip.compress(plain))
     if damage == "plain":
         packed = bytearray(plain)
     elif damage == "truncated":
-        del packed[len(packed) // 2:]
+        del packed[len(packed) // 2 :]
     else:
         packed[-8] ^= 1  # the CRC32 of the trailer
     path = tmp_path / "data.csv.gz"

@@ -8,7 +8,18 @@ import shutil
 import pytest
 
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.run import HELD_OUT, METRICS, MemberRecord, Metrics, find_bundle, is_run_dir, load_run, parent_run, read_held_out, read_metrics
+from rnnonnx.run import (
+    HELD_OUT,
+    METRICS,
+    MemberRecord,
+    Metrics,
+    find_bundle,
+    is_run_dir,
+    load_run,
+    parent_run,
+    read_held_out,
+    read_metrics,
+)
 
 
 def test_metrics_round_trip_through_json_keeping_the_file_format(tiny_run):
@@ -20,9 +31,24 @@ def test_metrics_round_trip_through_json_keeping_the_file_format(tiny_run):
 
 
 def test_optional_parts_are_left_out_of_the_json():
-    single = Metrics(epochs=[{"epoch": 1}], best_epoch=1, monitor="val_loss", val_loss=0.5, val_accuracy=0.7,
-                     validation_is_train=True, train_seconds=1.0)
-    assert set(single.to_dict()) == {"epochs", "best_epoch", "monitor", "val_loss", "val_accuracy", "validation_is_train", "train_seconds"}
+    single = Metrics(
+        epochs=[{"epoch": 1}],
+        best_epoch=1,
+        monitor="val_loss",
+        val_loss=0.5,
+        val_accuracy=0.7,
+        validation_is_train=True,
+        train_seconds=1.0,
+    )
+    assert set(single.to_dict()) == {
+        "epochs",
+        "best_epoch",
+        "monitor",
+        "val_loss",
+        "val_accuracy",
+        "validation_is_train",
+        "train_seconds",
+    }
     assert Metrics.from_dict(single.to_dict()) == single and single.summary() == "best epoch 1: val_accuracy 0.7000"
 
 

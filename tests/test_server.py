@@ -28,8 +28,18 @@ from .conftest import ROOT, run_cli
 BUNDLE = ROOT / "exported" / "lstm"
 HOST = "127.0.0.1"
 START_LIMIT_S = 60.0
-TEXTS = ["What a wonderful, moving film.", "Dull, slow and far too long.", "", "ÉTÉ à Paris: ｆｕｌｌ-width ＡＢＣ",
-         "emoji 🎬🍿 and digits 42", "a" * 300, "Ok.", "Not bad at all, actually quite good", "lone \ud800 surrogate", "nul \x00 inside"]
+TEXTS = [
+    "What a wonderful, moving film.",
+    "Dull, slow and far too long.",
+    "",
+    "ÉTÉ à Paris: ｆｕｌｌ-width ＡＢＣ",
+    "emoji 🎬🍿 and digits 42",
+    "a" * 300,
+    "Ok.",
+    "Not bad at all, actually quite good",
+    "lone \ud800 surrogate",
+    "nul \x00 inside",
+]
 
 
 def free_port() -> int:
@@ -58,8 +68,9 @@ class Server:
         self.stop()
         raise AssertionError(f"server not ready within {START_LIMIT_S} s")
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
         try:
             payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -141,7 +152,9 @@ def test_predictions_equal_the_python_predictor_in_order(server, reference):
     assert all(set(p) == {"label", "score", "probabilities"} for p in body["predictions"])
 
 
-@pytest.mark.parametrize("options", [{"top_k": 1}, {"top_k": -1}, {"top_k": 5}, {"min_score": 0.99}, {"top_k": 2, "min_score": 0.9}])
+@pytest.mark.parametrize(
+    "options", [{"top_k": 1}, {"top_k": -1}, {"top_k": 5}, {"min_score": 0.99}, {"top_k": 2, "min_score": 0.9}]
+)
 def test_top_k_and_min_score_as_in_python(server, reference, options):
     status, body = server.predict({"texts": TEXTS, **options})
     assert status == 200
@@ -156,7 +169,12 @@ def test_the_ids_graph_without_batching(reference):
     server = Server("--graph", "ids", "--no-batching", "--threads", "1")
     try:
         model = json.loads(server.request("GET", "/v1/model")[2])
-        assert (model["graph"], model["model_file"], model["onnxruntime_threads"], model["serving"]["batching"]) == ("ids", "model.onnx", 1, False)
+        assert (model["graph"], model["model_file"], model["onnxruntime_threads"], model["serving"]["batching"]) == (
+            "ids",
+            "model.onnx",
+            1,
+            False,
+        )
         status, body = server.predict({"texts": TEXTS})
         assert status == 200
         assert_same(body["predictions"], [p.to_dict() for p in reference.predict(TEXTS)])
@@ -276,8 +294,14 @@ def test_a_client_gone_mid_body_is_counted_not_an_internal_error(server):
     assert 'rnnonnx_errors_total{code="internal"}' not in server.metrics()
 
 
-@pytest.mark.parametrize("method,path,status,code", [("GET", "/v2/predict", 404, "not_found"), ("GET", "/v1/predict", 405, "method_not_allowed"),
-                                                     ("POST", "/healthz", 405, "method_not_allowed")])
+@pytest.mark.parametrize(
+    "method,path,status,code",
+    [
+        ("GET", "/v2/predict", 404, "not_found"),
+        ("GET", "/v1/predict", 405, "method_not_allowed"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+    ],
+)
 def test_unknown_routes_and_methods_are_json_errors(server, method, path, status, code):
     got, headers, payload = server.request(method, path)
     assert got == status and headers["content-type"] == "application/json"
@@ -350,21 +374,27 @@ SERVER_STACK = ("uvicorn", "starlette", "prometheus_client")
 
 
 def test_the_server_stack_loads_only_for_serve():
-    code = ("import sys\nfrom rnnonnx.cli import main\n"
-            "for args in (['--help'], ['serve', '--help'], ['predict', '--help']):\n"
-            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
-            f"print(sorted(m for m in {SERVER_STACK!r} if m in sys.modules))")
+    code = (
+        "import sys\nfrom rnnonnx.cli import main\n"
+        "for args in (['--help'], ['serve', '--help'], ['predict', '--help']):\n"
+        "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+        f"print(sorted(m for m in {SERVER_STACK!r} if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("missing", [*SERVER_STACK, "anyio"])  # anyio: a dependency of Starlette
 def test_a_missing_extra_names_it_in_one_line(missing):
-    code = (f"import sys\nsys.modules[{missing!r}] = None  # as if not installed\n"
-            f"from rnnonnx.cli import entry\nsys.argv = ['rnnonnx', 'serve', {str(BUNDLE)!r}]\nentry()")
+    code = (
+        f"import sys\nsys.modules[{missing!r}] = None  # as if not installed\n"
+        f"from rnnonnx.cli import entry\nsys.argv = ['rnnonnx', 'serve', {str(BUNDLE)!r}]\nentry()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f'Error: {missing} is not installed; the server needs the serve extra: pip install "rnnonnx[serve]"']
+    assert result.stderr.strip().splitlines() == [
+        f'Error: {missing} is not installed; the server needs the serve extra: pip install "rnnonnx[serve]"'
+    ]
 
 
 @pytest.mark.slow
@@ -407,10 +437,20 @@ async def asgi_call(app: Any, method: str, path: str, body: bytes = b"") -> tupl
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
-             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-             "client": (HOST, 1234), "server": (HOST, 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": (HOST, 1234),
+        "server": (HOST, 80),
+    }
     try:
         await app(scope, receive, send)
     except RuntimeError as exc:  # Starlette answers, then re-raises for the server's log
@@ -448,8 +488,20 @@ def test_settings_reach_workers_unchanged():
 
 @pytest.mark.slow
 def test_the_load_benchmark_runs_and_reads_batch_sizes():
-    command = [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), str(BUNDLE), "--requests", "40", "--concurrency", "1,8",
-               "--repeats", "1", "--alone-seconds", "0.2", "--json"]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "serve_load.py"),
+        str(BUNDLE),
+        "--requests",
+        "40",
+        "--concurrency",
+        "1,8",
+        "--repeats",
+        "1",
+        "--alone-seconds",
+        "0.2",
+        "--json",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -41,10 +41,15 @@ def spark():
 
     saved = os.environ.get("PYSPARK_PYTHON")
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (SparkSession.builder.master("local[2]").appName("rnnonnx-tests")
-               .config("spark.ui.enabled", "false").config("spark.driver.memory", "512m")
-               .config("spark.sql.shuffle.partitions", "2")
-               .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("rnnonnx-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "512m")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -61,7 +66,7 @@ def texts() -> list[str]:
 
     base = read_builtin().texts
     out = [base[i % len(base)] for i in range(ROWS)]
-    out[1], out[2], out[3] = "", "   ", "Ünïcödé — 東京 ✓ \U0001F600"
+    out[1], out[2], out[3] = "", "   ", "Ünïcödé — 東京 ✓ \U0001f600"
     return out
 
 
@@ -241,13 +246,15 @@ def test_one_cached_predictor_per_bundle_and_options():
 
 
 def test_import_rnnonnx_does_not_import_pyspark_and_missing_pyspark_names_the_extra():
-    code = ("import sys, rnnonnx, rnnonnx.predictor, rnnonnx.cli; assert 'pyspark' not in sys.modules, 'pyspark imported'\n"
-            "from rnnonnx.errors import RnnonnxError\n"
-            "for hidden in ('pyspark', 'pyarrow'):\n"
-            "    saved = sys.modules.get(hidden)\n"
-            "    sys.modules[hidden] = None\n"
-            "    try:\n        import rnnonnx.spark\n    except RnnonnxError as exc:\n        print(exc)\n"
-            "    finally:\n        sys.modules.pop(hidden)\n        sys.modules.update({hidden: saved} if saved else {})\n")
+    code = (
+        "import sys, rnnonnx, rnnonnx.predictor, rnnonnx.cli; assert 'pyspark' not in sys.modules, 'pyspark imported'\n"
+        "from rnnonnx.errors import RnnonnxError\n"
+        "for hidden in ('pyspark', 'pyarrow'):\n"
+        "    saved = sys.modules.get(hidden)\n"
+        "    sys.modules[hidden] = None\n"
+        "    try:\n        import rnnonnx.spark\n    except RnnonnxError as exc:\n        print(exc)\n"
+        "    finally:\n        sys.modules.pop(hidden)\n        sys.modules.update({hidden: saved} if saved else {})\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -271,9 +278,26 @@ def test_example_job_runs_with_spark_submit(tmp_path):
         writer.writerows((i, text, "gold") for i, text in enumerate(sample))
     out = tmp_path / "preds.parquet"
     submit = Path(sys.executable).with_name("spark-submit")
-    done = subprocess.run([str(submit), "--master", "local[2]", "--driver-memory", "512m", "--conf", "spark.ui.enabled=false",
-                           str(ROOT / "examples" / "spark_job.py"), str(BUNDLE), str(source), str(out), "--ship"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    done = subprocess.run(
+        [
+            str(submit),
+            "--master",
+            "local[2]",
+            "--driver-memory",
+            "512m",
+            "--conf",
+            "spark.ui.enabled=false",
+            str(ROOT / "examples" / "spark_job.py"),
+            str(BUNDLE),
+            str(source),
+            str(out),
+            "--ship",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{len(sample)} rows scored" in done.stdout  # spark-submit merges the job's stderr into stdout
     table = pq.read_table(out).to_pylist()

@@ -17,12 +17,11 @@ import onnxruntime as ort
 import pytest
 
 from rnnonnx import text as textmod
-from rnnonnx.bundle import MODEL, Bundle, write_bundle
+from rnnonnx.bundle import IDS_INPUT, LABEL, MODEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL, Bundle, write_bundle
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, RnnonnxError
 from rnnonnx.predictor import DEFAULT_GRAPH, Predictor
 from rnnonnx.text import PAD_TOKEN, Tokenizer, TokenizerSpec, analyze, lower_table, portable_pattern, simple_lower
-from rnnonnx.bundle import IDS_INPUT, LABEL, PROBABILITIES, TEXT_INPUT, TEXT_MODEL
 from rnnonnx.textgraph import TOKENS, edge_texts, front_model, text_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +42,17 @@ def corpus() -> tuple[str, ...]:
     texts = [" ".join(chr(cp) * 2 for cp in CODE_POINTS[i : i + 512]) for i in range(0, len(CODE_POINTS), 512)]
     texts += ["".join(map(chr, CODE_POINTS[i : i + 96])) for i in range(0, len(CODE_POINTS), 96)]
     marks = [chr(cp) for cp in CODE_POINTS if unicodedata.category(chr(cp)).startswith("M")]
-    texts += [" ".join(f"ab{m}cd \u03a3{m}\u03a3 \u0130{m}x E{m}{m}z" for m in marks[i : i + 64]) for i in range(0, len(marks), 64)]
-    texts += edge_texts() + [" ", "\t\n", "!!!", "\u03a3\u0391\u03a3 \u039f\u0394\u039f\u03a3. \u039f\u0394\u039f\u03a3\u03a3", "\u0130\u0130\u0130", "x\x00y zz\x00zz"]
+    texts += [
+        " ".join(f"ab{m}cd \u03a3{m}\u03a3 \u0130{m}x E{m}{m}z" for m in marks[i : i + 64]) for i in range(0, len(marks), 64)
+    ]
+    texts += edge_texts() + [
+        " ",
+        "\t\n",
+        "!!!",
+        "\u03a3\u0391\u03a3 \u039f\u0394\u039f\u03a3. \u039f\u0394\u039f\u03a3\u03a3",
+        "\u0130\u0130\u0130",
+        "x\x00y zz\x00zz",
+    ]
     return tuple(texts)
 
 
@@ -66,7 +74,9 @@ def mismatches(spec: TokenizerSpec, texts) -> list[str]:
         if want != have:
             only_py = [t for t in want if t not in have][:5]
             only_graph = [t for t in have if t not in want][:5]
-            found.append(f"text {i}: only Python {' '.join(map(ascii, only_py))}, only the graph {' '.join(map(ascii, only_graph))}")
+            found.append(
+                f"text {i}: only Python {' '.join(map(ascii, only_py))}, only the graph {' '.join(map(ascii, only_graph))}"
+            )
     return found
 
 
@@ -88,11 +98,25 @@ def test_in_graph_tokens_equal_python_tokens_without_lowercasing():
 def test_re2_unicode_classes_are_why_the_pattern_spells_out_code_points():
     kawi = "\U00011f04\U00011f05\U00011f06"  # letters since Unicode 15.0; not word characters by the rule
     assert analyze(f"{kawi} ok") == ["ok"] and graph_tokens(TokenizerSpec(), [f"{kawi} ok"]) == [["ok"]]
-    node = onnx.helper.make_node("Tokenizer", [TEXT_INPUT], ["t"], domain="com.microsoft", mark=0, mincharnum=1,
-                                 pad_value=PAD_TOKEN, tokenexp=r"[\p{L}\p{N}_]{2,}")
-    graph = onnx.helper.make_graph([node], "re2", [onnx.helper.make_tensor_value_info(TEXT_INPUT, onnx.TensorProto.STRING, ["n"])],
-                                   [onnx.helper.make_tensor_value_info("t", onnx.TensorProto.STRING, None)])
-    model = onnx.helper.make_model(graph, ir_version=8, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("com.microsoft", 1)])
+    node = onnx.helper.make_node(
+        "Tokenizer",
+        [TEXT_INPUT],
+        ["t"],
+        domain="com.microsoft",
+        mark=0,
+        mincharnum=1,
+        pad_value=PAD_TOKEN,
+        tokenexp=r"[\p{L}\p{N}_]{2,}",
+    )
+    graph = onnx.helper.make_graph(
+        [node],
+        "re2",
+        [onnx.helper.make_tensor_value_info(TEXT_INPUT, onnx.TensorProto.STRING, ["n"])],
+        [onnx.helper.make_tensor_value_info("t", onnx.TensorProto.STRING, None)],
+    )
+    model = onnx.helper.make_model(
+        graph, ir_version=8, opset_imports=[onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("com.microsoft", 1)]
+    )
     assert session(model).run(None, {TEXT_INPUT: np.array([f"{kawi} ok"], dtype=object)})[0].tolist() == [[kawi, "ok"]]
 
 
@@ -155,9 +179,14 @@ def test_bundled_text_model_interface_and_metadata(tiny_bundle):
     assert {o.domain: o.version for o in model.opset_import} == {"": 17, "ai.onnx.ml": 3, "com.microsoft": 1}
     assert [n.op_type for n in model.graph.node[:3]] == ["StringNormalizer", "Tokenizer", "Slice"]
     ids_model = onnx.load(str(tiny_bundle / MODEL))
-    assert [i.name for i in ids_model.graph.input] == [IDS_INPUT] and [o.name for o in ids_model.graph.output] == ["logits", PROBABILITIES]
+    assert [i.name for i in ids_model.graph.input] == [IDS_INPUT] and [o.name for o in ids_model.graph.output] == [
+        "logits",
+        PROBABILITIES,
+    ]
     onnx.checker.check_model(model, full_check=True)
-    assert bundle.manifest["parity"][TEXT_MODEL]["passed"] and bundle.manifest["parity"][TEXT_MODEL]["texts"]["max_abs_diff"] <= 1e-6
+    assert (
+        bundle.manifest["parity"][TEXT_MODEL]["passed"] and bundle.manifest["parity"][TEXT_MODEL]["texts"]["max_abs_diff"] <= 1e-6
+    )
 
 
 def test_text_model_alone_classifies_a_batch_of_only_empty_texts(tiny_bundle):
@@ -170,9 +199,12 @@ def test_text_model_alone_classifies_a_batch_of_only_empty_texts(tiny_bundle):
 
 
 def test_text_model_needs_an_ids_graph():
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.INT64, None)],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.INT64, None)])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.INT64, None)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.INT64, None)],
+    )
     with pytest.raises(ValueError, match="input_ids"):
         text_model(onnx.helper.make_model(graph), Tokenizer(TokenizerSpec(), ["<pad>", "<unk>"]))
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rnnonnx.config import TrainConfig
 from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
+from rnnonnx.fitting import evaluate_loss
 from rnnonnx.run import load_run
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from rnnonnx.config import TrainConfig
-from rnnonnx.fitting import evaluate_loss
 from rnnonnx.training import build_vocab
 from rnnonnx.training import train_run as train
 from tests.conftest import small_sample
@@ -34,7 +34,15 @@ def test_vocabulary_is_built_by_scikit_learn_with_our_analyzer():
 
 def test_run_directory_contents(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert names == {"config.json", "model.safetensors", "tokenizer.json", "labels.json", "metrics.json", "validation.jsonl", "test.jsonl"}
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "labels.json",
+        "metrics.json",
+        "validation.jsonl",
+        "test.jsonl",
+    }
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["format"] == "rnnonnx-run/1" and config["model"]["arch"] == "lstm"
     assert config["data"]["train"] + config["data"]["validation"] + config["data"]["test"] == 400
@@ -56,7 +64,9 @@ def test_same_seed_same_model(tmp_path):
 
 @pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
 def test_early_stopping_keeps_the_best_epoch(tmp_path, monitor):
-    metrics = train(TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, **FAST), tmp_path / "r", small_sample(300), progress=False)
+    metrics = train(
+        TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, **FAST), tmp_path / "r", small_sample(300), progress=False
+    )
     history = metrics.epochs
     assert len(history) < 12, "validation never stalled: early stopping did not trigger"
     if monitor == "val_loss":
@@ -73,7 +83,12 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, monitor):
 
 
 def test_four_sentence_dataset_trains(tmp_path):
-    texts = ["I love this product", "This is a bad product", "I am happy with this purchase", "I am disappointed with this purchase"]
+    texts = [
+        "I love this product",
+        "This is a bad product",
+        "I am happy with this purchase",
+        "I am disappointed with this purchase",
+    ]
     data = LabelledTexts(texts, ["0", "1", "0", "1"], "four")
     metrics = train(TrainConfig(epochs=2, **FAST), tmp_path / "r", data, progress=False)
     assert metrics.validation_is_train and metrics.test_accuracy is None
@@ -86,7 +101,9 @@ def test_single_class_is_refused(tmp_path):
 
 
 def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
-    metrics = train(TrainConfig(epochs=2, device="cpu", **FAST | {"members": 2}), tmp_path / "run", small_sample(300), progress=False)
+    metrics = train(
+        TrainConfig(epochs=2, device="cpu", **FAST | {"members": 2}), tmp_path / "run", small_sample(300), progress=False
+    )
     run = load_run(tmp_path / "run")
     assert [m.seed for m in metrics.members] == [0, 1000] and metrics.epochs == metrics.members[0].epochs
     texts, labels = run.held_out("validation")
@@ -110,7 +127,10 @@ def test_auto_pooling_reads_the_median_text_length():
 
     assert resolve_pooling("auto", ids(short, short, long), spec.max_len) == "last"
     assert resolve_pooling("auto", ids(short, long, long), spec.max_len) == "max"
-    assert resolve_pooling("concat", ids(short, short, short), 8) == "concat" and resolve_pooling("last", ids(long, long, long), 8) == "last"
+    assert (
+        resolve_pooling("concat", ids(short, short, short), 8) == "concat"
+        and resolve_pooling("last", ids(long, long, long), 8) == "last"
+    )
 
 
 def test_run_records_the_pooling_auto_chose(tmp_path):

@@ -68,7 +68,9 @@ def test_every_problem_is_one_line(tiny_bundle, tmp_path):
     assert any(p.endswith("model.onnx: checksum mismatch with the manifest (corrupted or modified)") for p in result.problems)
     assert any("tokenizer.json:" in p and "truncated" in p for p in result.problems)
     assert any("notes.txt: not listed in the manifest" in p for p in result.problems)
-    assert {f["name"]: f["ok"] for f in result.files}["labels.json"] and not {f["name"]: f["ok"] for f in result.files}["model.onnx"]
+    assert {f["name"]: f["ok"] for f in result.files}["labels.json"] and not {f["name"]: f["ok"] for f in result.files}[
+        "model.onnx"
+    ]
     done = run_cli("verify", str(path))
     lines = done.stderr.splitlines()
     assert done.returncode == 1 and done.stdout == "" and lines == result.problems and "Traceback" not in done.stderr
@@ -89,15 +91,21 @@ def test_a_re_signed_changed_model_fails_its_golden_examples(tiny_bundle, tmp_pa
     assert [c.golden["passed"] for c in result.graphs] == [False, True]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["models"]["model.onnx"]["probabilities"][0].reverse(), "model.onnx: golden examples differ"),
-    (lambda d: d["models"]["model.onnx"].update(probabilities=[[0.5]]), "must be .* rows of 2 numbers"),
-    (lambda d: d["models"]["model.onnx"].update(tolerance="small"), "tolerance of 'model.onnx' must be a number"),
-    (lambda d: d["models"].__delitem__("model.text.onnx"), "no expected probabilities for model.text.onnx"),
-    (lambda d: d["models"].update({"model.int8.onnx": d["models"]["model.onnx"]}), "model.int8.onnx', which the bundle does not list"),
-    (lambda d: d.update(texts=[]), "'texts' must be a non-empty list"),
-    (lambda d: [1, 2, 3], "not rnnonnx golden examples"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["models"]["model.onnx"]["probabilities"][0].reverse(), "model.onnx: golden examples differ"),
+        (lambda d: d["models"]["model.onnx"].update(probabilities=[[0.5]]), "must be .* rows of 2 numbers"),
+        (lambda d: d["models"]["model.onnx"].update(tolerance="small"), "tolerance of 'model.onnx' must be a number"),
+        (lambda d: d["models"].__delitem__("model.text.onnx"), "no expected probabilities for model.text.onnx"),
+        (
+            lambda d: d["models"].update({"model.int8.onnx": d["models"]["model.onnx"]}),
+            "model.int8.onnx', which the bundle does not list",
+        ),
+        (lambda d: d.update(texts=[]), "'texts' must be a non-empty list"),
+        (lambda d: [1, 2, 3], "not rnnonnx golden examples"),
+    ],
+)
 def test_bad_golden_examples_are_one_line(tiny_bundle, tmp_path, change, message):
     path = copy_of(tiny_bundle, tmp_path)
     golden = json.loads((path / "golden.json").read_text())

@@ -17,8 +17,8 @@ import random
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -65,7 +65,7 @@ class _Handler(_QuietHandler):
         path = path.split("?", 1)[0].split("#", 1)[0]
         for prefix, folder in sorted(self.mounts.items(), key=lambda item: -len(item[0])):
             if path.startswith(prefix):
-                return str(folder / path[len(prefix):].lstrip("/"))
+                return str(folder / path[len(prefix) :].lstrip("/"))
         return str(Path(self.directory) / "missing")
 
 
@@ -79,7 +79,10 @@ def server(tmp_path_factory) -> Iterator[dict]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "mount": lambda prefix, folder: mounts.__setitem__(prefix, folder)}
+        yield {
+            "url": f"http://127.0.0.1:{httpd.server_address[1]}",
+            "mount": lambda prefix, folder: mounts.__setitem__(prefix, folder),
+        }
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -87,12 +90,17 @@ def server(tmp_path_factory) -> Iterator[dict]:
 
 def run_browser(tools: dict, server: dict, tmp_path: Path, steps: list[dict]) -> list:
     """Run ``steps`` on the demo page in a fresh headless Chromium (tests/web_parity.mjs); their answers."""
-    request = {"chromium": tools["chromium"], "user_data_dir": str(tmp_path / "chromium-profile"),
-               "page": f"{server['url']}/web/", "steps": steps}
+    request = {
+        "chromium": tools["chromium"],
+        "user_data_dir": str(tmp_path / "chromium-profile"),
+        "page": f"{server['url']}/web/",
+        "steps": steps,
+    }
     request_file, response_file = tmp_path / "request.json", tmp_path / "response.json"
     request_file.write_text(json.dumps(request), encoding="ascii")
-    done = subprocess.run([tools["node"], str(RUNNER), str(request_file), str(response_file)], capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [tools["node"], str(RUNNER), str(request_file), str(response_file)], capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, f"browser run failed ({done.returncode}):\n{done.stderr[-6000:]}"
     return json.loads(response_file.read_text(encoding="utf-8"))["answers"]
 
@@ -109,8 +117,12 @@ def test_browser_predictions_match_python(browser_tools, server, tmp_path):
     """predict(texts, {topK: -1}) in Chromium: the Python predictor's labels, probabilities (<= 1e-5)
     and token ids, against both the ids graph and the bundle's default graph."""
     texts = parity_texts()
-    [answer] = run_browser(browser_tools, server, tmp_path, [
-        {"mode": "predict", "bundle": "/bundles/lstm/", "texts_json": json.dumps(texts), "top_k": -1}])
+    [answer] = run_browser(
+        browser_tools,
+        server,
+        tmp_path,
+        [{"mode": "predict", "bundle": "/bundles/lstm/", "texts_json": json.dumps(texts), "top_k": -1}],
+    )
     assert answer["graph"] == "ids" and answer["model_file"].endswith("/bundles/lstm/model.onnx")
     tokenizer = Bundle(LSTM).tokenizer
     wrong_ids = [t for t, ids in zip(texts, answer["ids"]) if ids != tokenizer.encode(t)]
@@ -121,10 +133,16 @@ def test_browser_predictions_match_python(browser_tools, server, tmp_path):
         predictor = Predictor(LSTM, device="cpu", threads=1, graph=graph)
         assert answer["labels"] == predictor.labels
         expected = [p.to_dict() for p in predictor.predict(texts, top_k=-1)]
-        diff = max(abs(g["probabilities"][label] - e["probabilities"][label]) for g, e in zip(got, expected) for label in predictor.labels)
+        diff = max(
+            abs(g["probabilities"][label] - e["probabilities"][label])
+            for g, e in zip(got, expected)
+            for label in predictor.labels
+        )
         wrong = [(t, g["label"], e["label"]) for t, g, e in zip(texts, got, expected) if g["label"] != e["label"]]
-        print(f"\nlstm, browser vs Python {predictor.graph} graph: {len(texts)} texts, max |dp| {diff:.3g}, "
-              f"browser {answer['seconds']:.2f} s")
+        print(
+            f"\nlstm, browser vs Python {predictor.graph} graph: {len(texts)} texts, max |dp| {diff:.3g}, "
+            f"browser {answer['seconds']:.2f} s"
+        )
         assert wrong == [], f"{len(wrong)} labels differ from the {predictor.graph} graph, e.g. {wrong[:3]!r}"
         assert diff <= TOLERANCE, f"max |dp| {diff:.3g} > {TOLERANCE:g} from the {predictor.graph} graph"
     for g in got:
@@ -146,8 +164,12 @@ def test_browser_int8_predictions_match_python(browser_tools, server, tmp_path, 
     (same batching, so the same per-batch activation scales)."""
     texts = parity_texts()[:600]
     server["mount"]("/bundles/int8/", int8_bundle)
-    [answer] = run_browser(browser_tools, server, tmp_path, [
-        {"mode": "predict", "bundle": "/bundles/int8/", "precision": "int8", "texts_json": json.dumps(texts), "top_k": None}])
+    [answer] = run_browser(
+        browser_tools,
+        server,
+        tmp_path,
+        [{"mode": "predict", "bundle": "/bundles/int8/", "precision": "int8", "texts_json": json.dumps(texts), "top_k": None}],
+    )
     assert answer["model_file"].endswith("/bundles/int8/model.int8.onnx")
     predictor = Predictor(int8_bundle, device="cpu", threads=1, graph="ids", precision="int8")
     expected = predictor.predict_proba(texts)
@@ -176,8 +198,20 @@ def test_browser_tokenizer_matches_python_at_every_code_point(browser_tools, ser
     browser's token ids equal the Python tokenizer's, for the bundle's tokenizer and for word and char
     tokenizers in which every distinct token has its own id (so a lowercasing or word-class slip shows)."""
     tokenizers = code_point_tokenizers()
-    answers = run_browser(browser_tools, server, tmp_path, [
-        {"mode": "code_points", "bundle": "/bundles/lstm/", "tokenizers": list(tokenizers.values()), "prefix": "Ab", "suffix": "Cd"}])[0]
+    answers = run_browser(
+        browser_tools,
+        server,
+        tmp_path,
+        [
+            {
+                "mode": "code_points",
+                "bundle": "/bundles/lstm/",
+                "tokenizers": list(tokenizers.values()),
+                "prefix": "Ab",
+                "suffix": "Cd",
+            }
+        ],
+    )[0]
     code_points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
     assert len(code_points) == 1_112_064
     for (name, data), got in zip(tokenizers.items(), answers):
@@ -189,8 +223,11 @@ def test_browser_tokenizer_matches_python_at_every_code_point(browser_tools, ser
         want_ids = np.array([i for e in expected for i in e], dtype=np.int64)
         if not (np.array_equal(lengths, want_lengths) and np.array_equal(ids, want_ids)):
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            wrong = [f"U+{cp:04X}" for cp, start, n, want in zip(code_points, starts, lengths, expected)
-                     if ids[start:start + n].tolist() != want]
+            wrong = [
+                f"U+{cp:04X}"
+                for cp, start, n, want in zip(code_points, starts, lengths, expected)
+                if ids[start : start + n].tolist() != want
+            ]
             pytest.fail(f"{name}: {len(wrong)} code points give other ids in the browser, e.g. {wrong[:10]}")
         print(f"\n{name}: {len(code_points)} code points, {len(ids)} ids, all equal to Python's")
 
@@ -206,8 +243,12 @@ def test_browser_refuses_corrupted_and_unknown_bundles(browser_tools, server, tm
     (future / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}), encoding="utf-8")
     for name, folder in {"tiny": tiny_bundle, "corrupted": corrupted, "future": future}.items():
         server["mount"](f"/bundles/{name}/", folder)
-    answers = run_browser(browser_tools, server, tmp_path, [
-        {"mode": "load_error", "bundle": f"/bundles/{name}/"} for name in ("tiny", "corrupted", "future", "absent")])
+    answers = run_browser(
+        browser_tools,
+        server,
+        tmp_path,
+        [{"mode": "load_error", "bundle": f"/bundles/{name}/"} for name in ("tiny", "corrupted", "future", "absent")],
+    )
     errors = [a["error"] for a in answers]
     assert errors[0] is None
     assert "BundleError" in errors[1] and "model.onnx: checksum mismatch with the manifest" in errors[1]
@@ -220,8 +261,12 @@ def site(browser_tools, tmp_path) -> Iterator[str]:
     """The folder clients/web/scripts/site.mjs assembles (page, module, tokenizer, onnxruntime-web,
     the lstm bundle), served as it is by Python's plain static file server; its URL."""
     folder = tmp_path / "site"
-    done = subprocess.run([browser_tools["node"], str(WEB / "scripts" / "site.mjs"), str(folder), str(LSTM)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [browser_tools["node"], str(WEB / "scripts" / "site.mjs"), str(folder), str(LSTM)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert not (folder / "web" / "bundle" / "model.text.onnx").exists()
     handler = functools.partial(_QuietHandler, directory=str(folder))
@@ -240,8 +285,9 @@ def test_demo_page_shows_the_prediction(browser_tools, site, tmp_path):
     label and one bar per class for a typed text; its screenshot is written under tmp_path."""
     text = "An absolutely wonderful, moving film: brilliant acting and a gorgeous score."
     screenshot = tmp_path / "demo.png"
-    [answer] = run_browser(browser_tools, {"url": site}, tmp_path, [
-        {"mode": "demo", "query": "", "text": text, "screenshot": str(screenshot)}])
+    [answer] = run_browser(
+        browser_tools, {"url": site}, tmp_path, [{"mode": "demo", "query": "", "text": text, "screenshot": str(screenshot)}]
+    )
     expected = Predictor(LSTM, device="cpu", threads=1).predict([text])[0]
     assert answer["state"] == "ready", answer["status"]
     assert answer["label"] == expected.label
