@@ -23,7 +23,7 @@ from rnnonnx.run import load_run
 from rnnonnx.training import logits_of
 from rnnonnx.training import train_run as train
 from tests.conftest import small_sample
-from tests.test_export import tiny_run as synthetic_run
+from tests.test_exporting import tiny_run as synthetic_run
 
 
 def test_ece_brier_and_reliability_by_hand():
