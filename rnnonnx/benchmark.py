@@ -303,30 +303,108 @@ def run_bench(
     bundle_path = Path(bundle)
     info = Bundle(bundle_path)
     texts, source = load_texts(options.data, options.fmt, options.text_col)
-    thread_counts, seconds, graph = options.thread_counts(), options.seconds, options.graph
     run_dir, torch_skip = pick_run(bundle_path, options.run)
     skipped = {TORCH: torch_skip} if torch_skip else {}
+    model = info.manifest.get("model")
+    if not model:
+        raise RnnonnxError(
+            f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again"
+        )
+    lengths = [len(info.tokenizer.encode(t)) for t in texts]
+    started = machine()
+    rounds = _measure_rounds(
+        bundle_path, _engine_specs(info, run_dir, options.graph), texts, model, lengths, options, run_dir, log
+    )
+    log(f"bench: cold starts ({options.cold_runs} run(s) each, interleaved)")
+    cold = cold_start(
+        bundle_path, run_dir, options.cold_runs, options.graph, Path(options.core_env) if options.core_env else None
+    )
+    loads = [started.get("load_average_1min"), *rounds.loads, machine().get("load_average_1min")]
+    valid_loads = [x for x in loads if x is not None]
+    results = rounds.results()
+    return BenchReport(
+        {
+            "rnnonnx_bench": 2,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {
+                **started,
+                "load_average_1min_end": loads[-1],
+                "load_average_1min_max": max(valid_loads) if valid_loads else None,
+            },
+            "versions": rounds.versions,
+            "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
+            "run": str(run_dir) if run_dir is not None else None,
+            "texts": {
+                "source": source,
+                "count": len(texts),
+                "mean_tokens": sum(lengths) / len(lengths),
+                "max_tokens": max(lengths),
+            },
+            "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
+            "threads": options.thread_counts(),
+            "rounds": options.rounds,
+            "seconds_per_measurement": options.seconds,
+            "graph": options.graph,
+            "results": results,
+            "skipped": skipped,
+            "parity": rounds.parity,
+            "cold_start": cold,
+            "targets": targets(results, cold, skipped),
+        }
+    )
+
+
+def _engine_specs(info: Bundle, run_dir: Path | None, graph: str) -> list[dict[str, Any]]:
+    """What each round measures: ORT fp32, ORT int8 when bundled, PyTorch when a run is known, the GEMM peak."""
     specs: list[dict[str, Any]] = [{"name": FP32, "engine": "ort", "precision": "fp32", "graph": graph}]
     if info.has(INT8_MODEL):
         specs.append({"name": INT8, "engine": "ort", "precision": "int8", "graph": graph})
     if run_dir is not None:
         specs.append({"name": TORCH, "engine": "torch", "run": str(run_dir)})
     specs.append({"name": PEAK, "engine": "gemm"})
-    model = info.manifest.get("model")
-    if not model:
-        raise RnnonnxError(
-            f"{bundle_path}: the manifest has no model configuration (needed to count its arithmetic); export the bundle again"
-        )
-    tokenizer = info.tokenizer
-    lengths = [len(tokenizer.encode(t)) for t in texts]
+    return specs
+
+
+@dataclass
+class _Rounds:
+    """Every round's measurements per thread count: raw (as the workers reported) and as figures."""
+
+    thread_counts: list[int]
+    raw: dict[int, list[dict[str, Any]]]
+    flat: dict[int, list[dict[str, dict[str, float]]]]
+    models: dict[str, str]
+    versions: dict[str, str]
+    parity: dict[str, Any]
+    loads: list[float | None]
+
+    def results(self) -> dict[str, Any]:
+        """Per thread count: the median and spread of each figure and ratio (see :func:`aggregate`)."""
+        out = {}
+        for threads in self.thread_counts:
+            summary = aggregate(self.flat[threads])
+            for name, entry in summary["engines"].items():
+                entry["model"] = self.models[name]
+            out[str(threads)] = {**summary, "measurements": self.raw[threads]}
+        return out
+
+
+def _measure_rounds(
+    bundle_path: Path,
+    specs: list[dict[str, Any]],
+    texts: list[str],
+    model: dict[str, Any],
+    lengths: list[int],
+    options: BenchOptions,
+    run_dir: Path | None,
+    log: Callable[[str], None],
+) -> _Rounds:
+    """A B C A B C ...: every engine once per round and thread count, each in its own process, one
+    at a time; parity is checked on the first round's probes before any figure counts."""
+    thread_counts, seconds = options.thread_counts(), options.seconds
     steps = [max(1, n) for n in lengths]
-    started = machine()
-    loads = [started.get("load_average_1min")]
-    raw: dict[int, list[dict[str, Any]]] = {t: [] for t in thread_counts}
-    flat: dict[int, list[dict[str, dict[str, float]]]] = {t: [] for t in thread_counts}
-    models: dict[str, str] = {}
-    versions: dict[str, str] = {"rnnonnx": __version__}
-    parity: dict[str, Any] = {}
+    rounds = _Rounds(
+        thread_counts, {t: [] for t in thread_counts}, {t: [] for t in thread_counts}, {}, {"rnnonnx": __version__}, {}, []
+    )
     for number in range(options.rounds):
         for threads in thread_counts:
             measured: dict[str, Any] = {}
@@ -345,13 +423,13 @@ def run_bench(
                     "probe": first,
                 }
                 result = measured[spec["name"]] = run_worker(task, threads)
-                versions.update(result.pop("versions", {}))
+                rounds.versions.update(result.pop("versions", {}))
                 if "model" in result:
-                    models[spec["name"]] = result.pop("model")
+                    rounds.models[spec["name"]] = result.pop("model")
             if first:
-                parity = _check_parity(measured, run_dir)
-            raw[threads].append(measured)
-            flat[threads].append(
+                rounds.parity = _check_parity(measured, run_dir)
+            rounds.raw[threads].append(measured)
+            rounds.flat[threads].append(
                 {
                     name: (
                         {"gflops": m["gflops"]}
@@ -361,47 +439,8 @@ def run_bench(
                     for name, m in measured.items()
                 }
             )
-        loads.append(machine().get("load_average_1min"))
-    results = {}
-    for threads in thread_counts:
-        summary = aggregate(flat[threads])
-        for name, entry in summary["engines"].items():
-            entry["model"] = models[name]
-        results[str(threads)] = {**summary, "measurements": raw[threads]}
-    log(f"bench: cold starts ({options.cold_runs} run(s) each, interleaved)")
-    cold = cold_start(bundle_path, run_dir, options.cold_runs, graph, Path(options.core_env) if options.core_env else None)
-    loads.append(machine().get("load_average_1min"))
-    valid_loads = [x for x in loads if x is not None]
-    return BenchReport(
-        {
-            "rnnonnx_bench": 2,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                **started,
-                "load_average_1min_end": loads[-1],
-                "load_average_1min_max": max(valid_loads) if valid_loads else None,
-            },
-            "versions": versions,
-            "bundle": {"path": str(bundle_path), "model": model, "files": sorted(info.manifest.get("files", {}))},
-            "run": str(run_dir) if run_dir is not None else None,
-            "texts": {
-                "source": source,
-                "count": len(texts),
-                "mean_tokens": sum(lengths) / len(lengths),
-                "max_tokens": max(lengths),
-            },
-            "flops": {"per_text_mean": mean_flops_per_text(model, lengths), "formula": FORMULA},
-            "threads": thread_counts,
-            "rounds": options.rounds,
-            "seconds_per_measurement": seconds,
-            "graph": graph,
-            "results": results,
-            "skipped": skipped,
-            "parity": parity,
-            "cold_start": cold,
-            "targets": targets(results, cold, skipped),
-        }
-    )
+        rounds.loads.append(machine().get("load_average_1min"))
+    return rounds
 
 
 def _check_parity(measured: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
