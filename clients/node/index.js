@@ -12,6 +12,7 @@
 const ort = require('onnxruntime-node');
 const { BundleError, readBundle } = require('./bundle');
 const { Tokenizer, padIds } = require('./tokenizer.mjs'); // an ES module: Node.js >= 20.19 / 22.12
+const { checkTexts, predictionsFromProba } = require('./predictions.mjs');
 
 const GRAPHS = ['auto', 'text', 'ids'];
 const PRECISIONS = ['fp32', 'int8'];
@@ -44,27 +45,10 @@ class Classifier {
    * plus top: [{label, score}, ...] (best first) when topK is given (-1: every label). With minScore,
    * label is null when the top probability is below it.
    */
-  async predict(texts, { topK, minScore } = {}) {
-    if (topK !== undefined && topK !== null && (!Number.isInteger(topK) || (topK < 1 && topK !== -1))) {
-      throw new RangeError(`topK must be a positive integer or -1 (every label), not ${topK}`);
-    }
-    if (minScore !== undefined && minScore !== null && !(minScore >= 0 && minScore <= 1)) {
-      throw new RangeError(`minScore must be a probability between 0 and 1, not ${minScore}`);
-    }
-    const rows = await this.predictProba(texts);
-    return rows.map((row) => {
-      let best = 0;
-      for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j; // first maximum, as numpy argmax
-      const probabilities = Object.fromEntries(this.labels.map((label, j) => [label, row[j]]));
-      const label = minScore === undefined || minScore === null || row[best] >= minScore ? this.labels[best] : null;
-      const prediction = { label, score: row[best], probabilities };
-      if (topK !== undefined && topK !== null) {
-        const order = this.labels.map((_, j) => j).sort((a, b) => row[b] - row[a] || a - b); // stable: ties keep label order
-        prediction.top = order.slice(0, topK === -1 ? order.length : topK).map((j) => ({ label: this.labels[j], score: row[j] }));
-      }
-      return prediction;
-    });
+  async predict(texts, options = {}) {
+    return predictionsFromProba(await this.predictProba(texts), this.labels, options);
   }
+
 
   /** Token ids of one text (the ids graph's input), truncated to max_len. */
   encode(text) {
@@ -125,14 +109,6 @@ function codePointLength(text) {
   return text.length - pairs;
 }
 
-function checkTexts(texts) {
-  if (typeof texts === 'string') throw new TypeError('predict takes an array of texts, not one string');
-  if (!Array.isArray(texts)) throw new TypeError('predict takes an array of texts');
-  texts.forEach((t, i) => {
-    if (typeof t !== 'string') throw new TypeError(`text ${i} is a ${typeof t}, not a string`);
-  });
-  return texts;
-}
 
 /**
  * Load a bundle directory: verify its manifest (format version, sha256 of every file) and open the model.

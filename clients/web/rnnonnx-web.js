@@ -13,6 +13,9 @@
 
 import * as ort from 'onnxruntime-web/wasm';
 import { Tokenizer, padIds } from '../node/tokenizer.mjs';
+import { checkTexts, predictionsFromProba } from '../node/predictions.mjs';
+
+export { predictionsFromProba };
 
 export { Tokenizer };
 
@@ -67,43 +70,6 @@ async function verifyFiles(base, files, fetched) {
   }
 }
 
-function checkTexts(texts) {
-  if (typeof texts === 'string') throw new TypeError('predict takes an array of texts, not one string');
-  if (!Array.isArray(texts)) throw new TypeError('predict takes an array of texts');
-  texts.forEach((t, i) => {
-    if (typeof t !== 'string') throw new TypeError(`text ${i} is a ${typeof t}, not a string`);
-  });
-  return texts;
-}
-
-/**
- * Predictions from probability rows, in the shape every face of rnnonnx uses:
- * {label, score, probabilities: {label: p}} plus top: [{label, score}] (best first) when topK is
- * given (-1: every label). label is the first maximum (as numpy's argmax), or null below minScore.
- */
-export function predictionsFromProba(rows, labels, { topK, minScore } = {}) {
-  if (topK !== undefined && topK !== null && !(Number.isInteger(topK) && (topK >= 1 || topK === -1))) {
-    throw new TypeError(`topK must be a positive integer or -1 (every label), not ${JSON.stringify(topK)}`);
-  }
-  if (minScore !== undefined && minScore !== null && !(typeof minScore === 'number' && minScore >= 0 && minScore <= 1)) {
-    throw new TypeError(`minScore must be a probability between 0 and 1, not ${JSON.stringify(minScore)}`);
-  }
-  const k = topK === undefined || topK === null || topK === -1 ? labels.length : Math.min(topK, labels.length);
-  return rows.map((row) => {
-    let best = 0;
-    for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
-    const prediction = {
-      label: minScore === undefined || minScore === null || row[best] >= minScore ? labels[best] : null,
-      score: row[best],
-      probabilities: Object.fromEntries(labels.map((label, j) => [label, row[j]])),
-    };
-    if (topK !== undefined && topK !== null) {
-      const order = labels.map((_, j) => j).sort((a, b) => row[b] - row[a]); // stable: ties keep label order
-      prediction.top = order.slice(0, k).map((j) => ({ label: labels[j], score: row[j] }));
-    }
-    return prediction;
-  });
-}
 
 export class Classifier {
   constructor({ url, manifest, labels, tokenizer, session, precision, modelFile, batchSize }) {

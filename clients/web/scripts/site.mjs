@@ -5,7 +5,7 @@
 //
 //   OUT_DIR/web/index.html, rnnonnx-web.js        the page and the module
 //   OUT_DIR/web/node_modules/onnxruntime-web/dist/ ort.wasm.min.mjs and its .mjs/.wasm runtime
-//   OUT_DIR/node/tokenizer.mjs, unicode-tables.mjs  the tokenizer, shared with the Node.js client
+//   OUT_DIR/node/tokenizer.mjs, unicode-tables.mjs, predictions.mjs  shared with the Node.js client
 //   OUT_DIR/web/bundle/                            the bundle's manifest, labels, tokenizer and ids graph
 //
 // The folder is written next to OUT_DIR under a temporary name and renamed at the end.
@@ -45,7 +45,7 @@ const tmp = fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.
 try {
   for (const name of ['index.html', 'rnnonnx-web.js']) copy(path.join(WEB, name), path.join(tmp, 'web', name));
   for (const name of ORT_FILES) copy(path.join(WEB, ORT_DIST, name), path.join(tmp, 'web', ORT_DIST, name));
-  for (const name of ['tokenizer.mjs', 'unicode-tables.mjs']) copy(path.join(NODE, name), path.join(tmp, 'node', name));
+  for (const name of ['tokenizer.mjs', 'unicode-tables.mjs', 'predictions.mjs']) copy(path.join(NODE, name), path.join(tmp, 'node', name));
   if (bundleArg !== undefined) {
     for (const name of BUNDLE_FILES) {
       const from = path.join(bundleArg, name);
