@@ -170,10 +170,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| the same, rows/s it reports itself (start and model load left out) | {spread(inner)} |")
     lines += [
         f'| Spark `local[{report["cores"]}]`: read CSV, `predict_udf(BUNDLE)("text")`, write CSV '
-        f"(running session, {report['input_partitions']} input partitions) | {spread(report['spark_rows_per_s'])} |",
+        f"(running SparkSession, {report['input_partitions']} input partitions) | {spread(report['spark_rows_per_s'])} |",
         "",
         f"Spark / CLI rows/s, per round: {spread(report['spark_over_cli'], '{:.2f}')}. "
-        f"Spark session start {report['spark_session_start_s']:.1f} s; first job (Python workers start, bundle loads) "
+        f"SparkSession start {report['spark_session_start_s']:.1f} s; first job (Python workers start, bundle loads) "
         f"{report['spark_first_job_s']:.1f} s against {report['rows'] / statistics.median(report['spark_rows_per_s']):.1f} s "
         f"for the later ones (median). Same label for every row: {'yes' if report['same_labels'] else 'NO'}; "
         f"largest score difference {report['max_score_difference']:.1e} (the CSVs round scores).",

@@ -58,6 +58,25 @@ def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+# The ONNX Runtime options of every command that runs a bundle (predict, evaluate, serve, ...).
+GRAPHS = ("auto", "ids", "text")
+ORT_DEVICE = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
+)
+ORT_GRAPH = click.option(
+    "--graph",
+    type=click.Choice(GRAPHS),
+    default="auto",
+    show_default=True,
+    help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.",
+)
+ORT_INT8 = click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rnnonnx")
 def main() -> None:
@@ -286,22 +305,10 @@ def _predict_to_file(
 )
 @click.option("--text-col", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL --input.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
-)
+@ORT_DEVICE
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
-@click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
-@click.option(
-    "--graph",
-    type=click.Choice(["auto", "ids", "text"]),
-    default="auto",
-    show_default=True,
-    help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.",
-)
+@ORT_INT8
+@ORT_GRAPH
 @click.option(
     "--output",
     "output_path",
@@ -402,13 +409,7 @@ def predict_command(
     help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot "
     "(implied when BUNDLE_OR_RUN is a run).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
-)
+@ORT_DEVICE
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
 def evaluate_command(
@@ -509,7 +510,7 @@ def evaluate_command(
 )
 @click.option(
     "--graph",
-    type=click.Choice(["auto", "ids", "text"]),
+    type=click.Choice(GRAPHS),
     default="auto",
     show_default=True,
     help="Predictor graph for the ONNX Runtime engines and the cold start, as in 'rnnonnx predict'.",
@@ -588,21 +589,9 @@ def bench_command(
     default=None,
     help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
-)
-@click.option(
-    "--graph",
-    type=click.Choice(["auto", "ids", "text"]),
-    default="auto",
-    show_default=True,
-    help="ids: tokenize in Python, model.onnx; text: raw strings into model.text.onnx; auto: the faster one.",
-)
-@click.option("--int8", is_flag=True, help="Run the bundle's int8 model (export with --quantize int8).")
+@ORT_DEVICE
+@ORT_GRAPH
+@ORT_INT8
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -709,13 +698,7 @@ def verify_command(bundle: str, as_json: bool) -> None:
     "--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write a small self-contained HTML page here."
 )
 @click.option("--int8", is_flag=True, help="Explain the bundle's int8 model (export with --quantize int8).")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="ONNX Runtime device (cuda needs rnnonnx[gpu]).",
-)
+@ORT_DEVICE
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @friendly
 def explain_command(
