@@ -315,7 +315,29 @@ class Bundle:
         problems = [
             f"{self.path / name}: missing (not listed in the manifest)" for name in (TOKENIZER, LABELS) if name not in files
         ]
-        return problems + [problem for problem in (self._entry_problem(name, entry) for name, entry in files.items()) if problem]
+        problems += [problem for problem in (self._entry_problem(name, entry) for name, entry in files.items()) if problem]
+        return problems + self._external_data_problems(files)
+
+    def _external_data_problems(self, files: dict[str, Any]) -> list[str]:
+        """The manifest's ``external_data`` (model file -> the listed files it reads weights from,
+        see :mod:`rnnonnx.storage`) must name only listed files, never the model itself."""
+        record = self.manifest.get("external_data", {})
+        where = f"{self.path / MANIFEST}: external_data"
+        if not isinstance(record, dict):
+            return [f"{where} must be an object, not {_type_name(record)}"]
+        problems = []
+        for name, hosts in record.items():
+            if name not in files:
+                problems.append(f"{where} names {name!r:.80}, which the manifest does not list")
+            elif not isinstance(hosts, list) or not all(isinstance(h, str) and h in files and h != name for h in hosts):
+                problems.append(f"{where} of {name} must list other files of the bundle, not {hosts!r:.80}")
+        return problems
+
+    def external_data(self, name: str) -> list[str]:
+        """The bundle files whose bytes the model file ``name`` reads as ONNX external data."""
+        record = self.manifest.get("external_data", {})
+        hosts = record.get(name, []) if isinstance(record, dict) else []
+        return list(hosts) if isinstance(hosts, list) else []
 
     def _entry_problem(self, name: Any, entry: Any) -> str | None:
         """What is wrong with one listed file, short of its checksum."""

@@ -225,9 +225,9 @@ def int8_models(
     own figure beside it). Warns loudly when int8 loses more than
     :data:`rnnonnx.quantize.MAX_ACCURACY_DROP` points or moves with its batch beyond
     :data:`rnnonnx.quantize.BATCH_INDEPENDENCE_BOUND`."""
-    from .quantize import BATCH_INDEPENDENCE_BOUND, MAX_ACCURACY_DROP, accuracy, batch_dependence, quantize_int8, verdict
+    from .quantize import BATCH_INDEPENDENCE_BOUND, MAX_ACCURACY_DROP, accuracy, batch_dependence, quantize_weights, verdict
 
-    int8_bytes, report = quantize_int8(model_bytes)
+    int8_bytes, report = quantize_weights(model_bytes)
     int8_session = session_for(int8_bytes)
     text_bytes, text_report = text_twin(run, int8_bytes, int8_session, TEXT_INT8_MODEL, log)
     texts, gold = run.held_out("validation")
@@ -279,6 +279,58 @@ def int8_models(
     return {INT8_MODEL: int8_bytes, TEXT_INT8_MODEL: text_bytes}, {TEXT_INT8_MODEL: text_report}, entry
 
 
+def stored_model(run: Run, log: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
+    """The ids graph as the bundle ships it: embedding tables int8 with one scale per row
+    (:mod:`rnnonnx.storage`). ``run.model`` gets the same dequantized tables, so parity checks ONNX
+    Runtime against the PyTorch model whose weights are the shipped ones; the manifest entry holds
+    the validation accuracy of the trained fp32 tables and of the shipped ones."""
+    from .quantize import accuracy, quantize_int8
+    from .storage import METHOD, use_stored_embeddings
+
+    fp32_bytes = to_onnx(run)
+    stored_bytes, _ = quantize_int8(fp32_bytes)
+    use_stored_embeddings(run.model, fp32_bytes, stored_bytes)
+    texts, gold = run.held_out("validation")
+    fp32_acc = accuracy(session_for(fp32_bytes), run.tokenizer, run.labels, texts, gold)
+    stored_acc = accuracy(session_for(stored_bytes), run.tokenizer, run.labels, texts, gold)
+    if fp32_acc is not None and stored_acc is not None:
+        log(
+            f"storage: int8 embedding tables, validation accuracy {stored_acc:.4f} "
+            f"(fp32 tables {fp32_acc:.4f}, {100 * (stored_acc - fp32_acc):+.2f} points)"
+        )
+    entry = {"method": METHOD, "validation_accuracy": {"fp32": fp32_acc, "stored": stored_acc, "rows": len(texts)}}
+    return stored_bytes, entry
+
+
+def shared_files(
+    files: dict[str, bytes], external: dict[str, list[str]], log: Callable[[str], None]
+) -> tuple[dict[str, bytes], dict[str, list[str]]]:
+    """Each model file of ``external`` rewritten (in order) to read its large tensors from the
+    final bytes of the files listed for it (:func:`rnnonnx.storage.share_weights`), and the files
+    each one now reads. Checked on the way: reading the external bytes back inline gives the very
+    file it replaces, byte for byte, and ONNX Runtime loads it from the hosts' bytes."""
+    import onnxruntime as ort
+
+    from .storage import external_files, resolve, share_weights
+
+    out = dict(files)
+    reads = {}
+    for name, host_names in external.items():
+        if name not in out:
+            continue
+        hosts = {host: out[host] for host in host_names}
+        shared = share_weights(out[name], hosts)
+        used = external_files(shared)
+        if resolve(shared, {host: out[host] for host in used}) != out[name]:
+            raise RnnonnxError(f"{name}: its weights read from {', '.join(used)} differ from its own")
+        options = ort.SessionOptions()
+        options.add_external_initializers_from_files_in_memory(list(used), [out[h] for h in used], [len(out[h]) for h in used])
+        ort.InferenceSession(shared, options, providers=["CPUExecutionProvider"])
+        log(f"{name}: {len(out[name]):,} -> {len(shared):,} bytes, reading {sum(used.values()):,} from {', '.join(used)}")
+        out[name], reads[name] = shared, sorted(used)
+    return out, reads
+
+
 def golden_texts(run: Run) -> list[str]:
     """The texts of ``golden.json``: the first validation texts and the text-in graph's edge
     texts (the longest cut short, still far past max_len)."""
@@ -321,7 +373,7 @@ def export_run(
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / BUNDLE_DIR
     check_output_directory(out, is_bundle_dir, "bundle", [run_dir])  # refuse before the conversion, not after it
-    model_bytes = to_onnx(run)
+    model_bytes, storage = stored_model(run, log)
     ids_session = session_for(model_bytes)
     ids_reports = parity(run, ids_session)
     for group, report in ids_reports.items():
@@ -330,16 +382,19 @@ def export_run(
         raise ParityError(f"ONNX Runtime and PyTorch disagree beyond {TOLERANCE:g} (see above); no bundle written")
     text_bytes, text_report = text_twin(run, model_bytes, ids_session, TEXT_MODEL, log)
     files = {MODEL: model_bytes, TEXT_MODEL: text_bytes}
+    external = {MODEL: [TEXT_MODEL]}
     reports = {MODEL: manifest_entry(ids_reports), TEXT_MODEL: text_report}
     extra: dict[str, Any] = {}
     golden = {MODEL: ids_session, TEXT_MODEL: ids_session}
     if quantize == "int8":
         int8_files, int8_reports, extra["int8"] = int8_models(run, model_bytes, ids_session, log)
         files.update(int8_files)
+        external.update({INT8_MODEL: [TEXT_MODEL], TEXT_INT8_MODEL: [TEXT_MODEL, INT8_MODEL]})
         reports.update(int8_reports)
         int8_session = session_for(int8_files[INT8_MODEL])
         golden.update({INT8_MODEL: int8_session, TEXT_INT8_MODEL: int8_session})
     files[GOLDEN] = golden_file(run, golden)
+    files, external = shared_files(files, external, log)
     manifest = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": run.config["model"],
@@ -352,6 +407,8 @@ def export_run(
         },
         "versions": library_versions(),
         "parity": reports,
+        "storage": storage,
+        "external_data": external,
         **extra,
     }
     write_bundle(out, files, run.tokenizer, run.labels, manifest, inputs=[run_dir])

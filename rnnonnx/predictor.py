@@ -189,17 +189,12 @@ class Predictor:
         self.precision = precision
         self.graph = self._pick_graph(graph, precision)
         self.model_file = MODEL_FILES[(self.graph, precision)]
-        options = ort.SessionOptions()
-        # ONNX Runtime would also print its own log line for each error it raises; the exception,
-        # turned into one line (see _run), is what the user sees.
-        options.log_severity_level = 4
-        if threads is not None:
-            if threads < 1:
-                raise RnnonnxError("threads must be at least 1")
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        for key, value in (session_config or {}).items():
-            options.add_session_config_entry(key, value)
+        if threads is not None and threads < 1:
+            raise RnnonnxError("threads must be at least 1")
+        self._threads, self._session_config = threads, dict(session_config or {})
+        # The bytes of files whose weights a session reads (kept alive as long as the sessions).
+        self._host_bytes: list[dict[str, bytes]] = []
+        options = self._session_options()
         wanted = providers_for(device)
         self._options, self._wanted, self._ids_session = options, wanted, None
         try:
@@ -225,12 +220,36 @@ class Predictor:
             )
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
 
+    def _session_options(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # ONNX Runtime would also print its own log line for each error it raises; the exception,
+        # turned into one line (see _run), is what the user sees.
+        options.log_severity_level = 4
+        if self._threads is not None:
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+        for key, value in self._session_config.items():
+            options.add_session_config_entry(key, value)
+        return options
+
     def _open(self, ort: Any, options: Any, providers: list[str], model_file: str | None = None) -> Any:
         model_file = model_file or self.model_file
         try:
             model = self.bundle.read(model_file)
+            hosts = {name: self.bundle.read(name) for name in self.bundle.external_data(model_file)}
         except OSError as exc:
             raise RnnonnxError(f"{self.bundle.path / model_file}: cannot read it ({exc.strerror})") from None
+        if hosts:
+            # Its weights live in other files of the bundle (rnnonnx.storage): ONNX Runtime reads them
+            # from these verified bytes, never from the disk again. A fresh SessionOptions per session,
+            # since the files given stay attached to the options object.
+            options = self._session_options()
+            options.add_external_initializers_from_files_in_memory(
+                list(hosts), list(hosts.values()), [len(b) for b in hosts.values()]
+            )
+            self._host_bytes.append(hosts)
         try:
             session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models

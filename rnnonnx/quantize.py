@@ -46,6 +46,12 @@ METHOD = (
     "activations fp32, so no scale depends on the batch"
 )
 
+METHOD_WEIGHTS = (
+    "weight-only int8: embedding tables, recurrent and output weight matrices stored as int8 with one fp32 scale per "
+    "(output) row (symmetric), scaled back to fp32 in the graph (Gather/Cast/Mul, DequantizeLinear); all arithmetic "
+    "and activations fp32, so no scale depends on the batch"
+)
+
 
 def row_quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``table`` [rows, columns] as int8 and one scale per row, ``table ~ q * scale``; an all-zero
@@ -107,6 +113,50 @@ def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     return quantized, describe(onnx.load_from_string(model_bytes), model)
 
 
+def quantize_weights(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The int8 twin of a bundle's graph: embedding tables int8 per row as :func:`quantize_int8`
+    stores them (applied here when the graph still has fp32 tables), and every recurrent and output
+    weight matrix int8 per output row too, behind a ``DequantizeLinear``; arithmetic and activations
+    stay fp32, so a text's result still does not depend on its batch."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    if _embedding_tables(model.graph):
+        model = onnx.load_from_string(quantize_int8(model_bytes)[0])
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    axes: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in RECURRENT_OPS:
+            axes.update({node.input[1]: 1, node.input[2]: 1})
+        elif node.op_type == "Gemm" and node.input[1] in initializers:
+            axes[node.input[1]] = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+    front = []
+    for name, axis in axes.items():
+        weights = numpy_helper.to_array(initializers[name])
+        rows = np.moveaxis(weights, axis, 0)
+        q, scale = row_quantize(rows.reshape(rows.shape[0], -1))
+        graph.initializer.remove(initializers[name])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.moveaxis(q.reshape(rows.shape), 0, axis), f"{name}/int8"),
+                numpy_helper.from_array(scale, f"{name}/scale"),
+                numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}/zero"),
+            ]
+        )
+        front.append(
+            helper.make_node(
+                "DequantizeLinear", [f"{name}/int8", f"{name}/scale", f"{name}/zero"], [name], name=f"{name}/dq", axis=axis
+            )
+        )
+    nodes = front + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString(), describe(onnx.load_from_string(model_bytes), model)
+
+
 def describe(fp32: Any, int8: Any) -> dict[str, Any]:
     """What the int8 graph ``int8`` stores in int8 and computes in fp32, from the graphs themselves."""
     from onnx import TensorProto
@@ -117,9 +167,17 @@ def describe(fp32: Any, int8: Any) -> dict[str, Any]:
         raise ValueError(f"no recurrent layer ({', '.join(RECURRENT_OPS)}) in the graph")
     int8_names = {i.name for i in int8.graph.initializer if i.data_type == TensorProto.INT8}
     embedding = any(n.op_type == "Gather" and n.input and n.input[0] in int8_names for n in int8.graph.node)
+    dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_names}
+    recurrent_int8 = any(n.op_type in RECURRENT_OPS and dequantized & set(n.input[1:3]) for n in int8.graph.node)
+    output_int8 = any(n.op_type == "Gemm" and n.input[1] in dequantized for n in int8.graph.node)
+    kind = "int8 weights, fp32 arithmetic"
     return {
-        "method": METHOD,
-        "layers": {"embedding": "int8 weights, fp32 arithmetic" if embedding else "fp32", "recurrent": "fp32", "output": "fp32"},
+        "method": METHOD_WEIGHTS if recurrent_int8 else METHOD,
+        "layers": {
+            "embedding": kind if embedding else "fp32",
+            "recurrent": kind if recurrent_int8 else "fp32",
+            "output": kind if output_int8 else "fp32",
+        },
     }
 
 
