@@ -70,6 +70,15 @@ async function verifyFiles(base, files, fetched) {
   }
 }
 
+/** The bundle files the manifest says ``modelFile`` reads as external data (manifest.external_data). */
+function externalData(manifest, modelFile, base) {
+  const record = manifest.external_data ?? {};
+  const hosts = record[modelFile] ?? [];
+  if (!Array.isArray(hosts) || !hosts.every((h) => typeof h === 'string' && h !== modelFile && Object.prototype.hasOwnProperty.call(manifest.files, h))) {
+    throw new BundleError(`${base}: manifest external_data of ${modelFile} must list other files of the bundle`);
+  }
+  return hosts;
+}
 
 export class Classifier {
   constructor({ url, manifest, labels, tokenizer, session, precision, modelFile, batchSize }) {
@@ -159,7 +168,10 @@ export async function load(url, options = {}) {
     const hint = precision === 'int8' ? "export it with 'rnnonnx export RUN_DIR --quantize int8'" : 'export it again';
     throw new BundleError(`${base}: bundle has no ${modelFile} (precision '${precision}'); ${hint}`);
   }
-  const names = ['labels.json', 'tokenizer.json', modelFile];
+  // Files whose bytes the model reads as ONNX external data (the ids graph reads its weights from
+  // model.text.onnx, so a bundle stores them once): fetched and checked like the model itself.
+  const external = externalData(manifest, modelFile, base);
+  const names = ['labels.json', 'tokenizer.json', modelFile, ...external];
   for (const name of names) if (!Object.prototype.hasOwnProperty.call(files, name)) throw new BundleError(`${base}: manifest lists no ${name}`);
   const fetched = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await fetchBytes(new URL(name, base).href, fetchFn)])));
   if (verify) await verifyFiles(base, files, fetched);
@@ -181,7 +193,11 @@ export async function load(url, options = {}) {
   if (wasmPaths !== undefined) ort.env.wasm.wasmPaths = wasmPaths;
   let session;
   try {
-    session = await ort.InferenceSession.create(fetched[modelFile], { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    session = await ort.InferenceSession.create(fetched[modelFile], {
+      executionProviders: ['wasm'],
+      graphOptimizationLevel: 'all',
+      externalData: external.map((name) => ({ path: name, data: fetched[name] })),
+    });
   } catch (err) {
     throw new BundleError(`${new URL(modelFile, base).href}: ONNX Runtime cannot load it (${String(err.message).split('\n')[0]})`);
   }

@@ -1,0 +1,127 @@
+"""Weights stored once and in int8: the ids graph reads the text graph's bytes, the PyTorch
+reference holds the shipped tables, and a changed weight file is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from rnnonnx import Predictor
+from rnnonnx.bundle import MODEL, TEXT_MODEL, Bundle
+from rnnonnx.errors import BundleError, RnnonnxError
+from rnnonnx.exporting import session_for, stored_model, to_onnx
+from rnnonnx.storage import EXTERNAL_MIN_BYTES, external_files, resolve, share_weights
+from tests.test_exporting import tiny_run
+
+
+def external_tensors(model: onnx.ModelProto) -> dict[str, dict[str, str]]:
+    external = [i for i in model.graph.initializer if i.data_location == TensorProto.EXTERNAL]
+    return {i.name: {e.key: e.value for e in i.external_data} for i in external}
+
+
+def test_ids_graph_reads_the_text_graphs_weight_bytes(tiny_bundle):
+    bundle = Bundle(tiny_bundle)
+    assert bundle.manifest["external_data"] == {MODEL: [TEXT_MODEL]}
+    ids = onnx.load_from_string((tiny_bundle / MODEL).read_bytes())
+    text_bytes = (tiny_bundle / TEXT_MODEL).read_bytes()
+    text = {i.name: i for i in onnx.load_from_string(text_bytes).graph.initializer}
+    shared = external_tensors(ids)
+    tables = [name for name in shared if name.endswith("/int8")]
+    assert tables, "the int8 embedding table must be read from model.text.onnx"
+    for name, info in shared.items():
+        assert info["location"] == TEXT_MODEL
+        start, length = int(info["offset"]), int(info["length"])
+        assert text_bytes[start : start + length] == text[name].raw_data
+    inline = [i for i in ids.graph.initializer if i.data_location != TensorProto.EXTERNAL]
+    assert all(len(i.raw_data) < EXTERNAL_MIN_BYTES for i in inline)
+    assert (tiny_bundle / MODEL).stat().st_size < 0.5 * (tiny_bundle / TEXT_MODEL).stat().st_size
+    assert text[tables[0]].data_type == TensorProto.INT8
+
+
+def test_both_graphs_give_the_same_probabilities(tiny_bundle):
+    texts = ["a fine and moving film", "dull", ""]
+    ids = Predictor(tiny_bundle, graph="ids").predict_proba(texts)
+    text = Predictor(tiny_bundle, graph="text").predict_proba(texts)
+    assert np.abs(ids - text).max() <= 1e-6
+
+
+def tampered_copy(tiny_bundle, tmp_path, name):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    payload = bytearray((copy / name).read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    (copy / name).write_bytes(bytes(payload))
+    return copy
+
+
+def test_a_changed_weight_file_is_refused_by_the_ids_graph(tiny_bundle, tmp_path):
+    copy = tampered_copy(tiny_bundle, tmp_path, TEXT_MODEL)
+    with pytest.raises(BundleError, match=r"model\.text\.onnx: checksum mismatch"):
+        Predictor(copy, graph="ids")
+
+
+def test_ids_graph_without_its_external_data_record_does_not_load(tiny_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["external_data"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RnnonnxError, match="ONNX Runtime cannot load it"):
+        Predictor(copy, graph="ids")
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [({MODEL: ["nowhere.onnx"]}, "must list other files"), ({MODEL: [MODEL]}, "must list other files"), ([], "an object")],
+)
+def test_external_data_must_name_other_listed_files(tiny_bundle, tmp_path, record, why):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["external_data"] = record
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=why):
+        Bundle(copy)
+
+
+def test_pytorch_reference_holds_the_shipped_int8_tables():
+    run = tiny_run("lstm", False, 1, members=2)
+    stored, entry = stored_model(run, log=lambda message: None)
+    graph = onnx.load_from_string(stored).graph
+    tensors = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    tables = sorted(name[: -len("/int8")] for name in tensors if name.endswith("/int8"))
+    assert len(tables) == 2
+    weights = [m.embedding.weight.detach().numpy() for m in run.model.members]
+    for name in tables:
+        shipped = tensors[f"{name}/int8"].astype(np.float32) * tensors[f"{name}/row_scale"]
+        assert any(np.array_equal(shipped, w) for w in weights)
+    assert "int8" in entry["method"]
+    ids = np.array([[3, 4, 5, 0], [7, 8, 9, 10]], dtype=np.int64)
+    import torch
+
+    from rnnonnx.model import ExportWrapper
+
+    with torch.no_grad():
+        expected = ExportWrapper(run.model).eval()(torch.from_numpy(ids))[1].numpy()
+    got = session_for(stored).run(["probabilities"], {"input_ids": ids})[0]
+    assert np.abs(expected - got).max() <= 1e-6
+
+
+def test_share_weights_keeps_what_no_host_holds_and_reads_back_byte_for_byte():
+    run = tiny_run("gru", False, 1)
+    model_bytes = to_onnx(run)
+    model = onnx.load_from_string(model_bytes)
+    big = [i for i in model.graph.initializer if len(i.raw_data) >= EXTERNAL_MIN_BYTES]
+    host = b"header" + big[0].raw_data + b"trailer"
+    shared = share_weights(model_bytes, {"host.bin": host})
+    assert external_files(shared) == {"host.bin": len(big[0].raw_data)}
+    assert external_tensors(onnx.load_from_string(shared)) == {
+        big[0].name: {"location": "host.bin", "offset": "6", "length": str(len(big[0].raw_data))}
+    }
+    assert resolve(shared, {"host.bin": host}) == model_bytes
+    assert share_weights(model_bytes, {}) == model_bytes
