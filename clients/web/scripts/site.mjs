@@ -17,8 +17,15 @@ const WEB = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const NODE = path.join(path.dirname(WEB), 'node');
 const ORT_DIST = path.join('node_modules', 'onnxruntime-web', 'dist');
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
-// The browser fetches these; the text graph (model.text.onnx) it never runs, so it is left out.
+// The browser fetches these, and the files their graphs read weights from (manifest external_data:
+// model.onnx reads its weights from model.text.onnx); the int8 text graph it never runs.
 const BUNDLE_FILES = ['manifest.json', 'labels.json', 'tokenizer.json', 'model.onnx', 'model.int8.onnx'];
+
+function bundleFiles(bundleDir) {
+  const external = JSON.parse(fs.readFileSync(path.join(bundleDir, 'manifest.json'), 'utf8')).external_data ?? {};
+  const hosts = BUNDLE_FILES.flatMap((name) => (Array.isArray(external[name]) ? external[name] : []));
+  return [...new Set([...BUNDLE_FILES, ...hosts])].filter((name) => path.basename(String(name)) === name);
+}
 
 function fail(message) {
   process.stderr.write(`error: ${message}\n`);
@@ -47,7 +54,7 @@ try {
   for (const name of ORT_FILES) copy(path.join(WEB, ORT_DIST, name), path.join(tmp, 'web', ORT_DIST, name));
   for (const name of ['tokenizer.mjs', 'unicode-tables.mjs', 'predictions.mjs']) copy(path.join(NODE, name), path.join(tmp, 'node', name));
   if (bundleArg !== undefined) {
-    for (const name of BUNDLE_FILES) {
+    for (const name of bundleFiles(bundleArg)) {
       const from = path.join(bundleArg, name);
       if (fs.existsSync(from)) copy(from, path.join(tmp, 'web', 'bundle', name));
     }
