@@ -82,6 +82,26 @@ def to_onnx(run: Run) -> bytes:
     return model.SerializeToString()
 
 
+def direct_onnx(run: Run) -> bytes | None:
+    """The ids graph of :mod:`rnnonnx.fastgraph` (a few operators per member, built from the
+    weights), with the metadata :func:`to_onnx` writes; ``None`` for models it does not cover."""
+    import onnx
+
+    from . import fastgraph
+
+    if not fastgraph.supported(run.model.config):
+        return None
+    model = fastgraph.ids_model(run.model)
+    model.producer_name, model.producer_version = "rnnonnx", __version__
+    model.doc_string = (
+        f"{run.config['model']['arch']} text classifier: "
+        "int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
+    )
+    set_metadata(model, run)
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
 @contextlib.contextmanager
 def quiet_exporter() -> Iterator[None]:
     """Hide the TorchScript exporter's known-harmless warnings (PackPadded shape inference,
@@ -287,7 +307,7 @@ def stored_model(run: Run, log: Callable[[str], None]) -> tuple[bytes, dict[str,
     from .quantize import accuracy, quantize_int8
     from .storage import METHOD, use_stored_embeddings
 
-    fp32_bytes = to_onnx(run)
+    fp32_bytes = direct_onnx(run) or to_onnx(run)
     stored_bytes, _ = quantize_int8(fp32_bytes)
     use_stored_embeddings(run.model, fp32_bytes, stored_bytes)
     texts, gold = run.held_out("validation")

@@ -1,0 +1,45 @@
+"""The ids graph built from the weights: PyTorch's probabilities on every architecture, a few
+operators per member, and the TorchScript export kept for what it does not cover."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rnnonnx.exporting import direct_onnx, session_for, synthetic_batches
+from rnnonnx.model import ExportWrapper, set_temperature
+from tests.test_exporting import tiny_run
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize(("bidirectional", "layers", "members"), [(False, 1, 3), (True, 2, 1), (True, 1, 2), (False, 2, 1)])
+def test_direct_graph_matches_pytorch(arch, bidirectional, layers, members):
+    run = tiny_run(arch, bidirectional, layers, "last", members)
+    set_temperature(run.model, 1.5)
+    session = session_for(direct_onnx(run))
+    wrapper = ExportWrapper(run.model).eval()
+    worst = 0.0
+    for ids in synthetic_batches(40, 12):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(ids))[1].numpy()
+        got = session.run(["probabilities"], {"input_ids": ids})[0]
+        worst = max(worst, float(np.abs(expected - got).max()))
+        assert (expected.argmax(1) == got.argmax(1)).all()
+    assert worst <= 1e-6
+
+
+def test_direct_graph_is_a_few_operators_per_member():
+    run = tiny_run("lstm", False, 1, "last", 3)
+    graph = onnx.load_from_string(direct_onnx(run)).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["LSTM"] == 3 and ops["Gather"] == 3 and ops["Gemm"] == 3
+    assert len(graph.node) <= 30
+    assert all(n.input[4] == "fast/lengths" for n in graph.node if n.op_type == "LSTM"), "sequence_lens wired in"
+
+
+def test_max_pooling_keeps_the_torchscript_export():
+    assert direct_onnx(tiny_run("gru", False, 1, "max", 1)) is None
