@@ -161,6 +161,16 @@ def test_text_batches_bound_rows_times_longest_text():
     assert text_batches([], 8, 100) == []
 
 
+def test_model_calls_split_where_padding_would_be_work():
+    from rnnonnx.predictor import MIN_SPLIT_ROWS, text_batches
+
+    lengths = [12, 3] * MIN_SPLIT_ROWS
+    batches = text_batches(lengths, batch_size=256, budget=10**9)
+    assert [sorted({lengths[i] for i in b}) for b in batches] == [[3], [12]]
+    few = [12, 3] * (MIN_SPLIT_ROWS // 2 - 1)
+    assert len(text_batches(few, batch_size=256, budget=10**9)) == 1, "small batches stay whole"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="address-space limit through RLIMIT_AS (Linux)")
 def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):
