@@ -156,11 +156,14 @@ def main() -> None:
 
     from rnnonnx.bundle import Bundle
     from rnnonnx.machine import machine
+    from rnnonnx.storage import resolve
     from rnnonnx.textgraph import text_model
 
     bundle = Bundle(args.bundle)
     work = Path(tempfile.mkdtemp(prefix="rnnonnx-scaling-"))
-    (work / "fp32.onnx").write_bytes(bundle.read("model.onnx"))
+    # model.onnx reads its weights from model.text.onnx (rnnonnx.storage): one self-contained file here
+    hosts = {name: bundle.read(name) for name in bundle.external_data("model.onnx")}
+    (work / "fp32.onnx").write_bytes(resolve(bundle.read("model.onnx"), hosts))
     quantize_dynamic(str(work / "fp32.onnx"), str(work / "dynamic.onnx"), weight_type=QuantType.QInt8)
     # ONNX Runtime's dynamic int8 on the LSTM only: the embedding stays fp32, so no DequantizeLinear
     # (a single-threaded loop in ONNX Runtime's CPU builds) runs on the gathered rows.

@@ -360,7 +360,8 @@ def _engine_specs(info: Bundle, run_dir: Path | None, graph: str) -> list[dict[s
     if info.has(INT8_MODEL):
         specs.append({"name": INT8, "engine": "ort", "precision": "int8", "graph": graph})
     if run_dir is not None:
-        specs.append({"name": TORCH, "engine": "torch", "run": str(run_dir)})
+        # the bundle's own weights: int8 embedding tables when it stores them so (rnnonnx.storage)
+        specs.append({"name": TORCH, "engine": "torch", "run": str(run_dir), "stored_embeddings": "storage" in info.manifest})
     specs.append({"name": PEAK, "engine": "gemm"})
     return specs
 

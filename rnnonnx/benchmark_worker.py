@@ -61,6 +61,10 @@ def torch_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
     from .run import WEIGHTS, load_run
 
     run = load_run(task["run"])
+    if task.get("stored_embeddings"):
+        from .storage import store_embeddings
+
+        store_embeddings(run.model)
     model = run.model.eval()
 
     def predict(texts: Sequence[str]) -> Any:

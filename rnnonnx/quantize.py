@@ -2,8 +2,11 @@
 
 The embedding tables, most of a model's bytes, are stored as int8 with one scale per row
 (symmetric: ``w = q * scale``); the graph gathers the int8 rows of a batch's tokens and scales
-them back to fp32 with standard operators (``Gather``, ``Cast``, ``Mul``). Every activation,
-and the recurrent and output layers, stay fp32. A text's arithmetic therefore never sees
+them back to fp32 with standard operators (``Gather``, ``Cast``, ``Mul``). Every bundle's default
+graphs store their tables so (:mod:`rnnonnx.storage`); the int8 twins of ``export --quantize
+int8`` (:func:`quantize_weights`) also store the recurrent and output weight matrices as int8 per
+output row behind a ``DequantizeLinear``, and keep reading the tables from the default graph's
+bytes, so they add little to a bundle. Every activation and all arithmetic stay fp32. A text's arithmetic therefore never sees
 another text, exactly as in the fp32 graph: alone or in any batch its probabilities agree to
 float rounding, a bound that export measures over the validation texts and writes to the manifest
 (``int8.batch_independence_max_abs_diff``).

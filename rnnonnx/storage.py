@@ -69,6 +69,21 @@ def use_stored_embeddings(model: Any, fp32_bytes: bytes, stored_bytes: bytes) ->
     return replaced
 
 
+def store_embeddings(model: Any) -> None:
+    """Set every embedding table of a trained PyTorch ``model`` to what a bundle ships for it (its
+    int8 rows times their scales): the model a bundle's graphs compute, from the run's fp32
+    weights, for tools that time or compare PyTorch against a bundle (``rnnonnx bench``)."""
+    import torch
+
+    from .quantize import row_quantize
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            q, scale = row_quantize(module.weight.detach().cpu().numpy())
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(q.astype(np.float32) * scale[:, None]))
+
+
 def share_weights(model_bytes: bytes, hosts: Mapping[str, bytes]) -> bytes:
     """``model_bytes`` with each initializer of at least ``EXTERNAL_MIN_BYTES`` turned into external
     data pointing at the same bytes inside one of ``hosts`` (file name -> bytes, the files next to

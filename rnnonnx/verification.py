@@ -112,10 +112,19 @@ class GraphCheck:
     precision: str
     loaded: bool = False
     golden: dict[str, Any] | None = None
+    # the bundle files whose bytes it reads as external data (its weights, stored once: rnnonnx.storage)
+    weights_from: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form of one model file."""
-        return {"file": self.file, "graph": self.graph, "precision": self.precision, "loaded": self.loaded, "golden": self.golden}
+        return {
+            "file": self.file,
+            "graph": self.graph,
+            "precision": self.precision,
+            "loaded": self.loaded,
+            "golden": self.golden,
+            "weights_from": self.weights_from,
+        }
 
 
 @dataclass
@@ -160,12 +169,13 @@ class Verification:
         intact = ", sizes and sha256 as listed" if self.files and all(f["ok"] for f in self.files) else ""
         lines = [f"{self.path}: {len(self.files)} files ({total:,} bytes){intact}"]
         for check in self.graphs:
+            shared = f", weights read from {', '.join(check.weights_from)}" if check.weights_from else ""
             if check.golden is None:
-                lines.append(f"{check.file}: loads ({check.graph} graph, {check.precision})")
+                lines.append(f"{check.file}: loads ({check.graph} graph, {check.precision}{shared})")
             else:
                 lines.append(
-                    f"{check.file}: loads; {check.golden['rows']} golden examples within {check.golden['tolerance']:g} "
-                    f"(max |dp| {check.golden['max_abs_diff']:.1e})"
+                    f"{check.file}: loads{shared}; {check.golden['rows']} golden examples within "
+                    f"{check.golden['tolerance']:g} (max |dp| {check.golden['max_abs_diff']:.1e})"
                 )
         if self.golden_texts is None:
             lines.append("golden examples: absent (bundle exported by an older rnnonnx); every other check ran")
@@ -221,6 +231,7 @@ def verify_bundle(path: str | os.PathLike, device: str = "cpu") -> Verification:
         try:
             predictor = Predictor(path, device=device, graph=graph, precision=precision, batch_size=1)
             check.loaded = True
+            check.weights_from = predictor.bundle.external_data(name)
             if golden is None:
                 continue
             if name not in golden.expected:

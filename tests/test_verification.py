@@ -37,6 +37,14 @@ def test_a_fresh_bundle_verifies_with_its_golden_examples(int8_bundle):
     assert done.returncode == 0 and done.stderr == "" and done.stdout.strip().endswith("ok")
     report = json.loads(run_cli("verify", str(int8_bundle), "--json").stdout)
     assert report["ok"] and report["problems"] == [] and len(report["graphs"]) == 4
+    # weights stored once: the ids and int8 graphs read them from other files (rnnonnx.storage)
+    assert {g["file"]: g["weights_from"] for g in report["graphs"]} == {
+        "model.onnx": ["model.text.onnx"],
+        "model.text.onnx": [],
+        "model.int8.onnx": ["model.text.onnx"],
+        "model.text.int8.onnx": ["model.int8.onnx", "model.text.onnx"],
+    }
+    assert "model.onnx: loads, weights read from model.text.onnx;" in done.stdout
 
 
 def test_a_bundle_without_golden_examples_verifies_everything_else(tiny_bundle, tmp_path):
