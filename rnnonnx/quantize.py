@@ -67,10 +67,15 @@ def row_quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _embedding_tables(graph: Any) -> dict[str, Any]:
-    """Float 2-D initializers read only as the data of axis-0 ``Gather`` nodes: the embedding tables."""
+    """Float 2-D initializers read only as the data of axis-0 ``Gather`` nodes: the embedding tables
+    (not the row scales of tables already int8)."""
     from onnx import TensorProto
 
-    initializers = {i.name: i for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) == 2}
+    initializers = {
+        i.name: i
+        for i in graph.initializer
+        if i.data_type == TensorProto.FLOAT and len(i.dims) == 2 and not i.name.endswith("/row_scale")
+    }
     uses: dict[str, list[bool]] = {}
     for node in graph.node:
         for position, name in enumerate(node.input):
