@@ -73,6 +73,12 @@ trap 'rm -f "$tmp"' EXIT
   echo "\`python benchmarks/thread_scaling.py $WORK/bundle\`"
   echo
   "$PYTHON" benchmarks/thread_scaling.py "$WORK/bundle"
+  echo "## Where the time goes"
+  echo
+  echo "\`python benchmarks/op_profile.py $WORK/bundle\`: ONNX Runtime's own profile of the text graph."
+  echo
+  "$PYTHON" benchmarks/op_profile.py "$WORK/bundle"
+  echo
   echo "## Batch prediction at scale"
   echo
   "$PYTHON" benchmarks/batch_speed.py "$WORK/bundle" --rows "$ROWS"
