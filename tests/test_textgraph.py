@@ -217,6 +217,13 @@ def test_text_and_ids_graphs_agree_on_the_whole_builtin_dataset(tiny_bundle):
     assert len(texts) > 10_000 and np.abs(ids - text).max() <= 1e-6
 
 
+def self_contained(bundle_dir) -> bytes:
+    """The bundle's ids graph with the weights it reads from model.text.onnx inline (rnnonnx.storage)."""
+    from rnnonnx.storage import resolve
+
+    return resolve((bundle_dir / MODEL).read_bytes(), {TEXT_MODEL: (bundle_dir / TEXT_MODEL).read_bytes()})
+
+
 def test_predictor_graph_choice(tiny_bundle, tmp_path):
     assert DEFAULT_GRAPH == "text" and Predictor(tiny_bundle).graph == "text"
     assert Predictor(tiny_bundle, graph="ids").graph == "ids"
@@ -224,7 +231,7 @@ def test_predictor_graph_choice(tiny_bundle, tmp_path):
         Predictor(tiny_bundle, graph="bytes")
     bundle = Bundle(tiny_bundle)
     old = tmp_path / "ids-only"
-    write_bundle(old, {MODEL: (tiny_bundle / MODEL).read_bytes()}, bundle.tokenizer, bundle.labels, {})
+    write_bundle(old, {MODEL: self_contained(tiny_bundle)}, bundle.tokenizer, bundle.labels, {})
     assert Predictor(old).graph == "ids"
     with pytest.raises(BundleError, match="no model.text.onnx"):
         Predictor(old, graph="text")
@@ -236,7 +243,7 @@ def test_auto_falls_back_to_ids_when_the_text_graph_cannot_load(tiny_bundle, tmp
     next(a for a in normalizer.attribute if a.name == "locale").s = b"xx_NOWHERE.UTF-8"
     bundle = Bundle(tiny_bundle)
     out = tmp_path / "no-locale"
-    files = {MODEL: (tiny_bundle / MODEL).read_bytes(), TEXT_MODEL: model.SerializeToString()}
+    files = {MODEL: self_contained(tiny_bundle), TEXT_MODEL: model.SerializeToString()}
     write_bundle(out, files, bundle.tokenizer, bundle.labels, {})
     with pytest.warns(RuntimeWarning, match="running the ids graph"):
         assert Predictor(out).graph == "ids"
