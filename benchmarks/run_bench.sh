@@ -47,8 +47,8 @@ trap 'rm -f "$tmp"' EXIT
   echo "texts/s at batch 32 and 256. Every figure is the median over the rounds with its range (min-max); every ratio is taken"
   echo "within a round (engines timed minutes apart on a shared machine see different loads) and then its median and range"
   echo "reported. GFLOP/s counts the model's arithmetic on the timed texts (formula below); the numpy fp32 matrix product on the"
-  echo "same threads, timed in every round, is the machine's reference peak. PyTorch eager runs the run's safetensors weights,"
-  echo "checked against the bundle before timing. Cold start is a whole process classifying one sentence, wall time and the"
+  echo "same threads, timed in every round, is the machine's reference peak. PyTorch eager runs the run's safetensors weights with"
+  echo "the bundle's int8 embedding tables, checked against the bundle before timing. Cold start is a whole process classifying one sentence, wall time and the"
   echo "child's own peak RSS, the commands taking turns, median and range of the runs counted in the table: \`rnnonnx predict\`"
   echo "of the development environment and of a core install (\`pip install .\` in its own venv), which the targets judge."
   echo
