@@ -12,7 +12,7 @@
 const ort = require('onnxruntime-node');
 const { BundleError, readBundle } = require('./bundle');
 const { Tokenizer, padIds } = require('./tokenizer.mjs'); // an ES module: Node.js >= 20.19 / 22.12
-const { checkTexts, predictionsFromProba } = require('./predictions.mjs');
+const { checkTexts, lengthBatches, predictionsFromProba } = require('./predictions.mjs');
 
 const GRAPHS = ['auto', 'text', 'ids'];
 const PRECISIONS = ['fp32', 'int8'];
@@ -64,10 +64,7 @@ class Classifier {
     const out = new Float32Array(texts.length * k);
     if (this.graph === 'text') {
       // Group texts by length in code points (as the Python predictor does) so little compute goes to padding.
-      const lengths = texts.map(codePointLength);
-      const order = texts.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b]); // stable
-      for (let start = 0; start < order.length; start += this.batchSize) {
-        const chosen = order.slice(start, start + this.batchSize);
+      for (const chosen of lengthBatches(texts.map(codePointLength), this.batchSize)) {
         // onnxruntime-node passes strings to ONNX Runtime as C strings, cut at the first U+0000;
         // U+0000 is no word character, so a space in its place changes no token.
         const batch = chosen.map((i) => (texts[i].includes('\0') ? texts[i].replace(NUL, ' ') : texts[i]));
@@ -79,9 +76,7 @@ class Classifier {
     }
     // Group texts by token count (as the Python predictor does) so little compute goes to padding.
     const encoded = texts.map((t) => this.tokenizer.encode(t));
-    const order = encoded.map((_, i) => i).sort((a, b) => encoded[a].length - encoded[b].length); // stable
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const chosen = order.slice(start, start + this.batchSize);
+    for (const chosen of lengthBatches(encoded.map((e) => e.length), this.batchSize)) {
       const { data, dims } = padIds(chosen.map((i) => encoded[i]), this.tokenizer.padId);
       const result = await this.session.run({ input_ids: new ort.Tensor('int64', data, dims) });
       const probs = this._probabilities(result, chosen.length);

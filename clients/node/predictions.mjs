@@ -40,3 +40,27 @@ export function predictionsFromProba(rows, labels, { topK, minScore } = {}) {
     return prediction;
   });
 }
+
+// Model calls as the Python predictor makes them (rnnonnx.predictor.text_batches): rows sorted by
+// length, at most batchSize per call, and a call of at least MIN_SPLIT_ROWS rows ends before a text
+// more than PADDING_SLACK longer than its shortest. ONNX Runtime's recurrent kernels compute every
+// row up to the call's longest text, so padding is work; results do not depend on the split.
+export const MIN_SPLIT_ROWS = 16;
+export const PADDING_SLACK = 0.25;
+
+/** Row indices of each model call for rows of the given lengths (stable for equal lengths). */
+export function lengthBatches(lengths, batchSize) {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b]);
+  const batches = [];
+  let current = [];
+  for (const i of order) {
+    const padded = current.length >= MIN_SPLIT_ROWS && lengths[i] > (1 + PADDING_SLACK) * Math.max(1, lengths[current[0]]);
+    if (current.length && (padded || current.length >= batchSize)) {
+      batches.push(current);
+      current = [];
+    }
+    current.push(i);
+  }
+  if (current.length) batches.push(current);
+  return batches;
+}

@@ -13,7 +13,7 @@
 
 import * as ort from 'onnxruntime-web/wasm';
 import { Tokenizer, padIds } from '../node/tokenizer.mjs';
-import { checkTexts, predictionsFromProba } from '../node/predictions.mjs';
+import { checkTexts, lengthBatches, predictionsFromProba } from '../node/predictions.mjs';
 
 export { predictionsFromProba };
 
@@ -105,9 +105,7 @@ export class Classifier {
     const out = new Float32Array(texts.length * k);
     // Group texts by token count, as the Python predictor does, so little compute goes to padding.
     const encoded = texts.map((t) => this.tokenizer.encode(t));
-    const order = encoded.map((_, i) => i).sort((a, b) => encoded[a].length - encoded[b].length); // stable
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const chosen = order.slice(start, start + this.batchSize);
+    for (const chosen of lengthBatches(encoded.map((e) => e.length), this.batchSize)) {
       const { data, dims } = padIds(chosen.map((i) => encoded[i]), this.tokenizer.padId);
       const input = new ort.Tensor('int64', data, dims);
       const result = await this.session.run({ [IDS_INPUT]: input });
