@@ -398,17 +398,6 @@ class Predictor:
                 out[chosen] = self._run({TEXT_INPUT: clean})
         return out
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """One model call; ONNX Runtime's own failures (e.g. out of memory) become one-line errors."""
-        try:
-            return self.session.run([PROBABILITIES], feeds)[0]
-        except UnicodeEncodeError:
-            raise
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise RnnonnxError(
-                f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({str(exc).splitlines()[0][:300]})"
-            ) from None
-
     def predict(
         self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None
     ) -> list[Prediction]:

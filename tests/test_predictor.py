@@ -256,3 +256,17 @@ def test_session_config_entries_reach_onnx_runtime(tiny_bundle):
     default = Predictor(tiny_bundle, threads=2).session.get_session_options()
     with pytest.raises(RuntimeError, match="does not have configuration"):
         default.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_non_finite_probabilities_at_predict_time_are_one_line_errors(tiny_bundle, graph):
+    predictor = Predictor(tiny_bundle, graph=graph)
+
+    class Diverged:
+        def run(self, names, feed):
+            rows = len(next(iter(feed.values())))
+            return [np.full((rows, len(predictor.labels)), np.nan, dtype=np.float32)]
+
+    predictor.session = Diverged()
+    with pytest.raises(BundleError, match="non-finite probabilities"):
+        predictor.predict_proba(["a film"])
