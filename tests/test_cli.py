@@ -499,14 +499,14 @@ def test_bad_data_files_are_one_line_errors_in_every_command(tiny_bundle, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], "no output, run or temporary file is left"
 
 
-def test_labels_that_are_arrays_are_refused_by_train_and_evaluate(tiny_bundle, tmp_path):
-    (tmp_path / "labels.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "dull", "label": ["neg"]}\n')
+def test_labels_that_are_objects_are_refused_by_train_and_evaluate(tiny_bundle, tmp_path):
+    (tmp_path / "labels.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "dull", "label": {"y": "neg"}}\n')
     for args in (["train", "--data", "labels.jsonl", "--out", "run"], ["evaluate", str(tiny_bundle), "--data", "labels.jsonl"]):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert (
             result.stderr
-            == "Error: labels.jsonl: line 2: the value of 'label' is an array; a label must be a string or a number\n"
+            == "Error: labels.jsonl: line 2: the value of 'label' is an object; give a label or a list of labels\n"
         )
 
 
