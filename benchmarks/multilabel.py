@@ -81,7 +81,16 @@ def main() -> None:
     ours = api.evaluate(run, args.data / "test.jsonl", multi_label=True).scores()
     labels = json.loads((run / "labels.json").read_text())
     theirs = baseline(args.data, run, labels, args.seed)
-    keys = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy", "hamming_loss", "precision_at_1", "recall_at_3")
+    keys = (
+        "micro_f1",
+        "macro_f1",
+        "micro_precision",
+        "micro_recall",
+        "subset_accuracy",
+        "hamming_loss",
+        "precision_at_1",
+        "recall_at_3",
+    )
     lines = [
         f"| model | {' | '.join(keys)} |",
         "|---|" + "---|" * len(keys),

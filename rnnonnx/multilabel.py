@@ -115,7 +115,10 @@ def scores(proba: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], 
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "subset_accuracy": float((chosen == truth).all(axis=1).mean()) if rows else 0.0,
         "hamming_loss": float((chosen != truth).mean()) if rows else 0.0,
-        "labels_per_row": {"true": float(truth.sum(axis=1).mean()) if rows else 0.0, "predicted": float(chosen.sum(axis=1).mean()) if rows else 0.0},
+        "labels_per_row": {
+            "true": float(truth.sum(axis=1).mean()) if rows else 0.0,
+            "predicted": float(chosen.sum(axis=1).mean()) if rows else 0.0,
+        },
         "precision": precision.tolist(),
         "recall": recall.tolist(),
         "f1": f1.tolist(),
@@ -172,7 +175,13 @@ class MultiLabelEvaluation:
         """The ``--json`` form."""
         s = self.scores()
         per_label = {
-            name: {"precision": s["precision"][j], "recall": s["recall"][j], "f1": s["f1"][j], "support": s["support"][j], "threshold": t}
+            name: {
+                "precision": s["precision"][j],
+                "recall": s["recall"][j],
+                "f1": s["f1"][j],
+                "support": s["support"][j],
+                "threshold": t,
+            }
             for j, (name, t) in enumerate(zip(self.labels, self.thresholds))
         }
         headline = {k: v for k, v in s.items() if k not in ("precision", "recall", "f1", "support")}
@@ -201,13 +210,20 @@ class MultiLabelEvaluation:
         note = self.unknown_note()
         if note:
             lines.append(f"excluded  {note}")
-        rule = f"every label at min-score {self.min_score:g}" if self.min_score is not None else "per-label thresholds from validation"
+        rule = (
+            f"every label at min-score {self.min_score:g}"
+            if self.min_score is not None
+            else "per-label thresholds from validation"
+        )
         lines += [
             f"micro-F1  {s['micro_f1']:.4f}  (precision {s['micro_precision']:.4f}, recall {s['micro_recall']:.4f}; {rule})",
             f"macro-F1  {s['macro_f1']:.4f}",
             f"subset accuracy {s['subset_accuracy']:.4f}  Hamming loss {s['hamming_loss']:.4f}  "
             f"labels per row: true {s['labels_per_row']['true']:.2f}, predicted {s['labels_per_row']['predicted']:.2f}",
-            "  ".join(f"P@{k} {s[f'precision_at_{k}']:.4f}  R@{k} {s[f'recall_at_{k}']:.4f}" for k in sorted({min(k, len(self.labels)) for k in TOP_KS})),
+            "  ".join(
+                f"P@{k} {s[f'precision_at_{k}']:.4f}  R@{k} {s[f'recall_at_{k}']:.4f}"
+                for k in sorted({min(k, len(self.labels)) for k in TOP_KS})
+            ),
             "",
             f"{'label':<{width}}  threshold  precision  recall  f1      support",
         ]

@@ -359,7 +359,9 @@ def label_sets(records: Records, column: str = "label", sep: str | None = None) 
     def labels(record: Record, line: int) -> list[str]:
         found = value(record, line)
         if isinstance(found, dict):
-            raise DataError(f"{records.name}: line {line}: the value of {column!r} is an object; give a label or a list of labels")
+            raise DataError(
+                f"{records.name}: line {line}: the value of {column!r} is an object; give a label or a list of labels"
+            )
         if isinstance(found, list):
             items = []
             for item in found:

@@ -184,7 +184,9 @@ def text_model(ids_model: Any, tokenizer: Tokenizer, thresholds: Sequence[float]
         from onnx import numpy_helper
 
         initializers.append(numpy_helper.from_array(np.asarray(thresholds, dtype=np.float32), _name("thresholds")))
-        tail.append(helper.make_node("GreaterOrEqual", [PROBABILITIES, _name("thresholds")], [LABEL_SET], name=_name("label_set")))
+        tail.append(
+            helper.make_node("GreaterOrEqual", [PROBABILITIES, _name("thresholds")], [LABEL_SET], name=_name("label_set"))
+        )
     old_nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + old_nodes + tail)

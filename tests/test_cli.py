@@ -505,8 +505,7 @@ def test_labels_that_are_objects_are_refused_by_train_and_evaluate(tiny_bundle, 
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert (
-            result.stderr
-            == "Error: labels.jsonl: line 2: the value of 'label' is an object; give a label or a list of labels\n"
+            result.stderr == "Error: labels.jsonl: line 2: the value of 'label' is an object; give a label or a list of labels\n"
         )
 
 
