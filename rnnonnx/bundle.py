@@ -394,7 +394,8 @@ class Bundle:
         if task not in TASKS:
             return f"{self.path / MANIFEST}: unknown task {task!r:.40} (one of {', '.join(TASKS)})"
         if "multi_label" in model and model["multi_label"] != (task == "multi-label"):
-            return f"{self.path / MANIFEST}: task {task!r} disagrees with the model record (multi_label {model['multi_label']!r:.10})"
+            flag = f"{model['multi_label']!r:.10}"
+            return f"{self.path / MANIFEST}: task {task!r} disagrees with the model record (multi_label {flag})"
         if task == "multi-class":
             return None
         values = self.manifest.get("thresholds")

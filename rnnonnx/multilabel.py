@@ -229,7 +229,8 @@ class MultiLabelEvaluation:
         ]
         for j, name in enumerate(self.labels):
             lines.append(
-                f"{name:<{width}}  {self.thresholds[j]:<9.4f}  {s['precision'][j]:<9.4f}  {s['recall'][j]:<6.4f}  {s['f1'][j]:<6.4f}  {s['support'][j]}"
+                f"{name:<{width}}  {self.thresholds[j]:<9.4f}  {s['precision'][j]:<9.4f}  {s['recall'][j]:<6.4f}  "
+                f"{s['f1'][j]:<6.4f}  {s['support'][j]}"
             )
         if self.plots:
             lines += ["", *(f"plot written: {p}" for p in self.plots)]

@@ -88,8 +88,8 @@ def multilabel_rows(n: int = 240, seed: int = 0) -> list[tuple[str, list[str]]]:
 @pytest.fixture(scope="session")
 def tiny_multilabel_run(tmp_path_factory) -> Path:
     """A few-epoch multi-label GRU ensemble of two members on :func:`multilabel_rows`."""
-    from rnnonnx.data import LabelledTexts
     from rnnonnx.config import TrainConfig
+    from rnnonnx.data import LabelledTexts
     from rnnonnx.training import train_run as train
 
     rows = multilabel_rows()
