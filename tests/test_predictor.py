@@ -286,3 +286,14 @@ def test_multi_label_predict_on_the_command_line(tiny_multilabel_bundle):
     assert sorted(first["labels"]) == ["graphics", "network"] and second["labels"] == [] and second["label"] is None
     table = run_cli("predict", str(tiny_multilabel_bundle), "photo image network http", "--min-score", "0")
     assert table.returncode == 0 and table.stdout.splitlines()[1].split()[0].count(",") == 3, table.stdout
+
+
+def test_streaming_a_file_through_a_multi_label_bundle_is_refused_clearly(tiny_multilabel_bundle, tmp_path):
+    (tmp_path / "in.csv").write_text("text\nphoto image\n")
+    out = run_cli(
+        "predict", str(tiny_multilabel_bundle), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")
+    )
+    assert out.returncode == 1 and out.stderr == (
+        "Error: --output writes one label per row; a multi-label bundle's label sets come with --json\n"
+    )
+    assert not (tmp_path / "o.csv").exists()
