@@ -398,15 +398,15 @@ def predict_command(
         for text, prediction in zip(items, predictions):
             click.echo(json.dumps({"text": text, **prediction.to_dict()}, ensure_ascii=False))
         return
-    width = max([5] + [len(name) for name in predictor.labels])
+    # a multi-label prediction shows its whole set, comma-separated
+    shown_labels = [",".join(p.labels) if p.labels is not None else p.label for p in predictions]
+    width = max([5] + [len(name) for name in predictor.labels] + [len(s) for s in shown_labels if s])
     click.echo(f"{'label':<{width}}  score   text")
-    for text, prediction in zip(items, predictions):
+    for text, prediction, label in zip(items, predictions, shown_labels):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        label = prediction.label if prediction.label is not None else "-"
-        if prediction.labels is not None:  # multi-label: the whole set
-            label = ",".join(prediction.labels) or "-"
+        label = label or "-"
         click.echo(f"{label:<{width}}  {prediction.score:.4f}  {shown}")
-        for entry in (prediction.top or [])[1:]:
+        for entry in (prediction.top or [])[0 if prediction.labels is not None else 1 :]:
             click.echo(f"{entry['label']:<{width}}  {entry['score']:.4f}")
 
 

@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # breaking ties), or validation loss alone. Accuracy is the default: on the built-in data the
 # validation loss turns up after 2-3 epochs (the model grows over-confident) while validation
 # accuracy keeps improving for several more (benchmarks/recipe.md).
+# A multi-label run's "val_accuracy" monitoring watches validation micro-F1 (labels at probability 0.5).
 MONITORS = ("val_accuracy", "val_loss")
 
 # How the recurrent outputs become one feature vector: "last" (each direction's final step), "max"

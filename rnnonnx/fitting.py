@@ -226,7 +226,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             stale += 1
             if stale >= config.patience:
                 print(
-                    f"{name}early stop: no {config.monitor} improvement for {config.patience} epoch(s); "
+                    f"{name}early stop: no {'val_micro_f1' if multi and config.monitor == 'val_accuracy' else config.monitor} "
+                    f"improvement for {config.patience} epoch(s); "
                     f"keeping epoch {best_epoch}",
                     file=sys.stderr,
                 )
