@@ -76,7 +76,6 @@ def main() -> None:
     import os
 
     from rnnonnx import api
-
     from rnnonnx.run import is_run_dir
 
     run = args.work / "run"
