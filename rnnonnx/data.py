@@ -52,8 +52,6 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
-    if suffixes and suffixes[-1] == ".txt":
-        return "fasttext"
     raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl|fasttext")
 
 
@@ -139,6 +137,8 @@ def read_file(
     a CSV/TSV/JSONL label string into several labels; ``multi_label`` makes the data multi-label
     even when every text has exactly one label. fastText files (``.txt``) are always labelled."""
     path = Path(path)
+    # labelled .txt files are fastText's (unlabelled ones, one text a line, are read by rnnonnx.batch)
+    fmt = "fasttext" if not fmt and [s.lower() for s in path.suffixes if s.lower() != ".gz"][-1:] == [".txt"] else fmt
     fmt = detect_format(path, fmt)
     if label_sep is not None and (fmt == "fasttext" or not label_sep):
         raise DataError(

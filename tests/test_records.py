@@ -449,3 +449,10 @@ def test_label_lists_repeats_and_refusals(tmp_path):
     (tmp_path / "d.txt").write_text("__label__a fine\n__label__ oops\n")
     with pytest.raises(DataError, match="d.txt: line 2: a bare '__label__' with no label name"):
         read_file(tmp_path / "d.txt")
+
+
+def test_a_txt_output_keeps_the_input_format_not_fasttexts(tmp_path):
+    # labelled .txt input is fastText's; an output named .txt still takes the input's format
+    (tmp_path / "in.csv").write_text("text\ngood\n")
+    assert predict_file(Fixed(), tmp_path / "in.csv", tmp_path / "out.txt").format == "csv"
+    assert (tmp_path / "out.txt").read_text().splitlines()[0] == "text,label,score"
