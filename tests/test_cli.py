@@ -554,3 +554,22 @@ def test_predict_reads_stdin_lines_at_newline_only(tiny_bundle):
         result.exit_code == 1
         and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"
     )
+
+
+def test_train_multi_label_from_the_command_line(tmp_path):
+    from tests.conftest import multilabel_rows
+
+    rows = multilabel_rows(60)
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{t},{'|'.join(labels)}\n" for t, labels in rows))
+    common = ["--epochs", "1", "--members", "1", "--embed-dim", "8", "--hidden", "8", "--min-df", "1", "--quiet"]
+    out = run_cli("train", "--data", "d.csv", "--label-sep", "|", *common, "--out", "run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "multi-label"
+    assert "micro-F1" in out.stdout
+    for args, message in (
+        (["--label-sep", "|"], "--label-sep and --multi-label apply to --data files, not the built-in dataset"),
+        (["--data", "d.txt", "--label-sep", "|"], "--label-sep applies to CSV, TSV and JSON Lines labels"),
+    ):
+        (tmp_path / "d.txt").write_text("__label__a fine\n")
+        failed = run_cli("train", *args, *common, "--out", "other", cwd=tmp_path)
+        assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and message in failed.stderr, failed.stderr
