@@ -52,7 +52,7 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     suffixes = [s.lower() for s in Path(path).suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
-    raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl|fasttext")
+    raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl")
 
 
 def parse_records(

@@ -332,20 +332,6 @@ class Records:
 
         return text
 
-    def labels(self, column: str = "label") -> Callable[[Record, int], str]:
-        """A function ``(record, line) -> label`` as a string: from a string, number or boolean, not an array or object."""
-        value = self.column(column, "--label-col")
-
-        def label(record: Record, line: int) -> str:
-            found = value(record, line)
-            if isinstance(found, (list, dict)):
-                raise DataError(
-                    f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a label must be a string or a number"
-                )
-            return label_text(found)
-
-        return label
-
 
 def label_sets(records: Records, column: str = "label", sep: str | None = None) -> Callable[[Record, int], list[str]]:
     """A function ``(record, line) -> labels``: the list of a row's labels, for multi-label data.
