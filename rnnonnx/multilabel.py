@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, RnnonnxError
 
 # The threshold of a label that validation cannot tune (no positive validation row): where a
 # sigmoid says "as likely as not".
@@ -247,6 +247,10 @@ def evaluate_sets(
     min_score: float | None = None,
 ) -> MultiLabelEvaluation:
     """Score probabilities against each row's true label set; ``min_score`` replaces every threshold."""
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1
+    ):
+        raise RnnonnxError(f"min_score must be a probability between 0 and 1, not {min_score!r}")
     targets, unknown = multi_hot(true, labels)
     if unknown and not targets.any():
         found = ", ".join(repr(n) for n in sorted(unknown)[:10])

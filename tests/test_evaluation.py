@@ -291,6 +291,8 @@ def test_multi_label_min_score_replaces_every_threshold_and_unknown_labels_are_n
     assert record["unknown_labels"] == {"zz": 1} and "'zz' (1)" in result.table()
     with pytest.raises(DataError, match="no row has a label the model knows"):
         evaluate_sets("m", "d", ["a", "b"], [["x"], ["y"]], ML_PROBA[:2, :2], [0.5, 0.5])
+    with pytest.raises(RnnonnxError, match="min_score must be a probability between 0 and 1, not 1.5"):
+        evaluate_sets("m", "d", ["a", "b", "c"], ML_TRUE, ML_PROBA, [0.5] * 3, min_score=1.5)
 
 
 def test_multi_label_bundle_is_scored_on_any_of_the_three_formats(tiny_multilabel_bundle, tmp_path):
