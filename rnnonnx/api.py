@@ -31,18 +31,25 @@ def train(
     format: str | None = None,
     text_col: str = "text",
     label_col: str = "label",
+    label_sep: str | None = None,
+    multi_label: bool = False,
     progress: bool = False,
     **options: Any,
 ) -> "Metrics":
-    """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL; ``None``: the built-in
+    """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL/fastText; ``None``: the built-in
     dataset) and write the run directory ``out_dir``. ``options`` are :class:`TrainConfig` fields
-    (``arch="gru"``, ``members=1``, ...). Needs the ``[train]`` extra."""
+    (``arch="gru"``, ``members=1``, ...). The model is multi-label when a text has other than one
+    label (a JSON list, ``label_sep`` in the label cell, a fastText line) or with ``multi_label``.
+    Needs the ``[train]`` extra."""
     from .config import TrainConfig
     from .data import read_file
+    from .errors import RnnonnxError
     from .training import train_run
 
     config = TrainConfig.from_options(options)
-    texts = read_file(data, format, text_col, label_col) if data is not None else None
+    if data is None and (label_sep is not None or multi_label):
+        raise RnnonnxError("--label-sep and --multi-label apply to --data files, not the built-in dataset")
+    texts = read_file(data, format, text_col, label_col, label_sep, multi_label) if data is not None else None
     return train_run(config, out_dir, texts, progress=progress)
 
 
@@ -82,7 +89,8 @@ def predict(
     from .batch import predict_proba
     from .predictor import predictions_from_proba
 
-    return predictions_from_proba(predict_proba(predictor, list(texts), bucketing=False), predictor.labels, top_k, min_score)
+    proba = predict_proba(predictor, list(texts), bucketing=False)
+    return predictions_from_proba(proba, predictor.labels, top_k, min_score, predictor.thresholds)
 
 
 def predict_file(
@@ -110,6 +118,8 @@ def evaluate(
     format: str | None = None,
     text_col: str = "text",
     label_col: str = "label",
+    label_sep: str | None = None,
+    multi_label: bool = False,
     run_dir: PathLike | None = None,
     plot_dir: PathLike | None = None,
     device: str = "auto",
@@ -124,7 +134,7 @@ def evaluate(
 
     texts = None
     if data is not None:
-        texts = read_file(data, format, text_col, label_col)
+        texts = read_file(data, format, text_col, label_col, label_sep, multi_label)
         for message in texts.warnings:
             warn(message)
     return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads, min_score=min_score)

@@ -195,6 +195,8 @@ def predict_file(
     """
     if chunk_rows < 1:
         raise RnnonnxError("chunk_rows must be at least 1")
+    if getattr(predictor, "thresholds", None) is not None:
+        raise RnnonnxError("--output writes one label per row; a multi-label bundle's label sets come with --json")
     input_path, output_path = Path(input_path), Path(output_path)
     in_fmt = file_format(input_path, fmt)
     if str(output_path) == STDOUT:

@@ -37,6 +37,10 @@ TEXT_INPUT = "text"
 LOGITS = "logits"
 PROBABILITIES = "probabilities"
 LABEL = "label"
+# The text-in graph of a multi-label bundle also gives LABEL_SET: bool [batch, labels], each label's
+# probability at or above its threshold (the manifest's "thresholds", also stored in the graph).
+LABEL_SET = "labels"
+TASKS = ("multi-class", "multi-label")
 OPSET = 17
 # Size limits of the files a bundle may hold, checked against the file's size before anything is
 # read, so a damaged or hostile bundle cannot make a reader take unbounded time or memory. Each is
@@ -385,6 +389,9 @@ class Bundle:
             )
         if "labels" in self.manifest and self.manifest["labels"] != self.labels:
             return f"{self.path / LABELS}: differs from the labels the manifest records"
+        problem = self._task_problem(model)
+        if problem:
+            return problem
         if self._tokenizer is None:
             return None
         vocab = len(self._tokenizer.vocab)
@@ -401,6 +408,36 @@ class Bundle:
                 if key in spec and spec[key] != mine[key]:
                     return f"{self.path / TOKENIZER}: {key} {mine[key]!r} differs from the manifest's {spec[key]!r:.40}"
         return None
+
+    def _task_problem(self, model: dict[str, Any]) -> str | None:
+        """The manifest's ``task`` (absent in bundles from before multi-label: multi-class) agrees
+        with the model record, and a multi-label bundle has one threshold in [0, 1] per label."""
+        task = self.manifest.get("task", "multi-class")
+        if task not in TASKS:
+            return f"{self.path / MANIFEST}: unknown task {task!r:.40} (one of {', '.join(TASKS)})"
+        if "multi_label" in model and model["multi_label"] != (task == "multi-label"):
+            flag = f"{model['multi_label']!r:.10}"
+            return f"{self.path / MANIFEST}: task {task!r} disagrees with the model record (multi_label {flag})"
+        if task == "multi-class":
+            return None
+        values = self.manifest.get("thresholds")
+        if (
+            not isinstance(values, list)
+            or len(values) != len(self.labels)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values)
+        ):
+            return f"{self.path / MANIFEST}: a multi-label bundle needs 'thresholds', one number in [0, 1] per label"
+        return None
+
+    @property
+    def task(self) -> str:
+        """``multi-class`` (one label per text) or ``multi-label`` (a set of labels per text)."""
+        return self.manifest.get("task", "multi-class")
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label bundle's per-label thresholds, in label order; ``None`` for multi-class."""
+        return [float(v) for v in self.manifest["thresholds"]] if self.task == "multi-label" else None
 
     def read(self, name: str) -> bytes:
         """The bytes of a listed file, checked against the manifest's size and sha256 (unless

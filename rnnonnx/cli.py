@@ -42,6 +42,18 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The file options shared by every command that reads labelled texts."""
+    command = click.option(
+        "--multi-label",
+        is_flag=True,
+        help="Multi-label even if every text has exactly one label (it is anyway when any text has several or none).",
+    )(command)
+    command = click.option(
+        "--label-sep",
+        default=None,
+        metavar="SEP",
+        help="Split CSV/TSV/JSONL label cells on SEP into several labels (multi-label when a text gets other than one; "
+        "an empty cell: no label). JSON lists of labels need no separator.",
+    )(command)
     command = click.option("--label-col", default="label", show_default=True, help="Column (or JSON key) holding the label.")(
         command
     )
@@ -51,9 +63,9 @@ def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--format",
         "fmt",
-        type=click.Choice(["csv", "tsv", "jsonl"]),
+        type=click.Choice(["csv", "tsv", "jsonl", "fasttext"]),
         default=None,
-        help="File format; by default taken from the extension (.csv, .tsv, .jsonl).",
+        help="File format; by default taken from the extension (.csv, .tsv, .jsonl; .txt: fastText's __label__ lines).",
     )(command)
     return command
 
@@ -208,12 +220,30 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
 def train_command(
-    data: str | None, fmt: str | None, text_col: str, label_col: str, out: str, quiet: bool, **options: Any
+    data: str | None,
+    fmt: str | None,
+    text_col: str,
+    label_col: str,
+    label_sep: str | None,
+    multi_label: bool,
+    out: str,
+    quiet: bool,
+    **options: Any,
 ) -> None:
     """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
     from .api import train
 
-    metrics = train(out, data, format=fmt, text_col=text_col, label_col=label_col, progress=not quiet, **options)
+    metrics = train(
+        out,
+        data,
+        format=fmt,
+        text_col=text_col,
+        label_col=label_col,
+        label_sep=label_sep,
+        multi_label=multi_label,
+        progress=not quiet,
+        **options,
+    )
     summary = metrics.summary()
     if metrics.baseline is not None:
         from .baseline import comparison
@@ -324,7 +354,8 @@ def _predict_to_file(
     "--min-score",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Abstain below this probability: the label is empty (null in --json) when the top score is lower.",
+    help="Abstain below this probability: the label is empty (null in --json) when the top score is lower. "
+    "Multi-label bundles: this one threshold replaces every label's tuned threshold.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
 @click.option(
@@ -368,13 +399,15 @@ def predict_command(
         for text, prediction in zip(items, predictions):
             click.echo(json.dumps({"text": text, **prediction.to_dict()}, ensure_ascii=False))
         return
-    width = max([5] + [len(name) for name in predictor.labels])
+    # a multi-label prediction shows its whole set, comma-separated
+    shown_labels = [",".join(p.labels) if p.labels is not None else p.label for p in predictions]
+    width = max([5] + [len(name) for name in predictor.labels] + [len(s) for s in shown_labels if s])
     click.echo(f"{'label':<{width}}  score   text")
-    for text, prediction in zip(items, predictions):
+    for text, prediction, label in zip(items, predictions, shown_labels):
         shown = text if len(text) <= 70 else text[:67] + "..."
-        label = prediction.label if prediction.label is not None else "-"
+        label = label or "-"
         click.echo(f"{label:<{width}}  {prediction.score:.4f}  {shown}")
-        for entry in (prediction.top or [])[1:]:
+        for entry in (prediction.top or [])[0 if prediction.labels is not None else 1 :]:
             click.echo(f"{entry['label']:<{width}}  {entry['score']:.4f}")
 
 
@@ -419,6 +452,8 @@ def evaluate_command(
     fmt: str | None,
     text_col: str,
     label_col: str,
+    label_sep: str | None,
+    multi_label: bool,
     as_json: bool,
     plot_dir: str | None,
     min_score: float | None,
@@ -442,6 +477,8 @@ def evaluate_command(
         format=fmt,
         text_col=text_col,
         label_col=label_col,
+        label_sep=label_sep,
+        multi_label=multi_label,
         run_dir=run_dir,
         plot_dir=plot_dir,
         device=device,

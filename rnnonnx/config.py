@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # breaking ties), or validation loss alone. Accuracy is the default: on the built-in data the
 # validation loss turns up after 2-3 epochs (the model grows over-confident) while validation
 # accuracy keeps improving for several more (benchmarks/recipe.md).
+# A multi-label run's "val_accuracy" monitoring watches validation micro-F1 (labels at probability 0.5).
 MONITORS = ("val_accuracy", "val_loss")
 
 # How the recurrent outputs become one feature vector: "last" (each direction's final step), "max"
@@ -138,7 +139,7 @@ class TrainConfig:
             raise RnnonnxError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**options)
 
-    def model_config(self, vocab_size: int, num_classes: int, pooling: str) -> "ModelConfig":
+    def model_config(self, vocab_size: int, num_classes: int, pooling: str, multi_label: bool = False) -> "ModelConfig":
         """The network this config describes, for a vocabulary and label set; ``pooling`` is the
         resolved choice (``auto`` is decided from the training data)."""
         return ModelConfig(
@@ -152,6 +153,7 @@ class TrainConfig:
             dropout=self.dropout,
             pooling=pooling,
             members=self.members,
+            multi_label=multi_label,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +182,8 @@ class ModelConfig:
     # Temperature scaling: the (ensemble's) logits are divided by it before the softmax. 1.0 for
     # runs trained with --no-calibrate or saved before calibration existed.
     temperature: float = 1.0
+    # Multi-label: one sigmoid per label (each label present or not) instead of one softmax over them.
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)

@@ -8,9 +8,11 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import DataError
-from .records import Records, open_records
+from .records import FASTTEXT_PREFIX, Records, fasttext_line, label_sets, open_records
 
-FORMATS = ("csv", "tsv", "jsonl")
+FORMATS = ("csv", "tsv", "jsonl", "fasttext")
+# The two kinds of task: one label per text (softmax), or a set of labels per text (sigmoids).
+MULTI_CLASS, MULTI_LABEL = "multi-class", "multi-label"
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BUILTIN_NAME = "movie_sentences"
 BUILTIN_CREDIT = (
@@ -22,13 +24,23 @@ BUILTIN_CREDIT = (
 
 @dataclass
 class LabelledTexts:
-    """Texts with their labels (as strings), and what was skipped while reading them."""
+    """Texts with their labels (as strings), and what was skipped while reading them.
+
+    Multi-label data (see :func:`collapse`) has ``label_sets``, each text's list of labels, and
+    ``labels`` empty; multi-class data has one label per text in ``labels`` and no ``label_sets``.
+    """
 
     texts: list[str]
     labels: list[str]
     source: str
     skipped_empty: int = 0
     warnings: list[str] = field(default_factory=list)
+    label_sets: list[list[str]] | None = None
+
+    @property
+    def task(self) -> str:
+        """``multi-label`` or ``multi-class``."""
+        return MULTI_LABEL if self.label_sets is not None else MULTI_CLASS
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
@@ -43,42 +55,104 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     raise DataError(f"{path}: cannot tell the format from the extension; pass --format csv|tsv|jsonl")
 
 
-def parse_records(records: Records, text_col: str, label_col: str | None) -> LabelledTexts:
-    """Pick the text and label columns out of a file's records, with clear errors."""
+def parse_records(
+    records: Records, text_col: str, label_col: str | None, label_sep: str | None = None, multi_label: bool = False
+) -> LabelledTexts:
+    """Pick the text and label columns out of a file's records, with clear errors; labels may be
+    lists (see :func:`rnnonnx.records.label_sets` and :func:`collapse`)."""
     text_of = records.texts(text_col)
-    label_of = records.labels(label_col) if label_col is not None else None
+    label_of = label_sets(records, label_col, label_sep) if label_col is not None else None
     texts: list[str] = []
-    labels: list[str] = []
+    sets: list[list[str]] = []
     skipped = 0
     seen_any = False
     for number, record in records:
         seen_any = True
         body = text_of(record, number)
         if label_of is not None:
-            label = label_of(record, number)
+            found = label_of(record, number)
         if not body.strip():
             skipped += 1
             continue
         texts.append(body)
         if label_of is not None:
-            if not label:
-                raise DataError(f"{records.name}: line {number} has an empty label")
-            labels.append(label)
+            sets.append(found)
+    return _finish(records, seen_any, texts, sets, skipped, label_col is not None, multi_label)
+
+
+def parse_fasttext(records: Records, prefix: str = FASTTEXT_PREFIX, multi_label: bool = False) -> LabelledTexts:
+    """Texts and labels of a file in fastText's supervised format (see
+    :func:`rnnonnx.records.fasttext_line`); a line without a label is a text with no labels."""
+    texts: list[str] = []
+    sets: list[list[str]] = []
+    skipped = 0
+    seen_any = False
+    for number, (line,) in records:
+        seen_any = True
+        try:
+            body, found = fasttext_line(line, prefix)
+        except ValueError as exc:
+            raise DataError(f"{records.name}: line {number}: {exc}") from None
+        if not body:
+            skipped += 1
+            continue
+        texts.append(body)
+        sets.append(found)
+    return _finish(records, seen_any, texts, sets, skipped, True, multi_label)
+
+
+def _finish(
+    records: Records, seen_any: bool, texts: list[str], sets: list[list[str]], skipped: int, labelled: bool, multi_label: bool
+) -> LabelledTexts:
     if not seen_any:
         raise DataError(f"{records.name}: the file is empty" + (" (no rows under a header)" if records.header else ""))
     if not texts:
         raise DataError(f"{records.name}: every row has an empty text")
-    result = LabelledTexts(texts, labels, records.name, skipped)
+    result = LabelledTexts(texts, [], records.name, skipped)
+    if labelled:
+        collapse(result, sets, multi_label)
     if skipped:
         result.warnings.append(f"{records.name}: skipped {skipped} row(s) with empty text")
     return result
 
 
-def read_file(path: str | Path, fmt: str | None = None, text_col: str = "text", label_col: str | None = "label") -> LabelledTexts:
-    """Read a labelled (or, with ``label_col=None``, unlabelled) file of texts."""
+def collapse(data: LabelledTexts, sets: list[list[str]], multi_label: bool = False) -> None:
+    """Set ``data``'s labels from each text's list of labels: multi-label (``label_sets``) when
+    forced or when any text has other than exactly one label, else multi-class (``labels``)."""
+    if multi_label or any(len(found) != 1 for found in sets):
+        data.labels, data.label_sets = [], sets
+    else:
+        data.labels, data.label_sets = [found[0] for found in sets], None
+
+
+def read_file(
+    path: str | Path,
+    fmt: str | None = None,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    label_sep: str | None = None,
+    multi_label: bool = False,
+) -> LabelledTexts:
+    """Read a labelled (or, with ``label_col=None``, unlabelled) file of texts. ``label_sep`` splits
+    a CSV/TSV/JSONL label string into several labels; ``multi_label`` makes the data multi-label
+    even when every text has exactly one label. fastText files (``.txt``) are always labelled."""
     path = Path(path)
-    with open_records(path, detect_format(path, fmt)) as records:
-        return parse_records(records, text_col, label_col)
+    # labelled .txt files are fastText's (unlabelled ones, one text a line, are read by rnnonnx.batch)
+    fmt = "fasttext" if not fmt and [s.lower() for s in path.suffixes if s.lower() != ".gz"][-1:] == [".txt"] else fmt
+    fmt = detect_format(path, fmt)
+    if label_sep is not None and (fmt == "fasttext" or not label_sep):
+        raise DataError(
+            "--label-sep applies to CSV, TSV and JSON Lines labels (fastText files name each label apart)"
+            if label_sep
+            else "--label-sep must not be empty"
+        )
+    if fmt == "fasttext":
+        if label_col is None:
+            raise DataError(f"{path}: a fastText file holds labelled texts; read unlabelled texts from a .txt of one text a line")
+        with open_records(path, "txt") as records:
+            return parse_fasttext(records, multi_label=multi_label)
+    with open_records(path, fmt) as records:
+        return parse_records(records, text_col, label_col, label_sep, multi_label)
 
 
 def read_builtin() -> LabelledTexts:

@@ -13,12 +13,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data import LabelledTexts
 from .errors import DataError, RnnonnxError
+
+if TYPE_CHECKING:
+    from .multilabel import MultiLabelEvaluation
 
 SHOWN_UNKNOWN = 10
 
@@ -338,8 +341,10 @@ def evaluate(
     device: str = "auto",
     threads: int | None = None,
     min_score: float | None = None,
-) -> Evaluation:
+) -> "Evaluation | MultiLabelEvaluation":
     """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
+    A multi-label bundle gets a :class:`rnnonnx.multilabel.MultiLabelEvaluation` (its data's
+    label sets, or single labels as sets of one); ``min_score`` then replaces every threshold.
 
     A run is known when ``target`` is a run directory or ``run_dir`` names one. Without
     ``data`` the bundle is scored on that run's test rows; with no run either, data is required.
@@ -357,7 +362,8 @@ def evaluate(
     run = Path(run_dir) if run_dir is not None else own_run
     metrics = read_metrics(run) if run is not None and plot_dir is not None else None
     if data is not None:
-        texts, labels, source = data.texts, data.labels, data.source
+        texts, source = data.texts, data.source
+        labels = data.label_sets if data.label_sets is not None else data.labels
     elif run is not None:
         texts, labels = read_held_out(run, "test")
         source = str(run / HELD_OUT["test"])
@@ -368,6 +374,15 @@ def evaluate(
             f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)"
         )
     predictor = Predictor(bundle, device=device, threads=threads)
+    if predictor.task == "multi-label":
+        from .multilabel import evaluate_sets
+
+        if plot_dir is not None:
+            raise RnnonnxError("--plot draws multi-class figures; a multi-label bundle has none yet")
+        proba = predictor.predict_proba(texts)
+        return evaluate_sets(str(bundle), source, predictor.labels, labels, proba, predictor.thresholds, min_score)
+    if any(not isinstance(label, str) for label in labels):
+        raise DataError(f"{source}: texts with several labels (or none), but {bundle} is a multi-class model")
     result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts), min_score)
     result.temperature, result.training_calibration = _calibration_record(predictor.bundle.manifest)
     if plot_dir is not None:

@@ -69,7 +69,9 @@ class FitJob:
     val_ids: torch.Tensor
     val_y: torch.Tensor
     progress: bool = True
-    # The loss weight of each class (``--class-weight``), or None for plain cross-entropy.
+    # The loss weight of each class (``--class-weight``), or None for plain cross-entropy. For a
+    # multi-label model (targets [rows, labels] of 0/1), the weight of each label's positives
+    # (binary cross-entropy's ``pos_weight``).
     class_weights: list[float] | None = None
 
 
@@ -128,16 +130,48 @@ def evaluate_loss(
     return total_loss / total_weight, correct / len(ids)
 
 
+def evaluate_multilabel(
+    model: TextClassifier | Ensemble,
+    ids: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+    pos_weight: list[float] | None = None,
+) -> tuple[float, float, float]:
+    """A multi-label model's mean binary cross-entropy (per row and label, as training minimises
+    it), micro-F1 and subset accuracy (every label right), each label predicted when its
+    probability is at least 0.5, in eval mode. Micro-F1 is what early stopping watches: unlike
+    subset accuracy it credits a text with most of its labels right."""
+    model.eval()
+    weight = torch.tensor(pos_weight, dtype=torch.float32, device=device) if pos_weight is not None else None
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum", pos_weight=weight)
+    total_loss, tp, fp, fn, exact = 0.0, 0, 0, 0, 0
+    with torch.no_grad():
+        for batch, target in batches(ids, targets, batch_size, None):
+            logits = model(batch.to(device))
+            target = target.to(device)
+            total_loss += float(loss_fn(logits, target))
+            chosen, truth = logits >= 0, target > 0.5
+            tp += int((chosen & truth).sum())
+            fp += int((chosen & ~truth).sum())
+            fn += int((~chosen & truth).sum())
+            exact += int((chosen == truth).all(dim=1).sum())
+    cells = max(1, targets.numel())
+    return total_loss / cells, (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0), exact / max(1, len(ids))
+
+
 def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True) -> MemberFit:
     """Train one classifier with Adam, keeping the epoch that is best on the ``--monitor`` metric
-    and stopping after ``--patience`` epochs without improvement."""
+    and stopping after ``--patience`` epochs without improvement. A multi-label model minimises
+    binary cross-entropy, and ``val_accuracy`` monitoring watches its validation micro-F1."""
     config = job.training
     seed = member_seed(config.seed, member)
     seed_everything(seed)
     model = TextClassifier(job.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    multi = job.model.multi_label
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight) if multi else nn.CrossEntropyLoss(weight=weight)
     generator = torch.Generator().manual_seed(seed)
     name = f"member {member + 1}/{job.model.members} " if job.model.members > 1 else ""
     history: list[dict[str, float]] = []
@@ -160,12 +194,18 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             optimizer.step()
             seen, step = seen + len(target), step + 1
             loss_sum += loss.item() * len(target)
-            correct += int((logits.argmax(dim=1) == target).sum())
+            if multi:
+                correct += int(((logits >= 0) == (target > 0.5)).all(dim=1).sum())
+            else:
+                correct += int((logits.argmax(dim=1) == target).sum())
             line.show(f"{label} {bar(step, steps)} loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
-        val_loss, val_acc = evaluate_loss(model, job.val_ids, job.val_y, device, class_weights=job.class_weights)
+        if multi:
+            val_loss, val_f1, val_acc = evaluate_multilabel(model, job.val_ids, job.val_y, device, pos_weight=job.class_weights)
+        else:
+            val_loss, val_acc = evaluate_loss(model, job.val_ids, job.val_y, device, class_weights=job.class_weights)
         line.finish(
             f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f} | "
-            f"val_loss {val_loss:.4f} val_acc {val_acc:.3f}"
+            f"val_loss {val_loss:.4f} val_acc {val_acc:.3f}" + (f" val_micro_f1 {val_f1:.3f}" if multi else "")
         )
         history.append(
             {
@@ -174,9 +214,11 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
                 "train_accuracy": correct / seen,
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
+                **({"val_micro_f1": val_f1} if multi else {}),
             }
         )
-        key = (-val_acc, val_loss) if config.monitor == "val_accuracy" else (val_loss,)
+        score = val_f1 if multi else val_acc
+        key = (-score, val_loss) if config.monitor == "val_accuracy" else (val_loss,)
         if key < best_key:
             best_key, best_epoch, stale = key, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -184,7 +226,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             stale += 1
             if stale >= config.patience:
                 print(
-                    f"{name}early stop: no {config.monitor} improvement for {config.patience} epoch(s); "
+                    f"{name}early stop: no {'val_micro_f1' if multi and config.monitor == 'val_accuracy' else config.monitor} "
+                    f"improvement for {config.patience} epoch(s); "
                     f"keeping epoch {best_epoch}",
                     file=sys.stderr,
                 )

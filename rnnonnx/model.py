@@ -23,7 +23,8 @@ class TextClassifier(nn.Module):
     alone. ``pooling="last"``: the output at each direction's final step, position ``length - 1``
     going forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
     convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
-    The logits are divided by ``config.temperature`` (calibration) when it is not 1.
+    The logits are divided by ``config.temperature`` (calibration) when it is not 1. With
+    ``config.multi_label`` each logit is read through its own sigmoid (see :func:`probabilities_of`).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -81,8 +82,18 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.config.multi_label:
+            # the members' mean sigmoid per label; its logit, so a sigmoid over it gives the mean back
+            mean = torch.stack([torch.sigmoid(m(input_ids)) for m in self.members]).mean(dim=0)
+            tiny = torch.finfo(mean.dtype).tiny
+            return _scaled(mean.clamp_min(tiny).log() - (1 - mean).clamp_min(tiny).log(), self.config.temperature)
         probabilities = torch.stack([torch.softmax(m(input_ids), dim=-1) for m in self.members]).mean(dim=0)
         return _scaled(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), self.config.temperature)
+
+
+def probabilities_of(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Probabilities from logits: a softmax over the labels, or one sigmoid per label (multi-label)."""
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
 
 def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -105,7 +116,7 @@ def set_temperature(model: TextClassifier | Ensemble, temperature: float) -> Non
 
 
 class ExportWrapper(nn.Module):
-    """What goes into ONNX: ids to logits and softmax probabilities."""
+    """What goes into ONNX: ids to logits and probabilities (softmax, or sigmoids when multi-label)."""
 
     def __init__(self, model: TextClassifier | Ensemble) -> None:
         super().__init__()
@@ -113,4 +124,4 @@ class ExportWrapper(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(input_ids)
-        return logits, torch.softmax(logits, dim=-1)
+        return logits, probabilities_of(logits, self.model.config.multi_label)

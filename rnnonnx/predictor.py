@@ -78,28 +78,42 @@ class Prediction:
     ``label`` is ``None`` when the top probability is below the ``min_score`` asked for (the
     model abstains; ``score`` still holds that probability). ``top`` holds the ``top_k`` best
     labels as ``{"label", "score"}`` entries, best first, when ``top_k`` was asked for.
+
+    A multi-label model's prediction also has ``labels``: every label whose probability reaches
+    its threshold, best first (possibly none); ``label`` is the first of them, or ``None`` when
+    the set is empty, and ``score`` the top probability. Multi-class predictions have no ``labels``.
     """
 
     label: str | None
     score: float
     probabilities: dict[str, float] = field(default_factory=dict)
     top: list[dict[str, Any]] | None = None
+    labels: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``label``, ``score``, ``probabilities`` (and ``top`` when asked for)."""
+        """The JSON form: ``label``, ``score``, ``probabilities`` (``labels`` for a multi-label
+        model, ``top`` when asked for)."""
         record: dict[str, Any] = {"label": self.label, "score": self.score, "probabilities": dict(self.probabilities)}
+        if self.labels is not None:
+            record["labels"] = list(self.labels)
         if self.top is not None:
             record["top"] = [dict(entry) for entry in self.top]
         return record
 
 
 def predictions_from_proba(
-    proba: np.ndarray, labels: Sequence[str], top_k: int | None = None, min_score: float | None = None
+    proba: np.ndarray,
+    labels: Sequence[str],
+    top_k: int | None = None,
+    min_score: float | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> list[Prediction]:
     """Turn probability rows into :class:`Prediction` objects (the one place that does).
 
     ``top_k``: also list the K most probable labels (-1: every label), best first; ties keep
-    label order. ``min_score``: below it, ``label`` is ``None``.
+    label order. ``min_score``: below it, ``label`` is ``None``. ``thresholds`` (one per label)
+    makes the rows a multi-label model's: each prediction's ``labels`` are those at or above their
+    threshold, or, with ``min_score``, at or above ``min_score`` whatever their own threshold.
     """
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or (top_k < 1 and top_k != -1)):
         raise RnnonnxError(f"top_k must be a positive integer or -1 (every label), not {top_k!r}")
@@ -108,15 +122,24 @@ def predictions_from_proba(
     names = list(labels)
     k = len(names) if top_k is None or top_k == -1 else min(top_k, len(names))
     out = []
+    limits = None
+    if thresholds is not None:
+        if len(thresholds) != len(names):
+            raise RnnonnxError(f"{len(thresholds)} thresholds for {len(names)} labels")
+        limits = np.full(len(names), min_score, dtype=np.float32) if min_score is not None else np.asarray(thresholds, np.float32)
     for row in np.asarray(proba, dtype=np.float32):
         values = [float(p) for p in row]
         best = int(row.argmax())
         label = names[best] if min_score is None or values[best] >= min_score else None
+        chosen = None
+        if limits is not None:
+            chosen = [names[j] for j in np.argsort(-row, kind="stable") if row[j] >= limits[j]]
+            label = chosen[0] if chosen else None
         top = None
         if top_k is not None:
             order = np.argsort(-row, kind="stable")[:k]
             top = [{"label": names[j], "score": values[j]} for j in order]
-        out.append(Prediction(label, values[best], dict(zip(names, values)), top))
+        out.append(Prediction(label, values[best], dict(zip(names, values)), top, chosen))
     return out
 
 
@@ -402,8 +425,20 @@ class Predictor:
         self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None
     ) -> list[Prediction]:
         """One :class:`Prediction` per text: top label, score, every label's probability;
-        ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it."""
-        return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score)
+        ``top_k`` adds the K best labels (-1: all), ``min_score`` abstains below it. A multi-label
+        bundle's predictions name the set of labels at or above their thresholds (``min_score``
+        replaces every threshold)."""
+        return predictions_from_proba(self.predict_proba(texts), self.bundle.labels, top_k, min_score, self.thresholds)
+
+    @property
+    def task(self) -> str:
+        """``multi-class`` or ``multi-label`` (see :attr:`rnnonnx.bundle.Bundle.task`)."""
+        return self.bundle.task
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label bundle's per-label thresholds (label order); ``None`` for multi-class."""
+        return self.bundle.thresholds
 
     def explain(self, text: str, label: str | None = None) -> "Explanation":
         """Each token's contribution to ``label`` (default: the predicted one) by occlusion: the

@@ -332,19 +332,63 @@ class Records:
 
         return text
 
-    def labels(self, column: str = "label") -> Callable[[Record, int], str]:
-        """A function ``(record, line) -> label`` as a string: from a string, number or boolean, not an array or object."""
-        value = self.column(column, "--label-col")
 
-        def label(record: Record, line: int) -> str:
-            found = value(record, line)
-            if isinstance(found, (list, dict)):
-                raise DataError(
-                    f"{self.name}: line {line}: the value of {column!r} is {kind(found)}; a label must be a string or a number"
-                )
-            return label_text(found)
+def label_sets(records: Records, column: str = "label", sep: str | None = None) -> Callable[[Record, int], list[str]]:
+    """A function ``(record, line) -> labels``: the list of a row's labels, for multi-label data.
 
-        return label
+    A JSON array holds one label per item (``[]``: the row has none); a string or number is one
+    label, or with ``sep`` the parts between separators (an empty cell: no label). Without
+    ``sep`` an empty label is an error, as for single-label data. Repeats are dropped, order kept.
+    """
+    value = records.column(column, "--label-col")
+
+    def labels(record: Record, line: int) -> list[str]:
+        found = value(record, line)
+        if isinstance(found, dict):
+            raise DataError(
+                f"{records.name}: line {line}: the value of {column!r} is an object; give a label or a list of labels"
+            )
+        if isinstance(found, list):
+            items = []
+            for item in found:
+                if isinstance(item, (list, dict)) or item is None:
+                    raise DataError(f"{records.name}: line {line}: a label in the list of {column!r} is {kind(item)}")
+                items.append(label_text(item))
+        elif sep:
+            items = label_text(found).split(sep)
+            if items == [""]:
+                return []
+        else:
+            items = [label_text(found)]
+        names = [name.strip() for name in items]
+        if "" in names:
+            raise DataError(f"{records.name}: line {line} has an empty label")
+        return list(dict.fromkeys(names))
+
+    return labels
+
+
+FASTTEXT_PREFIX = "__label__"
+# fastText's readWord (src/dictionary.cc) splits a line on these bytes only, not on Unicode spaces.
+_FASTTEXT_SPACE = re.compile("[ \t\n\r\v\f\0]+")
+
+
+def fasttext_line(line: str, prefix: str = FASTTEXT_PREFIX) -> tuple[str, list[str]]:
+    """``(text, labels)`` of one line of fastText's supervised format, by fastText's own rule
+    (``Dictionary::getLine``): the line is split on ASCII whitespace, and every token that starts
+    with ``prefix``, wherever it stands, is a label (named without the prefix); the other tokens,
+    joined by single spaces, are the text. A label token that is the prefix alone is an error."""
+    words, labels = [], []
+    for token in _FASTTEXT_SPACE.split(line):
+        if not token:
+            continue
+        if token.startswith(prefix):
+            labels.append(token[len(prefix) :])
+        else:
+            words.append(token)
+    if "" in labels:
+        raise ValueError(f"a bare {prefix!r} with no label name")
+    return " ".join(words), list(dict.fromkeys(labels))
 
 
 def open_records(path: str | os.PathLike, fmt: str, *, max_bytes: int | None = None) -> Records:

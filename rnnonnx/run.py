@@ -65,11 +65,14 @@ class Metrics:
     test_accuracy: float | None = None
     baseline: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
+    # A multi-label run's tuned thresholds and its scores with them on validation and test
+    # (see rnnonnx.multilabel.scores); its *_accuracy figures are subset accuracy at 0.5.
+    multilabel: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; optional parts appear only when they exist."""
         record = asdict(self)
-        for key in ("test_loss", "test_accuracy", "baseline", "calibration"):
+        for key in ("test_loss", "test_accuracy", "baseline", "calibration", "multilabel"):
             if record[key] is None:
                 del record[key]
         if not self.members:
@@ -91,6 +94,9 @@ class Metrics:
             text += f", test_accuracy {self.test_accuracy:.4f}"
         if self.calibration is not None:
             text += f", temperature {self.calibration['temperature']:.3f}"
+        if self.multilabel is not None:
+            part = "test" if "test" in self.multilabel else "validation"
+            text += f", {part} micro-F1 {self.multilabel[part]['micro_f1']:.4f} macro-F1 {self.multilabel[part]['macro_f1']:.4f}"
         if self.members:
             text += (
                 " (members: " + ", ".join(f"epoch {m.best_epoch} val_accuracy {m.val_accuracy:.4f}" for m in self.members) + ")"
@@ -170,7 +176,7 @@ def read_held_out(run_dir: str | Path, part: str) -> tuple[list[str], list[str]]
     if not path.is_file() or not path.read_bytes().strip():
         return [], []
     rows = read_file(path, "jsonl")
-    return rows.texts, rows.labels
+    return rows.texts, rows.label_sets if rows.label_sets is not None else rows.labels
 
 
 def find_bundle(target: str | Path) -> tuple[Path, Path | None]:

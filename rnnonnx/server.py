@@ -150,7 +150,9 @@ def load_model(settings: ServeSettings) -> LoadedModel:
     first = predictor.predict_proba([GOLDEN_TEXT])
     second = predictor.predict_proba([GOLDEN_TEXT])
     n_labels = len(predictor.labels)
-    if first.shape != (1, n_labels) or not np.all(np.isfinite(first)) or abs(float(first.sum()) - 1.0) > 1e-3:
+    # a multi-label model's probabilities are one sigmoid per label: each in [0, 1], no sum
+    sums = predictor.task == "multi-class" and abs(float(first.sum()) - 1.0) > 1e-3
+    if first.shape != (1, n_labels) or not np.all(np.isfinite(first)) or sums or not ((first >= 0) & (first <= 1)).all():
         raise BundleError(
             f"{settings.bundle}: the model does not give one probability per label for a test sentence (got {first.tolist()})"
         )
@@ -180,6 +182,8 @@ def model_summary(model: LoadedModel, settings: ServeSettings) -> dict[str, Any]
     tokenizer = {key: value for key, value in manifest.get("tokenizer", {}).items() if key != "token_pattern"}
     return {
         "labels": predictor.labels,
+        "task": predictor.task,
+        "thresholds": predictor.thresholds,
         "graph": predictor.graph,
         "precision": predictor.precision,
         "model_file": predictor.model_file,
@@ -489,6 +493,12 @@ def openapi_document(model: LoadedModel) -> dict[str, Any]:
                             },
                             "description": "Only when top_k was asked for",
                         },
+                        "labels": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": labels},
+                            "description": "Multi-label models only: every label at or above its threshold "
+                            "(or min_score), best first",
+                        },
                     },
                 },
                 "PredictResponse": {
@@ -567,7 +577,7 @@ def create_app(model: LoadedModel, settings: ServeSettings, multiprocess_dir: st
         except Overloaded as exc:
             raise ApiError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)}) from None
         metrics.texts.inc(len(texts))
-        predictions = predictions_from_proba(proba, labels, top_k, min_score)
+        predictions = predictions_from_proba(proba, labels, top_k, min_score, predictor.thresholds)
         return JSONResponse({"predictions": [p.to_dict() for p in predictions]})
 
     async def describe(request: Request) -> Response:

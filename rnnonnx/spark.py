@@ -150,9 +150,13 @@ def _texts(column: np.ndarray) -> list[str]:
     return texts
 
 
-def _make_predict_fn(bundle: str, threads: int | None, graph: str, top_k: int | None) -> Callable[[], Callable]:
+def _make_predict_fn(
+    bundle: str, threads: int | None, graph: str, top_k: int | None, min_score: float | None = None
+) -> Callable[[], Callable]:
     """What ``predict_batch_udf`` runs once per worker: fetch the cached Predictor and return
-    the batch function (numpy strings in, one numpy column per struct field out)."""
+    the batch function (numpy strings in, one numpy column per struct field out). For a
+    multi-label bundle, ``label_set`` holds the labels at or above their threshold (or
+    ``min_score``) best first, padded with nulls to one slot per label (a fixed width)."""
 
     def make() -> Callable[[np.ndarray], dict[str, np.ndarray]]:
         predictor = get_predictor(bundle, threads, graph)
@@ -162,6 +166,11 @@ def _make_predict_fn(bundle: str, threads: int | None, graph: str, top_k: int | 
             proba = predictor.predict_proba(_texts(texts))
             best = proba.argmax(axis=1)
             out = {"label": labels[best], "score": proba[np.arange(len(proba)), best], "probabilities": proba}
+            if predictor.thresholds is not None:
+                limits = np.float32(predictor.thresholds if min_score is None else [min_score] * len(labels))
+                order = np.argsort(-proba, axis=1, kind="stable")
+                inside = np.take_along_axis(proba >= limits, order, axis=1)
+                out["label_set"] = np.where(inside, labels[order], None)
             if top_k is not None:
                 k = proba.shape[1] if top_k == -1 else min(top_k, proba.shape[1])
                 # the order predictions_from_proba gives: best first, ties in label order
@@ -184,11 +193,14 @@ class PredictUDF:
     who want the raw arrays or to register it for SQL.
     """
 
-    def __init__(self, batch_udf: Any, labels: list[str], top_k: int | None, min_score: float | None) -> None:
+    def __init__(
+        self, batch_udf: Any, labels: list[str], top_k: int | None, min_score: float | None, multi_label: bool = False
+    ) -> None:
         self.batch_udf = batch_udf
         self.labels = labels
         self.top_k = top_k
         self.min_score = min_score
+        self.multi_label = multi_label
 
     def __call__(self, text: str | Column) -> Column:
         column = F.col(text) if isinstance(text, str) else text
@@ -196,13 +208,19 @@ class PredictUDF:
         names = F.array(*[F.lit(name) for name in self.labels])
         probabilities = raw["probabilities"]
         label = raw["label"]
-        if self.min_score is not None:
+        chosen = None
+        if self.multi_label:  # the set (nulls dropped) and its first label, null when empty
+            chosen = F.array_compact(raw["label_set"])
+            label = F.try_element_at(chosen, F.lit(1))
+        elif self.min_score is not None:
             label = F.when(raw["score"] >= F.lit(self.min_score), label)
         fields = [
             label.alias("label"),
             raw["score"].alias("score"),
             F.map_from_arrays(names, probabilities).alias("probabilities"),
         ]
+        if chosen is not None:
+            fields.append(chosen.alias("labels"))
         if self.top_k is not None:
             # a Python UDF cannot feed a lambda (transform), so zip the two arrays and name the fields by a cast
             top = F.arrays_zip(raw["top_labels"], raw["top_scores"]).cast("array<struct<label:string,score:float>>")
@@ -221,7 +239,9 @@ def predict_udf(
     """A column function scoring texts with a bundle, in the shape of :class:`~rnnonnx.predictor.Prediction`:
     ``df.withColumn("pred", predict_udf(bundle)("text"))`` adds a struct ``label`` (string),
     ``score`` (float), ``probabilities`` (map label -> float) and, with ``top_k``, ``top``
-    (array of ``label``/``score`` structs, best first). A null text gives a null prediction.
+    (array of ``label``/``score`` structs, best first). A null text gives a null prediction. A
+    multi-label bundle's struct also has ``labels`` (array of the labels at or above their
+    thresholds, best first; ``min_score`` replaces every threshold), and ``label`` is its first.
 
     ``bundle_path``: a bundle directory every executor can read, or the name :func:`add_bundle`
     returned. ``threads``: ONNX Runtime intra-op threads per task (``None``: all cores, which
@@ -236,7 +256,8 @@ def predict_udf(
         raise RnnonnxError(f"batch_size must be a positive integer, not {batch_size!r}")
     from .bundle import Bundle
 
-    labels = list(Bundle(resolve_bundle(bundle_path)).labels)
+    opened = Bundle(resolve_bundle(bundle_path))
+    labels, multi_label = list(opened.labels), opened.task == "multi-label"
     predictions_from_proba(np.zeros((0, len(labels)), dtype=np.float32), labels, top_k, min_score)  # checks top_k and min_score
     fields = [
         T.StructField("label", T.StringType()),
@@ -248,13 +269,17 @@ def predict_udf(
             T.StructField("top_labels", T.ArrayType(T.StringType())),
             T.StructField("top_scores", T.ArrayType(T.FloatType())),
         ]
+    if multi_label:
+        fields.append(T.StructField("label_set", T.ArrayType(T.StringType())))
     spec = os.fspath(bundle_path)
     if os.path.isdir(spec) and resolve_bundle(spec) == spec:
         spec = os.path.abspath(spec)  # a relative path would resolve against each executor's own directory
     batch_udf = predict_batch_udf(
-        _make_predict_fn(spec, threads, graph, top_k), return_type=T.StructType(fields), batch_size=batch_size
+        _make_predict_fn(spec, threads, graph, top_k, min_score if multi_label else None),
+        return_type=T.StructType(fields),
+        batch_size=batch_size,
     )
-    return PredictUDF(batch_udf, labels, top_k, None if min_score is None else float(min_score))
+    return PredictUDF(batch_udf, labels, top_k, None if min_score is None else float(min_score), multi_label)
 
 
 __all__ = ["predict_udf", "add_bundle", "resolve_bundle", "get_predictor", "PredictUDF"]

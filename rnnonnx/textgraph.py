@@ -6,6 +6,7 @@ ONNX Runtime's string operators put the rule of :mod:`rnnonnx.text` in front of 
              -> Slice (first max_len tokens) -> LabelEncoder (vocabulary, unknown -> 1)
              -> Pad (to at least one column) -> input_ids [N, W] -> the ids graph unchanged
              -> probabilities [N, labels], label = ArgMax [N]
+                (multi-label: also labels = probabilities >= thresholds, bool [N, labels])
 
 Two quirks of the kernels shape the front: the Tokenizer pads short rows with ``pad_value``
 (here ``<pad>``, which the vocabulary maps to id 0) and returns ``[N, 0]`` when no text has a
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import IDS_INPUT, LABEL, OPSET, PROBABILITIES, TEXT_INPUT
+from .bundle import IDS_INPUT, LABEL, LABEL_SET, OPSET, PROBABILITIES, TEXT_INPUT
 from .parity import ParityReport
 from .text import PAD_ID, PAD_TOKEN, UNK_ID, Tokenizer, TokenizerSpec, portable_pattern
 
@@ -157,11 +158,13 @@ def front_model(tokenizer: Tokenizer, output: str = IDS_INPUT) -> Any:
     return helper.make_model(graph, ir_version=IR_VERSION, opset_imports=_opsets({}))
 
 
-def text_model(ids_model: Any, tokenizer: Tokenizer) -> Any:
+def text_model(ids_model: Any, tokenizer: Tokenizer, thresholds: Sequence[float] | None = None) -> Any:
     """A copy of ``ids_model`` (an ``onnx.ModelProto`` taking ``input_ids``) that takes raw texts.
 
     The ids graph is kept node for node; metadata (labels, tokenizer spec) is kept, so the file
-    alone is enough to classify text. Works for the fp32 and the int8 ids graph alike.
+    alone is enough to classify text. Works for the fp32 and the int8 ids graph alike. With
+    ``thresholds`` (a multi-label model's, one per label) the graph also gives ``labels``, bool
+    ``[N, labels]``: which labels reach their threshold, the set a multi-label prediction names.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -176,10 +179,17 @@ def text_model(ids_model: Any, tokenizer: Tokenizer) -> Any:
     if clash:
         raise ValueError(f"the ids graph already uses names under {PREFIX!r}: {clash[:3]}")
     nodes, initializers = front_nodes(tokenizer)
-    nodes.append(helper.make_node("ArgMax", [PROBABILITIES], [LABEL], name=PREFIX + "argmax", axis=1, keepdims=0))
+    tail = [helper.make_node("ArgMax", [PROBABILITIES], [LABEL], name=PREFIX + "argmax", axis=1, keepdims=0)]
+    if thresholds is not None:
+        from onnx import numpy_helper
+
+        initializers.append(numpy_helper.from_array(np.asarray(thresholds, dtype=np.float32), _name("thresholds")))
+        tail.append(
+            helper.make_node("GreaterOrEqual", [PROBABILITIES, _name("thresholds")], [LABEL_SET], name=_name("label_set"))
+        )
     old_nodes = list(graph.node)
     del graph.node[:]
-    graph.node.extend(nodes[:-1] + old_nodes + nodes[-1:])
+    graph.node.extend(nodes + old_nodes + tail)
     graph.initializer.extend(initializers)
     graph.value_info.append(_tokens_value_info())
     del graph.input[:]
@@ -189,12 +199,17 @@ def text_model(ids_model: Any, tokenizer: Tokenizer) -> Any:
     kept.CopyFrom(probabilities)
     del graph.output[:]
     graph.output.extend([kept, helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch"])])
+    if thresholds is not None:
+        graph.output.append(helper.make_tensor_value_info(LABEL_SET, TensorProto.BOOL, ["batch", len(thresholds)]))
     opsets = _opsets({o.domain: o.version for o in model.opset_import})
     del model.opset_import[:]
     model.opset_import.extend(opsets)
     model.doc_string = (
         "text classifier, tokenization included: raw texts [batch] (string) -> probabilities [batch, labels], "
-        "label [batch] (argmax index into the 'labels' metadata); " + ids_model.doc_string
+        "label [batch] (argmax index into the 'labels' metadata)"
+        + ("; labels [batch, labels] (bool: at or above each label's threshold)" if thresholds is not None else "")
+        + "; "
+        + ids_model.doc_string
     )
     return model
 
@@ -226,16 +241,32 @@ def edge_texts() -> list[str]:
     ]
 
 
-def parity(tokenizer: Tokenizer, ids_session: Any, text_session: Any, texts: Sequence[str], batch_size: int = 64) -> ParityReport:
+def parity(
+    tokenizer: Tokenizer,
+    ids_session: Any,
+    text_session: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    thresholds: Sequence[float] | None = None,
+) -> ParityReport:
     """Text-in against ids-in (with Python tokenization) on ``texts`` batched in the same order, plus
-    a batch of only empty texts: probabilities, and ``label`` against the ids graph's argmax."""
+    a batch of only empty texts: probabilities, and ``label`` against the ids graph's argmax. With
+    ``thresholds`` (multi-label), the ``labels`` output against the ids graph's probabilities at or
+    above them, wherever no probability is within the tolerance of its threshold: a disagreement
+    counts as a label disagreement."""
     report = ParityReport(TOLERANCE)
     groups = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)] + [["", "", ""]]
+    limits = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
     for batch in groups:
         expected = ids_session.run([PROBABILITIES], {IDS_INPUT: tokenizer.encode_batch(batch)})[0]
-        got, label = text_session.run([PROBABILITIES, LABEL], {TEXT_INPUT: np.array(batch, dtype=object)})
+        outputs = [PROBABILITIES, LABEL] + ([LABEL_SET] if limits is not None else [])
+        got, label, *label_set = text_session.run(outputs, {TEXT_INPUT: np.array(batch, dtype=object)})
         try:
             report.add(expected, got, label)
         except ValueError as exc:
             raise ValueError(f"text-in graph gave unexpected shapes for {len(batch)} texts: {exc}") from None
+        if limits is not None:
+            decided = (np.abs(expected - limits) > TOLERANCE).all(axis=1)
+            wrong = (np.asarray(label_set[0]) != (expected >= limits)).any(axis=1)
+            report.label_disagreements += int((wrong & decided).sum())
     return report

@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
-from .fitting import FitJob, MemberFit, batches, evaluate_loss, fit_members, resolve_device, seed_everything
+from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, fit_members, resolve_device, seed_everything
 from .model import Ensemble, TextClassifier, build_model, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
@@ -64,7 +64,19 @@ class SplitRows:
 
 
 def split_rows(data: LabelledTexts, config: TrainConfig) -> SplitRows:
-    """Stratified train/validation/test rows (see :func:`rnnonnx.data.split`)."""
+    """Stratified train/validation/test rows (see :func:`rnnonnx.data.split`); multi-label rows
+    (whose labels are lists) are split at random (:func:`rnnonnx.multilabel.split_indices`)."""
+    if data.label_sets is not None:
+        from .multilabel import split_indices
+
+        train, validation, test, reused = split_indices(len(data.texts), config.validation, config.test, config.seed)
+        if reused:
+            warn(f"only {len(data.texts)} rows: too few to hold out validation data, validating on the training rows")
+
+        def pick_sets(indices: list[int]) -> Rows:
+            return [data.texts[i] for i in indices], [data.label_sets[i] for i in indices]
+
+        return SplitRows(pick_sets(train), pick_sets(validation), pick_sets(test), reused)
     parts = split(data.labels, config.validation, config.test, config.seed)
     if parts.rare:
         shown = ", ".join(f"{label!r} ({n} row{'s' if n > 1 else ''})" for label, n in sorted(parts.rare.items())[:10])
@@ -84,7 +96,15 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     data = data if data is not None else read_builtin()
     for message in data.warnings:
         warn(message)
-    labels = check_classes(data)
+    multi = data.label_sets is not None
+    if multi and config.baseline:
+        raise RnnonnxError("--baseline fits a multi-class baseline; for multi-label data see benchmarks/multilabel.py")
+    if multi:
+        from . import multilabel
+
+        labels = multilabel.label_names(data.label_sets)
+    else:
+        labels = check_classes(data)
     inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
     check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     seed_everything(config.seed)
@@ -95,6 +115,8 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     label_index = {name: i for i, name in enumerate(labels)}
 
     def tensors(part: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        if multi:  # 0/1 targets [rows, labels]
+            return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.from_numpy(multilabel.multi_hot(part[1], labels)[0])
         return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.tensor([label_index[n] for n in part[1]])
 
     train_ids, train_y = tensors(rows.train)
@@ -102,14 +124,21 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     pooling = resolve_pooling(config.pooling, train_ids, config.max_len)
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
-    model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling)
-    weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
+    model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling, multi_label=multi)
+    if multi:
+        weights = _positive_weights(config, labels, train_y)
+    else:
+        weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
     started = time.perf_counter()
     fits = fit_members(FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights), device)
     model = build_model(model_config).to(device)
     for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
         member.load_state_dict(fit.state)
     test = tensors(rows.test) if rows.test[0] else None
+    if multi:
+        if progress and config.calibrate:
+            print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
+        return _finish_multilabel(config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started)
     calibration = _calibrate(model, config, rows, (val_ids, val_y), test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
     metrics = Metrics(
@@ -134,6 +163,72 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     record = _config_record(config, model, data, rows, device)
     record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
     write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
+    return metrics
+
+
+def _positive_weights(config: TrainConfig, labels: list[str], targets: torch.Tensor) -> list[float] | None:
+    """``--class-weight`` of a multi-label run as binary cross-entropy's ``pos_weight``: each label's
+    weight on its positive rows. ``balanced``: negatives / positives of that label in training (1
+    for a label without positives); explicit weights: as given, unlisted labels 1."""
+    if config.class_weight is None:
+        return None
+    positives = targets.sum(dim=0).tolist()
+    if config.class_weight == "balanced":
+        return [(len(targets) - p) / p if p > 0 else 1.0 for p in positives]
+    return config.class_weights(labels, [int(p) for p in positives])
+
+
+def _finish_multilabel(
+    config: TrainConfig,
+    out_dir: str | Path,
+    data: LabelledTexts,
+    rows: SplitRows,
+    model: TextClassifier | Ensemble,
+    tokenizer: Tokenizer,
+    labels: list[str],
+    fits: list[MemberFit],
+    weights: list[float] | None,
+    device: torch.device,
+    inputs: list[str],
+    started: float,
+) -> Metrics:
+    """Tune each label's threshold on the validation rows (0.5 everywhere when validation reuses
+    the training rows, on which any threshold looks good), score validation and test with them,
+    and write the run; ``config.json`` records the task and the thresholds."""
+    from . import multilabel
+
+    def part(rows_of: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(tokenizer.encode_batch(rows_of[0])), torch.from_numpy(multilabel.multi_hot(rows_of[1], labels)[0])
+
+    val_ids, val_y = part(rows.validation)
+    val_proba = torch.sigmoid(logits_of(model, val_ids, device)).numpy()
+    if rows.validation_is_train:
+        warn("thresholds: 0.5 for every label, since the validation rows are the training rows")
+        thresholds = [multilabel.DEFAULT_THRESHOLD] * len(labels)
+    else:
+        thresholds = multilabel.tune_thresholds(val_proba, val_y.numpy())
+    val_loss, _, val_acc = evaluate_multilabel(model, val_ids, val_y, device)
+    record = {"thresholds": dict(zip(labels, thresholds)), "validation": multilabel.scores(val_proba, val_y.numpy(), thresholds)}
+    metrics = Metrics(
+        epochs=fits[0].history,
+        best_epoch=fits[0].best_epoch,
+        monitor=config.monitor,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        validation_is_train=rows.validation_is_train,
+        train_seconds=round(time.perf_counter() - started, 2),
+        members=_member_records(fits),
+    )
+    if rows.test[0]:
+        test_ids, test_y = part(rows.test)
+        metrics.test_loss, _, metrics.test_accuracy = evaluate_multilabel(model, test_ids, test_y, device)
+        record["test"] = multilabel.scores(torch.sigmoid(logits_of(model, test_ids, device)).numpy(), test_y.numpy(), thresholds)
+    metrics.multilabel = record
+    config_record = _config_record(config, model, data, rows, device)
+    config_record["task"] = "multi-label"
+    config_record["thresholds"] = thresholds
+    config_record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
+    write_run(out_dir, model.state_dict(), config_record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
 
 

@@ -58,3 +58,55 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+TOPICS = {
+    "audio": ["sound", "music", "audio", "volume", "mixer"],
+    "graphics": ["image", "photo", "picture", "pixel", "draw"],
+    "network": ["network", "socket", "http", "server", "download"],
+    "text": ["editor", "text", "document", "spelling", "font"],
+}
+FILLER = ["tool", "simple", "library", "program", "small", "fast", "the", "for", "with", "and"]
+
+
+def multilabel_rows(n: int = 240, seed: int = 0) -> list[tuple[str, list[str]]]:
+    """``n`` synthetic texts with 0 to 3 of four topic labels each: every label's words mark it,
+    filler words do not; a fixed seed, so every test sees the same rows."""
+    import random
+
+    rng = random.Random(seed)
+    names = sorted(TOPICS)
+    rows = []
+    for i in range(n):
+        labels = sorted(rng.sample(names, [0, 1, 1, 2, 2, 3][i % 6]))
+        words = [w for name in labels for w in rng.sample(TOPICS[name], 2)] + rng.sample(FILLER, 3)
+        rng.shuffle(words)
+        rows.append((" ".join(words), labels))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_multilabel_run(tmp_path_factory) -> Path:
+    """A few-epoch multi-label GRU ensemble of two members on :func:`multilabel_rows`."""
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.data import LabelledTexts
+    from rnnonnx.training import train_run as train
+
+    rows = multilabel_rows()
+    data = LabelledTexts([t for t, _ in rows], [], "synthetic topics", label_sets=[labels for _, labels in rows])
+    out = tmp_path_factory.mktemp("runs") / "multilabel"
+    config = TrainConfig(
+        arch="gru", embed_dim=16, hidden=16, epochs=12, patience=12, max_len=16, min_df=1, members=2, lr=2e-2, seed=1
+    )
+    train(config, out, data, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_multilabel_bundle(tiny_multilabel_run, tmp_path_factory) -> Path:
+    """The bundle exported from ``tiny_multilabel_run``."""
+    from rnnonnx.exporting import export_run
+
+    out = tmp_path_factory.mktemp("bundles") / "multilabel"
+    export_run(tiny_multilabel_run, out, log=lambda message: None)
+    return out

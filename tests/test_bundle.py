@@ -548,3 +548,34 @@ def test_re_signed_model_damage_is_a_clean_result_or_one_line(tiny_bundle, data)
 @given(data=st.data())
 def test_re_signed_model_damage_is_a_clean_result_or_one_line_deep(tiny_bundle, data):
     _check_resigned_model(tiny_bundle, data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("thresholds"), "a multi-label bundle needs 'thresholds', one number in [0, 1] per label"),
+        (lambda m: m.update(thresholds=[0.5] * 3), "a multi-label bundle needs 'thresholds'"),
+        (lambda m: m.update(thresholds=[0.5, 0.5, 1.5, 0.5]), "a multi-label bundle needs 'thresholds'"),
+        (lambda m: m.update(thresholds=[0.5, 0.5, True, 0.5]), "a multi-label bundle needs 'thresholds'"),
+        (lambda m: m.update(task="multi-class"), "task 'multi-class' disagrees with the model record (multi_label True)"),
+        (lambda m: m.update(task="ranking"), "unknown task 'ranking' (one of multi-class, multi-label)"),
+    ],
+)
+def test_the_task_and_thresholds_of_a_bundle_are_checked(tiny_multilabel_bundle, tmp_path, change, message):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_multilabel_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=re.escape(message)):
+        Bundle(bundle)
+
+
+def test_a_bundle_without_a_task_is_multi_class(tiny_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["task"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert Bundle(bundle).task == "multi-class" and Bundle(bundle).thresholds is None
+    assert Bundle(tiny_bundle).task == "multi-class"

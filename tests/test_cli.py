@@ -499,14 +499,13 @@ def test_bad_data_files_are_one_line_errors_in_every_command(tiny_bundle, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], "no output, run or temporary file is left"
 
 
-def test_labels_that_are_arrays_are_refused_by_train_and_evaluate(tiny_bundle, tmp_path):
-    (tmp_path / "labels.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "dull", "label": ["neg"]}\n')
+def test_labels_that_are_objects_are_refused_by_train_and_evaluate(tiny_bundle, tmp_path):
+    (tmp_path / "labels.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "dull", "label": {"y": "neg"}}\n')
     for args in (["train", "--data", "labels.jsonl", "--out", "run"], ["evaluate", str(tiny_bundle), "--data", "labels.jsonl"]):
         result = run_cli(*args, cwd=tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert (
-            result.stderr
-            == "Error: labels.jsonl: line 2: the value of 'label' is an array; a label must be a string or a number\n"
+            result.stderr == "Error: labels.jsonl: line 2: the value of 'label' is an object; give a label or a list of labels\n"
         )
 
 
@@ -555,3 +554,22 @@ def test_predict_reads_stdin_lines_at_newline_only(tiny_bundle):
         result.exit_code == 1
         and result.stderr == "Error: standard input: line 2 is not valid UTF-8 (byte 0xff); save the file as UTF-8\n"
     )
+
+
+def test_train_multi_label_from_the_command_line(tmp_path):
+    from tests.conftest import multilabel_rows
+
+    rows = multilabel_rows(60)
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{t},{'|'.join(labels)}\n" for t, labels in rows))
+    common = ["--epochs", "1", "--members", "1", "--embed-dim", "8", "--hidden", "8", "--min-df", "1", "--quiet"]
+    out = run_cli("train", "--data", "d.csv", "--label-sep", "|", *common, "--out", "run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "multi-label"
+    assert "micro-F1" in out.stdout
+    for args, message in (
+        (["--label-sep", "|"], "--label-sep and --multi-label apply to --data files, not the built-in dataset"),
+        (["--data", "d.txt", "--label-sep", "|"], "--label-sep applies to CSV, TSV and JSON Lines labels"),
+    ):
+        (tmp_path / "d.txt").write_text("__label__a fine\n")
+        failed = run_cli("train", *args, *common, "--out", "other", cwd=tmp_path)
+        assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and message in failed.stderr, failed.stderr

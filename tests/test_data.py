@@ -84,8 +84,8 @@ def test_empty_texts_are_skipped_and_counted(tmp_path):
         ("number.jsonl", b'{"text": 12, "label": 1}\n', "line 1: the value of 'text' is a number"),
         (
             "listlabel.jsonl",
-            b'{"text": "a", "label": [1, 2]}\n',
-            "line 1: the value of 'label' is an array; a label must be a string or a number",
+            b'{"text": "a", "label": [[1], 2]}\n',
+            "line 1: a label in the list of 'label' is an array",
         ),
         ("objlabel.jsonl", b'{"text": "a", "label": {"y": 1}}\n', "line 1: the value of 'label' is an object"),
         ("wide.csv", b"text,label\nhello, world,a\n", "line 2 has 3 fields, the header has 2"),

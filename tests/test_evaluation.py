@@ -239,3 +239,86 @@ def test_cli_min_score_and_its_range(tiny_bundle, tmp_path):
     assert 0 <= report["calibration"]["ece"] <= 1 and report["calibration"]["ece_bins"] == 15
     bad = run_cli("evaluate", str(tiny_bundle), "--data", str(data), "--min-score", "1.5")
     assert bad.returncode == 2 and "1.5 is not in the range 0<=x<=1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+ML_PROBA = np.array([[0.9, 0.2, 0.6], [0.4, 0.7, 0.1], [0.8, 0.6, 0.3], [0.1, 0.3, 0.2]])
+ML_TRUE = [["a", "c"], ["b"], ["a"], ["c"]]
+
+
+def test_multi_label_scores_match_hand_computed_values():
+    from rnnonnx.multilabel import evaluate_sets
+
+    result = evaluate_sets("m", "d", ["a", "b", "c"], ML_TRUE, ML_PROBA, [0.5, 0.5, 0.5])
+    s = result.scores()
+    # predicted sets {a,c} {b} {a,b} {}: label a tp 2; b tp 1 fp 1; c tp 1 fn 1
+    assert s["precision"] == [1.0, 0.5, 1.0] and s["recall"] == [1.0, 1.0, 0.5] and s["support"] == [2, 1, 2]
+    assert s["f1"] == pytest.approx([1.0, 2 / 3, 2 / 3])
+    assert (s["micro_precision"], s["micro_recall"], s["micro_f1"]) == pytest.approx((0.8, 0.8, 0.8))
+    assert s["macro_f1"] == pytest.approx(7 / 9) and s["macro_precision"] == pytest.approx(2.5 / 3)
+    assert s["subset_accuracy"] == 0.5 and s["hamming_loss"] == pytest.approx(2 / 12)
+    # top 1 per row: a, b, a, b: 3 hits; recall 1/2, 1, 1, 0 of each row's labels
+    assert s["precision_at_1"] == 0.75 and s["recall_at_1"] == pytest.approx(0.625)
+    assert s["precision_at_3"] == pytest.approx(5 / 12) and s["recall_at_3"] == 1.0
+    assert s["labels_per_row"] == {"true": 1.25, "predicted": 1.25}
+
+
+def test_multi_label_scores_agree_with_scikit_learn():
+    from sklearn.metrics import f1_score, hamming_loss, precision_score
+
+    from rnnonnx.multilabel import multi_hot, scores
+
+    rng = np.random.default_rng(0)
+    proba = rng.random((50, 5))
+    truth = (rng.random((50, 5)) < 0.3).astype(int)
+    thresholds = [0.3, 0.5, 0.6, 0.7, 0.9]
+    s = scores(proba, truth, thresholds)
+    chosen = (proba >= np.float32(thresholds)).astype(int)
+    assert s["micro_f1"] == pytest.approx(f1_score(truth, chosen, average="micro", zero_division=0))
+    assert s["macro_f1"] == pytest.approx(f1_score(truth, chosen, average="macro", zero_division=0))
+    assert s["micro_precision"] == pytest.approx(precision_score(truth, chosen, average="micro", zero_division=0))
+    assert s["hamming_loss"] == pytest.approx(hamming_loss(truth, chosen))
+    assert multi_hot([["a"], []], ["a", "b"])[0].tolist() == [[1, 0], [0, 0]]
+
+
+def test_multi_label_min_score_replaces_every_threshold_and_unknown_labels_are_named():
+    from rnnonnx.multilabel import evaluate_sets
+
+    result = evaluate_sets("m", "d", ["a", "b", "c"], [*ML_TRUE[:3], ["c", "zz"]], ML_PROBA, [0.5, 0.5, 0.5], min_score=0.65)
+    assert result.thresholds == [0.65] * 3 and result.unknown == {"zz": 1}
+    assert result.scores()["f1"] == pytest.approx([1.0, 1.0, 0.0])  # sets {a} {b} {a} {}
+    record = json.loads(result.to_json())
+    assert record["task"] == "multi-label" and record["per_label"]["b"]["threshold"] == 0.65
+    assert record["unknown_labels"] == {"zz": 1} and "'zz' (1)" in result.table()
+    with pytest.raises(DataError, match="no row has a label the model knows"):
+        evaluate_sets("m", "d", ["a", "b"], [["x"], ["y"]], ML_PROBA[:2, :2], [0.5, 0.5])
+    with pytest.raises(RnnonnxError, match="min_score must be a probability between 0 and 1, not 1.5"):
+        evaluate_sets("m", "d", ["a", "b", "c"], ML_TRUE, ML_PROBA, [0.5] * 3, min_score=1.5)
+
+
+def test_multi_label_bundle_is_scored_on_any_of_the_three_formats(tiny_multilabel_bundle, tmp_path):
+    from rnnonnx import api
+    from tests.conftest import multilabel_rows
+
+    rows = multilabel_rows(36, seed=7)
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"text": t, "label": labels}) + "\n" for t, labels in rows))
+    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{';'.join(labels)}\n" for t, labels in rows))
+    (tmp_path / "t.txt").write_text("".join(" ".join([*(f"__label__{x}" for x in labels), t]) + "\n" for t, labels in rows))
+    results = [
+        api.evaluate(tiny_multilabel_bundle, tmp_path / "t.jsonl"),
+        api.evaluate(tiny_multilabel_bundle, tmp_path / "t.tsv", label_sep=";"),
+        api.evaluate(tiny_multilabel_bundle, tmp_path / "t.txt"),
+    ]
+    assert all(r.to_dict() | {"data": ""} == results[0].to_dict() | {"data": ""} for r in results)
+    assert results[0].rows == 36 and results[0].scores()["micro_f1"] > 0.8
+    out = run_cli("evaluate", str(tiny_multilabel_bundle), "--data", str(tmp_path / "t.txt"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["micro_f1"] == pytest.approx(results[0].scores()["micro_f1"])
+    table = run_cli("evaluate", str(tiny_multilabel_bundle), "--data", str(tmp_path / "t.txt"))
+    assert "micro-F1" in table.stdout and "subset accuracy" in table.stdout and "P@1" in table.stdout
+
+
+def test_a_multi_class_bundle_refuses_label_sets(tiny_bundle, tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"text": "fine", "label": ["pos", "neg"]}\n')
+    out = run_cli("evaluate", str(tiny_bundle), "--data", str(tmp_path / "t.jsonl"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "texts with several labels (or none), but" in out.stderr and "is a multi-class model" in out.stderr

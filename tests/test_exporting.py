@@ -139,3 +139,35 @@ def test_golden_examples_are_the_ids_graph_on_validation_and_edge_texts(tiny_bun
         for text, row in zip(texts, entry["probabilities"], strict=True):
             alone = session.run(["probabilities"], {"input_ids": run.tokenizer.encode_batch([text])})[0][0]
             assert row == [float(p) for p in alone]
+
+
+def test_a_multi_label_bundle_records_its_task_thresholds_and_sigmoid_parity(tiny_multilabel_run, tiny_multilabel_bundle):
+    import onnxruntime as ort
+
+    from rnnonnx.run import load_run
+
+    manifest = json.loads((tiny_multilabel_bundle / "manifest.json").read_text())
+    config = json.loads((tiny_multilabel_run / "config.json").read_text())
+    assert manifest["task"] == config["task"] == "multi-label" and manifest["model"]["multi_label"] is True
+    assert manifest["thresholds"] == config["thresholds"] and len(manifest["thresholds"]) == len(manifest["labels"]) == 4
+    assert all(manifest["parity"][name]["passed"] for name in ("model.onnx", "model.text.onnx"))
+    run = load_run(tiny_multilabel_run)
+    ids = run.tokenizer.encode_batch(["sound music", "photo http server", "the and for", ""])
+    with torch.no_grad():
+        members = torch.stack([torch.sigmoid(m(torch.from_numpy(ids))) for m in run.model.members]).mean(dim=0).numpy()
+    session = ort.InferenceSession(str(tiny_multilabel_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"input_ids": ids})[0]
+    assert np.abs(got - members).max() <= 1e-5 and not np.allclose(got.sum(axis=1), 1.0, atol=1e-2)
+
+
+def test_a_multi_class_bundle_says_so_and_has_no_thresholds(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["task"] == "multi-class" and "thresholds" not in manifest
+
+
+def test_int8_is_refused_for_a_multi_label_run(tiny_multilabel_run, tmp_path):
+    from rnnonnx.errors import RnnonnxError
+
+    with pytest.raises(RnnonnxError, match="--quantize int8: not available for multi-label runs"):
+        export_run(tiny_multilabel_run, tmp_path / "b", log=lambda message: None, quantize="int8")
+    assert not (tmp_path / "b").exists()

@@ -138,3 +138,52 @@ def test_the_validation_loss_is_weighted_like_the_training_loss():
     assert plain == pytest.approx(float(per_row.mean()), rel=1e-5)
     assert weighted == pytest.approx(float((per_row * weights).sum() / weights.sum()), rel=1e-5)
     assert weighted != pytest.approx(plain, rel=1e-3) and accuracy == same_accuracy
+
+
+def _multilabel_job(config: TrainConfig, n: int = 90) -> FitJob:
+    """Label 0 is on when token 5 is in the text, label 1 when token 6 is, label 2 never."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(7, 30, (n, 8), generator=generator)
+    ids[::2, 1], ids[::3, 4] = 5, 6
+    targets = torch.stack([(ids == 5).any(1), (ids == 6).any(1), torch.zeros(n, dtype=torch.bool)], dim=1).float()
+    model = ModelConfig(
+        vocab_size=30,
+        num_classes=3,
+        arch="gru",
+        embed_dim=8,
+        hidden=8,
+        layers=1,
+        bidirectional=False,
+        dropout=0.0,
+        pooling="max",
+        multi_label=True,
+    )
+    return FitJob(model, config, ids, targets, ids[:30], targets[:30], progress=False)
+
+
+def test_multi_label_members_minimise_binary_cross_entropy():
+    job = _multilabel_job(TrainConfig(epochs=12, patience=12, batch_size=16, lr=0.02, members=1))
+    fit = fitting.fit_member(job, 0, torch.device("cpu"))
+    scores = [h["val_micro_f1"] for h in fit.history]
+    assert fit.history[0]["val_loss"] > fit.history[-1]["val_loss"] and max(scores) > 0.95
+    assert scores[fit.best_epoch - 1] == max(scores), "the kept epoch is the best on validation micro-F1"
+    model = fitting.TextClassifier(job.model).eval()
+    model.load_state_dict(fit.state)
+    with torch.no_grad():
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(model(job.val_ids), job.val_y)
+    loss, micro_f1, subset = fitting.evaluate_multilabel(model, job.val_ids, job.val_y, torch.device("cpu"), batch_size=7)
+    assert loss == pytest.approx(float(expected), rel=1e-5) and micro_f1 == max(scores) and 0 < subset <= 1
+
+
+def test_multi_label_scores_by_hand():
+    class Fixed(torch.nn.Module):
+        def forward(self, ids):
+            return torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])[ids[:, 0] - 2]
+
+    ids, targets = torch.tensor([[2], [3], [4]]), torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # predicted {0}, {0,1}, {1}: tp 3, fp 1, fn 1; one row exactly right
+    weighted, micro_f1, subset = fitting.evaluate_multilabel(Fixed(), ids, targets, torch.device("cpu"), pos_weight=[2.0, 1.0])
+    assert micro_f1 == pytest.approx(6 / 8) and subset == pytest.approx(1 / 3)
+    logits = Fixed()(ids)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=torch.tensor([2.0, 1.0]))
+    assert weighted == pytest.approx(float(expected), rel=1e-6)

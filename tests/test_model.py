@@ -127,3 +127,28 @@ def test_bad_configs_are_refused(kwargs):
     valid = dict(vocab_size=10, num_classes=2, arch="lstm", embed_dim=4, hidden=4, layers=1, bidirectional=False, dropout=0.3)
     with pytest.raises(RnnonnxError):
         ModelConfig(**valid | kwargs)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_multi_label_probabilities_are_sigmoids_and_an_ensemble_averages_them(members):
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=40,
+        num_classes=3,
+        arch="gru",
+        embed_dim=8,
+        hidden=6,
+        layers=1,
+        bidirectional=False,
+        dropout=0.3,
+        members=members,
+        multi_label=True,
+    )
+    model = build_model(config).eval()
+    ids = torch.from_numpy(padded_batch(np.random.default_rng(3), 6, 9)[0])
+    with torch.no_grad():
+        parts = model.members if members > 1 else [model]
+        expected = torch.stack([torch.sigmoid(m(ids)) for m in parts]).mean(dim=0)
+        logits, probabilities = ExportWrapper(model)(ids)
+    assert torch.allclose(probabilities, expected, atol=1e-6) and torch.allclose(torch.sigmoid(logits), probabilities)
+    assert not torch.allclose(probabilities.sum(dim=1), torch.ones(6), atol=1e-2), "one sigmoid per label, not a softmax"

@@ -339,3 +339,31 @@ def test_node_predictions_have_the_python_shape(node, tiny_bundle, options, tmp_
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=TOLERANCE)
         if "top" in want:
             assert [e["label"] for e in got["top"]] == [e["label"] for e in want["top"]]
+
+
+@pytest.mark.parametrize(("graph", "options"), [("text", {}), ("ids", {"top_k": 2}), ("ids", {"min_score": 0.3})])
+def test_node_predicts_the_label_sets_of_a_multi_label_bundle(node, tiny_multilabel_bundle, graph, options, tmp_path):
+    texts = ["photo image network http", "the and for", "sound music tool", "", "editor font pixel mixer"]
+    js_options = {"topK": options.get("top_k"), "minScore": options.get("min_score")}
+    request = {"mode": "predict", "bundle": str(tiny_multilabel_bundle), "graph": graph, "precision": "fp32"}
+    answer = run_node(node, tmp_path, {**request, "threads": 1, "batch_size": 256, "texts": texts, "options": js_options})
+    expected = [
+        p.to_dict() for p in Predictor(tiny_multilabel_bundle, device="cpu", threads=1, graph=graph).predict(texts, **options)
+    ]
+    assert [list(got) for got in answer["predictions"]] == [list(want) for want in expected]  # same fields, same order
+    for got, want in zip(answer["predictions"], expected):
+        assert got["labels"] == want["labels"] and got["label"] == want["label"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=TOLERANCE)
+        if "top" in want:
+            assert [e["label"] for e in got["top"]] == [e["label"] for e in want["top"]]
+    assert any(not p["labels"] for p in expected) and any(len(p["labels"]) > 1 for p in expected)
+
+
+def test_node_refuses_a_multi_label_bundle_without_thresholds(node, tiny_multilabel_bundle, tmp_path):
+    broken = shutil.copytree(tiny_multilabel_bundle, tmp_path / "broken")
+    manifest = json.loads((broken / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["thresholds"]
+    (broken / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    answer = run_node(node, tmp_path, {"mode": "load", "bundle": str(broken), "graph": "ids", "precision": "fp32"})
+    assert answer["name"] == "BundleError"
+    assert answer["error"].endswith("manifest.json: a multi-label bundle needs 'thresholds', one number in [0, 1] per label")

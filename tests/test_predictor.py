@@ -16,6 +16,7 @@ import pytest
 from rnnonnx import Prediction, Predictor
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, InputTypeError, RnnonnxError
+from tests.conftest import run_cli
 
 HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -270,3 +271,53 @@ def test_non_finite_probabilities_at_predict_time_are_one_line_errors(tiny_bundl
     predictor.session = Diverged()
     with pytest.raises(BundleError, match="non-finite probabilities"):
         predictor.predict_proba(["a film"])
+
+
+def test_predictions_from_proba_names_label_sets_by_hand():
+    from rnnonnx.predictor import predictions_from_proba
+
+    proba = np.array([[0.9, 0.2, 0.7], [0.1, 0.3, 0.2]], dtype=np.float32)
+    first, second = predictions_from_proba(proba, ["a", "b", "c"], thresholds=[0.5, 0.25, 0.75])
+    assert (first.labels, first.label, second.labels, second.label) == (["a"], "a", ["b"], "b")
+    assert first.to_dict()["labels"] == ["a"] and first.score == pytest.approx(0.9)
+    first, second = predictions_from_proba(proba, ["a", "b", "c"], top_k=2, min_score=0.15, thresholds=[0.5, 0.25, 0.75])
+    assert (first.labels, second.labels, second.label) == (["a", "c", "b"], ["b", "c"], "b")
+    assert [t["label"] for t in first.top] == ["a", "c"]
+    nothing = predictions_from_proba(proba, ["a", "b", "c"], min_score=0.95, thresholds=[0.5, 0.25, 0.75])
+    assert [(p.label, p.labels) for p in nothing] == [(None, []), (None, [])]
+    assert "labels" not in predictions_from_proba(proba, ["a", "b", "c"])[0].to_dict()
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_a_multi_label_bundle_predicts_the_set_of_labels_above_their_thresholds(tiny_multilabel_bundle, graph):
+    predictor = Predictor(tiny_multilabel_bundle, graph=graph)
+    assert predictor.task == "multi-label" and len(predictor.thresholds) == len(predictor.labels)
+    texts = ["sound music tool", "photo image network http", "the and for"]
+    proba = predictor.predict_proba(texts)
+    for prediction, row in zip(predictor.predict(texts, top_k=2), proba):
+        expected = [predictor.labels[j] for j in np.argsort(-row, kind="stable") if row[j] >= np.float32(predictor.thresholds[j])]
+        assert prediction.labels == expected and prediction.label == (expected[0] if expected else None)
+        assert len(prediction.top) == 2 and set(prediction.to_dict()) == {"label", "score", "probabilities", "labels", "top"}
+    first, second, third = predictor.predict(texts)
+    assert first.labels == ["audio"] and sorted(second.labels) == ["graphics", "network"] and third.labels == []
+    assert third.label is None and third.to_dict()["label"] is None
+
+
+def test_multi_label_predict_on_the_command_line(tiny_multilabel_bundle):
+    out = run_cli("predict", str(tiny_multilabel_bundle), "photo image network http", "the and for", "--json")
+    assert out.returncode == 0, out.stderr
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    assert sorted(first["labels"]) == ["graphics", "network"] and second["labels"] == [] and second["label"] is None
+    table = run_cli("predict", str(tiny_multilabel_bundle), "photo image network http", "--min-score", "0")
+    assert table.returncode == 0 and table.stdout.splitlines()[1].split()[0].count(",") == 3, table.stdout
+
+
+def test_streaming_a_file_through_a_multi_label_bundle_is_refused_clearly(tiny_multilabel_bundle, tmp_path):
+    (tmp_path / "in.csv").write_text("text\nphoto image\n")
+    out = run_cli(
+        "predict", str(tiny_multilabel_bundle), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")
+    )
+    assert out.returncode == 1 and out.stderr == (
+        "Error: --output writes one label per row; a multi-label bundle's label sets come with --json\n"
+    )
+    assert not (tmp_path / "o.csv").exists()

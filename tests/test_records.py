@@ -24,7 +24,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from rnnonnx.batch import iter_texts, predict_file
 from rnnonnx.data import read_file
 from rnnonnx.errors import DataError, RnnonnxError
-from rnnonnx.records import MAX_RECORD_ENV, MAX_RECORD_MB, Records, max_record_bytes, open_records
+from rnnonnx.records import MAX_RECORD_ENV, MAX_RECORD_MB, Records, fasttext_line, max_record_bytes, open_records
 
 # Hypothesis caches what it learns under ./.hypothesis; keep the checkout clean.
 _HOME = tempfile.mkdtemp(prefix="rnnonnx-hypothesis-")
@@ -59,6 +59,9 @@ def read_every_way(path: Path) -> dict[str, object]:
     if ".txt" not in path.suffixes:
         ways["labelled"] = lambda: read_file(path)
         ways["unlabelled"] = lambda: read_file(path, label_col=None)
+        ways["label sets"] = lambda: read_file(path, label_sep="|", multi_label=True)
+    else:
+        ways["fasttext"] = lambda: read_file(path)
     outcomes: dict[str, object] = {}
     for way, call in ways.items():
         try:
@@ -390,3 +393,66 @@ def test_records_of_a_stream():
         Records(io.BytesIO(b""), "xml", "x")
     records = Records(io.BytesIO("\ufeffone\r\ntwo\u2028still two\n".encode()), "txt", "stdin")
     assert [row for _, row in records] == [["one"], ["two\u2028still two"]]
+
+
+def test_fasttext_lines_split_as_fasttext_splits_them():
+    # fastText's Dictionary::readWord splits on ASCII whitespace and NUL only; getLine takes every
+    # token starting with the prefix as a label, wherever it stands
+    assert fasttext_line("__label__a __label__b  good\tfilm\n") == ("good film", ["a", "b"])
+    assert fasttext_line("good __label__b film __label__a __label__b") == ("good film", ["b", "a"])
+    assert fasttext_line("no labels here") == ("no labels here", [])
+    assert fasttext_line("x__label__a \u00a0caf\u00e9\x00__label__c") == ("x__label__a \u00a0caf\u00e9", ["c"])
+    assert fasttext_line("__label__\u65e5\u672c \u8a9e") == ("\u8a9e", ["\u65e5\u672c"])
+    with pytest.raises(ValueError, match="bare '__label__'"):
+        fasttext_line("__label__ text")
+
+
+def test_multi_label_data_in_the_three_formats(tmp_path):
+    rows = [("good sound", ["audio"]), ("photo and sound", ["audio", "graphics"]), ("nothing", [])]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "label": labels}) + "\n" for t, labels in rows))
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{t},{'|'.join(labels)}\n" for t, labels in rows))
+    (tmp_path / "d.txt").write_text("".join(" ".join([*(f"__label__{x}" for x in labels), t]) + "\n" for t, labels in rows))
+    for data in (read_file(tmp_path / "d.jsonl"), read_file(tmp_path / "d.csv", label_sep="|"), read_file(tmp_path / "d.txt")):
+        assert data.task == "multi-label" and data.labels == []
+        assert data.texts == [t for t, _ in rows] and data.label_sets == [labels for _, labels in rows]
+    assert read_file(tmp_path / "d.txt", fmt="fasttext").label_sets == [labels for _, labels in rows]
+    # without a separator a CSV cell is one label, and an empty cell is refused as before
+    with pytest.raises(DataError, match="line 4 has an empty label"):
+        read_file(tmp_path / "d.csv")
+    with pytest.raises(DataError, match="--label-sep applies to CSV, TSV and JSON Lines"):
+        read_file(tmp_path / "d.txt", label_sep="|")
+
+
+def test_one_label_per_text_stays_multi_class_unless_forced(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label\ngood,pos\nbad,neg\n")
+    (tmp_path / "d.txt").write_text("__label__pos good\n__label__neg bad\n")
+    for data in (read_file(tmp_path / "d.csv", label_sep=","), read_file(tmp_path / "d.txt")):
+        assert data.task == "multi-class" and data.labels == ["pos", "neg"] and data.label_sets is None
+    forced = read_file(tmp_path / "d.csv", multi_label=True)
+    assert forced.task == "multi-label" and forced.label_sets == [["pos"], ["neg"]]
+
+
+def test_label_lists_repeats_and_refusals(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": "a", "label": ["x", 2, true, "x", " y "]}\n')
+    assert read_file(tmp_path / "d.jsonl").label_sets == [["x", "2", "true", "y"]]
+    (tmp_path / "d.csv").write_text('text,label\na,"x, y,,z"\n')
+    with pytest.raises(DataError, match="line 2 has an empty label"):
+        read_file(tmp_path / "d.csv", label_sep=",")
+    for body, message in (
+        ('{"text": "a", "label": ["x", null]}', "a label in the list of 'label' is null"),
+        ('{"text": "a", "label": ["x", ""]}', "line 1 has an empty label"),
+        ('{"text": "a", "label": {"x": 1}}', "is an object; give a label or a list of labels"),
+    ):
+        (tmp_path / "d.jsonl").write_text(body + "\n")
+        with pytest.raises(DataError, match=re.escape(message)):
+            read_file(tmp_path / "d.jsonl")
+    (tmp_path / "d.txt").write_text("__label__a fine\n__label__ oops\n")
+    with pytest.raises(DataError, match="d.txt: line 2: a bare '__label__' with no label name"):
+        read_file(tmp_path / "d.txt")
+
+
+def test_a_txt_output_keeps_the_input_format_not_fasttexts(tmp_path):
+    # labelled .txt input is fastText's; an output named .txt still takes the input's format
+    (tmp_path / "in.csv").write_text("text\ngood\n")
+    assert predict_file(Fixed(), tmp_path / "in.csv", tmp_path / "out.txt").format == "csv"
+    assert (tmp_path / "out.txt").read_text().splitlines()[0] == "text,label,score"

@@ -510,3 +510,21 @@ def test_the_load_benchmark_runs_and_reads_batch_sizes():
     assert all(row["requests"] == 40 and row["errors"] == 0 and row["requests_per_s"] > 0 for row in rows.values())
     assert rows[("batching off", 8)]["mean_batch"] == 1.0 and rows[("batching on", 8)]["mean_batch"] >= 1.0
     assert report["ort_alone"]["ratio"] > 0
+
+
+def test_a_multi_label_bundle_serves_label_sets(tiny_multilabel_bundle):
+    running = Server(bundle=tiny_multilabel_bundle)
+    try:
+        texts = ["photo image network http", "the and for"]
+        status, body = running.predict({"texts": texts, "top_k": 2})
+        want = [p.to_dict() for p in Predictor(tiny_multilabel_bundle).predict(texts, top_k=2)]
+        assert status == 200 and body["predictions"][1]["labels"] == [] and body["predictions"][1]["label"] is None
+        assert_same(body["predictions"], want)
+        assert [p["labels"] for p in body["predictions"]] == [p["labels"] for p in want]
+        assert sorted(body["predictions"][0]["labels"]) == ["graphics", "network"]
+        status, body = running.predict({"texts": texts, "min_score": 0.0})
+        assert [len(p["labels"]) for p in body["predictions"]] == [4, 4]
+        model = json.loads(running.request("GET", "/v1/model")[2])
+        assert model["task"] == "multi-label" and len(model["thresholds"]) == 4
+    finally:
+        running.stop()

@@ -308,3 +308,24 @@ def test_example_job_runs_with_spark_submit(tmp_path):
     assert [row["predicted_label"] for row in table] == [w.label if t else None for t, w in zip(sample, want)]
     assert max(abs(row["predicted_score"] - w.score) for row, w, t in zip(table, want, sample) if t) <= 1e-6
     assert dict(table[0]["predicted_probabilities"]).keys() == want[0].probabilities.keys()
+
+
+@needs_spark
+@pytest.mark.slow  # the shared session takes seconds to start
+def test_a_multi_label_bundle_gives_label_sets(spark, tiny_multilabel_bundle):
+    import rnnonnx.spark
+    from rnnonnx.predictor import Predictor
+
+    sample = ["photo image network http", "the and for", "sound music tool", None, "editor font pixel"] * 3
+    texts = [t for t in sample if t is not None]
+    for min_score in (None, 0.0):
+        want = iter(p.to_dict() for p in Predictor(tiny_multilabel_bundle).predict(texts, min_score=min_score))
+        udf = rnnonnx.spark.predict_udf(str(tiny_multilabel_bundle), min_score=min_score)
+        rows = _frame(spark, sample).withColumn("pred", udf("text")).collect()
+        for row in rows:
+            if row["text"] is None:
+                assert row["pred"] is None
+                continue
+            expected, got = next(want), row["pred"].asDict(recursive=True)
+            assert got["labels"] == expected["labels"] and got["label"] == expected["label"]
+        assert any(row["pred"] and row["pred"]["labels"] == [] for row in rows) == (min_score is None)

@@ -257,3 +257,22 @@ def test_lone_surrogates_are_no_word_characters_in_either_graph(tiny_bundle):
         warnings.simplefilter("error")
         text = Predictor(tiny_bundle, graph="text").predict_proba(texts)
     assert np.abs(text - Predictor(tiny_bundle, graph="ids").predict_proba(texts)).max() <= 1e-6
+
+
+def test_a_multi_label_text_graph_gives_the_label_set_at_the_bundles_thresholds(tiny_multilabel_bundle):
+    from rnnonnx.bundle import LABEL_SET
+    from rnnonnx.textgraph import parity
+
+    bundle = Bundle(tiny_multilabel_bundle)
+    thresholds = np.asarray(bundle.thresholds, dtype=np.float32)
+    texts = ["sound music tool", "photo image network http", "the and for", "", "EDITOR Font mixer pixel"]
+    session = ort.InferenceSession(str(tiny_multilabel_bundle / TEXT_MODEL), providers=["CPUExecutionProvider"])
+    proba, label, label_set = session.run([PROBABILITIES, LABEL, LABEL_SET], {TEXT_INPUT: np.array(texts, dtype=object)})
+    assert label_set.dtype == np.bool_ and label_set.shape == (len(texts), len(bundle.labels))
+    assert (label_set == (proba >= thresholds)).all() and (label == proba.argmax(axis=1)).all()
+    assert label_set.any() and not label_set.all(), "a real set: some labels in, some out"
+    ids = ort.InferenceSession(str(tiny_multilabel_bundle / MODEL), providers=["CPUExecutionProvider"])
+    assert parity(bundle.tokenizer, ids, session, texts, thresholds=list(thresholds)).passed
+    # the check sees a graph whose sets do not follow the thresholds it is given
+    shifted = np.clip(proba.mean(axis=0), 0.01, 0.99)
+    assert parity(bundle.tokenizer, ids, session, texts, thresholds=list(shifted)).label_disagreements > 0

@@ -175,3 +175,37 @@ def test_class_weights_are_resolved_on_the_training_rows_and_recorded(tmp_path):
     assert set(weights) == {"neg", "pos"} and weights["pos"] > 2 * weights["neg"]
     # balanced: w = rows / (2 * rows of the class), so the classes' shares 1 / (2 w) add up to 1.
     assert 1 / (2 * weights["neg"]) + 1 / (2 * weights["pos"]) == pytest.approx(1.0)
+
+
+def test_a_multi_label_run_records_its_task_thresholds_and_scores(tiny_multilabel_run):
+    config = json.loads((tiny_multilabel_run / "config.json").read_text())
+    metrics = json.loads((tiny_multilabel_run / "metrics.json").read_text())
+    assert config["task"] == "multi-label" and config["model"]["multi_label"] is True
+    assert json.loads((tiny_multilabel_run / "labels.json").read_text()) == ["audio", "graphics", "network", "text"]
+    assert config["thresholds"] == list(metrics["multilabel"]["thresholds"].values())
+    assert all(0 < t < 1 for t in config["thresholds"]) and "calibration" not in metrics
+    assert metrics["multilabel"]["test"]["micro_f1"] > 0.8 and "val_micro_f1" in metrics["epochs"][0]
+    first = json.loads((tiny_multilabel_run / "test.jsonl").read_text().splitlines()[0])
+    assert isinstance(first["label"], list)
+
+
+def test_multi_label_class_weights_are_positive_weights():
+    from rnnonnx.training import _positive_weights
+
+    targets = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert _positive_weights(TrainConfig(class_weight="balanced"), ["a", "b", "c"], targets) == [1 / 3, 3.0, 1.0]
+    assert _positive_weights(TrainConfig(class_weight="b=4"), ["a", "b", "c"], targets) == [1.0, 4.0, 1.0]
+    assert _positive_weights(TrainConfig(), ["a", "b", "c"], targets) is None
+
+
+def test_tiny_multi_label_data_keeps_default_thresholds_and_refuses_the_baseline(tmp_path, capsys):
+    data = LabelledTexts(
+        ["red sound", "blue photo", "red photo sound", "nothing"], [], "tiny", label_sets=[["a"], ["b"], ["a", "b"], []]
+    )
+    train(TrainConfig(epochs=1, **FAST), tmp_path / "run", data, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["thresholds"] == [0.5, 0.5]
+    assert "thresholds: 0.5 for every label, since the validation rows are the training rows" in capsys.readouterr().err
+    with pytest.raises(RnnonnxError, match="--baseline fits a multi-class baseline"):
+        train(TrainConfig(epochs=1, baseline=True, **FAST), tmp_path / "other", data, progress=False)
+    with pytest.raises(RnnonnxError, match="multi-label data needs at least two distinct labels"):
+        train(TrainConfig(epochs=1, **FAST), tmp_path / "other", LabelledTexts(["x", "y"], [], "t", label_sets=[["a"], []]))

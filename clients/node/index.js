@@ -12,7 +12,7 @@
 const ort = require('onnxruntime-node');
 const { BundleError, readBundle } = require('./bundle');
 const { Tokenizer, padIds } = require('./tokenizer.mjs'); // an ES module: Node.js >= 20.19 / 22.12
-const { checkTexts, lengthBatches, predictionsFromProba } = require('./predictions.mjs');
+const { bundleThresholds, checkTexts, lengthBatches, predictionsFromProba } = require('./predictions.mjs');
 
 const GRAPHS = ['auto', 'text', 'ids'];
 const PRECISIONS = ['fp32', 'int8'];
@@ -31,6 +31,8 @@ class Classifier {
     this.modelFile = modelFile;
     this.batchSize = batchSize;
     this.labels = [...bundle.labels];
+    this.thresholds = bundleThresholds(bundle.manifest, this.labels); // null: multi-class (checked by load)
+    this.task = this.thresholds ? 'multi-label' : 'multi-class';
   }
 
   /** Probabilities for each text: an array of Float32Array rows (one column per label). */
@@ -43,10 +45,11 @@ class Classifier {
   /**
    * One prediction per text, the shape every rnnonnx face uses: {label, score, probabilities: {label: p}},
    * plus top: [{label, score}, ...] (best first) when topK is given (-1: every label). With minScore,
-   * label is null when the top probability is below it.
+   * label is null when the top probability is below it. A multi-label bundle's predictions also have
+   * labels: the set at or above the bundle's per-label thresholds (minScore replaces them), best first.
    */
   async predict(texts, options = {}) {
-    return predictionsFromProba(await this.predictProba(texts), this.labels, options);
+    return predictionsFromProba(await this.predictProba(texts), this.labels, { ...options, thresholds: this.thresholds });
   }
 
 
@@ -121,6 +124,11 @@ async function load(bundleDir, options = {}) {
   if (!PRECISIONS.includes(precision)) throw new TypeError(`precision must be one of ${PRECISIONS.join(', ')}, not ${JSON.stringify(precision)}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new TypeError('batchSize must be a positive integer');
   const bundle = readBundle(bundleDir, { verify });
+  try {
+    bundleThresholds(bundle.manifest, bundle.labels);
+  } catch (err) {
+    throw new BundleError(`${bundle.dir}/manifest.json: ${err.message}`);
+  }
   let chosen = graph;
   if (graph === 'auto') chosen = bundle.has(MODEL_FILES.text[precision]) ? 'text' : 'ids';
   const name = MODEL_FILES[chosen][precision];

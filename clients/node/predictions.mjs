@@ -12,12 +12,30 @@ export function checkTexts(texts) {
 }
 
 /**
+ * A bundle's per-label thresholds: null for a multi-class bundle (its manifest says "task":
+ * "multi-class", or nothing, as bundles from before multi-label), else the manifest's "thresholds",
+ * one number in [0, 1] per label (an Error otherwise).
+ */
+export function bundleThresholds(manifest, labels) {
+  const task = manifest.task ?? 'multi-class';
+  if (task === 'multi-class') return null;
+  if (task !== 'multi-label') throw new Error(`unknown task ${JSON.stringify(task)} (one of multi-class, multi-label)`);
+  const t = manifest.thresholds;
+  if (!Array.isArray(t) || t.length !== labels.length || !t.every((v) => typeof v === 'number' && v >= 0 && v <= 1)) {
+    throw new Error("a multi-label bundle needs 'thresholds', one number in [0, 1] per label");
+  }
+  return t;
+}
+
+/**
  * Predictions from probability rows, in the shape every face of rnnonnx uses:
  * {label, score, probabilities: {label: p}} plus top: [{label, score}] (best first) when topK is
  * given (-1: every label). label is the first maximum (as numpy's argmax), or null below minScore.
+ * With thresholds (a multi-label bundle's, one per label), labels: every label at or above its
+ * threshold (or minScore, which then replaces them all), best first; label is its first, or null.
  */
 
-export function predictionsFromProba(rows, labels, { topK, minScore } = {}) {
+export function predictionsFromProba(rows, labels, { topK, minScore, thresholds } = {}) {
   if (topK !== undefined && topK !== null && !(Number.isInteger(topK) && (topK >= 1 || topK === -1))) {
     throw new TypeError(`topK must be a positive integer or -1 (every label), not ${JSON.stringify(topK)}`);
   }
@@ -25,17 +43,24 @@ export function predictionsFromProba(rows, labels, { topK, minScore } = {}) {
     throw new TypeError(`minScore must be a probability between 0 and 1, not ${JSON.stringify(minScore)}`);
   }
   const k = topK === undefined || topK === null || topK === -1 ? labels.length : Math.min(topK, labels.length);
+  const hasMin = minScore !== undefined && minScore !== null;
+  // float32 limits, as the Python predictor compares them (probabilities are float32 already)
+  const limits = thresholds ? labels.map((_, j) => Math.fround(hasMin ? minScore : thresholds[j])) : null;
   return rows.map((row) => {
     let best = 0;
     for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
     const prediction = {
-      label: minScore === undefined || minScore === null || row[best] >= minScore ? labels[best] : null,
+      label: !hasMin || row[best] >= minScore ? labels[best] : null,
       score: row[best],
       probabilities: Object.fromEntries(labels.map((label, j) => [label, row[j]])),
     };
+    const ranked = () => labels.map((_, j) => j).sort((a, b) => row[b] - row[a]); // stable: ties keep label order
+    if (limits) {
+      prediction.labels = ranked().filter((j) => row[j] >= limits[j]).map((j) => labels[j]);
+      prediction.label = prediction.labels.length ? prediction.labels[0] : null;
+    }
     if (topK !== undefined && topK !== null) {
-      const order = labels.map((_, j) => j).sort((a, b) => row[b] - row[a]); // stable: ties keep label order
-      prediction.top = order.slice(0, k).map((j) => ({ label: labels[j], score: row[j] }));
+      prediction.top = ranked().slice(0, k).map((j) => ({ label: labels[j], score: row[j] }));
     }
     return prediction;
   });

@@ -13,7 +13,7 @@
 
 import * as ort from 'onnxruntime-web/wasm';
 import { Tokenizer, padIds } from '../node/tokenizer.mjs';
-import { checkTexts, lengthBatches, predictionsFromProba } from '../node/predictions.mjs';
+import { bundleThresholds, checkTexts, lengthBatches, predictionsFromProba } from '../node/predictions.mjs';
 
 export { predictionsFromProba };
 
@@ -121,9 +121,11 @@ export class Classifier {
     return Array.from({ length: texts.length }, (_, i) => out.subarray(i * k, (i + 1) * k));
   }
 
-  /** One prediction per text: {label, score, probabilities} (plus top when options.topK is given). */
+  /** One prediction per text: {label, score, probabilities} (plus top when options.topK is given, and
+   * labels, the set above the per-label thresholds, for a multi-label bundle). */
   async predict(texts, options = {}) {
-    return predictionsFromProba(await this.predictProba(texts), this.labels, options);
+    const thresholds = bundleThresholds(this.manifest, this.labels);
+    return predictionsFromProba(await this.predictProba(texts), this.labels, { ...options, thresholds });
   }
 
   async release() {
