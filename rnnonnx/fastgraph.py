@@ -11,7 +11,7 @@ text's last step going forward (and at step 0 going backward), which is what
     input_ids [B, T] -> Transpose -> Gather(embedding) [T, B, E] -> LSTM (sequence_lens) ... -> Y_h
                      -> Gemm (head) -> logits
 
-and the ensemble averages the members' softmax, as :class:`rnnonnx.model.Ensemble` does. Export
+and the ensemble averages the members' softmax (sigmoids, multi-label), as :class:`rnnonnx.model.Ensemble` does. Export
 checks this graph against PyTorch like any other (1e-5, every decided label); models it does not
 cover (``pooling="max"`` or ``"concat"``) keep the TorchScript export.
 """
@@ -123,18 +123,25 @@ def ids_model(model: Any) -> Any:
     ids_t = b.node("Transpose", [IDS_INPUT], "fast/ids_t", perm=[1, 0])
     members = _members(model)
     logits = [_member(b, m, f"members.{i}." if len(members) > 1 else "model.", ids_t, lengths) for i, m in enumerate(members)]
+    # one sigmoid per label for a multi-label model, else a softmax over the labels (model.probabilities_of)
+    squash = "Sigmoid" if config.multi_label else "Softmax"
+    axis = {} if config.multi_label else {"axis": -1}
     if len(members) > 1:
-        probabilities = [b.node("Softmax", [x], f"{x}/softmax", axis=-1) for x in logits]
+        probabilities = [b.node(squash, [x], f"{x}/{squash.lower()}", **axis) for x in logits]
         total = b.node("Sum", probabilities, "fast/sum")
         mean = b.node("Div", [total, b.const("fast/members", np.array(len(members), dtype=np.float32))], "fast/mean")
         tiny = b.const("fast/tiny", np.array(np.finfo(np.float32).tiny, dtype=np.float32))
         out = b.node("Log", [b.node("Max", [mean, tiny], "fast/clamped")], "fast/log_mean")
+        if config.multi_label:  # the logit of the mean, so a sigmoid over it gives the mean back
+            rest = b.node("Sub", [b.const("fast/one_f", np.array(1.0, dtype=np.float32)), mean], "fast/rest")
+            log_rest = b.node("Log", [b.node("Max", [rest, tiny], "fast/rest_clamped")], "fast/log_rest")
+            out = b.node("Sub", [out, log_rest], "fast/logit_mean")
     else:
         out = logits[0]
     if config.temperature != 1.0:
         out = b.node("Div", [out, b.const("fast/temperature", np.array(config.temperature, dtype=np.float32))], "fast/scaled")
     b.node("Identity", [out], LOGITS)
-    b.node("Softmax", [LOGITS], PROBABILITIES, axis=-1)
+    b.node(squash, [LOGITS], PROBABILITIES, **axis)
     graph = helper.make_graph(
         b.nodes,
         "rnnonnx_ids",

@@ -190,19 +190,31 @@ def describe(fp32: Any, int8: Any) -> dict[str, Any]:
 
 
 def accuracy(
-    session: Any, tokenizer: Tokenizer, labels: Sequence[str], texts: Sequence[str], gold: Sequence[str], batch_size: int = 256
+    session: Any,
+    tokenizer: Tokenizer,
+    labels: Sequence[str],
+    texts: Sequence[str],
+    gold: Sequence[Any],
+    batch_size: int = 256,
+    thresholds: Sequence[float] | None = None,
 ) -> float | None:
-    """Accuracy of an ids-graph ``session`` on labelled texts (``None`` without texts)."""
+    """How well an ids-graph ``session`` does on labelled texts (``None`` without texts): accuracy
+    for a multi-class model; for a multi-label one (``thresholds`` given, ``gold`` label lists)
+    micro-F1 at those thresholds, the score its early stopping watched."""
     if not texts:
         return None
+    proba = np.concatenate(
+        [
+            session.run([PROBABILITIES], {IDS_INPUT: tokenizer.encode_batch(texts[start : start + batch_size])})[0]
+            for start in range(0, len(texts), batch_size)
+        ]
+    )
+    if thresholds is not None:
+        from .multilabel import multi_hot, scores
+
+        return scores(proba, multi_hot(gold, labels)[0], thresholds)["micro_f1"]
     index = {name: i for i, name in enumerate(labels)}
-    right = 0
-    for start in range(0, len(texts), batch_size):
-        ids = tokenizer.encode_batch(texts[start : start + batch_size])
-        predicted = session.run([PROBABILITIES], {IDS_INPUT: ids})[0].argmax(axis=1)
-        truth = np.array([index[g] for g in gold[start : start + batch_size]])
-        right += int((predicted == truth).sum())
-    return right / len(texts)
+    return float((proba.argmax(axis=1) == np.array([index[g] for g in gold])).mean())
 
 
 def batch_compositions(count: int, seed: int = 0) -> dict[str, list[list[int]]]:

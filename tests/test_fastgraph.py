@@ -43,3 +43,20 @@ def test_direct_graph_is_a_few_operators_per_member():
 
 def test_max_pooling_keeps_the_torchscript_export():
     assert direct_onnx(tiny_run("gru", False, 1, "max", 1)) is None
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_direct_graph_of_a_multi_label_model_gives_pytorchs_sigmoids(members):
+    from dataclasses import replace
+
+    run = tiny_run("lstm", False, 1, "last", members)
+    run.model.config = replace(run.model.config, multi_label=True)
+    graph = onnx.load_from_string(direct_onnx(run)).graph
+    assert "Softmax" not in {n.op_type for n in graph.node}
+    session = session_for(direct_onnx(run))
+    wrapper = ExportWrapper(run.model).eval()
+    for ids in synthetic_batches(40, 12):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(ids))[1].numpy()
+        got = session.run(["probabilities"], {"input_ids": ids})[0]
+        assert np.abs(expected - got).max() <= 1e-6

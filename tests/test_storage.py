@@ -128,3 +128,17 @@ def test_share_weights_keeps_what_no_host_holds_and_reads_back_byte_for_byte():
     }
     assert resolve(shared, {"host.bin": host}) == model_bytes
     assert share_weights(model_bytes, {}) == model_bytes
+
+
+def test_a_multi_label_bundle_scores_its_stored_tables_by_micro_f1(tiny_multilabel_run, tiny_multilabel_bundle):
+    from rnnonnx.multilabel import multi_hot, scores
+    from rnnonnx.run import load_run
+
+    entry = json.loads((tiny_multilabel_bundle / "manifest.json").read_text())["storage"]
+    run = load_run(tiny_multilabel_run)
+    texts, gold = run.held_out("validation")
+    predictor = Predictor(tiny_multilabel_bundle, graph="ids")
+    expected = scores(predictor.predict_proba(texts), multi_hot(gold, run.labels)[0], run.config["thresholds"])["micro_f1"]
+    assert "validation_accuracy" not in entry
+    assert entry["validation_micro_f1"]["stored"] == pytest.approx(expected, abs=1e-9)
+    assert entry["validation_micro_f1"]["rows"] == len(texts)
