@@ -102,13 +102,26 @@ def predict_file(
     text_col: str = "text",
     bucketing: bool = True,
     progress: bool = False,
+    min_score: float | None = None,
+    label_sep: str = ",",
     **options: Any,
 ) -> "BatchStats":
     """``rnnonnx predict BUNDLE --input FILE --output FILE``: stream a file of any size through the
-    model, keeping its columns and adding ``label`` and ``score``; the output appears complete or not at all."""
+    model, keeping its columns and adding ``label`` and ``score``; the output appears complete or not at all.
+    A multi-label bundle's ``label`` is its set (a JSON list, or joined by ``label_sep`` in CSV/TSV)."""
     from .batch import predict_file as stream
 
-    return stream(_predictor(bundle, options), input_path, output_path, format, text_col, bucketing=bucketing, progress=progress)
+    return stream(
+        _predictor(bundle, options),
+        input_path,
+        output_path,
+        format,
+        text_col,
+        bucketing=bucketing,
+        progress=progress,
+        min_score=min_score,
+        label_sep=label_sep,
+    )
 
 
 def evaluate(

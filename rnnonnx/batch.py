@@ -27,6 +27,7 @@ import numpy as np
 from .data import detect_format
 from .errors import DataError, OutputError, RnnonnxError
 from .files import atomic_file
+from .predictor import predictions_from_proba
 from .progress import Progress
 from .records import Records, open_records
 
@@ -106,9 +107,12 @@ class _Writer:
             self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
             self.csv.writerow([*(header or []), *names])
 
-    def write(self, record: Any, label: str, score: float) -> None:
+    def write(self, record: Any, label: str | list[str] | None, score: float, label_sep: str = ",") -> None:
+        """``label``: a name, ``None`` (abstained: an empty cell, or null), or a multi-label set (a
+        JSON list, or the names joined by ``label_sep`` in a CSV/TSV cell)."""
         if self.fmt in ("csv", "tsv"):
-            self.csv.writerow([*record, label, f"{score:.{SCORE_DECIMALS}f}"])
+            cell = label_sep.join(label) if isinstance(label, list) else label or ""
+            self.csv.writerow([*record, cell, f"{score:.{SCORE_DECIMALS}f}"])
             return
         fields = dict(zip(self.header, record)) if self.header is not None else dict(record)
         fields[self.names[0]], fields[self.names[1]] = label, round(score, SCORE_DECIMALS)
@@ -183,6 +187,8 @@ def predict_file(
     bucketing: bool = True,
     chunk_rows: int = CHUNK_ROWS,
     progress: bool = False,
+    min_score: float | None = None,
+    label_sep: str = ",",
 ) -> BatchStats:
     """Classify every row of ``input_path`` into ``output_path``, streaming.
 
@@ -191,12 +197,18 @@ def predict_file(
     known in advance). Columns ``label`` and ``score`` are added (``predicted_label`` and
     ``predicted_score`` if the input has a column of either name). Memory holds one chunk of
     ``chunk_rows`` rows whatever the file size. ``-`` writes to standard output, in the input's
-    format; the input file itself is never an output.
+    format; the input file itself is never an output. ``min_score`` abstains as ``predict`` does
+    (an empty label). A multi-label bundle's ``label`` is its set of labels, best first: a JSON
+    list, or the names joined by ``label_sep`` in a CSV/TSV cell; ``score`` is the best label's.
     """
     if chunk_rows < 1:
         raise RnnonnxError("chunk_rows must be at least 1")
-    if getattr(predictor, "thresholds", None) is not None:
-        raise RnnonnxError("--output writes one label per row; a multi-label bundle's label sets come with --json")
+    if min_score is not None and not (isinstance(min_score, (int, float)) and 0.0 <= float(min_score) <= 1.0):
+        raise RnnonnxError(f"min_score must be a probability between 0 and 1, not {min_score!r}")
+    thresholds = getattr(predictor, "thresholds", None)
+    if thresholds is not None and not label_sep:
+        raise RnnonnxError("label_sep must not be empty: it joins a multi-label prediction's labels")
+    clashing = [name for name in predictor.labels if thresholds is not None and label_sep in name]
     input_path, output_path = Path(input_path), Path(output_path)
     in_fmt = file_format(input_path, fmt)
     if str(output_path) == STDOUT:
@@ -216,6 +228,10 @@ def predict_file(
         raise DataError(
             f"{output_path}: JSON Lines input can only be written as JSON Lines (its keys vary by line); name the output .jsonl"
         )
+    if clashing and out_fmt in ("csv", "tsv"):
+        raise RnnonnxError(
+            f"label {clashing[0]!r} contains the separator {label_sep!r} that joins label sets; choose another --label-sep"
+        )
     labels = predictor.labels
     started = time.perf_counter()
     bar = RowProgress(progress)
@@ -231,8 +247,13 @@ def predict_file(
 
             def flush() -> None:
                 proba = predict_proba(predictor, [text for text, _ in chunk], bucketing)
-                for (_, record), k, row in zip(chunk, proba.argmax(axis=1), proba):
-                    writer.write(record, labels[k], float(row[k]))
+                if thresholds is not None:
+                    for (_, record), prediction in zip(chunk, predictions_from_proba(proba, labels, None, min_score, thresholds)):
+                        writer.write(record, prediction.labels, prediction.score, label_sep)
+                else:
+                    for (_, record), k, row in zip(chunk, proba.argmax(axis=1), proba):
+                        score = float(row[k])
+                        writer.write(record, labels[k] if min_score is None or score >= min_score else None, score)
                 chunk.clear()
 
             for item in records:

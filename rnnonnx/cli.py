@@ -297,7 +297,15 @@ def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None
 
 
 def _predict_to_file(
-    predictor: Any, input_path: str, output_path: str, fmt: str | None, text_col: str, quiet: bool, bucketing: bool
+    predictor: Any,
+    input_path: str,
+    output_path: str,
+    fmt: str | None,
+    text_col: str,
+    quiet: bool,
+    bucketing: bool,
+    min_score: float | None,
+    label_sep: str,
 ) -> None:
     """``predict --output``: SIGTERM exits through the same cleanup as Ctrl-C, so no temporary file is left."""
     import signal
@@ -308,7 +316,15 @@ def _predict_to_file(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     stats = predict_file(
-        predictor, input_path, output_path, format=fmt, text_col=text_col, bucketing=bucketing, progress=not quiet
+        predictor,
+        input_path,
+        output_path,
+        format=fmt,
+        text_col=text_col,
+        bucketing=bucketing,
+        progress=not quiet,
+        min_score=min_score,
+        label_sep=label_sep,
     )
     if not quiet:
         click.echo(
@@ -357,6 +373,13 @@ def _predict_to_file(
     help="Abstain below this probability: the label is empty (null in --json) when the top score is lower. "
     "Multi-label bundles: this one threshold replaces every label's tuned threshold.",
 )
+@click.option(
+    "--label-sep",
+    default=",",
+    show_default=True,
+    metavar="SEP",
+    help="With --output to CSV/TSV: joins a multi-label prediction's labels in its label cell (JSONL gets a list).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary with --output.")
 @click.option(
     "--no-bucketing", is_flag=True, help="Batch texts in input order instead of grouping them by length (slower; for measuring)."
@@ -376,6 +399,7 @@ def predict_command(
     output_path: str | None,
     top_k: int | None,
     min_score: float | None,
+    label_sep: str,
     quiet: bool,
     no_bucketing: bool,
 ) -> None:
@@ -389,9 +413,11 @@ def predict_command(
 
     if output_path and (texts or not input_path or as_json):
         raise RnnonnxError("--output streams a file: give --input FILE, and no text arguments or --json")
+    if output_path and top_k is not None:
+        raise RnnonnxError("--top-k lists several labels per text: use it with --json, not --output")
     predictor = load(bundle, device=device, threads=threads, precision="int8" if int8 else "fp32", graph=graph)
     if output_path:
-        _predict_to_file(predictor, input_path, output_path, fmt, text_col, quiet, not no_bucketing)
+        _predict_to_file(predictor, input_path, output_path, fmt, text_col, quiet, not no_bucketing, min_score, label_sep)
         return
     items = _read_inputs(texts, input_path, fmt, text_col)
     predictions = predict(predictor, items, top_k=top_k, min_score=min_score, bucketing=not no_bucketing)

@@ -312,12 +312,36 @@ def test_multi_label_predict_on_the_command_line(tiny_multilabel_bundle):
     assert table.returncode == 0 and table.stdout.splitlines()[1].split()[0].count(",") == 3, table.stdout
 
 
-def test_streaming_a_file_through_a_multi_label_bundle_is_refused_clearly(tiny_multilabel_bundle, tmp_path):
-    (tmp_path / "in.csv").write_text("text\nphoto image\n")
-    out = run_cli(
-        "predict", str(tiny_multilabel_bundle), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")
-    )
-    assert out.returncode == 1 and out.stderr == (
-        "Error: --output writes one label per row; a multi-label bundle's label sets come with --json\n"
-    )
-    assert not (tmp_path / "o.csv").exists()
+def test_streaming_a_file_through_a_multi_label_bundle_writes_label_sets(tiny_multilabel_bundle, tmp_path):
+    texts = ["photo image network http", "the and for", "sound music tool"]
+    expected = Predictor(tiny_multilabel_bundle).predict(texts)
+    (tmp_path / "in.csv").write_text("text\n" + "\n".join(texts) + "\n")
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    bundle = str(tiny_multilabel_bundle)
+    out = run_cli("predict", bundle, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv"), "--label-sep", "|")
+    assert out.returncode == 0, out.stderr
+    rows = (tmp_path / "o.csv").read_text().splitlines()[1:]
+    assert [row.rsplit(",", 2)[1] for row in rows] == ["|".join(p.labels) for p in expected]
+    out = run_cli("predict", bundle, "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o.jsonl"))
+    assert out.returncode == 0, out.stderr
+    written = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [w["label"] for w in written] == [p.labels for p in expected]
+    assert [w["score"] for w in written] == [pytest.approx(p.score, abs=1e-6) for p in expected]
+    csv_args = ["--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "x.csv")]
+    clash = run_cli("predict", bundle, *csv_args, "--label-sep", "o")
+    assert clash.returncode == 1 and "contains the separator 'o'" in clash.stderr and not (tmp_path / "x.csv").exists()
+
+
+def test_streaming_abstains_below_min_score_and_refuses_top_k(tiny_bundle, tmp_path):
+    texts = ["a gorgeous, moving film", "dull", "x"]
+    scores = [p.score for p in Predictor(tiny_bundle).predict(texts)]
+    cut = sorted(scores)[1]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    args = ["predict", str(tiny_bundle), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o.jsonl")]
+    out = run_cli(*args, "--min-score", str(cut))
+    assert out.returncode == 0, out.stderr
+    written = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [w["label"] is None for w in written] == [s < cut for s in scores] and any(s < cut for s in scores)
+    refused = run_cli(*args, "--top-k", "2")
+    assert refused.returncode == 1
+    assert refused.stderr == "Error: --top-k lists several labels per text: use it with --json, not --output\n"
