@@ -32,18 +32,25 @@ def train(
     text_col: str = "text",
     label_col: str = "label",
     progress: bool = False,
+    test_file: PathLike | None = None,
     **options: Any,
 ) -> "Metrics":
     """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL; ``None``: the built-in
     dataset) and write the run directory ``out_dir``. ``options`` are :class:`TrainConfig` fields
-    (``arch="gru"``, ``members=1``, ...). Needs the ``[train]`` extra."""
+    (``arch="gru"``, ``members=1``, ``vectors="wiki.vec"``, ``autotune="10m"``, ...); with
+    ``autotune``, the searched options given here are kept as given. ``test_file``: labelled texts
+    (same columns, format from its extension) scored at the end instead of a held-out test split,
+    whose fraction ``test`` then defaults to 0. Needs the ``[train]`` extra."""
     from .config import TrainConfig
     from .data import read_file
     from .training import train_run
 
+    if test_file is not None:
+        options.setdefault("test", 0.0)
     config = TrainConfig.from_options(options)
     texts = read_file(data, format, text_col, label_col) if data is not None else None
-    return train_run(config, out_dir, texts, progress=progress)
+    test_data = read_file(test_file, None, text_col, label_col) if test_file is not None else None
+    return train_run(config, out_dir, texts, progress=progress, test_data=test_data, fixed=set(options))
 
 
 def export(
