@@ -188,6 +188,7 @@ def autotune(
 
         def on_epoch(member: int, row: dict[str, float]) -> None:
             if member == 0:
+                entry.setdefault("curve", []).append(row["val_accuracy"])
                 trial.report(row["val_accuracy"], int(row["epoch"]))
                 if trial.should_prune():
                     entry["epochs"] = int(row["epoch"])

@@ -132,7 +132,8 @@ def _read(handle: IO[bytes], name: str, index: dict[str, int]) -> WordVectors:
         if token is None or token in seen:
             continue
         try:
-            vector = np.array([float(p) for p in parts[1:]], dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+                vector = np.array([float(p) for p in parts[1:]], dtype=np.float32)
         except ValueError:
             bad = next(p for p in parts[1:] if not _is_number(p))
             raise RnnonnxError(
