@@ -86,7 +86,12 @@ class FitJob:
 
 
 class OutOfTime(RnnonnxError):
-    """A fit passed its :attr:`FitJob.deadline`."""
+    """A fit passed its :attr:`FitJob.deadline`; ``partial`` is the member at its best epoch so far
+    (``None`` before its first epoch ended), which a search may still keep."""
+
+    def __init__(self, message: str, partial: "MemberFit | None" = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -182,7 +187,12 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             correct += int((logits.argmax(dim=1) == target).sum())
             line.show(f"{label} {bar(step, steps)} loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
             if job.deadline is not None and time.monotonic() > job.deadline:
-                raise OutOfTime(f"{name}epoch {epoch}: out of time")
+                partial = (
+                    MemberFit(seed, {k: v.detach().cpu() for k, v in best_state.items()}, history, best_epoch)
+                    if best_state
+                    else None
+                )
+                raise OutOfTime(f"{name}epoch {epoch}: out of time", partial)
         if job.refit_epochs is not None:
             line.finish(f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
             history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen})

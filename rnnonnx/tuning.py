@@ -198,11 +198,34 @@ def autotune(
             model_config, chosen, train_ids, train_y, val_ids, val_y, False, weights, *vector_tensors(vectors),
             on_epoch=on_epoch, deadline=deadline,
         )  # fmt: skip
+
+        def score(chosen: TrainConfig, fits: list[MemberFit]) -> float:
+            model = build_model(chosen.model_config(len(tok.vocab), len(labels), chosen.pooling)).to(device)
+            for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
+                member.load_state_dict(fit.state)
+            return evaluate_loss(model, val_ids, val_y, device, class_weights=weights)[1]
+
+        fits: list[MemberFit] = []
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # each member's "early stop" line
-                fits = [fit_member(job, k, device, live=False) for k in range(chosen.members)]
-        except OutOfTime:
-            entry |= {"state": "stopped", "seconds": round(time.monotonic() - trial_started, 2)}
+                for k in range(chosen.members):
+                    fits.append(fit_member(job, k, device, live=False))
+        except OutOfTime as exc:
+            # The budget ended inside this trial: its finished members, and the running one at its
+            # best epoch so far, are still a model trained within the budget; it competes as one.
+            fits += [exc.partial] if exc.partial is not None else []
+            entry |= {
+                "state": "stopped",
+                "members_done": len(fits),
+                "epochs": [fit.best_epoch for fit in fits],
+                "seconds": round(time.monotonic() - trial_started, 2),
+            }
+            if fits:
+                partial = replace(chosen, members=len(fits))
+                value = score(partial, fits)
+                entry["val_accuracy"] = value
+                if value > best["value"]:
+                    best.update(value=value, config=partial, tokenizer=tok, fits=fits, trial=trial.number, partial=True)
             _show(progress, entry)
             study.stop()
             raise optuna.TrialPruned() from None
@@ -214,20 +237,16 @@ def autotune(
             entry |= {"state": "failed", "error": str(exc), "seconds": round(time.monotonic() - trial_started, 2)}
             _show(progress, entry)
             raise
-        model = build_model(model_config).to(device)
-        for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
-            member.load_state_dict(fit.state)
-        val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device, class_weights=weights)
+        val_acc = score(chosen, fits)
         entry |= {
             "state": "complete",
             "val_accuracy": val_acc,
-            "val_loss": val_loss,
             "epochs": [fit.best_epoch for fit in fits],
             "seconds": round(time.monotonic() - trial_started, 2),
         }
         _show(progress, entry)
         if val_acc > best["value"]:  # ties keep the earlier trial: the configured recipe first
-            best.update(value=val_acc, config=chosen, tokenizer=tok, fits=fits, trial=trial.number)
+            best.update(value=val_acc, config=chosen, tokenizer=tok, fits=fits, trial=trial.number, partial=False)
         return val_acc
 
     remaining = deadline - time.monotonic()
@@ -235,8 +254,8 @@ def autotune(
         study.optimize(objective, n_trials=max_trials, timeout=remaining, catch=(RnnonnxError,))
     if "fits" not in best:
         raise RnnonnxError(
-            f"--autotune {_duration(config.autotune or 0)}: no trial finished in time; give it longer "
-            f"(one trial of the configured recipe needs about as long as a plain 'rnnonnx train')"
+            f"--autotune {_duration(config.autotune or 0)}: the time ran out before a trial finished one epoch; "
+            "give it longer (a trial costs about a plain 'rnnonnx train')"
         )
     record = {
         "budget_seconds": config.autotune,
@@ -248,6 +267,8 @@ def autotune(
         "stopped_by_budget": sum(t["state"] == "stopped" for t in trials),
         "best_trial": best["trial"],
         "best_val_accuracy": best["value"],
+        # the best trial was cut by the budget: its members so far, each at its best epoch
+        "best_stopped_by_budget": best["partial"],
         "best_params": {name: getattr(best["config"], name) for name in searched},
         "kept": {name: getattr(config, name) for name in SEARCHED if name in kept},
         "sampler": f"TPE (seed {config.seed}), median pruning",

@@ -89,14 +89,23 @@ def test_a_fit_past_its_deadline_stops_after_the_current_batch():
     assert epochs == []
 
 
-def test_a_budget_too_short_for_one_trial_is_a_clear_error_on_time():
-    config = TrainConfig(
-        autotune=1, epochs=60, patience=60, members=1, **{k: FIXED[k] for k in ("embed_dim", "hidden", "max_len")}
-    )
+@pytest.mark.slow
+def test_the_budget_is_hard_and_a_trial_it_cuts_still_counts():
+    budget = 30
+    config = TrainConfig(autotune=budget, epochs=200, patience=200, **{k: FIXED[k] for k in ("embed_dim", "hidden", "max_len")})
     started = time.monotonic()
-    with pytest.raises(RnnonnxError, match=r"--autotune 1s: no trial finished in time"):
-        _search(config, n=400)
-    assert time.monotonic() - started < 1 + 5, "the search ran far past its budget"
+    tuned = _search(config, n=400, fixed=("embed_dim", "hidden", "max_len", "members"))  # 3 members x 200 epochs
+    assert time.monotonic() - started < budget + 5, "the search ran far past its budget"
+    record = tuned.record
+    assert record["trials"] == 1 and record["stopped_by_budget"] == 1 and record["best_stopped_by_budget"]
+    stopped = record["history"][0]
+    assert 1 <= stopped["members_done"] == tuned.config.members == len(tuned.fits) <= 3
+    assert stopped["val_accuracy"] == record["best_val_accuracy"] and len(stopped["curve"]) >= 1
+
+
+def test_a_budget_too_short_for_one_epoch_is_a_clear_error():
+    with pytest.raises(RnnonnxError, match=r"--autotune 0.001s: the time ran out before a trial finished one epoch"):
+        _search(TrainConfig(autotune=0.001, **FIXED))
 
 
 @pytest.mark.slow
