@@ -170,6 +170,10 @@ def train_run(
         )
     record = _config_record(config, model, data, rows, device)
     record["data"]["test_source"] = test_data.source if test_data is not None else None
+    if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
+        record["autotune"] = {
+            k: tuned.record[k] for k in ("budget_seconds", "trials", "best_trial", "best_val_accuracy", "best_params", "kept")
+        }
     record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
     write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics

@@ -130,6 +130,7 @@ def test_a_run_with_autotune_records_its_choice_and_keeps_what_the_user_set(tmp_
         assert config["training"][name] == value
     assert config["model"]["arch"] == "gru" and config["model"]["members"] == 1
     assert config["training"]["autotune"] == budget and metrics.refit is not None
+    assert config["autotune"]["best_params"] == record["best_params"] and config["autotune"]["kept"] == record["kept"]
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())["autotune"]
     assert saved["best_params"] == record["best_params"] and saved["best_val_accuracy"] == record["best_val_accuracy"]
     assert "kept as set: --arch gru" in summary(record) and "--lr" in summary(record)
