@@ -250,8 +250,16 @@ def autotune(
         return val_acc
 
     remaining = deadline - time.monotonic()
-    if remaining > 0:
-        study.optimize(objective, n_trials=max_trials, timeout=remaining, catch=(RnnonnxError,))
+    threads = torch.get_num_threads()
+    # Trials run in this process on one thread, as the ensemble's worker processes do: small
+    # recurrent layers gain little from a second intra-op thread, and on shared cores its
+    # spin-waiting made 20 training steps 12-17x slower (benchmarks/autotune.md).
+    torch.set_num_threads(1)
+    try:
+        if remaining > 0:
+            study.optimize(objective, n_trials=max_trials, timeout=remaining, catch=(RnnonnxError,))
+    finally:
+        torch.set_num_threads(threads)
     if "fits" not in best:
         raise RnnonnxError(
             f"--autotune {_duration(config.autotune or 0)}: the time ran out before a trial finished one epoch; "
