@@ -311,6 +311,9 @@ def _show(progress: bool, entry: dict[str, Any]) -> None:
     result = f"val_accuracy {entry['val_accuracy']:.4f}" if entry["state"] == "complete" else entry["state"]
     if entry["state"] == "pruned" and "epochs" in entry:
         result += f" at epoch {entry['epochs']}"
+    if entry["state"] == "stopped":
+        done = entry["members_done"]
+        result += f" by the budget, {done} member(s) kept" + (f": val_accuracy {entry['val_accuracy']:.4f}" if done else "")
     print(f"autotune trial {entry['number']}: {result} ({entry['seconds']:.1f}s) {params}", file=sys.stderr)
 
 
