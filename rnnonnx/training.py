@@ -165,9 +165,7 @@ def train_run(
 
         if progress:
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
-        metrics.baseline = baseline_metrics(
-            rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, refit=refitting
-        )
+        metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, refitting)
     record = _config_record(config, model, data, rows, device)
     record["data"]["test_source"] = test_data.source if test_data is not None else None
     if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
