@@ -34,23 +34,30 @@ def train(
     label_sep: str | None = None,
     multi_label: bool = False,
     progress: bool = False,
+    test_file: PathLike | None = None,
     **options: Any,
 ) -> "Metrics":
     """``rnnonnx train``: fit a classifier on ``data`` (CSV/TSV/JSONL/fastText; ``None``: the built-in
     dataset) and write the run directory ``out_dir``. ``options`` are :class:`TrainConfig` fields
-    (``arch="gru"``, ``members=1``, ...). The model is multi-label when a text has other than one
-    label (a JSON list, ``label_sep`` in the label cell, a fastText line) or with ``multi_label``.
+    (``arch="gru"``, ``members=1``, ``vectors="wiki.vec"``, ``autotune="10m"``, ...); with
+    ``autotune``, the searched options given here are kept as given. The model is multi-label when
+    a text has other than one label (a JSON list, ``label_sep`` in the label cell, a fastText line)
+    or with ``multi_label``. ``test_file``: labelled texts (same columns, format from its extension)
+    scored at the end instead of a held-out test split, whose fraction ``test`` then defaults to 0.
     Needs the ``[train]`` extra."""
     from .config import TrainConfig
     from .data import read_file
     from .errors import RnnonnxError
     from .training import train_run
 
+    if test_file is not None:
+        options.setdefault("test", 0.0)
     config = TrainConfig.from_options(options)
     if data is None and (label_sep is not None or multi_label):
         raise RnnonnxError("--label-sep and --multi-label apply to --data files, not the built-in dataset")
     texts = read_file(data, format, text_col, label_col, label_sep, multi_label) if data is not None else None
-    return train_run(config, out_dir, texts, progress=progress)
+    test_data = read_file(test_file, None, text_col, label_col, label_sep, multi_label) if test_file is not None else None
+    return train_run(config, out_dir, texts, progress=progress, test_data=test_data, fixed=set(options))
 
 
 def export(

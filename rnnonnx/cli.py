@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -116,7 +117,13 @@ def main() -> None:
     "--bidirectional/--unidirectional", default=DEFAULTS.bidirectional, show_default=True, help="Read texts in both directions."
 )
 @click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--embed-dim", type=int, default=DEFAULTS.embed_dim, show_default=True, help="Token embedding size.")
+@click.option(
+    "--embed-dim",
+    type=int,
+    default=DEFAULTS.embed_dim,
+    show_default=True,
+    help="Token embedding size (with --vectors: the file's).",
+)
 @click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size per direction.")
 @click.option(
     "--dropout",
@@ -180,7 +187,11 @@ def main() -> None:
     "--validation", type=float, default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping."
 )
 @click.option(
-    "--test", type=float, default=DEFAULTS.test, show_default=True, help="Fraction held out, untouched, for the final test score."
+    "--test",
+    type=float,
+    default=DEFAULTS.test,
+    show_default=True,
+    help="Fraction held out, untouched, for the final test score (0 with --test-file).",
 )
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Random seed: same seed, same model.")
 @click.option(
@@ -211,6 +222,37 @@ def main() -> None:
     "way): early stopping on accuracy favours the majority class.",
 )
 @click.option(
+    "--vectors",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Pretrained word vectors (word2vec/GloVe/fastText .vec text, optionally gzipped) that initialise the "
+    "embedding of the vocabulary words they cover; the embedding size follows the file.",
+)
+@click.option(
+    "--freeze-embeddings", is_flag=True, help="Keep the rows initialised from --vectors fixed (the other words still learn)."
+)
+@click.option(
+    "--refit/--no-refit",
+    default=DEFAULTS.refit,
+    show_default=True,
+    help="Once early stopping has chosen each member's epochs, train again on training + validation rows for "
+    "that many epochs (as fastText's autotune does); the validation-fitted temperature is kept.",
+)
+@click.option(
+    "--autotune",
+    default=None,
+    metavar="DURATION",
+    help="Search architecture, sizes, dropout, learning rate, batch size, max length, pooling and members on "
+    "the validation rows for this long (90s, 10m, 1h; needs rnnonnx[tune]); options you set are kept, not searched.",
+)
+@click.option(
+    "--test-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Your own labelled test texts (same columns), scored at the end instead of a held-out split "
+    "(--test then defaults to 0).",
+)
+@click.option(
     "--out",
     type=click.Path(),
     default="runs/default",
@@ -218,8 +260,10 @@ def main() -> None:
     help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
 @friendly
 def train_command(
+    ctx: click.Context,
     data: str | None,
     fmt: str | None,
     text_col: str,
@@ -228,11 +272,17 @@ def train_command(
     multi_label: bool,
     out: str,
     quiet: bool,
+    test_file: str | None,
     **options: Any,
 ) -> None:
     """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
+    from click.core import ParameterSource
+
     from .api import train
 
+    # Only the options given on the command line: the others are TrainConfig's defaults anyway,
+    # and --autotune searches what was not given, --vectors sets what --embed-dim did not.
+    given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
     metrics = train(
         out,
         data,
@@ -242,13 +292,19 @@ def train_command(
         label_sep=label_sep,
         multi_label=multi_label,
         progress=not quiet,
-        **options,
+        test_file=test_file,
+        **given,
     )
     summary = metrics.summary()
+    if metrics.autotune is not None:
+        from .tuning import summary as tuning_summary
+
+        summary = tuning_summary(metrics.autotune) + "\n" + summary
     if metrics.baseline is not None:
         from .baseline import comparison
 
-        summary += "\n" + comparison(metrics, ("bi-" if options["bidirectional"] else "") + options["arch"])
+        model = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))["model"]
+        summary += "\n" + comparison(metrics, ("bi-" if model["bidirectional"] else "") + model["arch"])
     click.echo(f"{summary}\nrun written to {out}")
 
 

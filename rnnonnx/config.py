@@ -41,6 +41,10 @@ MAX_SEED = 2**32 - 1
 MAX_TEMPERATURE = 1000.0
 MAX_CLASS_WEIGHT = 1e6
 BALANCED = "balanced"
+DEFAULT_EMBED_DIM = 64
+# --autotune's budget: from a few seconds (tests, a quick look) to a week.
+MAX_AUTOTUNE_SECONDS = 7 * 24 * 3600
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass
@@ -54,7 +58,8 @@ class TrainConfig:
     arch: str = "lstm"
     bidirectional: bool = False
     layers: int = 1
-    embed_dim: int = 64
+    # None: the --vectors file's dimension, else DEFAULT_EMBED_DIM (resolved on creation).
+    embed_dim: int | None = None
     hidden: int = 64
     dropout: float = 0.3
     pooling: str = "auto"
@@ -83,15 +88,30 @@ class TrainConfig:
     # class's training rows, as scikit-learn's), or {label: weight} (labels left out weigh 1).
     # A string "spam=5,ham=1" (the command line's form) is read into that mapping.
     class_weight: str | dict[str, float] | None = None
+    # Pretrained word vectors (word2vec/GloVe/fastText text format, see rnnonnx/vectors.py): they
+    # initialise the embedding rows of the vocabulary words they cover; ``freeze_embeddings``
+    # keeps those rows as the file has them (the other words still learn).
+    vectors: str | None = None
+    freeze_embeddings: bool = False
+    # After early stopping has chosen each member's epoch count, train each member again from
+    # its seed on the training + validation rows for that many epochs, as fastText's autotune
+    # does: the shipped model learns from 90% of the rows instead of 80% (benchmarks/autotune.md).
+    refit: bool = True
+    # Seconds of hyper-parameter search on the validation split (rnnonnx/tuning.py); a string
+    # such as "90s", "10m" or "1h" is read into seconds. None: no search.
+    autotune: float | None = None
 
     def __post_init__(self) -> None:
+        if self.embed_dim is None and self.vectors is None:
+            self.embed_dim = DEFAULT_EMBED_DIM
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("pooling", self.pooling, POOLING_CHOICES)
         _check_choice("analyzer", self.analyzer, ANALYZERS)
         _check_choice("monitor", self.monitor, MONITORS)
         _check_choice("device", self.device, DEVICES)
         _check_int("layers", self.layers, 1, MAX_LAYERS)
-        _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
+        if self.embed_dim is not None:
+            _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _check_int("hidden", self.hidden, 1, MAX_WIDTH)
         _check_int("members", self.members, 1, MAX_MEMBERS)
         _check_int("max_len", self.max_len, 1, 1 << 20)
@@ -113,6 +133,14 @@ class TrainConfig:
         if not isinstance(self.calibrate, bool):
             raise RnnonnxError("calibrate must be true or false")
         self.class_weight = _parse_class_weight(self.class_weight)
+        if self.vectors is not None and (not isinstance(self.vectors, str) or not self.vectors):
+            raise RnnonnxError(f"vectors must be the path of a vectors file, not {self.vectors!r}")
+        if not isinstance(self.freeze_embeddings, bool) or not isinstance(self.refit, bool):
+            raise RnnonnxError("freeze_embeddings and refit must be true or false")
+        if self.freeze_embeddings and self.vectors is None:
+            raise RnnonnxError("freeze_embeddings needs vectors: only rows initialised from a vectors file are frozen")
+        if self.autotune is not None:
+            self.autotune = parse_duration(self.autotune)
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
@@ -196,6 +224,21 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string like ``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"``, ``"1d"``
+    (what ``--autotune`` takes, as fastText's ``-autotune-duration``)."""
+    seconds = value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = text[-1:] if text[-1:].isalpha() else ""
+        try:
+            seconds = float(text[: len(text) - len(unit)]) * _DURATION_UNITS[unit]
+        except (KeyError, ValueError):
+            raise RnnonnxError(f"autotune: a duration like 90s, 10m or 1h, not {value!r}") from None
+    _check_float("autotune (seconds)", seconds, 0.0, MAX_AUTOTUNE_SECONDS, low_open=True)
+    return float(seconds)
 
 
 def _parse_class_weight(value: Any) -> str | dict[str, float] | None:

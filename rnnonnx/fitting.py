@@ -17,7 +17,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,27 @@ class FitJob:
     # multi-label model (targets [rows, labels] of 0/1), the weight of each label's positives
     # (binary cross-entropy's ``pos_weight``).
     class_weights: list[float] | None = None
+    # Pretrained word vectors (``--vectors``): the token ids whose embedding rows start from
+    # ``vector_values`` rather than at random (frozen with ``--freeze-embeddings``).
+    vector_rows: torch.Tensor | None = None
+    vector_values: torch.Tensor | None = None
+    # A refit (``--refit``): each member's epoch count, trained through with no validation, the
+    # validation rows being part of ``train_ids`` by then.
+    refit_epochs: list[int] | None = None
+    # For the autotune search, in this process only: called with (member, epoch's history row)
+    # after each epoch (it may raise to stop the fit), and a ``time.monotonic()`` deadline past
+    # which the fit stops with :class:`OutOfTime` after the current batch.
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    deadline: float | None = None
+
+
+class OutOfTime(RnnonnxError):
+    """A fit passed its :attr:`FitJob.deadline`; ``partial`` is the member at its best epoch so far
+    (``None`` before its first epoch ended), which a search may still keep."""
+
+    def __init__(self, message: str, partial: "MemberFit | None" = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -168,6 +189,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     seed = member_seed(config.seed, member)
     seed_everything(seed)
     model = TextClassifier(job.model).to(device)
+    if job.vector_rows is not None:
+        init_embedding(model, job.vector_rows, job.vector_values, config.freeze_embeddings)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
     multi = job.model.multi_label
@@ -177,10 +200,11 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     history: list[dict[str, float]] = []
     best_state, best_key, best_epoch, stale = None, (math.inf,), 0, 0
     steps = math.ceil(len(job.train_ids) / config.batch_size)
-    for epoch in range(1, config.epochs + 1):
+    epochs = job.refit_epochs[member] if job.refit_epochs is not None else config.epochs
+    for epoch in range(1, epochs + 1):
         model.train()
         seen, step, loss_sum, correct = 0, 0, 0.0, 0
-        label = f"{name}epoch {epoch}/{config.epochs}"
+        label = f"{'refit ' if job.refit_epochs is not None else ''}{name}epoch {epoch}/{epochs}"
         line = Progress(job.progress, live)
         for batch, target in batches(job.train_ids, job.train_y, config.batch_size, generator):
             batch, target = batch.to(device), target.to(device)
@@ -199,6 +223,17 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             else:
                 correct += int((logits.argmax(dim=1) == target).sum())
             line.show(f"{label} {bar(step, steps)} loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
+            if job.deadline is not None and time.monotonic() > job.deadline:
+                partial = (
+                    MemberFit(seed, {k: v.detach().cpu() for k, v in best_state.items()}, history, best_epoch)
+                    if best_state
+                    else None
+                )
+                raise OutOfTime(f"{name}epoch {epoch}: out of time", partial)
+        if job.refit_epochs is not None:
+            line.finish(f"{label} [{step}/{steps}] {line.elapsed:.1f}s loss {loss_sum / seen:.4f} acc {correct / seen:.3f}")
+            history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen})
+            continue
         if multi:
             val_loss, val_f1, val_acc = evaluate_multilabel(model, job.val_ids, job.val_y, device, pos_weight=job.class_weights)
         else:
@@ -217,6 +252,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
                 **({"val_micro_f1": val_f1} if multi else {}),
             }
         )
+        if job.on_epoch is not None:
+            job.on_epoch(member, history[-1])
         score = val_f1 if multi else val_acc
         key = (-score, val_loss) if config.monitor == "val_accuracy" else (val_loss,)
         if key < best_key:
@@ -232,9 +269,23 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
                     file=sys.stderr,
                 )
                 break
+    if job.refit_epochs is not None:
+        return MemberFit(seed, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, history, epochs)
     if best_state is None:
         raise RnnonnxError(f"{name}validation loss is not a number: the model diverged (try a lower --lr)")
     return MemberFit(seed, {k: v.detach().cpu() for k, v in best_state.items()}, history, best_epoch)
+
+
+def init_embedding(model: TextClassifier, rows: torch.Tensor, values: torch.Tensor, freeze: bool) -> None:
+    """Start the embedding ``rows`` from pretrained ``values``; ``freeze``: their gradient is zeroed,
+    so Adam never moves them, while the rows of words the vectors do not cover still learn."""
+    weight = model.embedding.weight
+    with torch.no_grad():
+        weight[rows.to(weight.device)] = values.to(weight.device, weight.dtype)
+    if freeze:
+        keep = torch.ones(weight.shape[0], 1, device=weight.device)
+        keep[rows.to(weight.device)] = 0.0
+        weight.register_hook(lambda grad: grad * keep)
 
 
 def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
@@ -275,6 +326,8 @@ def _write_job(work: Path, job: FitJob, threads: int) -> None:
     from safetensors.torch import save_file
 
     tensors = {"train_ids": job.train_ids, "train_y": job.train_y, "val_ids": job.val_ids, "val_y": job.val_y}
+    if job.vector_rows is not None:
+        tensors |= {"vector_rows": job.vector_rows, "vector_values": job.vector_values}
     save_file({k: v.clone() for k, v in tensors.items()}, str(work / DATA_FILE))
     record = {
         "model": job.model.to_dict(),
@@ -282,6 +335,7 @@ def _write_job(work: Path, job: FitJob, threads: int) -> None:
         "progress": job.progress,
         "threads": threads,
         "class_weights": job.class_weights,
+        "refit_epochs": job.refit_epochs,
     }
     (work / JOB_FILE).write_text(json.dumps(record), encoding="utf-8")
 
@@ -300,6 +354,9 @@ def _read_job(work: Path) -> tuple[FitJob, int]:
         data["val_y"],
         record["progress"],
         record["class_weights"],
+        data.get("vector_rows"),
+        data.get("vector_values"),
+        record.get("refit_epochs"),
     )
     return job, record["threads"]
 

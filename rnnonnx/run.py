@@ -68,11 +68,17 @@ class Metrics:
     # A multi-label run's tuned thresholds and its scores with them on validation and test
     # (see rnnonnx.multilabel.scores); its *_accuracy figures are subset accuracy at 0.5.
     multilabel: dict[str, Any] | None = None
+    # --refit: the rows, each member's epochs and the seconds of the refit (validation scores are
+    # then the early-stopped model's, test scores the refitted one's); --vectors: the file and its
+    # coverage of the vocabulary; --autotune: the search (trials, best parameters and score).
+    refit: dict[str, Any] | None = None
+    vectors: dict[str, Any] | None = None
+    autotune: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; optional parts appear only when they exist."""
         record = asdict(self)
-        for key in ("test_loss", "test_accuracy", "baseline", "calibration", "multilabel"):
+        for key in ("test_loss", "test_accuracy", "baseline", "calibration", "multilabel", "refit", "vectors", "autotune"):
             if record[key] is None:
                 del record[key]
         if not self.members:
@@ -92,6 +98,8 @@ class Metrics:
         text += f": val_accuracy {self.val_accuracy:.4f}"
         if self.test_accuracy is not None:
             text += f", test_accuracy {self.test_accuracy:.4f}"
+        if self.refit is not None:
+            text += f" (refit on {self.refit['rows']} rows)"
         if self.calibration is not None:
             text += f", temperature {self.calibration['temperature']:.3f}"
         if self.multilabel is not None:

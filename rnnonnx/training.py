@@ -10,7 +10,8 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multila
 from .model import Ensemble, TextClassifier, build_model, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
+from .vectors import WordVectors
 
 Rows = tuple[list[str], list[str]]
 
@@ -91,14 +93,30 @@ def split_rows(data: LabelledTexts, config: TrainConfig) -> SplitRows:
     return SplitRows(pick(parts.train), pick(parts.validation), pick(parts.test), parts.validation_is_train)
 
 
-def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | None = None, progress: bool = True) -> Metrics:
-    """Train a classifier (or an ensemble) and write its run directory atomically."""
+def train_run(
+    config: TrainConfig,
+    out_dir: str | Path,
+    data: LabelledTexts | None = None,
+    progress: bool = True,
+    test_data: LabelledTexts | None = None,
+    fixed: Iterable[str] = (),
+) -> Metrics:
+    """Train a classifier (or an ensemble) and write its run directory atomically.
+
+    ``test_data``: the user's own test rows, scored at the end in place of a held-out split.
+    ``fixed``: the options the user set, which ``--autotune`` keeps instead of searching.
+    """
     data = data if data is not None else read_builtin()
     for message in data.warnings:
         warn(message)
     multi = data.label_sets is not None
     if multi and config.baseline:
         raise RnnonnxError("--baseline fits a multi-class baseline; for multi-label data see benchmarks/multilabel.py")
+    if multi and config.autotune is not None:
+        raise RnnonnxError("--autotune searches multi-class models; a multi-label run takes its options as given")
+    if test_data is not None and (test_data.label_sets is not None) != multi:
+        kinds = ("multi-label", "multi-class") if multi else ("multi-class", "multi-label")
+        raise RnnonnxError(f"--test-file {test_data.source}: the training data is {kinds[0]}, the test file {kinds[1]}")
     if multi:
         from . import multilabel
 
@@ -106,12 +124,18 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     else:
         labels = check_classes(data)
     inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
+    inputs += [path for path in (test_data.source if test_data else None, config.vectors) if path and os.path.isfile(path)]
     check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    if test_data is not None and config.test > 0:
+        raise RnnonnxError(f"--test-file replaces the held-out test split: drop --test {config.test:g} (or pass --test 0)")
     rows = split_rows(data, config)
+    if test_data is not None:
+        rows.test = own_test_rows(test_data, labels)
     spec = TokenizerSpec(analyzer=config.analyzer, max_len=config.max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
+    vectors, config = load_vectors(config, tokenizer.vocab, progress)
     label_index = {name: i for i, name in enumerate(labels)}
 
     def tensors(part: Rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +143,13 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
             return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.from_numpy(multilabel.multi_hot(part[1], labels)[0])
         return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.tensor([label_index[n] for n in part[1]])
 
+    started = time.perf_counter()
+    tuned = None
+    if config.autotune is not None:
+        from .tuning import autotune
+
+        tuned = autotune(config, rows, tokenizer, labels, vectors, device, fixed, progress)
+        config, tokenizer, spec = tuned.config, tuned.tokenizer, tuned.tokenizer.spec
     train_ids, train_y = tensors(rows.train)
     val_ids, val_y = tensors(rows.validation)
     pooling = resolve_pooling(config.pooling, train_ids, config.max_len)
@@ -129,18 +160,27 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
         weights = _positive_weights(config, labels, train_y)
     else:
         weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
-    started = time.perf_counter()
-    fits = fit_members(FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights), device)
+    job = FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors))
+    fits = tuned.fits if tuned is not None else fit_members(job, device)
     model = build_model(model_config).to(device)
     for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
         member.load_state_dict(fit.state)
     test = tensors(rows.test) if rows.test[0] else None
+    refitting = config.refit and not rows.validation_is_train
+    if config.refit and rows.validation_is_train:
+        warn("no refit: the validation rows are the training rows already")
     if multi:
         if progress and config.calibrate:
             print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
-        return _finish_multilabel(config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started)
-    calibration = _calibrate(model, config, rows, (val_ids, val_y), test, device, progress)
+        refit = (lambda: refit_run(model, job, fits, device, progress)) if refitting else None
+        return _finish_multilabel(
+            config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit
+        )
+    calibration = _calibrate(model, config, rows, (val_ids, val_y), None if refitting else test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
+    refit = refit_run(model, job, fits, device, progress) if refitting else None
+    if refit is not None and calibration is not None and test is not None:
+        calibration = calibration_on_test(model, calibration, test, device)
     metrics = Metrics(
         epochs=fits[0].history,
         best_epoch=fits[0].best_epoch,
@@ -152,6 +192,9 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
         members=_member_records(fits),
         calibration=calibration,
     )
+    metrics.refit = refit
+    metrics.vectors = vectors.record() if vectors is not None else None
+    metrics.autotune = tuned.record if tuned is not None else None
     if test is not None:
         metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
     if config.baseline:
@@ -159,8 +202,13 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
 
         if progress:
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
-        metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed)
+        metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, refitting)
     record = _config_record(config, model, data, rows, device)
+    record["data"]["test_source"] = test_data.source if test_data is not None else None
+    if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
+        record["autotune"] = {
+            k: tuned.record[k] for k in ("budget_seconds", "trials", "best_trial", "best_val_accuracy", "best_params", "kept")
+        }
     record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
     write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
@@ -191,10 +239,12 @@ def _finish_multilabel(
     device: torch.device,
     inputs: list[str],
     started: float,
+    refit: Callable[[], dict] | None = None,
 ) -> Metrics:
     """Tune each label's threshold on the validation rows (0.5 everywhere when validation reuses
-    the training rows, on which any threshold looks good), score validation and test with them,
-    and write the run; ``config.json`` records the task and the thresholds."""
+    the training rows, on which any threshold looks good), score validation with them, ``refit``
+    (``--refit``: the thresholds stay those tuned on validation, as the temperature does for a
+    multi-class run), score test, and write the run; ``config.json`` records the task and the thresholds."""
     from . import multilabel
 
     def part(rows_of: Rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,6 +269,7 @@ def _finish_multilabel(
         train_seconds=round(time.perf_counter() - started, 2),
         members=_member_records(fits),
     )
+    metrics.refit = refit() if refit is not None else None
     if rows.test[0]:
         test_ids, test_y = part(rows.test)
         metrics.test_loss, _, metrics.test_accuracy = evaluate_multilabel(model, test_ids, test_y, device)
@@ -230,6 +281,96 @@ def _finish_multilabel(
     config_record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
     write_run(out_dir, model.state_dict(), config_record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
+
+
+def own_test_rows(test_data: LabelledTexts, labels: list[str]) -> Rows:
+    """``--test-file``'s rows, checked against the training labels: a label the model cannot
+    predict would make its test score meaningless, so it is refused, not skipped."""
+    for message in test_data.warnings:
+        warn(message)
+    sets = test_data.label_sets
+    unknown = sorted(({name for found in sets for name in found} if sets is not None else set(test_data.labels)) - set(labels))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise RnnonnxError(f"{test_data.source}: label(s) the training data does not have: {shown}")
+    return list(test_data.texts), list(sets if sets is not None else test_data.labels)
+
+
+def load_vectors(config: TrainConfig, vocab: list[str], progress: bool) -> tuple[WordVectors | None, TrainConfig]:
+    """``--vectors``: the file's rows for ``vocab``, and the config with the embedding size the
+    file sets (a different ``--embed-dim`` is an error, not a silent projection)."""
+    if config.vectors is None:
+        return None, config
+    from .vectors import read_vectors
+
+    vectors = read_vectors(config.vectors, vocab)
+    if config.embed_dim is not None and config.embed_dim != vectors.dim:
+        raise RnnonnxError(
+            f"--embed-dim {config.embed_dim} contradicts --vectors {config.vectors} ({vectors.dim} dimensions): "
+            "drop --embed-dim, or pass the file's size"
+        )
+    if progress:
+        print(vectors.summary(), file=sys.stderr)
+    if not vectors.found:
+        warn(f"--vectors {config.vectors}: not one vocabulary word is in it (another language, or --analyzer char?)")
+    return vectors, replace(config, embed_dim=vectors.dim)
+
+
+def vector_tensors(vectors: WordVectors | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The ``(rows, values)`` a :class:`FitJob` takes from pretrained vectors (``None`` twice without)."""
+    if vectors is None:
+        return None, None
+    return torch.from_numpy(vectors.rows), torch.from_numpy(vectors.values)
+
+
+def refit_run(model: TextClassifier | Ensemble, job: FitJob, fits: list[MemberFit], device: torch.device, progress: bool) -> dict:
+    """``--refit``: train every member again from its own seed on the training + validation rows,
+    for the epochs early stopping chose for it, and load those weights into ``model``.
+
+    The temperature fitted on the validation rows before the refit is kept: once the model has
+    learned those rows, they can no longer tell how over-confident it is on new ones, and the
+    refitted model (same recipe, same epochs, 1/8 more rows) is as over-confident as the one it
+    replaces. Its record (``metrics.json``'s ``refit``) gives the rows, epochs and seconds; the
+    validation scores of the run are the early-stopped model's, the test scores the refitted one's.
+    """
+    started = time.perf_counter()
+    epochs = [fit.best_epoch for fit in fits]
+    if progress:
+        print(
+            f"refit on training + validation rows ({len(job.train_ids) + len(job.val_ids)}) for epoch(s) {epochs}",
+            file=sys.stderr,
+        )
+    width = max(job.train_ids.shape[1], job.val_ids.shape[1])
+    refit_job = replace(
+        job,
+        train_ids=torch.cat([_pad_to(job.train_ids, width), _pad_to(job.val_ids, width)]),
+        train_y=torch.cat([job.train_y, job.val_y]),
+        refit_epochs=epochs,
+        on_epoch=None,
+        deadline=None,
+    )
+    refits = fit_members(refit_job, device)
+    for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], refits):
+        member.load_state_dict(fit.state)
+    return {"rows": len(refit_job.train_ids), "epochs": epochs, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _pad_to(ids: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD_ID)
+
+
+def calibration_on_test(
+    model: TextClassifier | Ensemble, calibration: dict, test: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> dict:
+    """The calibration record with the test rows scored by the shipped (refitted) model, before and
+    after its temperature; the validation part stays the early-stopped model's, on which ``T`` was fitted."""
+    from . import calibration as calibrating
+
+    temperature = model.config.temperature
+    set_temperature(model, 1.0)
+    logits = logits_of(model, test[0], device).numpy()
+    set_temperature(model, temperature)
+    return calibration | {"test": calibrating.record(temperature, {"test": (logits, test[1].numpy())})["test"]}
 
 
 def logits_of(model: TextClassifier | Ensemble, ids: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:

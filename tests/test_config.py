@@ -39,6 +39,11 @@ BAD = [
     ({"class_weight": {}}, "class_weight must be 'balanced', a label=weight mapping or none"),
     ({"class_weight": 3}, "class_weight must be 'balanced', a label=weight mapping or none"),
     ({"class_weight": {"spam": -1}}, r"class_weight of 'spam' must be in \(0"),
+    ({"vectors": ""}, "vectors must be the path of a vectors file"),
+    ({"vectors": 3}, "vectors must be the path of a vectors file"),
+    ({"freeze_embeddings": True}, "freeze_embeddings needs vectors"),
+    ({"refit": "yes"}, "freeze_embeddings and refit must be true or false"),
+    ({"autotune": "soon"}, "autotune: a duration like 90s, 10m or 1h, not 'soon'"),
 ]
 
 
@@ -129,3 +134,9 @@ def test_cli_names_an_unknown_class_weight_label(tmp_path):
         == "Error: class_weight names label(s) the data does not have: 'spam' (the labels are 'neg', 'pos')"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_the_embedding_size_follows_the_vectors_file_unless_given():
+    assert TrainConfig().embed_dim == TrainConfig(embed_dim=None).embed_dim == 64
+    assert TrainConfig(vectors="wiki.vec").embed_dim is None  # the file decides, at training
+    assert TrainConfig(vectors="wiki.vec", embed_dim=300).embed_dim == 300  # checked against the file then

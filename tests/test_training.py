@@ -65,7 +65,10 @@ def test_same_seed_same_model(tmp_path):
 @pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
 def test_early_stopping_keeps_the_best_epoch(tmp_path, monitor):
     metrics = train(
-        TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, **FAST), tmp_path / "r", small_sample(300), progress=False
+        TrainConfig(epochs=12, patience=1, lr=0.05, monitor=monitor, refit=False, **FAST),
+        tmp_path / "r",
+        small_sample(300),
+        progress=False,
     )
     history = metrics.epochs
     assert len(history) < 12, "validation never stalled: early stopping did not trigger"
@@ -102,7 +105,10 @@ def test_single_class_is_refused(tmp_path):
 
 def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
     metrics = train(
-        TrainConfig(epochs=2, device="cpu", **FAST | {"members": 2}), tmp_path / "run", small_sample(300), progress=False
+        TrainConfig(epochs=2, device="cpu", refit=False, **FAST | {"members": 2}),
+        tmp_path / "run",
+        small_sample(300),
+        progress=False,
     )
     run = load_run(tmp_path / "run")
     assert [m.seed for m in metrics.members] == [0, 1000] and metrics.epochs == metrics.members[0].epochs
@@ -187,6 +193,18 @@ def test_a_multi_label_run_records_its_task_thresholds_and_scores(tiny_multilabe
     assert metrics["multilabel"]["test"]["micro_f1"] > 0.8 and "val_micro_f1" in metrics["epochs"][0]
     first = json.loads((tiny_multilabel_run / "test.jsonl").read_text().splitlines()[0])
     assert isinstance(first["label"], list)
+    # refitted on train + validation with the thresholds tuned before: validation scores are the early-stopped model's
+    assert metrics["refit"]["rows"] == config["data"]["train"] + config["data"]["validation"]
+    assert metrics["refit"]["epochs"] == [m["best_epoch"] for m in metrics["members"]]
+
+
+def test_multi_label_runs_refuse_autotune_and_a_test_file_of_the_other_kind(tmp_path):
+    data = LabelledTexts(["red sound", "blue photo"], [], "tiny", label_sets=[["a"], ["a", "b"]])
+    with pytest.raises(RnnonnxError, match="--autotune searches multi-class models"):
+        train(TrainConfig(autotune="1m", **FAST), tmp_path / "r", data, progress=False)
+    single = LabelledTexts(["red sound"], ["a"], "one.csv")
+    with pytest.raises(RnnonnxError, match="the training data is multi-label, the test file multi-class"):
+        train(TrainConfig(test=0.0, **FAST), tmp_path / "r", data, progress=False, test_data=single)
 
 
 def test_multi_label_class_weights_are_positive_weights():
@@ -209,3 +227,59 @@ def test_tiny_multi_label_data_keeps_default_thresholds_and_refuses_the_baseline
         train(TrainConfig(epochs=1, baseline=True, **FAST), tmp_path / "other", data, progress=False)
     with pytest.raises(RnnonnxError, match="multi-label data needs at least two distinct labels"):
         train(TrainConfig(epochs=1, **FAST), tmp_path / "other", LabelledTexts(["x", "y"], [], "t", label_sets=[["a"], []]))
+
+
+def test_refit_trains_each_member_again_on_train_and_validation_for_its_own_epochs(tmp_path):
+    """The refit run's validation figures and temperature are the early-stopped model's (the same
+    as without refit); its weights, test figures and test calibration are the refitted model's."""
+    data = small_sample(300)
+    options = dict(epochs=4, patience=1, lr=0.02, baseline=True, **FAST | {"members": 2})
+    plain = train(TrainConfig(refit=False, **options), tmp_path / "plain", data, progress=False)
+    refit = train(TrainConfig(refit=True, **options), tmp_path / "refit", data, progress=False)
+    config = json.loads((tmp_path / "refit" / "config.json").read_text())
+    assert refit.refit["rows"] == config["data"]["train"] + config["data"]["validation"] == 270
+    assert refit.refit["epochs"] == [m.best_epoch for m in plain.members] == [m.best_epoch for m in refit.members]
+    assert (refit.val_accuracy, refit.val_loss) == (plain.val_accuracy, plain.val_loss)
+    assert refit.calibration["temperature"] == plain.calibration["temperature"]
+    assert plain.refit is None and "refit" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("plain", "refit"))
+    assert all(not torch.equal(a[k], b[k]) for k in a if k.endswith("rnn.weight_ih_l0"))
+    run = load_run(tmp_path / "refit")
+    texts, labels = run.held_out("test")
+    ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
+    loss, accuracy = evaluate_loss(run.model, ids, torch.tensor([run.labels.index(y) for y in labels]), torch.device("cpu"))
+    assert (loss, accuracy) == pytest.approx((refit.test_loss, refit.test_accuracy), rel=1e-6)
+    assert refit.calibration["test"]["after"]["nll"] == pytest.approx(refit.test_loss, rel=1e-6)
+    # the baseline sees the same rows: refitted on train + validation before its test score
+    assert refit.baseline["refit"] is True and "refit" not in plain.baseline
+    assert refit.baseline["val_accuracy"] == plain.baseline["val_accuracy"]
+
+
+def test_refit_is_skipped_when_validation_reuses_the_training_rows(tmp_path, capsys):
+    data = LabelledTexts(["good film", "bad film", "fine movie", "awful movie"], ["1", "0", "1", "0"], "four")
+    metrics = train(TrainConfig(epochs=1, **FAST), tmp_path / "r", data, progress=False)
+    assert metrics.refit is None and "no refit" in capsys.readouterr().err
+
+
+def test_own_test_file_replaces_the_held_out_split(tmp_path):
+    from rnnonnx.api import train as api_train
+
+    sample = small_sample(240)
+    data, own = tmp_path / "train.jsonl", tmp_path / "test.csv"
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(sample.texts[:200], sample.labels[:200])))
+    own.write_text(
+        "text,label\n" + "".join(f'"{t.replace(chr(34), "")}",{y}\n' for t, y in zip(sample.texts[200:], sample.labels[200:]))
+    )
+    metrics = api_train(tmp_path / "r", data, test_file=own, epochs=1, **FAST)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["training"]["test"] == 0 and config["data"]["test_source"] == str(own)
+    assert config["data"]["train"] + config["data"]["validation"] == 200 and config["data"]["test"] == 40
+    assert load_run(tmp_path / "r").held_out("test")[0] == [t.replace('"', "") for t in sample.texts[200:]]
+    assert metrics.test_accuracy is not None
+    with pytest.raises(RnnonnxError, match=r"--test-file replaces the held-out test split: drop --test 0.1"):
+        api_train(tmp_path / "r2", data, test_file=own, test=0.1, epochs=1, **FAST)
+    own.write_text("text,label\ngood film,pos\nodd one,maybe\n")
+    with pytest.raises(RnnonnxError, match=r"test.csv: label\(s\) the training data does not have: 'maybe'"):
+        api_train(tmp_path / "r3", data, test_file=own, epochs=1, **FAST)
+    zero = api_train(tmp_path / "r4", data, test=0, epochs=1, **FAST)
+    assert zero.test_accuracy is None and json.loads((tmp_path / "r4" / "config.json").read_text())["data"]["test"] == 0
