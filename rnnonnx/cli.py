@@ -13,7 +13,17 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ANALYZERS, ARCHS, DEVICES, MONITORS, POOLING_CHOICES, TrainConfig
+from .config import (
+    ANALYZERS,
+    ARCHS,
+    AUTO_MAX_LEN_CAP,
+    AUTO_MAX_LEN_FLOOR,
+    AUTO_MAX_LEN_PERCENTILE,
+    DEVICES,
+    MONITORS,
+    POOLING_CHOICES,
+    TrainConfig,
+)
 from .errors import RnnonnxError
 
 DEFAULTS = TrainConfig()
@@ -136,7 +146,22 @@ def main() -> None:
     show_default=True,
     help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.",
 )
-@click.option("--max-len", type=int, default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
+@click.option(
+    "--max-len",
+    default=str(DEFAULTS.max_len),
+    show_default=True,
+    metavar="N|auto",
+    help=f"Keep the first N tokens of each text; auto: the {AUTO_MAX_LEN_PERCENTILE}th percentile of the training texts' "
+    f"token counts, between {AUTO_MAX_LEN_FLOOR} and {AUTO_MAX_LEN_CAP}.",
+)
+@click.option(
+    "--ngram-buckets",
+    type=int,
+    default=DEFAULTS.ngram_buckets,
+    show_default=True,
+    help="Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one "
+    "(mean of token and bigram embeddings, fastText-style); 0 turns it off.",
+)
 @click.option(
     "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."
 )

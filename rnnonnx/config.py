@@ -40,6 +40,17 @@ MAX_SEED = 2**32 - 1
 MAX_TEMPERATURE = 1000.0
 MAX_CLASS_WEIGHT = 1e6
 BALANCED = "balanced"
+MAX_NGRAM_BUCKETS = 1 << 22
+MAX_MAX_LEN = 1 << 20
+
+# ``max_len="auto"`` keeps the AUTO_MAX_LEN_PERCENTILE-th percentile of the training texts' token
+# counts, between AUTO_MAX_LEN_FLOOR and AUTO_MAX_LEN_CAP: short texts are read whole, long documents
+# as far as the cap, past which a recurrent layer costs time linearly and gains little
+# (benchmarks/recipe.md). The resolved number is what the tokenizer (hence every bundle) uses.
+AUTO = "auto"
+AUTO_MAX_LEN_PERCENTILE = 95
+AUTO_MAX_LEN_FLOOR = 16
+AUTO_MAX_LEN_CAP = 256
 
 
 @dataclass
@@ -61,7 +72,8 @@ class TrainConfig:
     # one classifier on the built-in sentences, for 3x the weights (benchmarks/recipe.md).
     members: int = 3
     analyzer: str = "word"
-    max_len: int = 64
+    # A number of tokens, or "auto" (see AUTO_MAX_LEN_PERCENTILE), resolved from the training rows.
+    max_len: int | str = AUTO
     min_df: int = 2
     max_vocab: int | None = 20000
     epochs: int = 15
@@ -82,6 +94,9 @@ class TrainConfig:
     # class's training rows, as scikit-learn's), or {label: weight} (labels left out weigh 1).
     # A string "spam=5,ham=1" (the command line's form) is read into that mapping.
     class_weight: str | dict[str, float] | None = None
+    # Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one; 0 turns
+    # the branch off (see rnnonnx.model.TextClassifier).
+    ngram_buckets: int = 16384
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -93,7 +108,11 @@ class TrainConfig:
         _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _check_int("hidden", self.hidden, 1, MAX_WIDTH)
         _check_int("members", self.members, 1, MAX_MEMBERS)
-        _check_int("max_len", self.max_len, 1, 1 << 20)
+        if isinstance(self.max_len, str) and self.max_len.strip().isdigit():  # the command line's spelling
+            self.max_len = int(self.max_len)
+        if self.max_len != AUTO:
+            _check_int("max_len", self.max_len, 1, MAX_MAX_LEN)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
@@ -112,6 +131,17 @@ class TrainConfig:
         if not isinstance(self.calibrate, bool):
             raise RnnonnxError("calibrate must be true or false")
         self.class_weight = _parse_class_weight(self.class_weight)
+
+    def resolved_max_len(self, token_counts: list[int]) -> int:
+        """``max_len`` itself, or for ``auto`` the AUTO_MAX_LEN_PERCENTILE-th percentile of the
+        training texts' ``token_counts`` within [AUTO_MAX_LEN_FLOOR, AUTO_MAX_LEN_CAP]."""
+        if self.max_len != AUTO:
+            return int(self.max_len)
+        ordered = sorted(token_counts)
+        if not ordered:
+            return AUTO_MAX_LEN_FLOOR
+        percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
+        return max(AUTO_MAX_LEN_FLOOR, min(AUTO_MAX_LEN_CAP, percentile))
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
@@ -152,6 +182,7 @@ class TrainConfig:
             dropout=self.dropout,
             pooling=pooling,
             members=self.members,
+            ngram_buckets=self.ngram_buckets,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +211,9 @@ class ModelConfig:
     # Temperature scaling: the (ensemble's) logits are divided by it before the softmax. 1.0 for
     # runs trained with --no-calibrate or saved before calibration existed.
     temperature: float = 1.0
+    # Rows of the hashed-bigram table of the bag-of-n-grams branch; 0 (no branch) for runs saved
+    # before it existed.
+    ngram_buckets: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -188,6 +222,7 @@ class ModelConfig:
             _check_int(name, getattr(self, name), 1, None)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -53,6 +53,18 @@ def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
     return "max" if int(lengths[len(lengths) // 2]) > max_len / 2 else "last"
 
 
+def resolve_max_len(config: TrainConfig, texts: list[str], progress: bool = False) -> int:
+    """The number of tokens the model reads: ``--max-len`` itself, or for ``auto`` a high percentile
+    of the training texts' token counts (:meth:`TrainConfig.resolved_max_len`), said aloud."""
+    if config.max_len != "auto":
+        return int(config.max_len)
+    spec = TokenizerSpec(analyzer=config.analyzer)
+    max_len = config.resolved_max_len([len(spec.tokens(text)) for text in texts])
+    if progress:
+        print(f"max_len auto: {max_len}", file=sys.stderr)
+    return max_len
+
+
 @dataclass
 class SplitRows:
     """The rows of each part, and whether validation had to reuse the training rows."""
@@ -90,7 +102,8 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
     seed_everything(config.seed)
     device = resolve_device(config.device)
     rows = split_rows(data, config)
-    spec = TokenizerSpec(analyzer=config.analyzer, max_len=config.max_len)
+    max_len = resolve_max_len(config, rows.train[0], progress)
+    spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
     label_index = {name: i for i, name in enumerate(labels)}
 
@@ -99,7 +112,7 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
 
     train_ids, train_y = tensors(rows.train)
     val_ids, val_y = tensors(rows.validation)
-    pooling = resolve_pooling(config.pooling, train_ids, config.max_len)
+    pooling = resolve_pooling(config.pooling, train_ids, max_len)
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling)
@@ -133,6 +146,7 @@ def train_run(config: TrainConfig, out_dir: str | Path, data: LabelledTexts | No
         metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed)
     record = _config_record(config, model, data, rows, device)
     record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
+    record["training"]["resolved_max_len"] = max_len
     write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
     return metrics
 
