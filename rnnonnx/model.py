@@ -57,6 +57,8 @@ class TextClassifier(nn.Module):
         poolings = 2 if config.pooling == "concat" else 1
         bag = config.embed_dim if config.ngram_buckets else 0
         self.bigrams = nn.Embedding(config.ngram_buckets, config.embed_dim) if config.ngram_buckets else None
+        if self.bigrams is not None:  # fastText's start: near zero, so that rare buckets add little noise to the mean
+            nn.init.uniform_(self.bigrams.weight, -1.0 / config.embed_dim, 1.0 / config.embed_dim)
         self.head = nn.Linear(config.hidden * directions * poolings + bag, config.num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -93,7 +93,7 @@ def test_embeddings_are_int8_and_the_rest_fp32(int8_export, tiny_bundle):
     report = Bundle(bundle).manifest["int8"]
     assert report["layers"] == {"embedding": "int8 weights, fp32 arithmetic", "recurrent": "fp32", "output": "fp32"}
     ops = op_counts(bundle / INT8_MODEL)
-    members = TrainConfig().members  # the tiny bundle is a default ensemble: every member's table int8
+    members = TrainConfig().members  # the tiny bundle has the default members: every member's tables int8
     assert (
         ops["LSTM"] == members
         and ops["Cast"] >= members
@@ -101,7 +101,10 @@ def test_embeddings_are_int8_and_the_rest_fp32(int8_export, tiny_bundle):
     )
     model = onnx.load(str(bundle / INT8_MODEL))
     int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
-    assert len(int8) == members and all(len(i.dims) == 2 for i in int8)
+    tables = 2 if TrainConfig().ngram_buckets else 1  # token embedding, and the bag's bigram table
+    assert len(int8) == members * tables and all(len(i.dims) == 2 for i in int8)
+    if TrainConfig().ngram_buckets:
+        assert sorted(i.dims[0] for i in int8)[:members] == [TrainConfig().ngram_buckets] * members
     assert (bundle / INT8_MODEL).stat().st_size < (tiny_bundle / "model.onnx").stat().st_size
 
 

@@ -175,3 +175,26 @@ def test_class_weights_are_resolved_on_the_training_rows_and_recorded(tmp_path):
     assert set(weights) == {"neg", "pos"} and weights["pos"] > 2 * weights["neg"]
     # balanced: w = rows / (2 * rows of the class), so the classes' shares 1 / (2 w) add up to 1.
     assert 1 / (2 * weights["neg"]) + 1 / (2 * weights["pos"]) == pytest.approx(1.0)
+
+
+def test_max_len_auto_is_a_capped_percentile_of_the_training_token_counts():
+    from rnnonnx.config import AUTO_MAX_LEN_CAP, AUTO_MAX_LEN_FLOOR
+
+    auto = TrainConfig()
+    assert auto.max_len == "auto"
+    assert auto.resolved_max_len(list(range(1, 101))) == 95  # the 95th of 1..100
+    assert auto.resolved_max_len([3] * 50) == AUTO_MAX_LEN_FLOOR
+    assert auto.resolved_max_len([10_000] * 20) == AUTO_MAX_LEN_CAP
+    assert auto.resolved_max_len([]) == AUTO_MAX_LEN_FLOOR
+    assert TrainConfig(max_len=7).resolved_max_len([10_000]) == 7
+
+
+def test_run_records_the_resolved_max_len_and_its_tokenizer_uses_it(tmp_path):
+    data = small_sample(200)
+    long = LabelledTexts([text + " extra" * 40 for text in data.texts], data.labels, "long")
+    train(TrainConfig(epochs=1, **FAST | {"max_len": "auto"}), tmp_path / "r", long, progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    tokenizer = json.loads((tmp_path / "r" / "tokenizer.json").read_text())
+    assert config["training"]["max_len"] == "auto"
+    assert 40 < config["training"]["resolved_max_len"] == tokenizer["max_len"] < 100
+    assert load_run(tmp_path / "r").tokenizer.spec.max_len == tokenizer["max_len"]
