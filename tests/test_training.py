@@ -198,3 +198,16 @@ def test_run_records_the_resolved_max_len_and_its_tokenizer_uses_it(tmp_path):
     assert config["training"]["max_len"] == "auto"
     assert 40 < config["training"]["resolved_max_len"] == tokenizer["max_len"] < 100
     assert load_run(tmp_path / "r").tokenizer.spec.max_len == tokenizer["max_len"]
+
+
+def test_auto_pooling_with_auto_max_len_reads_32_tokens_as_long(tmp_path):
+    data = small_sample(200)
+    for words, expected in ((40, "max"), (14, "last")):  # a max_len of ~20 alone would have chosen max
+        texts = [" ".join([text] * 60)[:0] + " ".join(f"w{i}" for i in range(words)) for text in data.texts]
+        train(
+            TrainConfig(epochs=1, **FAST | {"max_len": "auto"}),
+            tmp_path / str(words),
+            LabelledTexts(texts, data.labels, "x"),
+            progress=False,
+        )
+        assert json.loads((tmp_path / str(words) / "config.json").read_text())["model"]["pooling"] == expected
