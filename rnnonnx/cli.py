@@ -163,6 +163,13 @@ def main() -> None:
     "(mean of token and bigram embeddings, fastText-style); 0 turns it off.",
 )
 @click.option(
+    "--branch-dropout",
+    type=float,
+    default=DEFAULTS.branch_dropout,
+    show_default=True,
+    help="Share of training rows whose recurrent features are dropped, so the bag branch learns to classify alone.",
+)
+@click.option(
     "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."
 )
 @click.option("--max-vocab", type=int, default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")

@@ -98,6 +98,9 @@ class TrainConfig:
     # Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one; 0 turns
     # the branch off (see rnnonnx.model.TextClassifier).
     ngram_buckets: int = 16384
+    # Share of training rows whose recurrent features are dropped (the bag branch alone classifies
+    # them); only with the bag branch (see rnnonnx.model.TextClassifier._branch_dropout).
+    branch_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -114,6 +117,7 @@ class TrainConfig:
         if self.max_len != AUTO:
             _check_int("max_len", self.max_len, 1, MAX_MAX_LEN)
         _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
@@ -184,6 +188,7 @@ class TrainConfig:
             pooling=pooling,
             members=self.members,
             ngram_buckets=self.ngram_buckets,
+            branch_dropout=self.branch_dropout,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +220,8 @@ class ModelConfig:
     # Rows of the hashed-bigram table of the bag-of-n-grams branch; 0 (no branch) for runs saved
     # before it existed.
     ngram_buckets: int = 0
+    # Training only: share of rows whose recurrent features are dropped (0 for older runs).
+    branch_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -224,6 +231,7 @@ class ModelConfig:
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
         _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -79,9 +79,19 @@ class TextClassifier(nn.Module):
             valid = torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
             pooled.append(outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1))
         if self.bigrams is not None:
-            pooled.append(self._bag(input_ids, tokens))
+            pooled = [self._branch_dropout(torch.cat(pooled, dim=-1)), self._bag(input_ids, tokens)]
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
         return _scaled(self.head(self.dropout(features)), self.config.temperature)
+
+    def _branch_dropout(self, recurrent: torch.Tensor) -> torch.Tensor:
+        """While training, the recurrent features of a random ``config.branch_dropout`` share of the
+        rows are zeroed (the rest scaled up, as dropout does), so the bag branch must classify those
+        rows alone: otherwise the recurrent layers memorise small training sets within a few epochs,
+        the loss vanishes and the bag stops learning (benchmarks/recipe.md). No op at inference."""
+        if not self.training or self.config.branch_dropout == 0.0:
+            return recurrent
+        keep = torch.rand(len(recurrent), 1, device=recurrent.device) >= self.config.branch_dropout
+        return recurrent * keep / (1.0 - self.config.branch_dropout)
 
     def _bag(self, input_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Mean embedding of the tokens and of the bigrams ``(id[i], id[i + 1])`` of the text.

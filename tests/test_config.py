@@ -43,6 +43,7 @@ BAD = [
     ({"max_len": 0}, "max_len must be between 1"),
     ({"ngram_buckets": -1}, "ngram_buckets must be between 0"),
     ({"ngram_buckets": 1.5}, "ngram_buckets must be an integer"),
+    ({"branch_dropout": 1.0}, r"branch_dropout must be in \[0, 1\)"),
 ]
 
 

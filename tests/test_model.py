@@ -164,3 +164,19 @@ def test_bag_branch_counts_and_all_padding_rows():
     with torch.no_grad():
         empty = model._bag(torch.zeros((2, 4), dtype=torch.int64), model.embedding(torch.zeros((2, 4), dtype=torch.int64)))
     assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_branch_dropout_leaves_some_training_rows_to_the_bag_alone_and_nothing_at_inference():
+    torch.manual_seed(0)
+    config = ModelConfig(40, 3, "lstm", 8, 6, 1, False, 0.0, "max", ngram_buckets=97, branch_dropout=0.5)
+    model = TextClassifier(config)
+    ids = torch.from_numpy(padded_batch(np.random.default_rng(4), 32, 9)[0])
+    with torch.no_grad():
+        model.eval()
+        bag_only = model.head(torch.cat([torch.zeros(32, 6), model._bag(ids, model.embedding(ids))], -1))
+        recurrent = model(ids) - bag_only  # the recurrent features' share of the logits
+        model.train()
+        trained = model(ids)
+    dropped = torch.isclose(trained, bag_only, atol=1e-5).all(dim=1)
+    doubled = torch.isclose(trained, bag_only + 2 * recurrent, atol=1e-5).all(dim=1)
+    assert (dropped | doubled).all() and 4 < int(dropped.sum()) < 28
