@@ -96,7 +96,8 @@ class TrainConfig:
     # A string "spam=5,ham=1" (the command line's form) is read into that mapping.
     class_weight: str | dict[str, float] | None = None
     # Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one; 0 turns
-    # the branch off (see rnnonnx.model.TextClassifier).
+    # the branch off (see rnnonnx.model.TextClassifier). +2 to +15 validation points over the recurrent
+    # layer alone on long or few-row sets (benchmarks/recipe.md); 16384 x embed_dim parameters.
     ngram_buckets: int = 16384
     # Share of training rows whose recurrent features are dropped (the bag branch alone classifies
     # them); only with the bag branch (see rnnonnx.model.TextClassifier._branch_dropout).
