@@ -29,7 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+BUILTIN = "builtin"
 SETS = {
+    BUILTIN: "word",
     "debian-en": "word",
     "debian-de": "word",
     "debian-fr": "word",
@@ -81,12 +83,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Train the defaults (plus ``overrides``) on one set; returns its figures, test ones only ``with_test``."""
     from rnnonnx.config import TrainConfig
-    from rnnonnx.data import read_file, split
+    from rnnonnx.data import read_builtin, read_file, split
     from rnnonnx.run import read_held_out
     from rnnonnx.text import analyze
     from rnnonnx.training import train_run as train
 
-    data = read_file(path)
+    data = read_builtin() if name == BUILTIN else read_file(path)
     config = TrainConfig(**{"analyzer": analyzer, "device": "cpu"} | overrides)
     out = work / (name + "".join(f"-{k}={v}" for k, v in sorted(overrides.items())))
     wall, cpu = time.perf_counter(), time.process_time()
@@ -98,7 +100,8 @@ def evaluate(
         "rows": len(data.texts),
         "classes": len(set(data.labels)),
         "median_tokens": statistics.median(lengths),
-        "truncated_share": sum(n > config.max_len for n in lengths) / len(lengths),
+        "max_len": json.loads((out / "config.json").read_text())["training"].get("resolved_max_len", config.max_len),
+        "truncated_share": None,
         "analyzer": analyzer,
         "overrides": overrides,
         "val_accuracy": metrics.val_accuracy,
@@ -108,10 +111,13 @@ def evaluate(
         "wall_s": round(wall, 1),
         "config": asdict(config),
     }
+    record["truncated_share"] = sum(n > record["max_len"] for n in lengths) / len(lengths)
+    parts = split(data.labels, config.validation, config.test, config.seed)  # the split train() used
+    train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
+    if not with_test:
+        record["tfidf_lr_val_accuracy"] = tfidf_reference(train_rows, read_held_out(out, "validation"), analyzer)[0]
     if with_test:
         test = read_held_out(out, "test")
-        parts = split(data.labels, config.validation, config.test, config.seed)  # the split train() used
-        train_rows = ([data.texts[i] for i in parts.train], [data.labels[i] for i in parts.train])
         ref_acc, ref_f1 = tfidf_reference(train_rows, test, analyzer)
         record |= {
             "test_accuracy": metrics.test_accuracy,
@@ -120,6 +126,22 @@ def evaluate(
             "tfidf_lr_test_macro_f1": ref_f1,
         }
     return record
+
+
+def bag_only() -> None:
+    """Make every TextClassifier read its bag-of-n-grams branch alone (zeros where the recurrent
+    features go): the same head, embeddings and training, without the recurrent information."""
+    import torch
+
+    from rnnonnx.model import TextClassifier, _scaled
+
+    def forward(self: TextClassifier, input_ids: torch.Tensor) -> torch.Tensor:
+        tokens = self.embedding(input_ids)
+        bag = self._bag(input_ids, tokens)
+        zeros = bag.new_zeros((len(bag), self.head.in_features - bag.shape[1]))
+        return _scaled(self.head(self.dropout(torch.cat([zeros, bag], dim=-1))), self.config.temperature)
+
+    TextClassifier.forward = forward
 
 
 def main() -> None:
@@ -135,8 +157,17 @@ def main() -> None:
         action="store_true",
         help="print and record validation figures only (for choosing settings on these sets)",
     )
+    parser.add_argument(
+        "--bag-only",
+        action="store_true",
+        help="ablation: the recurrent features are replaced by zeros, so the head reads the bag-of-n-grams branch alone "
+        "(single member, trained in this process)",
+    )
     args = parser.parse_args()
     import torch
+
+    if args.bag_only:
+        bag_only()
 
     torch.set_num_threads(args.threads)
     overrides: dict[str, Any] = {}
@@ -147,7 +178,7 @@ def main() -> None:
     names = [n for n in args.only.split(",") if n] or list(SETS)
     for name in names:
         path = args.data / f"{name}.csv"
-        if not path.exists():
+        if name != BUILTIN and not path.exists():
             print(f"{name}: {path} missing (run make_datasets.py)", file=sys.stderr)
             continue
         record = evaluate(name, path, SETS[name], overrides, args.work, with_test=not args.validation_only)
@@ -156,7 +187,9 @@ def main() -> None:
                 fh.write(json.dumps(record) + "\n")
             print(
                 f"{name}: val {100 * record['val_accuracy']:.1f} (epoch {record['best_epoch']}/{record['epochs_run']}), "
-                f"{record['cpu_s']:.0f} CPU s, {100 * record['truncated_share']:.0f}% over max_len {overrides or ''}",
+                f"TF-IDF+LR val {100 * record['tfidf_lr_val_accuracy']:.1f}, {record['cpu_s']:.0f} CPU s, "
+                f"{record['wall_s']:.0f} s, {100 * record['truncated_share']:.0f}% over max_len {record['max_len']} "
+                f"{overrides or ''}{' bag only' if args.bag_only else ''}",
                 flush=True,
             )
             continue

@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ANALYZERS, ARCHS, DEVICES, MONITORS, POOLING_CHOICES, TrainConfig
+from .config import (
+    ANALYZERS,
+    ARCHS,
+    AUTO_MAX_LEN_CAP,
+    AUTO_MAX_LEN_FLOOR,
+    AUTO_MAX_LEN_PERCENTILE,
+    DEVICES,
+    MONITORS,
+    POOLING_CHOICES,
+    TrainConfig,
+)
 from .errors import RnnonnxError
 
 DEFAULTS = TrainConfig()
@@ -138,7 +148,7 @@ def main() -> None:
     default=DEFAULTS.pooling,
     show_default=True,
     help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
-    "auto: max when the median training text is longer than half of --max-len, else last.",
+    "auto: max when the median training text is longer than half of --max-len (32 tokens with --max-len auto), else last.",
 )
 @click.option(
     "--members",
@@ -155,7 +165,29 @@ def main() -> None:
     show_default=True,
     help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.",
 )
-@click.option("--max-len", type=int, default=DEFAULTS.max_len, show_default=True, help="Keep the first N tokens of each text.")
+@click.option(
+    "--max-len",
+    default=str(DEFAULTS.max_len),
+    show_default=True,
+    metavar="N|auto",
+    help=f"Keep the first N tokens of each text; auto: the {AUTO_MAX_LEN_PERCENTILE}th percentile of the training texts' "
+    f"token counts, between {AUTO_MAX_LEN_FLOOR} and {AUTO_MAX_LEN_CAP}.",
+)
+@click.option(
+    "--ngram-buckets",
+    type=int,
+    default=DEFAULTS.ngram_buckets,
+    show_default=True,
+    help="Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one "
+    "(mean of token and bigram embeddings, fastText-style); 0 turns it off.",
+)
+@click.option(
+    "--branch-dropout",
+    type=float,
+    default=DEFAULTS.branch_dropout,
+    show_default=True,
+    help="Share of training rows whose recurrent features are dropped, so the bag branch learns to classify alone.",
+)
 @click.option(
     "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."
 )

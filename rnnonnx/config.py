@@ -26,7 +26,8 @@ MONITORS = ("val_accuracy", "val_loss")
 
 # How the recurrent outputs become one feature vector: "last" (each direction's final step), "max"
 # (element-wise maximum over the text's own steps) or "concat" (both side by side). "auto", the
-# default, picks "max" when the median training text is longer than half of max_len, else "last":
+# default, picks "max" when the median training text is longer than half of max_len (of 64 with
+# max_len "auto"), else "last":
 # the final step summarises a sentence best (built-in sentences, median 18 tokens), and forgets the
 # start of a long text, where the maximum wins by 2 to 17 validation points (benchmarks/recipe.md).
 POOLINGS = ("last", "max", "concat")
@@ -45,6 +46,17 @@ DEFAULT_EMBED_DIM = 64
 # --autotune's budget: from a few seconds (tests, a quick look) to a week.
 MAX_AUTOTUNE_SECONDS = 7 * 24 * 3600
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_NGRAM_BUCKETS = 1 << 22
+MAX_MAX_LEN = 1 << 20
+
+# ``max_len="auto"`` keeps the AUTO_MAX_LEN_PERCENTILE-th percentile of the training texts' token
+# counts, between AUTO_MAX_LEN_FLOOR and AUTO_MAX_LEN_CAP: short texts are read whole, long documents
+# as far as the cap, past which a recurrent layer costs time linearly and gains little
+# (benchmarks/recipe.md). The resolved number is what the tokenizer (hence every bundle) uses.
+AUTO = "auto"
+AUTO_MAX_LEN_PERCENTILE = 95
+AUTO_MAX_LEN_FLOOR = 16
+AUTO_MAX_LEN_CAP = 256
 
 
 @dataclass
@@ -67,7 +79,8 @@ class TrainConfig:
     # one classifier on the built-in sentences, for 3x the weights (benchmarks/recipe.md).
     members: int = 3
     analyzer: str = "word"
-    max_len: int = 64
+    # A number of tokens, or "auto" (see AUTO_MAX_LEN_PERCENTILE), resolved from the training rows.
+    max_len: int | str = AUTO
     min_df: int = 2
     max_vocab: int | None = 20000
     epochs: int = 15
@@ -100,6 +113,13 @@ class TrainConfig:
     # Seconds of hyper-parameter search on the validation split (rnnonnx/tuning.py); a string
     # such as "90s", "10m" or "1h" is read into seconds. None: no search.
     autotune: float | None = None
+    # Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one; 0 turns
+    # the branch off (see rnnonnx.model.TextClassifier). +2 to +15 validation points over the recurrent
+    # layer alone on long or few-row sets (benchmarks/recipe.md); 16384 x embed_dim parameters.
+    ngram_buckets: int = 16384
+    # Share of training rows whose recurrent features are dropped (the bag branch alone classifies
+    # them); only with the bag branch (see rnnonnx.model.TextClassifier._branch_dropout).
+    branch_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.embed_dim is None and self.vectors is None:
@@ -114,7 +134,12 @@ class TrainConfig:
             _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _check_int("hidden", self.hidden, 1, MAX_WIDTH)
         _check_int("members", self.members, 1, MAX_MEMBERS)
-        _check_int("max_len", self.max_len, 1, 1 << 20)
+        if isinstance(self.max_len, str) and self.max_len.strip().isdigit():  # the command line's spelling
+            self.max_len = int(self.max_len)
+        if self.max_len != AUTO:
+            _check_int("max_len", self.max_len, 1, MAX_MAX_LEN)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
@@ -141,6 +166,17 @@ class TrainConfig:
             raise RnnonnxError("freeze_embeddings needs vectors: only rows initialised from a vectors file are frozen")
         if self.autotune is not None:
             self.autotune = parse_duration(self.autotune)
+
+    def resolved_max_len(self, token_counts: list[int]) -> int:
+        """``max_len`` itself, or for ``auto`` the AUTO_MAX_LEN_PERCENTILE-th percentile of the
+        training texts' ``token_counts`` within [AUTO_MAX_LEN_FLOOR, AUTO_MAX_LEN_CAP]."""
+        if self.max_len != AUTO:
+            return int(self.max_len)
+        ordered = sorted(token_counts)
+        if not ordered:
+            return AUTO_MAX_LEN_FLOOR
+        percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
+        return max(AUTO_MAX_LEN_FLOOR, min(AUTO_MAX_LEN_CAP, percentile))
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
@@ -182,6 +218,8 @@ class TrainConfig:
             pooling=pooling,
             members=self.members,
             multi_label=multi_label,
+            ngram_buckets=self.ngram_buckets,
+            branch_dropout=self.branch_dropout,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +250,11 @@ class ModelConfig:
     temperature: float = 1.0
     # Multi-label: one sigmoid per label (each label present or not) instead of one softmax over them.
     multi_label: bool = False
+    # Rows of the hashed-bigram table of the bag-of-n-grams branch; 0 (no branch) for runs saved
+    # before it existed.
+    ngram_buckets: int = 0
+    # Training only: share of rows whose recurrent features are dropped (0 for older runs).
+    branch_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -220,6 +263,8 @@ class ModelConfig:
             _check_int(name, getattr(self, name), 1, None)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

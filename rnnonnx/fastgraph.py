@@ -13,7 +13,7 @@ text's last step going forward (and at step 0 going backward), which is what
 
 and the ensemble averages the members' softmax (sigmoids, multi-label), as :class:`rnnonnx.model.Ensemble` does. Export
 checks this graph against PyTorch like any other (1e-5, every decided label); models it does not
-cover (``pooling="max"`` or ``"concat"``) keep the TorchScript export.
+cover (``pooling="max"`` or ``"concat"``, a bag-of-n-grams branch) keep the TorchScript export.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}
 
 
 def supported(config: Any) -> bool:
-    """Whether :func:`ids_model` builds this model (``pooling="last"``, any arch, layers, direction)."""
-    return config.pooling == "last" and config.arch in GATE_ORDER
+    """Whether :func:`ids_model` builds this model (``pooling="last"``, any arch, layers, direction,
+    no bag-of-n-grams branch)."""
+    return config.pooling == "last" and config.arch in GATE_ORDER and not config.ngram_buckets
 
 
 def _gates(weight: np.ndarray, arch: str) -> np.ndarray:

@@ -12,6 +12,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .config import ModelConfig
 from .text import PAD_ID
 
+# The multiplier of the bigram hash ``(first * NGRAM_PRIME + second) mod buckets`` (a prime above any
+# vocabulary size, so that distinct pairs of ids spread over the buckets); changing it changes every
+# trained bag table, so it is fixed here for good.
+NGRAM_PRIME = 1_000_003
+
 
 class TextClassifier(nn.Module):
     """Maps right-padded token ids ``[batch, seq]`` to class logits ``[batch, classes]``.
@@ -25,6 +30,14 @@ class TextClassifier(nn.Module):
     convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
     The logits are divided by ``config.temperature`` (calibration) when it is not 1. With
     ``config.multi_label`` each logit is read through its own sigmoid (see :func:`probabilities_of`).
+
+    With ``config.ngram_buckets > 0`` a bag-of-n-grams branch (fastText's model) sits beside the
+    recurrent one: the mean of the embeddings of the text's tokens and of its hashed bigrams of
+    consecutive ids (a table of ``ngram_buckets`` rows), concatenated to the pooled recurrent
+    features before the head. Order-free and cheap, it reads every token the recurrent layers do and
+    learns fast on few or long texts, where the recurrent branch alone trails a linear model
+    (benchmarks/recipe.md). It is masked by the text's own length, so padding and batch-mates never
+    reach it either.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -43,11 +56,16 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
         poolings = 2 if config.pooling == "concat" else 1
-        self.head = nn.Linear(config.hidden * directions * poolings, config.num_classes)
+        bag = config.embed_dim if config.ngram_buckets else 0
+        self.bigrams = nn.Embedding(config.ngram_buckets, config.embed_dim) if config.ngram_buckets else None
+        if self.bigrams is not None:  # fastText's start: near zero, so that rare buckets add little noise to the mean
+            nn.init.uniform_(self.bigrams.weight, -1.0 / config.embed_dim, 1.0 / config.embed_dim)
+        self.head = nn.Linear(config.hidden * directions * poolings + bag, config.num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         lengths = (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
-        embedded = self.dropout(self.embedding(input_ids))
+        tokens = self.embedding(input_ids)
+        embedded = self.dropout(tokens)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True)
         pooled = []
@@ -61,8 +79,36 @@ class TextClassifier(nn.Module):
         if self.config.pooling in ("max", "concat"):
             valid = torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
             pooled.append(outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1))
+        if self.bigrams is not None:
+            pooled = [self._branch_dropout(torch.cat(pooled, dim=-1)), self._bag(input_ids, tokens)]
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
         return _scaled(self.head(self.dropout(features)), self.config.temperature)
+
+    def _branch_dropout(self, recurrent: torch.Tensor) -> torch.Tensor:
+        """While training, the recurrent features of a random ``config.branch_dropout`` share of the
+        rows are zeroed (the rest scaled up, as dropout does), so the bag branch must classify those
+        rows alone: otherwise the recurrent layers memorise small training sets within a few epochs,
+        the loss vanishes and the bag stops learning (benchmarks/recipe.md). No op at inference."""
+        if not self.training or self.config.branch_dropout == 0.0:
+            return recurrent
+        keep = torch.rand(len(recurrent), 1, device=recurrent.device) >= self.config.branch_dropout
+        return recurrent * keep / (1.0 - self.config.branch_dropout)
+
+    def _bag(self, input_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean embedding of the tokens and of the bigrams ``(id[i], id[i + 1])`` of the text.
+
+        The ids are shifted left by one against a padding column, so every position has a
+        successor and the graph never meets a zero-width tensor (a text of one token). Only the
+        integer ops Mul, Add, Mod, Gather and masked sums: the same in ONNX Runtime.
+        """
+        assert self.bigrams is not None
+        token_mask = (input_ids != PAD_ID).unsqueeze(-1).to(tokens.dtype)
+        following = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1)
+        bigram_mask = (following != PAD_ID).unsqueeze(-1).to(tokens.dtype)
+        buckets = torch.remainder(input_ids * NGRAM_PRIME + following, self.config.ngram_buckets)
+        total = (tokens * token_mask).sum(dim=1) + (self.bigrams(buckets) * bigram_mask).sum(dim=1)
+        count = (token_mask.sum(dim=1) + bigram_mask.sum(dim=1)).clamp(min=1.0)
+        return total / count
 
 
 class Ensemble(nn.Module):

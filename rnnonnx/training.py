@@ -55,6 +55,24 @@ def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
     return "max" if int(lengths[len(lengths) // 2]) > max_len / 2 else "last"
 
 
+# With ``--max-len auto`` the pooling rule keeps its reference length of 64 tokens (max pooling once
+# the median text passes 32 tokens): a resolved max_len follows the longest texts, not the typical
+# one, and would tip sets like debian-en (median 57) to final-step pooling, 2 points worse there.
+POOLING_REFERENCE_LEN = 64
+
+
+def resolve_max_len(config: TrainConfig, texts: list[str], progress: bool = False) -> int:
+    """The number of tokens the model reads: ``--max-len`` itself, or for ``auto`` a high percentile
+    of the training texts' token counts (:meth:`TrainConfig.resolved_max_len`), said aloud."""
+    if config.max_len != "auto":
+        return int(config.max_len)
+    spec = TokenizerSpec(analyzer=config.analyzer)
+    max_len = config.resolved_max_len([len(spec.tokens(text)) for text in texts])
+    if progress:
+        print(f"max_len auto: {max_len}", file=sys.stderr)
+    return max_len
+
+
 @dataclass
 class SplitRows:
     """The rows of each part, and whether validation had to reuse the training rows."""
@@ -133,7 +151,8 @@ def train_run(
     rows = split_rows(data, config)
     if test_data is not None:
         rows.test = own_test_rows(test_data, labels)
-    spec = TokenizerSpec(analyzer=config.analyzer, max_len=config.max_len)
+    max_len = resolve_max_len(config, rows.train[0], progress)
+    spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
     vectors, config = load_vectors(config, tokenizer.vocab, progress)
     label_index = {name: i for i, name in enumerate(labels)}
@@ -152,7 +171,7 @@ def train_run(
         config, tokenizer, spec = tuned.config, tuned.tokenizer, tuned.tokenizer.spec
     train_ids, train_y = tensors(rows.train)
     val_ids, val_y = tensors(rows.validation)
-    pooling = resolve_pooling(config.pooling, train_ids, config.max_len)
+    pooling = resolve_pooling(config.pooling, train_ids, max_len if config.max_len != "auto" else POOLING_REFERENCE_LEN)
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling, multi_label=multi)
@@ -174,7 +193,7 @@ def train_run(
             print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
         refit = (lambda: refit_run(model, job, fits, device, progress)) if refitting else None
         return _finish_multilabel(
-            config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit
+            config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
         )
     calibration = _calibrate(model, config, rows, (val_ids, val_y), None if refitting else test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
@@ -203,8 +222,7 @@ def train_run(
         if progress:
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
         metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, refitting)
-    record = _config_record(config, model, data, rows, device)
-    record["data"]["test_source"] = test_data.source if test_data is not None else None
+    record = _config_record(config, model, data, rows, device, tokenizer, test_data)
     if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
         record["autotune"] = {
             k: tuned.record[k] for k in ("budget_seconds", "trials", "best_trial", "best_val_accuracy", "best_params", "kept")
@@ -240,6 +258,7 @@ def _finish_multilabel(
     inputs: list[str],
     started: float,
     refit: Callable[[], dict] | None = None,
+    test_data: LabelledTexts | None = None,
 ) -> Metrics:
     """Tune each label's threshold on the validation rows (0.5 everywhere when validation reuses
     the training rows, on which any threshold looks good), score validation with them, ``refit``
@@ -275,7 +294,7 @@ def _finish_multilabel(
         metrics.test_loss, _, metrics.test_accuracy = evaluate_multilabel(model, test_ids, test_y, device)
         record["test"] = multilabel.scores(torch.sigmoid(logits_of(model, test_ids, device)).numpy(), test_y.numpy(), thresholds)
     metrics.multilabel = record
-    config_record = _config_record(config, model, data, rows, device)
+    config_record = _config_record(config, model, data, rows, device, tokenizer, test_data)
     config_record["task"] = "multi-label"
     config_record["thresholds"] = thresholds
     config_record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
@@ -435,13 +454,20 @@ def _member_records(fits: list[MemberFit]) -> list[MemberRecord]:
 
 
 def _config_record(
-    config: TrainConfig, model: TextClassifier | Ensemble, data: LabelledTexts, rows: SplitRows, device: torch.device
+    config: TrainConfig,
+    model: TextClassifier | Ensemble,
+    data: LabelledTexts,
+    rows: SplitRows,
+    device: torch.device,
+    tokenizer: Tokenizer,
+    test_data: LabelledTexts | None,
 ) -> dict:
-    """``config.json``'s content: what rebuilds the model, how it was trained, on what data."""
+    """``config.json``'s content: what rebuilds the model, how it was trained (with the max length
+    ``--max-len auto`` resolved to), on what data (and which ``--test-file``)."""
     return {
         "rnnonnx_version": __version__,
         "model": model.config.to_dict(),
-        "training": config.to_dict() | {"device": str(device)},
+        "training": config.to_dict() | {"device": str(device), "resolved_max_len": tokenizer.spec.max_len},
         "data": {
             "source": data.source,
             "credit": BUILTIN_CREDIT if data.source.startswith("built-in:") else None,
@@ -450,6 +476,7 @@ def _config_record(
             "train": len(rows.train[0]),
             "validation": len(rows.validation[0]),
             "test": len(rows.test[0]),
+            "test_source": test_data.source if test_data is not None else None,
         },
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }

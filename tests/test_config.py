@@ -44,6 +44,11 @@ BAD = [
     ({"freeze_embeddings": True}, "freeze_embeddings needs vectors"),
     ({"refit": "yes"}, "freeze_embeddings and refit must be true or false"),
     ({"autotune": "soon"}, "autotune: a duration like 90s, 10m or 1h, not 'soon'"),
+    ({"max_len": "long"}, "max_len must be an integer, not 'long'"),
+    ({"max_len": 0}, "max_len must be between 1"),
+    ({"ngram_buckets": -1}, "ngram_buckets must be between 0"),
+    ({"ngram_buckets": 1.5}, "ngram_buckets must be an integer"),
+    ({"branch_dropout": 1.0}, r"branch_dropout must be in \[0, 1\)"),
 ]
 
 
@@ -74,6 +79,7 @@ def test_model_config_is_derived_from_the_training_config():
         dropout=0.1,
         pooling="max",
         members=2,
+        ngram_buckets=TrainConfig().ngram_buckets,
     )
     with pytest.raises(RnnonnxError, match="pooling must be one of last, max, concat"):
         config.model_config(50, 3, "auto")
@@ -91,6 +97,7 @@ def test_models_saved_before_pooling_and_members_existed_still_load():
         "dropout": 0.3,
     }
     assert ModelConfig(**old).pooling == "last" and ModelConfig(**old).members == 1
+    assert ModelConfig(**old).ngram_buckets == 0, "runs saved before the bag branch have none"
 
 
 @pytest.mark.parametrize(
@@ -103,12 +110,18 @@ def test_models_saved_before_pooling_and_members_existed_still_load():
         ("--seed", "4294967296"),
         ("--hidden", "99999999999"),
         ("--lr", "inf"),
+        ("--max-len", "long"),
+        ("--ngram-buckets", "-3"),
     ],
 )
 def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
     done = run_cli("train", "--data", str(tmp_path / "missing.csv"), flag, value, "--out", str(tmp_path / "run"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ") and "missing.csv" not in done.stderr
+
+
+def test_max_len_reads_the_command_lines_digits():
+    assert TrainConfig(max_len="48").max_len == 48 and TrainConfig(max_len="auto").max_len == "auto"
 
 
 def test_class_weights_balanced_explicit_and_unknown_labels():

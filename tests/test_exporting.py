@@ -16,26 +16,30 @@ from rnnonnx.exporting import export_run, parity, passed, session_for, synthetic
 from rnnonnx.model import ExportWrapper
 from rnnonnx.run import Run
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from tests.test_model import ENSEMBLES, MATRIX, padded_batch, tiny_model
+from tests.test_model import BAGS, ENSEMBLES, MATRIX, padded_batch, tiny_model
 
 RECURRENT_OPS = {"RNN", "LSTM", "GRU"}
 
 
-def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last", members: int = 1) -> Run:
-    model = tiny_model(arch, bidirectional, layers, pooling, members=members)
+def tiny_run(arch: str, bidirectional: bool, layers: int, pooling: str = "last", members: int = 1, ngram_buckets: int = 0) -> Run:
+    model = tiny_model(arch, bidirectional, layers, pooling, members=members, ngram_buckets=ngram_buckets)
     tokenizer = Tokenizer(TokenizerSpec(max_len=12), ["<pad>", "<unk>"] + [f"w{i}" for i in range(38)])
     config = {"model": model.config.to_dict(), "training": {}, "data": {}}
     return Run(Path("."), config, model, tokenizer, ["a", "b", "c"], None)
 
 
-@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling", "members"), [m + (1,) for m in MATRIX] + ENSEMBLES)
-def test_parity_matrix(arch, bidirectional, layers, pooling, members):
-    run = tiny_run(arch, bidirectional, layers, pooling, members)
+@pytest.mark.parametrize(
+    ("arch", "bidirectional", "layers", "pooling", "members", "buckets"),
+    [m + (1, 0) for m in MATRIX] + [e + (0,) for e in ENSEMBLES] + BAGS,
+)
+def test_parity_matrix(arch, bidirectional, layers, pooling, members, buckets):
+    run = tiny_run(arch, bidirectional, layers, pooling, members, buckets)
     model_bytes = to_onnx(run)
     graph = onnx.load_from_string(model_bytes).graph
     recurrent = [n for n in graph.node if n.op_type in RECURRENT_OPS]
     assert len(recurrent) == layers * members and all(n.op_type == arch.upper() for n in recurrent)
     assert all(len(n.input) > 4 and n.input[4] for n in recurrent), "sequence_lens must be wired in"
+    assert any(n.op_type == "Mod" for n in graph.node) == bool(buckets), "the bigram hash is in the graph"
     dims = graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "sequence"]
 

@@ -10,14 +10,17 @@ import torch
 
 from rnnonnx.config import POOLINGS, ModelConfig
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.model import Ensemble, ExportWrapper, TextClassifier, build_model
+from rnnonnx.model import NGRAM_PRIME, Ensemble, ExportWrapper, TextClassifier, build_model
 
 MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2], POOLINGS))
+# (arch, bidirectional, layers, pooling, members, ngram_buckets): the bag-of-n-grams branch beside
+# each pooling, alone and in an ensemble; 97 buckets for a 40-token vocabulary, so bigrams collide.
+BAGS = [("lstm", False, 1, "last", 1, 97), ("gru", True, 2, "max", 1, 97), ("rnn", False, 1, "concat", 2, 97)]
 ARCHS_ONLY = sorted({m[:3] for m in MATRIX})
 
 
 def tiny_model(
-    arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0, members: int = 1
+    arch: str, bidirectional: bool, layers: int, pooling: str = "last", seed: int = 0, members: int = 1, ngram_buckets: int = 0
 ) -> TextClassifier | Ensemble:
     torch.manual_seed(seed)
     config = ModelConfig(
@@ -31,6 +34,7 @@ def tiny_model(
         dropout=0.3,
         pooling=pooling,
         members=members,
+        ngram_buckets=ngram_buckets,
     )
     return build_model(config).eval()
 
@@ -152,3 +156,52 @@ def test_multi_label_probabilities_are_sigmoids_and_an_ensemble_averages_them(me
         logits, probabilities = ExportWrapper(model)(ids)
     assert torch.allclose(probabilities, expected, atol=1e-6) and torch.allclose(torch.sigmoid(logits), probabilities)
     assert not torch.allclose(probabilities.sum(dim=1), torch.ones(6), atol=1e-2), "one sigmoid per label, not a softmax"
+
+
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling", "members", "buckets"), BAGS)
+def test_bag_branch_padded_batch_equals_each_text_alone(arch, bidirectional, layers, pooling, members, buckets):
+    wrapper = ExportWrapper(tiny_model(arch, bidirectional, layers, pooling, members=members, ngram_buckets=buckets)).eval()
+    ids, lengths = padded_batch(np.random.default_rng(3), 9, 12)
+    with torch.no_grad():
+        together = wrapper(torch.from_numpy(ids))[1].numpy()
+        wider = wrapper(torch.from_numpy(np.pad(ids, ((0, 0), (0, 5)))))[1].numpy()
+        alone = np.concatenate([wrapper(torch.from_numpy(ids[i : i + 1, : max(1, n)]))[1].numpy() for i, n in enumerate(lengths)])
+    assert np.abs(together - alone).max() <= 1e-6 and np.abs(together - wider).max() <= 1e-6
+
+
+def test_bag_is_the_mean_of_token_and_hashed_bigram_embeddings():
+    """Reference: the fastText hidden vector written out for one text, ids 5 6 7 then padding."""
+    model = tiny_model("lstm", False, 1, ngram_buckets=97)
+    ids = torch.tensor([[5, 6, 7, 0, 0]])
+    with torch.no_grad():
+        buckets = [(5 * NGRAM_PRIME + 6) % 97, (6 * NGRAM_PRIME + 7) % 97]
+        vectors = [model.embedding.weight[i] for i in (5, 6, 7)] + [model.bigrams.weight[b] for b in buckets]
+        expected = torch.stack(vectors).mean(dim=0)
+        assert torch.allclose(model._bag(ids, model.embedding(ids))[0], expected, atol=1e-6)
+        outputs, _ = model.rnn(model.embedding(ids[:, :3]))
+        assert torch.allclose(model(ids), model.head(torch.cat([outputs[:, -1], expected.unsqueeze(0)], dim=-1)), atol=1e-6)
+
+
+def test_bag_branch_counts_and_all_padding_rows():
+    model = tiny_model("lstm", False, 1, ngram_buckets=97)
+    assert model.bigrams.weight.shape == (97, 8) and model.head.in_features == 6 + 8
+    assert tiny_model("lstm", False, 1).bigrams is None
+    with torch.no_grad():
+        empty = model._bag(torch.zeros((2, 4), dtype=torch.int64), model.embedding(torch.zeros((2, 4), dtype=torch.int64)))
+    assert torch.equal(empty, torch.zeros_like(empty))
+
+
+def test_branch_dropout_leaves_some_training_rows_to_the_bag_alone_and_nothing_at_inference():
+    torch.manual_seed(0)
+    config = ModelConfig(40, 3, "lstm", 8, 6, 1, False, 0.0, "max", ngram_buckets=97, branch_dropout=0.5)
+    model = TextClassifier(config)
+    ids = torch.from_numpy(padded_batch(np.random.default_rng(4), 32, 9)[0])
+    with torch.no_grad():
+        model.eval()
+        bag_only = model.head(torch.cat([torch.zeros(32, 6), model._bag(ids, model.embedding(ids))], -1))
+        recurrent = model(ids) - bag_only  # the recurrent features' share of the logits
+        model.train()
+        trained = model(ids)
+    dropped = torch.isclose(trained, bag_only, atol=1e-5).all(dim=1)
+    doubled = torch.isclose(trained, bag_only + 2 * recurrent, atol=1e-5).all(dim=1)
+    assert (dropped | doubled).all() and 4 < int(dropped.sum()) < 28

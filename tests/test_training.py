@@ -283,3 +283,39 @@ def test_own_test_file_replaces_the_held_out_split(tmp_path):
         api_train(tmp_path / "r3", data, test_file=own, epochs=1, **FAST)
     zero = api_train(tmp_path / "r4", data, test=0, epochs=1, **FAST)
     assert zero.test_accuracy is None and json.loads((tmp_path / "r4" / "config.json").read_text())["data"]["test"] == 0
+
+
+def test_max_len_auto_is_a_capped_percentile_of_the_training_token_counts():
+    from rnnonnx.config import AUTO_MAX_LEN_CAP, AUTO_MAX_LEN_FLOOR
+
+    auto = TrainConfig()
+    assert auto.max_len == "auto"
+    assert auto.resolved_max_len(list(range(1, 101))) == 95  # the 95th of 1..100
+    assert auto.resolved_max_len([3] * 50) == AUTO_MAX_LEN_FLOOR
+    assert auto.resolved_max_len([10_000] * 20) == AUTO_MAX_LEN_CAP
+    assert auto.resolved_max_len([]) == AUTO_MAX_LEN_FLOOR
+    assert TrainConfig(max_len=7).resolved_max_len([10_000]) == 7
+
+
+def test_run_records_the_resolved_max_len_and_its_tokenizer_uses_it(tmp_path):
+    data = small_sample(200)
+    long = LabelledTexts([text + " extra" * 40 for text in data.texts], data.labels, "long")
+    train(TrainConfig(epochs=1, **FAST | {"max_len": "auto"}), tmp_path / "r", long, progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    tokenizer = json.loads((tmp_path / "r" / "tokenizer.json").read_text())
+    assert config["training"]["max_len"] == "auto"
+    assert 40 < config["training"]["resolved_max_len"] == tokenizer["max_len"] < 100
+    assert load_run(tmp_path / "r").tokenizer.spec.max_len == tokenizer["max_len"]
+
+
+def test_auto_pooling_with_auto_max_len_reads_32_tokens_as_long(tmp_path):
+    data = small_sample(200)
+    for words, expected in ((40, "max"), (14, "last")):  # a max_len of ~20 alone would have chosen max
+        texts = [" ".join([text] * 60)[:0] + " ".join(f"w{i}" for i in range(words)) for text in data.texts]
+        train(
+            TrainConfig(epochs=1, **FAST | {"max_len": "auto"}),
+            tmp_path / str(words),
+            LabelledTexts(texts, data.labels, "x"),
+            progress=False,
+        )
+        assert json.loads((tmp_path / str(words) / "config.json").read_text())["model"]["pooling"] == expected
