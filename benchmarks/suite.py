@@ -106,7 +106,7 @@ def read_rows(path: Path) -> Rows:
 
 def write_rows(path: Path, rows: Rows) -> None:
     """``text,label`` CSV, written to a temporary name first."""
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label"])
@@ -519,7 +519,7 @@ def main() -> None:
                 "command": command,
                 "machine": machine(),
             }
-            results["runs"][key] = run
+            results = _merged(json_path, results, name, key, run)
             print(
                 f"{key}: test accuracy {run['test_accuracy']:.1f}, macro-F1 {run['test_macro_f1']:.1f}, "
                 f"train {run['train_seconds']:g} s, {run['size_bytes'] / 1024:,.0f} KiB, "
@@ -528,6 +528,14 @@ def main() -> None:
             )
             _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
             _write(args.report, report_markdown(results))
+
+
+def _merged(json_path: Path, results: dict[str, Any], name: str, key: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The JSON as it is on disk now (another suite process may have added pairs) plus this run."""
+    on_disk = json.loads(json_path.read_text()) if json_path.exists() else {"sets": {}, "runs": {}}
+    on_disk["sets"][name] = results["sets"][name]
+    on_disk["runs"][key] = run
+    return on_disk
 
 
 def _write(path: Path, text: str) -> None:
