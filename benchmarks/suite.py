@@ -65,7 +65,7 @@ SETS = {  # name -> analyzer
     "debian-sections": "word",
     "man-fr": "word",
 }
-SYSTEMS = ("tfidf", "fasttext", "fasttext-auto", "rnnonnx")
+SYSTEMS = ("rnnonnx", "tfidf", "fasttext", "fasttext-auto")
 PARTS = ("train", "validation", "test")
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FASTTEXT_LR_GRID = (0.1, 0.25, 0.5, 1.0)
@@ -400,7 +400,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         "Times come from a machine shared with other jobs (load averages below): compare ratios within a set.",
         "",
     ]
-    for name, set_info in results["sets"].items():
+    lines += _summary(results) + [""]
+    for name, set_info in _in_order(results["sets"]):
         runs = {system: results["runs"][f"{name}/{system}"] for system in SYSTEMS if f"{name}/{system}" in results["runs"]}
         if not runs:
             continue
@@ -427,6 +428,30 @@ def report_markdown(results: dict[str, Any]) -> str:
     if commits:
         lines.append(f"rnnonnx commit(s): {', '.join(commits)}.")
     return "\n".join(lines) + "\n"
+
+
+def _in_order(sets: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The sets in the suite's order (the JSON keeps them in the order they were first run)."""
+    return sorted(sets.items(), key=lambda item: list(SETS).index(item[0]) if item[0] in SETS else len(SETS))
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """One row per set: test accuracy / macro-F1 and train seconds of each system ("-": not run)."""
+    systems = [s for s in SYSTEMS if any(key.endswith(f"/{s}") for key in results["runs"])]
+    lines = [
+        "| set | rows | classes | median tokens | "
+        + " | ".join(f"{s} acc / F1" for s in systems)
+        + " | "
+        + " | ".join(f"{s} train s" for s in systems)
+        + " |",
+        "|---|---:|---:|---:|" + "---:|" * (2 * len(systems)),
+    ]
+    for name, info in _in_order(results["sets"]):
+        runs = [results["runs"].get(f"{name}/{s}") for s in systems]
+        scored = " | ".join(f"{r['test_accuracy']:.1f} / {r['test_macro_f1']:.1f}" if r else "-" for r in runs)
+        timed = " | ".join(f"{r['train_seconds']:g}" if r else "-" for r in runs)
+        lines.append(f"| {name} | {info['rows']} | {info['classes']} | {info['median_tokens']:g} | {scored} | {timed} |")
+    return lines
 
 
 def _chosen(system: str, run: dict[str, Any]) -> str:
