@@ -499,6 +499,7 @@ def main() -> None:
     parser.add_argument("--autotune-seconds", type=int, default=60, help="fastText autotune budget per set")
     parser.add_argument("--redo", action="store_true", help="run pairs already in the JSON again")
     parser.add_argument("--setup", action="store_true", help="create the fastText venv and exit")
+    parser.add_argument("--render", action="store_true", help="rewrite the markdown from the JSON and exit")
     parser.add_argument("--fasttext-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fasttext_worker:
@@ -514,6 +515,8 @@ def main() -> None:
     overrides = parse_overrides(args.set)
     json_path = args.report.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.exists() else {"sets": {}, "runs": {}}
+    if args.render:
+        return _write(args.report, report_markdown(results))
     command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
     for name in names:
         parts = load_split(name, args.data, args.out, args.seed)
