@@ -374,7 +374,7 @@ def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: di
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and core count (from /proc/cpuinfo and os), and the rnnonnx commit."""
+    """CPU model and core count (from /proc/cpuinfo and os), and the commit that last changed rnnonnx."""
     model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -383,7 +383,8 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    last = [*git, "log", "-1", "--format=%h", "--", "rnnonnx", "pyproject.toml"]  # the library's last change
+    commit = subprocess.run(last, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run([*git, "status", "--porcelain", "rnnonnx"], capture_output=True, text=True).stdout
     return {"cpu": model, "cores": os.cpu_count(), "rnnonnx_commit": commit + ("+dirty" if dirty.strip() else "")}
 
