@@ -1,7 +1,7 @@
 """Build four more labelled sets for the benchmark suite, of shapes the other sets lack, from Debian packages.
 
 Everything comes through apt from the Debian archive (bookworm, section main; no other download);
-nothing is committed: the files go to ``--out`` (default /work/data) as CSV with columns ``text,label``.
+nothing is committed: the files go to ``--out`` (default /tmp/rnnonnx-data) as CSV with columns ``text,label``.
 Licences are those of the packages (see each package's ``/usr/share/doc/PACKAGE/copyright``).
 
 * ``fortunes-en.csv``: English fortune cookies (packages ``fortunes`` and ``fortunes-min``, from the
@@ -24,7 +24,7 @@ Every set: texts whitespace-normalized, identical texts (case-insensitive) kept 
 two labels dropped, classes under ``--min-class`` rows dropped, at most ``--per-class`` rows per class
 drawn with a fixed seed, rows shuffled with that seed: the same command writes the same files.
 
-    python benchmarks/make_suite_data.py --out /work/data
+    python benchmarks/make_suite_data.py --out /tmp/rnnonnx-data
 
 Apt state goes to ``OUT/apt`` as in make_datasets.py (its own lists directory), so the system's package
 lists are left alone; the package lists already there are reused.
@@ -130,7 +130,7 @@ def man_pages_fr(state: Path) -> Iterable[tuple[str, str]]:
 def main() -> None:
     """Build every set into ``--out`` and print a summary line for each."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("/work/data"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/rnnonnx-data"))
     parser.add_argument("--per-class", type=int, default=1000, help="cap per class (0: no cap); debian-sections uses a third")
     parser.add_argument("--min-class", type=int, default=50, help="classes with fewer rows are dropped (man-fr: a fifth)")
     parser.add_argument("--seed", type=int, default=0)

@@ -7,8 +7,8 @@ and seed. Both runs choose their epochs on the same validation rows; each recipe
 scored once, by the run itself. The baseline (TF-IDF + logistic regression) is refitted the same
 way in the ``--refit`` run.
 
-    python benchmarks/make_datasets.py --out /work/data
-    python benchmarks/refit.py --data /work/data --out /tmp/refit --only man-de kernel-docs builtin
+    python benchmarks/make_datasets.py --out /tmp/rnnonnx-data
+    python benchmarks/refit.py --data /tmp/rnnonnx-data --out /tmp/refit --only man-de kernel-docs builtin
 """
 
 from __future__ import annotations

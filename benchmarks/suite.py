@@ -490,7 +490,7 @@ def setup_fasttext() -> None:
 def main() -> None:
     """Run the chosen systems on the chosen sets, skipping pairs already in the JSON, and rewrite the report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("/work/data"), help="folder of the sets' CSV files")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/rnnonnx-data"), help="folder of the sets' CSV files")
     parser.add_argument("--out", type=Path, default=Path("/tmp/rnnonnx-suite"), help="splits, models and bundles")
     parser.add_argument("--report", type=Path, default=HERE / "SUITE.md", help="markdown table; the JSON goes beside it")
     parser.add_argument("--only", default="", help="comma-separated set names (default: every set found)")

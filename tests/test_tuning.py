@@ -92,9 +92,11 @@ def test_a_fit_past_its_deadline_stops_after_the_current_batch():
 @pytest.mark.slow
 def test_the_budget_is_hard_and_a_trial_it_cuts_still_counts():
     budget = 30
-    config = TrainConfig(autotune=budget, epochs=200, patience=200, **{k: FIXED[k] for k in ("embed_dim", "hidden", "max_len")})
+    # 3 members x a million epochs: the first trial cannot finish within the budget on any machine
+    sizes = {k: FIXED[k] for k in ("embed_dim", "hidden", "max_len")}
+    config = TrainConfig(autotune=budget, epochs=10**6, patience=10**6, **sizes)
     started = time.monotonic()
-    tuned = _search(config, n=400, fixed=("embed_dim", "hidden", "max_len", "members"))  # 3 members x 200 epochs
+    tuned = _search(config, n=400, fixed=("embed_dim", "hidden", "max_len", "members"))
     assert time.monotonic() - started < budget + 5, "the search ran far past its budget"
     record = tuned.record
     assert record["trials"] == 1 and record["stopped_by_budget"] == 1 and record["best_stopped_by_budget"]
