@@ -20,6 +20,8 @@ from .config import (
     AUTO_MAX_LEN_CAP,
     AUTO_MAX_LEN_FLOOR,
     AUTO_MAX_LEN_PERCENTILE,
+    AUTO_NGRAM_BUCKETS,
+    AUTO_NGRAM_MEDIAN_TOKENS,
     DEVICES,
     MONITORS,
     POOLING_CHOICES,
@@ -175,11 +177,12 @@ def main() -> None:
 )
 @click.option(
     "--ngram-buckets",
-    type=int,
-    default=DEFAULTS.ngram_buckets,
+    default=str(DEFAULTS.ngram_buckets),
     show_default=True,
+    metavar="N|auto",
     help="Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one "
-    "(mean of token and bigram embeddings, fastText-style); 0 turns it off.",
+    "(mean of token and bigram embeddings, fastText-style); 0 turns it off; auto: "
+    f"{AUTO_NGRAM_BUCKETS} when the median training text has more than {AUTO_NGRAM_MEDIAN_TOKENS} tokens, else 0.",
 )
 @click.option(
     "--branch-dropout",

@@ -57,6 +57,14 @@ AUTO = "auto"
 AUTO_MAX_LEN_PERCENTILE = 95
 AUTO_MAX_LEN_FLOOR = 16
 AUTO_MAX_LEN_CAP = 256
+# ``ngram_buckets="auto"``: the bag-of-n-grams branch (AUTO_NGRAM_BUCKETS rows of hashed bigrams) when
+# the median training text has more than AUTO_NGRAM_MEDIAN_TOKENS tokens, none for shorter texts.
+# Validation accuracy (benchmarks/recipe.md): +2 to +15 points over the recurrent layer alone on the
+# long or few-row sets (median 59 to 526 tokens), -2.3 on the built-in sentences (median 18), where
+# it also adds 3 MB of bigram tables to the bundle. The threshold is the pooling rule's (max pooling
+# once the median passes 32 tokens).
+AUTO_NGRAM_BUCKETS = 16384
+AUTO_NGRAM_MEDIAN_TOKENS = 32
 
 
 @dataclass
@@ -114,9 +122,9 @@ class TrainConfig:
     # such as "90s", "10m" or "1h" is read into seconds. None: no search.
     autotune: float | None = None
     # Rows of the hashed-bigram table of the bag-of-n-grams branch beside the recurrent one; 0 turns
-    # the branch off (see rnnonnx.model.TextClassifier). +2 to +15 validation points over the recurrent
-    # layer alone on long or few-row sets (benchmarks/recipe.md); 16384 x embed_dim parameters.
-    ngram_buckets: int = 16384
+    # the branch off (see rnnonnx.model.TextClassifier); "auto" decides from the training texts'
+    # length (AUTO_NGRAM_BUCKETS above). N x embed_dim parameters per member.
+    ngram_buckets: int | str = AUTO
     # Share of training rows whose recurrent features are dropped (the bag branch alone classifies
     # them); only with the bag branch (see rnnonnx.model.TextClassifier._branch_dropout).
     branch_dropout: float = 0.0
@@ -138,7 +146,10 @@ class TrainConfig:
             self.max_len = int(self.max_len)
         if self.max_len != AUTO:
             _check_int("max_len", self.max_len, 1, MAX_MAX_LEN)
-        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        if isinstance(self.ngram_buckets, str) and self.ngram_buckets.strip().isdigit():  # the command line's spelling
+            self.ngram_buckets = int(self.ngram_buckets)
+        if self.ngram_buckets != AUTO:
+            _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
@@ -203,6 +214,15 @@ class TrainConfig:
             raise RnnonnxError(f"unknown training option(s): {', '.join(unknown)}")
         return cls(**options)
 
+    def resolved_ngram_buckets(self, token_counts: list[int]) -> int:
+        """``ngram_buckets`` itself, or for ``auto`` AUTO_NGRAM_BUCKETS when the median of the
+        training texts' ``token_counts`` exceeds AUTO_NGRAM_MEDIAN_TOKENS, else 0 (no bag branch)."""
+        if self.ngram_buckets != AUTO:
+            return int(self.ngram_buckets)
+        ordered = sorted(token_counts)
+        median = ordered[len(ordered) // 2] if ordered else 0
+        return AUTO_NGRAM_BUCKETS if median > AUTO_NGRAM_MEDIAN_TOKENS else 0
+
     def model_config(self, vocab_size: int, num_classes: int, pooling: str, multi_label: bool = False) -> "ModelConfig":
         """The network this config describes, for a vocabulary and label set; ``pooling`` is the
         resolved choice (``auto`` is decided from the training data)."""
@@ -263,7 +283,10 @@ class ModelConfig:
             _check_int(name, getattr(self, name), 1, None)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
-        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        if isinstance(self.ngram_buckets, str) and self.ngram_buckets.strip().isdigit():  # the command line's spelling
+            self.ngram_buckets = int(self.ngram_buckets)
+        if self.ngram_buckets != AUTO:
+            _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:

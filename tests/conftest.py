@@ -25,14 +25,15 @@ def small_sample(n: int = 400):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A one-epoch LSTM run (an ensemble of 3) on 400 built-in sentences."""
+    """A one-epoch LSTM run (an ensemble of 3, with a small bag-of-n-grams branch, so the text
+    graph, int8 and verify tests cover it too) on 400 built-in sentences."""
     from rnnonnx.config import TrainConfig
     from rnnonnx.training import train_run as train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     # No refit: tests compare what the bundle scores on the validation rows with the run's record,
     # which are the early-stopped model's (a refitted model has learned those rows).
-    config = TrainConfig(arch="lstm", embed_dim=16, hidden=16, epochs=1, max_len=24, seed=1, refit=False)
+    config = TrainConfig(arch="lstm", embed_dim=16, hidden=16, epochs=1, max_len=24, seed=1, refit=False, ngram_buckets=256)
     train(config, out, small_sample(), progress=False)
     return out
 

@@ -66,7 +66,9 @@ def test_defaults_are_valid_and_unknown_options_are_named():
 
 
 def test_model_config_is_derived_from_the_training_config():
-    config = TrainConfig(arch="gru", bidirectional=True, layers=2, embed_dim=12, hidden=10, dropout=0.1, members=2)
+    config = TrainConfig(
+        arch="gru", bidirectional=True, layers=2, embed_dim=12, hidden=10, dropout=0.1, members=2, ngram_buckets=64
+    )
     model = config.model_config(vocab_size=50, num_classes=3, pooling="max")
     assert model == ModelConfig(
         vocab_size=50,
@@ -79,7 +81,7 @@ def test_model_config_is_derived_from_the_training_config():
         dropout=0.1,
         pooling="max",
         members=2,
-        ngram_buckets=TrainConfig().ngram_buckets,
+        ngram_buckets=64,
     )
     with pytest.raises(RnnonnxError, match="pooling must be one of last, max, concat"):
         config.model_config(50, 3, "auto")

@@ -117,7 +117,7 @@ def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_pat
     gold = torch.tensor([run.labels.index(label) for label in labels])
     with torch.no_grad():
         mean = torch.stack([torch.softmax(m(ids), dim=-1) for m in run.model.members]).mean(dim=0)
-    assert abs(float((mean.argmax(1) == gold).float().mean()) - metrics.val_accuracy) < 1e-9
+    assert abs(float((mean.argmax(1) == gold).double().mean()) - metrics.val_accuracy) < 1e-9
     assert "members.1.embedding.weight" in load_file(str(tmp_path / "run" / "model.safetensors"))
 
 
@@ -319,3 +319,17 @@ def test_auto_pooling_with_auto_max_len_reads_32_tokens_as_long(tmp_path):
             progress=False,
         )
         assert json.loads((tmp_path / str(words) / "config.json").read_text())["model"]["pooling"] == expected
+
+
+def test_ngram_buckets_auto_adds_the_bag_for_long_texts_only():
+    from rnnonnx.config import AUTO_NGRAM_BUCKETS, AUTO_NGRAM_MEDIAN_TOKENS
+    from rnnonnx.training import resolve_max_len
+
+    auto = TrainConfig()
+    assert auto.resolved_ngram_buckets([AUTO_NGRAM_MEDIAN_TOKENS + 1] * 3 + [1] * 2) == AUTO_NGRAM_BUCKETS
+    assert auto.resolved_ngram_buckets([AUTO_NGRAM_MEDIAN_TOKENS] * 3 + [500] * 2) == 0
+    assert TrainConfig(ngram_buckets=7).resolved_ngram_buckets([1000]) == 7
+    long_texts = [" ".join(f"w{i}" for i in range(40))] * 5
+    assert resolve_max_len(auto, long_texts)[1].ngram_buckets == AUTO_NGRAM_BUCKETS
+    assert resolve_max_len(auto, ["a short text here"] * 5)[1].ngram_buckets == 0
+    assert resolve_max_len(TrainConfig(ngram_buckets="0"), long_texts)[1].ngram_buckets == 0
