@@ -283,10 +283,7 @@ class ModelConfig:
             _check_int(name, getattr(self, name), 1, None)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
-        if isinstance(self.ngram_buckets, str) and self.ngram_buckets.strip().isdigit():  # the command line's spelling
-            self.ngram_buckets = int(self.ngram_buckets)
-        if self.ngram_buckets != AUTO:
-            _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rnnonnx.config import TrainConfig, parse_duration
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.fitting import FitJob, OutOfTime, fit_member
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from rnnonnx.training import build_vocab, split_rows, train_run
+from rnnonnx.training import build_vocab, resolve_max_len, split_rows, train_run
 from rnnonnx.tuning import SEARCHED, autotune, length_choices, summary
 from tests.conftest import run_cli, small_sample
 
@@ -51,6 +51,7 @@ def test_max_len_choices_follow_the_training_texts():
 def _search(config: TrainConfig, n: int = 120, max_trials: int | None = None, fixed=("embed_dim", "hidden", "max_len")):
     data = small_sample(n)
     rows = split_rows(data, config)
+    _, config = resolve_max_len(config, rows.train[0])  # as train_run does: ngram_buckets "auto" decided
     spec = TokenizerSpec(max_len=config.max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec))
     return autotune(config, rows, tokenizer, ["neg", "pos"], None, torch.device("cpu"), fixed, False, max_trials)
@@ -78,7 +79,7 @@ def test_the_search_is_reproducible_and_starts_from_the_configured_recipe():
 
 
 def test_a_fit_past_its_deadline_stops_after_the_current_batch():
-    config = TrainConfig(epochs=50, patience=50, batch_size=8, **{k: FIXED[k] for k in ("embed_dim", "hidden")})
+    config = TrainConfig(epochs=50, patience=50, batch_size=8, ngram_buckets=0, **{k: FIXED[k] for k in ("embed_dim", "hidden")})
     model = config.model_config(30, 2, "last")
     ids = torch.randint(2, 30, (64, 10))
     epochs = []
