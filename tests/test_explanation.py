@@ -49,16 +49,16 @@ def occluded_one_by_one(predictor: Predictor, ids: list[int], target: int) -> li
     return drops
 
 
-def test_a_64_token_text_costs_one_call_of_65_rows(predictor, monkeypatch):
+def test_a_text_of_n_tokens_costs_one_call_of_n_plus_1_rows(predictor, monkeypatch):
     vocab = predictor.tokenizer.vocab
-    assert predictor.tokenizer.spec.max_len == 64
-    text = " ".join(vocab[100:164])
-    assert len(predictor.tokenizer.encode(text)) == 64
+    n = predictor.tokenizer.spec.max_len  # the longest text the model reads whole
+    text = " ".join(vocab[100 : 100 + n])
+    assert len(predictor.tokenizer.encode(text)) == n
     counting = CountingSession(predictor.session)
     monkeypatch.setattr(predictor, "session", counting)
     explanation = predictor.explain(text)
-    assert counting.calls == [(65, 64)]
-    assert len(explanation.tokens) == 64 and all(t.in_vocabulary for t in explanation.tokens)
+    assert counting.calls == [(n + 1, n)]
+    assert len(explanation.tokens) == n and all(t.in_vocabulary for t in explanation.tokens)
 
 
 def test_contributions_equal_each_occluded_text_run_alone(predictor):
@@ -94,10 +94,12 @@ def test_spans_unknown_tokens_and_the_other_label(predictor):
 
 
 def test_tokens_beyond_max_len_are_listed_without_a_contribution(predictor):
-    text = " ".join(["good"] * 70)
+    n = predictor.tokenizer.spec.max_len
+    text = " ".join(["good"] * (n + 6))
     explanation = predictor.explain(text)
-    assert len(explanation.tokens) == 70 and explanation.beyond_max_len == 6
-    assert all(t.contribution is None for t in explanation.tokens[64:])
+    assert len(explanation.tokens) == n + 6 and explanation.beyond_max_len == 6
+    assert all(t.contribution is None for t in explanation.tokens[n:])
+    assert all(t.contribution is not None for t in explanation.tokens[:n])
     assert explanation.to_dict()["tokens_beyond_max_len"] == 6
     assert "(beyond max_len: not read)" in explanation.terminal(color=False)
 
