@@ -420,9 +420,15 @@ def report_markdown(results: dict[str, Any]) -> str:
                 f"{run['size_bytes'] / 1024:,.0f} | {run['predict_per_second']:,.0f} | {_chosen(system, run)} |"
             )
         lines.append("")
-    lines += ["## Runs", "", "| set/system | load average (1, 5, 15 min) before, after | command |", "|---|---|---|"]
+    lines += [
+        "## Runs",
+        "",
+        "| set/system | rnnonnx commit | load average (1, 5, 15 min) before, after | command |",
+        "|---|---|---|---|",
+    ]
     for key, run in results["runs"].items():
-        lines.append(f"| {key} | {run['load_before']}, {run['load_after']} | `{run['command']}` |")
+        commit = run["machine"]["rnnonnx_commit"] if key.endswith("/rnnonnx") else ""
+        lines.append(f"| {key} | {commit} | {run['load_before']}, {run['load_after']} | `{run['command']}` |")
     machines = sorted({(r["machine"]["cpu"], r["machine"]["cores"]) for r in results["runs"].values()})
     commits = sorted({r["machine"]["rnnonnx_commit"] for k, r in results["runs"].items() if k.endswith("/rnnonnx")})
     lines += ["", "Machine: " + "; ".join(f"{cpu}, {cores} cores" for cpu, cores in machines) + "."]
