@@ -528,7 +528,11 @@ def _check_resigned_model(tiny_bundle, data):
         resign(path, name)
         graph = "ids" if name == "model.onnx" else "text"
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), graph, json.dumps(TEXTS)], capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", CHILD, str(path), graph, json.dumps(TEXTS)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=120,
         )
     assert done.returncode in (0, 1), (done.returncode, done.stderr[-2000:])
     if done.returncode == 1:
