@@ -211,17 +211,8 @@ def train_run(
     refit = refit_run(model, job, fits, device, progress) if refitting else None
     if refit is not None and calibration is not None and test is not None:
         calibration = calibration_on_test(model, calibration, test, device)
-    metrics = Metrics(
-        epochs=fits[0].history,
-        best_epoch=fits[0].best_epoch,
-        monitor=config.monitor,
-        val_loss=val_loss,
-        val_accuracy=val_acc,
-        validation_is_train=rows.validation_is_train,
-        train_seconds=round(time.perf_counter() - started, 2),
-        members=_member_records(fits),
-        calibration=calibration,
-    )
+    metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
+    metrics.calibration = calibration
     metrics.refit = refit
     metrics.vectors = vectors.record() if vectors is not None else None
     metrics.autotune = tuned.record if tuned is not None else None
@@ -289,16 +280,7 @@ def _finish_multilabel(
         thresholds = multilabel.tune_thresholds(val_proba, val_y.numpy())
     val_loss, _, val_acc = evaluate_multilabel(model, val_ids, val_y, device)
     record = {"thresholds": dict(zip(labels, thresholds)), "validation": multilabel.scores(val_proba, val_y.numpy(), thresholds)}
-    metrics = Metrics(
-        epochs=fits[0].history,
-        best_epoch=fits[0].best_epoch,
-        monitor=config.monitor,
-        val_loss=val_loss,
-        val_accuracy=val_acc,
-        validation_is_train=rows.validation_is_train,
-        train_seconds=round(time.perf_counter() - started, 2),
-        members=_member_records(fits),
-    )
+    metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
     metrics.refit = refit() if refit is not None else None
     if rows.test[0]:
         test_ids, test_y = part(rows.test)
@@ -450,6 +432,23 @@ def _calibrate(
             file=sys.stderr,
         )
     return record
+
+
+def _metrics(
+    config: TrainConfig, fits: list[MemberFit], rows: SplitRows, val_loss: float, val_acc: float, started: float
+) -> Metrics:
+    """The record every run starts from, multi-class or multi-label: the first member's history,
+    the validation scores, each member's record and the time so far."""
+    return Metrics(
+        epochs=fits[0].history,
+        best_epoch=fits[0].best_epoch,
+        monitor=config.monitor,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+        validation_is_train=rows.validation_is_train,
+        train_seconds=round(time.perf_counter() - started, 2),
+        members=_member_records(fits),
+    )
 
 
 def _member_records(fits: list[MemberFit]) -> list[MemberRecord]:
