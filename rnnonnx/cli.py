@@ -23,6 +23,8 @@ from .config import (
     AUTO_NGRAM_BUCKETS,
     AUTO_NGRAM_MEDIAN_TOKENS,
     DEVICES,
+    LINEAR_MAX_LEN_CAP,
+    MAX_LINEAR_WEIGHT,
     MONITORS,
     POOLING_CHOICES,
     TrainConfig,
@@ -190,6 +192,29 @@ def main() -> None:
     default=DEFAULTS.branch_dropout,
     show_default=True,
     help="Share of training rows whose recurrent features are dropped, so the bag branch learns to classify alone.",
+)
+@click.option(
+    "--linear-weight",
+    default=str(DEFAULTS.linear_weight),
+    show_default=True,
+    metavar="W|auto",
+    help="Share of the linear member (tf-idf logistic regression over tokens and hashed bigrams, in the same graph) "
+    f"in every prediction, at most {MAX_LINEAR_WEIGHT:g}; auto: chosen on the validation rows; 0: no linear member.",
+)
+@click.option(
+    "--linear-buckets",
+    type=int,
+    default=DEFAULTS.linear_buckets,
+    show_default=True,
+    help="Rows of the linear member's hashed-bigram table.",
+)
+@click.option(
+    "--linear-max-len",
+    default=str(DEFAULTS.linear_max_len),
+    show_default=True,
+    metavar="N|auto",
+    help="Tokens of each text the linear member reads (the recurrent members read --max-len of them); auto: as "
+    f"--max-len auto, up to {LINEAR_MAX_LEN_CAP}.",
 )
 @click.option(
     "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."

@@ -65,6 +65,13 @@ AUTO_MAX_LEN_CAP = 256
 # once the median passes 32 tokens).
 AUTO_NGRAM_BUCKETS = 16384
 AUTO_NGRAM_MEDIAN_TOKENS = 32
+# The linear member (rnnonnx/linear.py): its hashed-bigram rows, and ``linear_max_len="auto"``: the
+# same percentile of token counts as ``max_len``, up to LINEAR_MAX_LEN_CAP tokens (a gather per
+# token, cheap next to a recurrent step). ``linear_weight`` is at most MAX_LINEAR_WEIGHT: the
+# recurrent members keep a share of every prediction.
+LINEAR_BUCKETS = 65536
+LINEAR_MAX_LEN_CAP = 4096
+MAX_LINEAR_WEIGHT = 0.9
 
 
 @dataclass
@@ -128,6 +135,13 @@ class TrainConfig:
     # Share of training rows whose recurrent features are dropped (the bag branch alone classifies
     # them); only with the bag branch (see rnnonnx.model.TextClassifier._branch_dropout).
     branch_dropout: float = 0.0
+    # The linear member's share of the predicted probabilities (rnnonnx/linear.py): "auto" fits
+    # the member and chooses the share on the validation rows; 0 leaves it out. Multi-class only.
+    linear_weight: float | str = AUTO
+    linear_buckets: int = LINEAR_BUCKETS
+    # Tokens the linear member reads (the recurrent members read ``max_len`` of them); "auto" as
+    # ``max_len`` with the cap LINEAR_MAX_LEN_CAP, never fewer than ``max_len``.
+    linear_max_len: int | str = AUTO
 
     def __post_init__(self) -> None:
         if self.embed_dim is None and self.vectors is None:
@@ -151,6 +165,15 @@ class TrainConfig:
         if self.ngram_buckets != AUTO:
             _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
+        if isinstance(self.linear_weight, str) and self.linear_weight != AUTO:  # the command line's spelling
+            self.linear_weight = _number("linear_weight", self.linear_weight)
+        if self.linear_weight != AUTO:
+            _check_float("linear_weight", self.linear_weight, 0.0, MAX_LINEAR_WEIGHT)
+        _check_int("linear_buckets", self.linear_buckets, 1, MAX_NGRAM_BUCKETS)
+        if isinstance(self.linear_max_len, str) and self.linear_max_len.strip().isdigit():
+            self.linear_max_len = int(self.linear_max_len)
+        if self.linear_max_len != AUTO:
+            _check_int("linear_max_len", self.linear_max_len, 1, MAX_MAX_LEN)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
@@ -188,6 +211,18 @@ class TrainConfig:
             return AUTO_MAX_LEN_FLOOR
         percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
         return max(AUTO_MAX_LEN_FLOOR, min(AUTO_MAX_LEN_CAP, percentile))
+
+    def resolved_linear_max_len(self, token_counts: list[int], max_len: int) -> int:
+        """``linear_max_len`` itself, or for ``auto`` the percentile rule of :meth:`resolved_max_len`
+        capped at LINEAR_MAX_LEN_CAP; at least ``max_len``, so the recurrent members' tokens are
+        always among the ones read."""
+        if self.linear_max_len != AUTO:
+            return max(int(self.linear_max_len), max_len)
+        ordered = sorted(token_counts)
+        if not ordered:
+            return max_len
+        percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
+        return max(max_len, min(LINEAR_MAX_LEN_CAP, percentile))
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
@@ -275,6 +310,12 @@ class ModelConfig:
     ngram_buckets: int = 0
     # Training only: share of rows whose recurrent features are dropped (0 for older runs).
     branch_dropout: float = 0.0
+    # The linear member (rnnonnx/linear.py): its share of the probabilities (0: none, as in runs
+    # saved before it existed), its hashed-bigram rows, and the ids the recurrent members read (the
+    # first ``recurrent_len``; 0: all of them).
+    linear_weight: float = 0.0
+    linear_buckets: int = 0
+    recurrent_len: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -285,6 +326,11 @@ class ModelConfig:
         _check_float("temperature", self.temperature, 0.0, MAX_TEMPERATURE, low_open=True)
         _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
+        _check_float("linear_weight", self.linear_weight, 0.0, MAX_LINEAR_WEIGHT)
+        _check_int("linear_buckets", self.linear_buckets, 1 if self.linear_weight else 0, MAX_NGRAM_BUCKETS)
+        _check_int("recurrent_len", self.recurrent_len, 0, MAX_MAX_LEN)
+        if self.linear_weight and self.multi_label:
+            raise RnnonnxError("the linear member is for multi-class models; a multi-label model has none")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -342,6 +388,14 @@ def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise RnnonnxError(f"{name} must be {bound}, not {value}")
+
+
+def _number(name: str, value: str) -> float:
+    """A number given as text (the command line's spelling), or a one-line error."""
+    try:
+        return float(value)
+    except ValueError:
+        raise RnnonnxError(f"{name} must be a number or auto, not {value!r}") from None
 
 
 def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:

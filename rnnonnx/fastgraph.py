@@ -34,8 +34,8 @@ GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}
 
 def supported(config: Any) -> bool:
     """Whether :func:`ids_model` builds this model (``pooling="last"``, any arch, layers, direction,
-    no bag-of-n-grams branch)."""
-    return config.pooling == "last" and config.arch in GATE_ORDER and not config.ngram_buckets
+    no bag-of-n-grams branch, no linear member)."""
+    return config.pooling == "last" and config.arch in GATE_ORDER and not config.ngram_buckets and not config.linear_weight
 
 
 def _gates(weight: np.ndarray, arch: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
+from .linear import LinearMember
 from .text import PAD_ID
 
 # The multiplier of the bigram hash ``(first * NGRAM_PRIME + second) mod buckets`` (a prime above any
@@ -63,6 +64,8 @@ class TextClassifier(nn.Module):
         self.head = nn.Linear(config.hidden * directions * poolings + bag, config.num_classes)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.config.recurrent_len:  # the linear member reads further (rnnonnx/linear.py)
+            input_ids = input_ids[:, : self.config.recurrent_len]
         lengths = (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
         tokens = self.embedding(input_ids)
         embedded = self.dropout(tokens)
@@ -112,20 +115,22 @@ class TextClassifier(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Independently trained classifiers voting by their mean probability.
+    """Independently trained classifiers voting by their mean probability, and the linear member.
 
     ``forward`` returns the log of that mean, so a softmax over it gives the mean exactly and
     the ONNX graph keeps the ``logits``/``probabilities`` outputs of a single classifier.
     Averaging members that started from different seeds cancels much of each one's variance:
     on the built-in sentences three members gain more than any single-model setting tried
     (benchmarks/recipe.md). The temperature of ``config`` (calibration) applies to that log-mean,
-    once, not to each member (whose configs keep 1).
+    once, not to each member (whose configs keep 1). With ``config.linear_weight`` the linear
+    member (:class:`rnnonnx.linear.LinearMember`) takes that share of the mean probability.
     """
 
-    def __init__(self, members: list[TextClassifier], config: ModelConfig | None = None) -> None:
+    def __init__(self, members: list[TextClassifier], config: ModelConfig | None = None, linear: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config or members[0].config
         self.members = nn.ModuleList(members)
+        self.linear = linear
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.config.multi_label:
@@ -134,6 +139,9 @@ class Ensemble(nn.Module):
             tiny = torch.finfo(mean.dtype).tiny
             return _scaled(mean.clamp_min(tiny).log() - (1 - mean).clamp_min(tiny).log(), self.config.temperature)
         probabilities = torch.stack([torch.softmax(m(input_ids), dim=-1) for m in self.members]).mean(dim=0)
+        if self.linear is not None:
+            weight = self.config.linear_weight
+            probabilities = (1 - weight) * probabilities + weight * torch.softmax(self.linear(input_ids), dim=-1)
         return _scaled(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), self.config.temperature)
 
 
@@ -148,11 +156,15 @@ def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def build_model(config: ModelConfig) -> TextClassifier | Ensemble:
-    """The network a config describes: one classifier, or an ensemble of ``config.members``."""
-    if config.members == 1:
+    """The network a config describes: one classifier, or an ensemble of ``config.members`` (and
+    the linear member when ``config.linear_weight`` is not 0)."""
+    if config.members == 1 and not config.linear_weight:
         return TextClassifier(config)
     member = replace(config, temperature=1.0)
-    return Ensemble([TextClassifier(member) for _ in range(config.members)], config)
+    linear = None
+    if config.linear_weight:
+        linear = LinearMember(config.vocab_size, config.linear_buckets, config.num_classes, NGRAM_PRIME)
+    return Ensemble([TextClassifier(member) for _ in range(config.members)], config, linear)
 
 
 def set_temperature(model: TextClassifier | Ensemble, temperature: float) -> None:

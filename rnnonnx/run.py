@@ -74,11 +74,24 @@ class Metrics:
     refit: dict[str, Any] | None = None
     vectors: dict[str, Any] | None = None
     autotune: dict[str, Any] | None = None
+    # The linear member (rnnonnx/linear.py): its chosen share, its validation accuracy alone and the
+    # blend's at every share tried, the tokens it reads; absent when the run has none.
+    linear: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; optional parts appear only when they exist."""
         record = asdict(self)
-        for key in ("test_loss", "test_accuracy", "baseline", "calibration", "multilabel", "refit", "vectors", "autotune"):
+        for key in (
+            "test_loss",
+            "test_accuracy",
+            "baseline",
+            "calibration",
+            "multilabel",
+            "refit",
+            "vectors",
+            "autotune",
+            "linear",
+        ):
             if record[key] is None:
                 del record[key]
         if not self.members:

@@ -13,19 +13,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import __version__
-from .config import TrainConfig
+from .config import AUTO, TrainConfig
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
 from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, fit_members, resolve_device, seed_everything
-from .model import Ensemble, TextClassifier, build_model, set_temperature
+from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 from .vectors import WordVectors
+
+if TYPE_CHECKING:
+    from .linear import LinearFit
 
 Rows = tuple[list[str], list[str]]
 
@@ -195,6 +199,11 @@ def train_run(
     model = build_model(model_config).to(device)
     for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
         member.load_state_dict(fit.state)
+    linear = None
+    if config.linear_weight != 0 and not multi and not (config.linear_weight == AUTO and rows.validation_is_train):
+        linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress)
+        model, tokenizer = linear.model, linear.tokenizer
+        val_ids, val_y = tensors(rows.validation)
     test = tensors(rows.test) if rows.test[0] else None
     refitting = config.refit and not rows.validation_is_train
     if config.refit and rows.validation_is_train:
@@ -209,6 +218,8 @@ def train_run(
     calibration = _calibrate(model, config, rows, (val_ids, val_y), None if refitting else test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
     refit = refit_run(model, job, fits, device, progress) if refitting else None
+    if refit is not None and linear is not None and linear.fit is not None:
+        refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
     if refit is not None and calibration is not None and test is not None:
         calibration = calibration_on_test(model, calibration, test, device)
     metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
@@ -216,6 +227,7 @@ def train_run(
     metrics.refit = refit
     metrics.vectors = vectors.record() if vectors is not None else None
     metrics.autotune = tuned.record if tuned is not None else None
+    metrics.linear = linear.record if linear is not None else None
     if test is not None:
         metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
     if config.baseline:
@@ -367,6 +379,103 @@ def refit_run(model: TextClassifier | Ensemble, job: FitJob, fits: list[MemberFi
     return {"rows": len(refit_job.train_ids), "epochs": epochs, "seconds": round(time.perf_counter() - started, 2)}
 
 
+@dataclass
+class LinearChoice:
+    """The model and tokenizer after :func:`add_linear_member`, the member's fit (``None`` when
+    the blend left it out) and its record (``metrics.json``'s ``linear``)."""
+
+    model: TextClassifier | Ensemble
+    tokenizer: Tokenizer
+    fit: "LinearFit | None"
+    record: dict
+    train_ids: torch.Tensor
+    train_y: torch.Tensor
+
+
+def add_linear_member(
+    model: TextClassifier | Ensemble,
+    config: TrainConfig,
+    tokenizer: Tokenizer,
+    rows: SplitRows,
+    label_index: dict[str, int],
+    weights: list[float] | None,
+    device: torch.device,
+    progress: bool,
+) -> LinearChoice:
+    """Fit the linear member (:mod:`rnnonnx.linear`) on the training rows read up to
+    ``linear_max_len`` tokens, choose its share on the validation rows against the fitted
+    recurrent members (or take ``--linear-weight``), and return the model that blends them, with
+    the tokenizer that reads that far. A share of 0 returns ``model`` and ``tokenizer`` as they were."""
+    from . import linear as linear_model
+
+    started = time.perf_counter()
+    counts = [len(tokenizer.spec.tokens(text)) for text in rows.train[0]]
+    read_len = config.resolved_linear_max_len(counts, tokenizer.spec.max_len)
+    reader = Tokenizer(replace(tokenizer.spec, max_len=read_len), tokenizer.vocab)
+
+    def encoded(part: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(reader.encode_batch(part[0])), torch.tensor([label_index[n] for n in part[1]])
+
+    train, validation = encoded(rows.train), encoded(rows.validation)
+    member = linear_model.LinearMember(len(reader.vocab), config.linear_buckets, len(label_index), NGRAM_PRIME)
+    fit = linear_model.fit_linear(member, train, validation, device, config.seed, weights, progress=progress)
+    recurrent = torch.softmax(logits_of(model, validation[0][:, : tokenizer.spec.max_len], device), dim=-1).float()
+    linear = torch.softmax(linear_model.logits_of(fit.member, validation[0], device), dim=-1)
+    if config.linear_weight == AUTO:
+        weight, tried = linear_model.choose_weight(recurrent, linear, validation[1])
+    else:
+        weight, tried = float(config.linear_weight), {}
+    record = {
+        "weight": weight,
+        "chosen_on_validation": config.linear_weight == AUTO,
+        "val_accuracy_by_weight": tried,
+        "member_val_accuracy": round(fit.val_accuracy, 6),
+        "best_epoch": fit.best_epoch,
+        "buckets": config.linear_buckets,
+        "max_len": read_len,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if progress:
+        print(
+            f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}), reads {read_len} tokens; "
+            f"weight {weight:g}" + (" (chosen on validation)" if config.linear_weight == AUTO else ""),
+            file=sys.stderr,
+        )
+    if weight == 0:
+        return LinearChoice(model, tokenizer, None, record, train[0], train[1])
+    blended = replace(
+        model.config, linear_weight=weight, linear_buckets=config.linear_buckets, recurrent_len=tokenizer.spec.max_len
+    )
+    ensemble = build_model(blended).to(device)
+    for target, source in zip(ensemble.members, model.members if isinstance(model, Ensemble) else [model]):
+        target.load_state_dict(source.state_dict())
+    ensemble.linear.load_state_dict(fit.member.state_dict())
+    return LinearChoice(ensemble, reader, fit, record, train[0], train[1])
+
+
+def refit_linear(
+    choice: LinearChoice,
+    model: Ensemble,
+    validation: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    seed: int,
+    weights: list[float] | None,
+) -> int:
+    """``--refit`` for the linear member: train it again on the training + validation rows for
+    the epochs its early stopping chose, into ``model``; returns that epoch count."""
+    from .linear import LinearMember, fit_linear
+
+    assert choice.fit is not None and model.linear is not None
+    width = max(choice.train_ids.shape[1], validation[0].shape[1])
+    ids = torch.cat([_pad_to(choice.train_ids, width), _pad_to(validation[0], width)])
+    targets = torch.cat([choice.train_y, validation[1]])
+    member = LinearMember(model.linear.vocab_size, model.linear.buckets, len(model.linear.bias), model.linear.multiplier)
+    refitted = fit_linear(member, (ids, targets), None, device, seed, weights, epochs=choice.fit.best_epoch)
+    model.linear.load_state_dict(refitted.member.state_dict())
+    model.linear.to(device)
+    return choice.fit.best_epoch
+
+
 def _pad_to(ids: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=PAD_ID)
 
@@ -477,7 +586,8 @@ def _config_record(
     return {
         "rnnonnx_version": __version__,
         "model": model.config.to_dict(),
-        "training": config.to_dict() | {"device": str(device), "resolved_max_len": tokenizer.spec.max_len},
+        "training": config.to_dict()
+        | {"device": str(device), "resolved_max_len": model.config.recurrent_len or tokenizer.spec.max_len},
         "data": {
             "source": data.source,
             "credit": BUILTIN_CREDIT if data.source.startswith("built-in:") else None,

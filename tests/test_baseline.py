@@ -161,4 +161,4 @@ def test_cli_train_with_baseline_prints_both_scores(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["model", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     assert lines[2].startswith("lstm (ensemble of 3)") and lines[3].startswith("tfidf-1-2gram+logreg")
-    assert " on test accuracy " in lines[4]
+    assert "on test accuracy" in lines[4]

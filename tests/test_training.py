@@ -105,7 +105,7 @@ def test_single_class_is_refused(tmp_path):
 
 def test_ensemble_run_scores_the_ensemble_and_keeps_each_members_history(tmp_path):
     metrics = train(
-        TrainConfig(epochs=2, device="cpu", refit=False, **FAST | {"members": 2}),
+        TrainConfig(epochs=2, device="cpu", refit=False, **FAST | {"members": 2, "linear_weight": 0}),
         tmp_path / "run",
         small_sample(300),
         progress=False,

@@ -1,0 +1,179 @@
+"""The linear member: tf-idf features from ids, its fit, the blend weight, and its place in a run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnonnx.config import ModelConfig, TrainConfig
+from rnnonnx.data import LabelledTexts
+from rnnonnx.errors import RnnonnxError
+from rnnonnx.linear import LinearMember, choose_weight, fit_linear
+from rnnonnx.model import NGRAM_PRIME, Ensemble, build_model
+from rnnonnx.run import load_run
+from rnnonnx.training import train_run
+
+SMALL = dict(embed_dim=8, hidden=8, max_len=20, members=1, epochs=2, device="cpu")
+
+
+def member(vocab: int = 12, buckets: int = 16, classes: int = 3) -> LinearMember:
+    torch.manual_seed(0)
+    linear = LinearMember(vocab, buckets, classes, NGRAM_PRIME)
+    with torch.no_grad():
+        linear.table.weight.normal_()
+        linear.bias.normal_()
+    return linear
+
+
+def test_idf_is_scikit_learns_smoothed_document_frequency():
+    linear = member()
+    ids = torch.tensor([[2, 3, 3, 0], [2, 4, 0, 0], [5, 0, 0, 0]])
+    linear.set_idf(ids)
+    n = 3
+    for token, df in ((2, 2), (3, 1), (4, 1), (5, 1), (6, 0)):
+        assert math.isclose(float(linear.idf[token]), math.log((1 + n) / (1 + df)) + 1, rel_tol=1e-6)
+    assert float(linear.idf[0]) == 0.0  # padding never weighs
+    bigram = 12 + (2 * NGRAM_PRIME + 3) % 16  # "2 3" occurs in one text (twice "3 3" is another bigram)
+    assert math.isclose(float(linear.idf[bigram]), math.log(4 / 2) + 1, rel_tol=1e-6)
+
+
+def test_logits_do_not_depend_on_padding_or_batch_mates():
+    linear = member()
+    linear.set_idf(torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]]))
+    alone = linear(torch.tensor([[2, 3, 9]]))
+    padded = linear(torch.tensor([[2, 3, 9, 0, 0, 0], [4, 5, 6, 7, 8, 11]]))
+    assert torch.allclose(alone[0], padded[0], atol=1e-6)
+    assert not torch.allclose(padded[0], padded[1])
+
+
+def test_logits_are_the_l2_normalised_tfidf_sum():
+    linear = member(vocab=6, buckets=4, classes=2)
+    linear.set_idf(torch.tensor([[2, 3], [2, 4]]))
+    features = [2, 3, 6 + (2 * NGRAM_PRIME + 3) % 4]  # tokens 2, 3 and the bigram "2 3"
+    weights = linear.idf[features]
+    expected = (linear.table.weight[features] * (weights / weights.norm()).unsqueeze(1)).sum(0) + linear.bias
+    assert torch.allclose(linear(torch.tensor([[2, 3]]))[0], expected, atol=1e-6)
+
+
+def test_choose_weight_takes_the_best_validation_accuracy_then_the_lower_loss():
+    targets = torch.tensor([0, 1, 1, 0])
+    good = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    bad = torch.tensor([[0.4, 0.6], [0.7, 0.3], [0.6, 0.4], [0.3, 0.7]])
+    assert choose_weight(good, bad, targets)[0] == 0.0
+    weight, tried = choose_weight(bad, good, targets)
+    assert weight == 0.9 and tried["0"] == 0.0 and tried["0.9"] == 1.0
+    # equal accuracy everywhere: the weight with the lower cross-entropy
+    weight, _ = choose_weight(good, torch.tensor([[0.99, 0.01], [0.01, 0.99], [0.01, 0.99], [0.99, 0.01]]), targets)
+    assert weight == 0.9
+
+
+def test_fit_learns_a_separable_task_and_a_refit_runs_its_epochs():
+    rng = np.random.default_rng(0)
+    targets = torch.from_numpy(rng.integers(0, 2, size=200))
+    ids = torch.cat([2 + targets.unsqueeze(1), torch.from_numpy(rng.integers(4, 12, size=(200, 5)))], dim=1)  # token 2 or 3
+    fresh = LinearMember(12, 16, 2, NGRAM_PRIME)
+    fit = fit_linear(fresh, (ids[:150], targets[:150]), (ids[150:], targets[150:]), torch.device("cpu"), 0)
+    assert fit.val_accuracy > 0.95 and 1 <= fit.best_epoch
+    refit = fit_linear(LinearMember(12, 16, 2, NGRAM_PRIME), (ids, targets), None, torch.device("cpu"), 0, epochs=2)
+    assert refit.best_epoch == 2 and math.isnan(refit.val_accuracy)
+
+
+def test_ensemble_blends_the_members_and_the_linear_member():
+    config = ModelConfig(30, 2, "lstm", 8, 8, 1, False, 0.0, members=2, linear_weight=0.25, linear_buckets=8, recurrent_len=3)
+    model = build_model(config).eval()
+    assert isinstance(model, Ensemble) and model.linear is not None
+    ids = torch.tensor([[2, 3, 4, 5, 6, 7], [8, 9, 0, 0, 0, 0]])
+    with torch.no_grad():
+        recurrent = torch.stack([torch.softmax(m(ids[:, :3]), -1) for m in model.members]).mean(0)
+        expected = 0.75 * recurrent + 0.25 * torch.softmax(model.linear(ids), -1)
+        assert torch.allclose(torch.softmax(model(ids), -1), expected, atol=1e-6)
+        # the recurrent members read only the first recurrent_len ids
+        changed = ids.clone()
+        changed[0, 4] = 11
+        assert torch.allclose(model.members[0](changed), model.members[0](ids))
+
+
+def test_config_checks_the_linear_options():
+    assert TrainConfig(linear_weight="0.3").linear_weight == 0.3
+    assert TrainConfig(linear_max_len="100").linear_max_len == 100
+    for bad in ("0.95", "many", -0.1):
+        with pytest.raises(RnnonnxError, match="linear_weight"):
+            TrainConfig(linear_weight=bad)
+    with pytest.raises(RnnonnxError, match="linear_buckets"):
+        TrainConfig(linear_buckets=0)
+    with pytest.raises(RnnonnxError, match="multi-class"):
+        ModelConfig(30, 2, "lstm", 8, 8, 1, False, 0.0, multi_label=True, linear_weight=0.5, linear_buckets=8)
+    assert TrainConfig(linear_max_len=10).resolved_linear_max_len([5, 50, 500], 20) == 20  # never under max_len
+    assert TrainConfig().resolved_linear_max_len(list(range(1, 10001)), 256) == 4096  # the cap
+
+
+def keyword_data(rows: int = 160) -> LabelledTexts:
+    """Labels set by one word far past the recurrent members' window: only a reader of the whole
+    text can tell them apart."""
+    rng = np.random.default_rng(1)
+    filler = [f"w{k}" for k in range(8)]
+    texts, labels = [], []
+    for i in range(rows):
+        label = ["north", "south"][i % 2]
+        words = list(rng.choice(filler, size=30)) + [label, label, label] + list(rng.choice(filler, size=3))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return LabelledTexts(texts, labels, "keywords")
+
+
+def test_a_run_blends_a_linear_member_that_reads_past_max_len(tmp_path):
+    metrics = train_run(TrainConfig(**SMALL | {"max_len": 10, "lr": 1e-2}), tmp_path / "run", keyword_data(), progress=False)
+    record = metrics.linear
+    assert record["weight"] > 0 and record["max_len"] == 36 and record["member_val_accuracy"] >= 0.9
+    assert record["val_accuracy_by_weight"]["0"] < 0.8 <= metrics.val_accuracy
+    assert metrics.refit["linear_epochs"] == record["best_epoch"]
+    run = load_run(tmp_path / "run")
+    assert run.tokenizer.spec.max_len == 36 and run.model.config.recurrent_len == 10
+    assert run.config["training"]["resolved_max_len"] == 10
+    assert run.model.config.linear_weight == record["weight"]
+
+
+def test_weight_zero_leaves_the_member_out(tmp_path):
+    metrics = train_run(TrainConfig(**SMALL | {"linear_weight": 0}), tmp_path / "run", keyword_data(60), progress=False)
+    assert metrics.linear is None
+    run = load_run(tmp_path / "run")
+    assert run.model.config.linear_weight == 0 and not any(k.startswith("linear") for k in run.model.state_dict())
+    assert "linear" not in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_a_given_weight_is_kept(tmp_path):
+    metrics = train_run(
+        TrainConfig(**SMALL | {"linear_weight": 0.4, "refit": False}), tmp_path / "run", keyword_data(60), progress=False
+    )
+    assert metrics.linear["weight"] == 0.4 and not metrics.linear["chosen_on_validation"]
+    assert load_run(tmp_path / "run").model.config.linear_weight == 0.4
+
+
+def test_the_bundle_matches_pytorch_past_the_recurrent_window(tmp_path):
+    import rnnonnx
+
+    train_run(
+        TrainConfig(**SMALL | {"max_len": 10, "linear_weight": 0.5, "refit": False, "calibrate": False}),
+        tmp_path / "run",
+        keyword_data(),
+        progress=False,
+    )
+    rnnonnx.export(tmp_path / "run", tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["model"]["linear_weight"] == 0.5 and manifest["model"]["recurrent_len"] == 10
+    run = load_run(tmp_path / "run")
+    texts = keyword_data(6).texts + ["north"]
+    ids = torch.from_numpy(run.tokenizer.encode_batch(texts))
+    from rnnonnx.storage import store_embeddings
+
+    store_embeddings(run.model)  # the weights the bundle ships
+    with torch.no_grad():
+        expected = torch.softmax(run.model.eval()(ids), -1).numpy()
+    for graph in ("ids", "text"):
+        predictor = rnnonnx.load(tmp_path / "bundle", graph=graph)
+        got = np.array([[p.probabilities[label] for label in run.labels] for p in predictor.predict(texts)])
+        assert np.abs(got - expected).max() < 1e-5, graph
