@@ -11,7 +11,8 @@ text's last step going forward (and at step 0 going backward), which is what
     input_ids [B, T] -> Transpose -> Gather(embedding) [T, B, E] -> LSTM (sequence_lens) ... -> Y_h
                      -> Gemm (head) -> logits
 
-and the ensemble averages the members' softmax (sigmoids, multi-label), as :class:`rnnonnx.model.Ensemble` does. Export
+and the ensemble averages the members' softmax (sigmoids, multi-label), as :class:`rnnonnx.model.Ensemble` does,
+blended with the linear member's (:func:`_linear`) when the model has one. Export
 checks this graph against PyTorch like any other (1e-5, every decided label); models it does not
 cover (``pooling="max"`` or ``"concat"``, a bag-of-n-grams branch) keep the TorchScript export.
 """
@@ -34,8 +35,8 @@ GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}
 
 def supported(config: Any) -> bool:
     """Whether :func:`ids_model` builds this model (``pooling="last"``, any arch, layers, direction,
-    no bag-of-n-grams branch, no linear member)."""
-    return config.pooling == "last" and config.arch in GATE_ORDER and not config.ngram_buckets and not config.linear_weight
+    no bag-of-n-grams branch; with or without the linear member)."""
+    return config.pooling == "last" and config.arch in GATE_ORDER and not config.ngram_buckets
 
 
 def _gates(weight: np.ndarray, arch: str) -> np.ndarray:
@@ -102,6 +103,51 @@ def _member(b: _Builder, member: Any, prefix: str, ids_t: str, lengths: str) -> 
     return b.node("Gemm", [features, head_w, head_b], f"{prefix}logits", transB=1)
 
 
+def _linear(b: _Builder, linear: Any, ids: str) -> str:
+    """The linear member's logits [B, classes] from the ids [B, T], as
+    :meth:`rnnonnx.linear.LinearMember.forward`: token and hashed-bigram rows, weighted by their
+    idf over its L2 norm, summed by one batched MatMul."""
+    state = {k: v.detach().cpu().numpy() for k, v in linear.state_dict().items()}
+    i64 = {name: b.const(f"linear/{name}", np.array(value, dtype=np.int64)) for name, value in _LINEAR_INTS.items()}
+    zero_col = b.node("Mul", [b.node("Slice", [ids, i64["0"], i64["1"], i64["1"]], "linear/first"), i64["0"]], "linear/zero_col")
+    rest = b.node("Slice", [ids, i64["1"], i64["big"], i64["1"]], "linear/rest")
+    following = b.node("Concat", [rest, zero_col], "linear/following", axis=1)
+    hashed = b.node(
+        "Mod",
+        [
+            b.node(
+                "Add",
+                [
+                    b.node(
+                        "Mul", [ids, b.const("linear/multiplier", np.array(linear.multiplier, dtype=np.int64))], "linear/scaled"
+                    ),
+                    following,
+                ],
+                "linear/pair",
+            ),
+            b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64)),
+        ],
+        "linear/hashed",
+    )
+    bigrams = b.node("Add", [hashed, b.const("linear/vocab", np.array(linear.vocab_size, dtype=np.int64))], "linear/bigram_rows")
+    has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
+    bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
+    features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
+    weights = b.node("Gather", [b.const("linear.idf", state["idf"].astype(np.float32)), features], "linear/weights", axis=0)
+    squares = b.node("Mul", [weights, weights], "linear/squares")
+    norm = b.node("Sqrt", [b.node("ReduceSum", [squares, i64["axis1"]], "linear/sum_squares", keepdims=1)], "linear/norm")
+    norm = b.node("Max", [norm, b.const("linear/eps", np.array(1e-6, dtype=np.float32))], "linear/norm_clamped")
+    scaled = b.node("Unsqueeze", [b.node("Div", [weights, norm], "linear/tfidf"), i64["axis1"]], "linear/tfidf_row")
+    rows = b.node(
+        "Gather", [b.const("linear.table.weight", state["table.weight"].astype(np.float32)), features], "linear/rows", axis=0
+    )
+    summed = b.node("Squeeze", [b.node("MatMul", [scaled, rows], "linear/summed_3d"), i64["axis1"]], "linear/summed")
+    return b.node("Add", [summed, b.const("linear.bias", state["bias"].astype(np.float32))], "linear/logits")
+
+
+_LINEAR_INTS = {"0": [0], "1": [1], "big": [np.iinfo(np.int64).max], "axis1": [1]}
+
+
 def ids_model(model: Any) -> Any:
     """The ids graph (``onnx.ModelProto``) of a trained :class:`~rnnonnx.model.TextClassifier` or
     :class:`~rnnonnx.model.Ensemble` with ``pooling="last"``: ``input_ids`` [batch, sequence] int64
@@ -117,20 +163,34 @@ def ids_model(model: Any) -> Any:
     b.const("fast/shape_b_", np.array([0, -1], dtype=np.int64))
     pad = b.const("fast/pad_id", np.array(PAD_ID, dtype=np.int64))
     one = b.const("fast/one", np.array(1, dtype=np.int32))
-    real = b.node("Not", [b.node("Equal", [IDS_INPUT, pad], "fast/is_pad")], "fast/is_token")
+    recurrent_ids = IDS_INPUT
+    if config.recurrent_len:  # the recurrent members read the first recurrent_len ids (the linear member all)
+        ends = b.const("fast/recurrent_len", np.array([config.recurrent_len], dtype=np.int64))
+        starts, axes = b.const("fast/start0", np.array([0], dtype=np.int64)), b.const("fast/axes1", np.array([1], dtype=np.int64))
+        recurrent_ids = b.node("Slice", [IDS_INPUT, starts, ends, axes], "fast/recurrent_ids")
+    real = b.node("Not", [b.node("Equal", [recurrent_ids, pad], "fast/is_pad")], "fast/is_token")
     counted = b.node("Cast", [real], "fast/is_token_i32", to=TensorProto.INT32)
     count = b.node("ReduceSum", [counted, b.const("fast/axis1", np.array([1], dtype=np.int64))], "fast/count", keepdims=0)
     lengths = b.node("Max", [count, one], "fast/lengths")  # a row of only padding counts as length 1
-    ids_t = b.node("Transpose", [IDS_INPUT], "fast/ids_t", perm=[1, 0])
+    ids_t = b.node("Transpose", [recurrent_ids], "fast/ids_t", perm=[1, 0])
     members = _members(model)
     logits = [_member(b, m, f"members.{i}." if len(members) > 1 else "model.", ids_t, lengths) for i, m in enumerate(members)]
     # one sigmoid per label for a multi-label model, else a softmax over the labels (model.probabilities_of)
     squash = "Sigmoid" if config.multi_label else "Softmax"
     axis = {} if config.multi_label else {"axis": -1}
-    if len(members) > 1:
+    linear = getattr(model, "linear", None)
+    if len(members) > 1 or linear is not None:
         probabilities = [b.node(squash, [x], f"{x}/{squash.lower()}", **axis) for x in logits]
-        total = b.node("Sum", probabilities, "fast/sum")
+        total = b.node("Sum", probabilities, "fast/sum") if len(probabilities) > 1 else probabilities[0]
         mean = b.node("Div", [total, b.const("fast/members", np.array(len(members), dtype=np.float32))], "fast/mean")
+        if linear is not None:  # (1 - w) * recurrent + w * linear, as Ensemble.forward
+            weight = config.linear_weight
+            own = b.node("Softmax", [_linear(b, linear, IDS_INPUT)], "linear/softmax", axis=-1)
+            kept = b.node(
+                "Mul", [mean, b.const("fast/recurrent_share", np.array(1 - weight, dtype=np.float32))], "fast/recurrent_part"
+            )
+            added = b.node("Mul", [own, b.const("fast/linear_share", np.array(weight, dtype=np.float32))], "fast/linear_part")
+            mean = b.node("Add", [kept, added], "fast/blend")
         tiny = b.const("fast/tiny", np.array(np.finfo(np.float32).tiny, dtype=np.float32))
         out = b.node("Log", [b.node("Max", [mean, tiny], "fast/clamped")], "fast/log_mean")
         if config.multi_label:  # the logit of the mean, so a sigmoid over it gives the mean back

@@ -60,3 +60,30 @@ def test_direct_graph_of_a_multi_label_model_gives_pytorchs_sigmoids(members):
             expected = wrapper(torch.from_numpy(ids))[1].numpy()
         got = session.run(["probabilities"], {"input_ids": ids})[0]
         assert np.abs(expected - got).max() <= 1e-6
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_direct_graph_blends_the_linear_member_as_pytorch_does(members):
+    from dataclasses import replace
+
+    from rnnonnx.model import build_model
+
+    run = tiny_run("lstm", False, 1, "last", members)
+    config = replace(run.model.config, linear_weight=0.3, linear_buckets=16, recurrent_len=5)
+    model = build_model(config)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn_like(parameter))
+        model.linear.idf.copy_(torch.rand_like(model.linear.idf) + 0.5)
+        model.linear.idf[0] = 0.0
+    run.model = model
+    graph = onnx.load_from_string(direct_onnx(run)).graph
+    assert Counter(n.op_type for n in graph.node)["LSTM"] == members
+    session = session_for(direct_onnx(run))
+    wrapper = ExportWrapper(run.model).eval()
+    for ids in synthetic_batches(40, 12):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(ids))[1].numpy()
+        got = session.run(["probabilities"], {"input_ids": ids})[0]
+        assert np.abs(expected - got).max() <= 1e-5 and (expected.argmax(1) == got.argmax(1)).all()
