@@ -107,6 +107,8 @@ def _linear(b: _Builder, linear: Any, ids: str) -> str:
     """The linear member's logits [B, classes] from the ids [B, T], as
     :meth:`rnnonnx.linear.LinearMember.forward`: token and hashed-bigram rows, weighted by their
     idf over its L2 norm, summed by one batched MatMul."""
+    from onnx import TensorProto
+
     state = {k: v.detach().cpu().numpy() for k, v in linear.state_dict().items()}
     i64 = {name: b.const(f"linear/{name}", np.array(value, dtype=np.int64)) for name, value in _LINEAR_INTS.items()}
     zero_col = b.node("Mul", [b.node("Slice", [ids, i64["0"], i64["1"], i64["1"]], "linear/first"), i64["0"]], "linear/zero_col")
@@ -133,7 +135,8 @@ def _linear(b: _Builder, linear: Any, ids: str) -> str:
     has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
     bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
     features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
-    weights = b.node("Gather", [b.const("linear.idf", state["idf"].astype(np.float32)), features], "linear/weights", axis=0)
+    weights = b.node("Gather", [b.const("linear.idf", state["idf"].astype(np.float16)), features], "linear/weights_fp16", axis=0)
+    weights = b.node("Cast", [weights], "linear/weights", to=TensorProto.FLOAT)
     squares = b.node("Mul", [weights, weights], "linear/squares")
     norm = b.node("Sqrt", [b.node("ReduceSum", [squares, i64["axis1"]], "linear/sum_squares", keepdims=1)], "linear/norm")
     norm = b.node("Max", [norm, b.const("linear/eps", np.array(1e-6, dtype=np.float32))], "linear/norm_clamped")

@@ -51,7 +51,8 @@ class LinearMember(nn.Module):
         self.table = nn.Embedding(vocab_size + buckets, num_classes)
         nn.init.zeros_(self.table.weight)
         self.bias = nn.Parameter(torch.zeros(num_classes))
-        self.register_buffer("idf", torch.zeros(vocab_size + buckets))
+        # fp16 (an idf is between 1 and ln(rows) + 1): half the bytes in the bundle, read back as fp32
+        self.register_buffer("idf", torch.zeros(vocab_size + buckets, dtype=torch.float16))
 
     def features(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token ids, then the bigram rows ``vocab + (id[i] * multiplier + id[i+1]) mod buckets``
@@ -62,7 +63,7 @@ class LinearMember(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         features = self.features(input_ids)
-        weights = self.idf[features]
+        weights = self.idf[features].float()
         norm = weights.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
         return (self.table(features) * (weights / norm).unsqueeze(-1)).sum(dim=1) + self.bias
 
@@ -77,7 +78,7 @@ class LinearMember(nn.Module):
             counts += torch.bincount(pairs % (self.vocab_size + self.buckets), minlength=len(counts)).double()
         idf = torch.log((1 + len(train_ids)) / (1 + counts)) + 1
         idf[PAD_ID] = 0.0
-        self.idf.copy_(idf.float())
+        self.idf.copy_(idf.half())
 
 
 @dataclass

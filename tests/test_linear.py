@@ -35,10 +35,10 @@ def test_idf_is_scikit_learns_smoothed_document_frequency():
     linear.set_idf(ids)
     n = 3
     for token, df in ((2, 2), (3, 1), (4, 1), (5, 1), (6, 0)):
-        assert math.isclose(float(linear.idf[token]), math.log((1 + n) / (1 + df)) + 1, rel_tol=1e-6)
+        assert math.isclose(float(linear.idf[token]), math.log((1 + n) / (1 + df)) + 1, rel_tol=1e-3)  # stored in fp16
     assert float(linear.idf[0]) == 0.0  # padding never weighs
     bigram = 12 + (2 * NGRAM_PRIME + 3) % 16  # "2 3" occurs in one text (twice "3 3" is another bigram)
-    assert math.isclose(float(linear.idf[bigram]), math.log(4 / 2) + 1, rel_tol=1e-6)
+    assert math.isclose(float(linear.idf[bigram]), math.log(4 / 2) + 1, rel_tol=1e-3)  # stored in fp16
 
 
 def test_logits_do_not_depend_on_padding_or_batch_mates():
@@ -54,7 +54,7 @@ def test_logits_are_the_l2_normalised_tfidf_sum():
     linear = member(vocab=6, buckets=4, classes=2)
     linear.set_idf(torch.tensor([[2, 3], [2, 4]]))
     features = [2, 3, 6 + (2 * NGRAM_PRIME + 3) % 4]  # tokens 2, 3 and the bigram "2 3"
-    weights = linear.idf[features]
+    weights = linear.idf[features].float()
     expected = (linear.table.weight[features] * (weights / weights.norm()).unsqueeze(1)).sum(0) + linear.bias
     assert torch.allclose(linear(torch.tensor([[2, 3]]))[0], expected, atol=1e-6)
 
