@@ -65,11 +65,14 @@ def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
 POOLING_REFERENCE_LEN = 64
 
 
-def resolve_max_len(config: TrainConfig, texts: list[str], progress: bool = False) -> tuple[int, TrainConfig]:
+def resolve_max_len(
+    config: TrainConfig, texts: list[str], progress: bool = False, multi: bool = False
+) -> tuple[int, TrainConfig]:
     """The number of tokens the model reads: ``--max-len`` itself, or for ``auto`` a high percentile
     of the training texts' token counts (:meth:`TrainConfig.resolved_max_len`); and the config with
     ``--ngram-buckets auto`` decided from the same counts (:meth:`TrainConfig.resolved_ngram_buckets`),
-    so autotune, the run record and the model all see a number. Both choices are said aloud."""
+    so autotune, the run record and the model all see a number (a ``multi``-label model has no
+    linear member, so its bag follows the length rule). Both choices are said aloud."""
     counts = None
     if "auto" in (config.max_len, config.ngram_buckets):
         spec = TokenizerSpec(analyzer=config.analyzer)
@@ -78,12 +81,12 @@ def resolve_max_len(config: TrainConfig, texts: list[str], progress: bool = Fals
     if progress and config.max_len == "auto":
         print(f"max_len auto: {max_len}", file=sys.stderr)
     if config.ngram_buckets == "auto":
-        buckets = config.resolved_ngram_buckets(counts)
+        linear = config.linear_weight != 0 and not multi
+        buckets = config.resolved_ngram_buckets(counts, linear)
         if progress:
-            print(
-                f"ngram_buckets auto: {buckets} ({'bag-of-n-grams branch' if buckets else 'no bag: short texts'})",
-                file=sys.stderr,
-            )
+            why = "bag-of-n-grams branch" if buckets else "no bag: the linear member reads the words"
+            why = why if buckets or linear else "no bag: short texts"
+            print(f"ngram_buckets auto: {buckets} ({why})", file=sys.stderr)
         config = replace(config, ngram_buckets=buckets)
     return max_len, config
 
@@ -166,7 +169,7 @@ def train_run(
     rows = split_rows(data, config)
     if test_data is not None:
         rows.test = own_test_rows(test_data, labels)
-    max_len, config = resolve_max_len(config, rows.train[0], progress)
+    max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
     spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
     vectors, config = load_vectors(config, tokenizer.vocab, progress)

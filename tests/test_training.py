@@ -327,9 +327,12 @@ def test_ngram_buckets_auto_adds_the_bag_for_long_texts_only():
 
     auto = TrainConfig()
     assert auto.resolved_ngram_buckets([AUTO_NGRAM_MEDIAN_TOKENS + 1] * 3 + [1] * 2) == AUTO_NGRAM_BUCKETS
+    assert auto.resolved_ngram_buckets([AUTO_NGRAM_MEDIAN_TOKENS + 1] * 5, linear=True) == 0
     assert auto.resolved_ngram_buckets([AUTO_NGRAM_MEDIAN_TOKENS] * 3 + [500] * 2) == 0
     assert TrainConfig(ngram_buckets=7).resolved_ngram_buckets([1000]) == 7
     long_texts = [" ".join(f"w{i}" for i in range(40))] * 5
-    assert resolve_max_len(auto, long_texts)[1].ngram_buckets == AUTO_NGRAM_BUCKETS
+    assert resolve_max_len(auto, long_texts)[1].ngram_buckets == 0  # the linear member is on by default
+    assert resolve_max_len(auto, long_texts, multi=True)[1].ngram_buckets == AUTO_NGRAM_BUCKETS
+    assert resolve_max_len(TrainConfig(linear_weight=0), long_texts)[1].ngram_buckets == AUTO_NGRAM_BUCKETS
     assert resolve_max_len(auto, ["a short text here"] * 5)[1].ngram_buckets == 0
     assert resolve_max_len(TrainConfig(ngram_buckets="0"), long_texts)[1].ngram_buckets == 0
