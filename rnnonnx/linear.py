@@ -120,7 +120,6 @@ def fit_linear(
     seed: int,
     class_weights: list[float] | None = None,
     epochs: int | None = None,
-    progress: bool = False,
 ) -> LinearFit:
     """Train ``member`` (its idf set from ``train``) with Adam, keeping the epoch best on validation
     accuracy (then loss), stopping when it has not improved for a while (see LINEAR_PATIENCE). With

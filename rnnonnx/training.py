@@ -421,7 +421,7 @@ def add_linear_member(
 
     train, validation = encoded(rows.train), encoded(rows.validation)
     member = linear_model.LinearMember(len(reader.vocab), config.linear_buckets, len(label_index), NGRAM_PRIME)
-    fit = linear_model.fit_linear(member, train, validation, device, config.seed, weights, progress=progress)
+    fit = linear_model.fit_linear(member, train, validation, device, config.seed, weights)
     recurrent = torch.softmax(logits_of(model, validation[0][:, : tokenizer.spec.max_len], device), dim=-1).float()
     linear = torch.softmax(linear_model.logits_of(fit.member, validation[0], device), dim=-1)
     if config.linear_weight == AUTO:
