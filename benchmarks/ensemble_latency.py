@@ -1,0 +1,106 @@
+"""One-text latency of an ensemble against one of its members, under ONNX Runtime's sequential and
+parallel executors.
+
+From a trained run, builds the direct ids graph (rnnonnx.fastgraph) of the whole model and of its
+first member alone, then times one text per call (the built-in sentences, in Python-tokenized ids)
+in fresh processes, the configurations taking turns round after round; prints the median latency
+of each and, within each round, the ensemble / member ratio.
+
+    python benchmarks/ensemble_latency.py runs/lstm --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel executor)
+    "member, 1 thread": ("member", 1, 1, False),
+    "ensemble, 1 thread": ("ensemble", 1, 1, False),
+    "member, 2 threads": ("member", 2, 1, False),
+    "ensemble, 2 threads": ("ensemble", 2, 1, False),
+    "ensemble, parallel executor, 2 inter-op threads": ("ensemble", 1, 2, True),
+}
+
+
+def build(run_dir: Path, out: Path) -> None:
+    """Write ``ensemble.onnx``, ``member.onnx`` and ``ids.json`` (1,000 tokenized sentences) to ``out``."""
+    from dataclasses import replace
+
+    from rnnonnx import fastgraph
+    from rnnonnx.data import read_builtin
+    from rnnonnx.model import Ensemble
+    from rnnonnx.run import load_run
+
+    run = load_run(run_dir)
+    model = run.model.eval()
+    (out / "ensemble.onnx").write_bytes(fastgraph.ids_model(model).SerializeToString())
+    first = model.members[0] if isinstance(model, Ensemble) else model
+    first.config = replace(first.config, temperature=1.0)
+    (out / "member.onnx").write_bytes(fastgraph.ids_model(first).SerializeToString())
+    texts = read_builtin().texts[:1000]
+    (out / "ids.json").write_text(json.dumps([run.tokenizer.encode(t) or [0] for t in texts]))
+
+
+def measure(folder: Path, model: str, intra: int, inter: int, parallel: bool, seconds: float) -> float:
+    """Median seconds per one-text call, in this process."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = intra, inter
+    if parallel:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    session = ort.InferenceSession(str(folder / f"{model}.onnx"), options, providers=["CPUExecutionProvider"])
+    rows = [np.array([ids], dtype=np.int64) for ids in json.loads((folder / "ids.json").read_text())]
+    for row in rows[:50]:
+        session.run(None, {"input_ids": row})
+    times, end, k = [], time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        row = rows[k % len(rows)]
+        started = time.perf_counter()
+        session.run(None, {"input_ids": row})
+        times.append(time.perf_counter() - started)
+        k += 1
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a run directory with pooling last (the direct graph)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per configuration and round")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        folder, model, intra, inter, parallel = args.worker
+        print(measure(Path(folder), model, int(intra), int(inter), parallel == "1", args.seconds))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        build(args.run, folder)
+        results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        for _ in range(args.rounds):
+            for name, (model, intra, inter, parallel) in CONFIGS.items():
+                worker = [str(folder), model, str(intra), str(inter), "1" if parallel else "0"]
+                command = [sys.executable, __file__, str(args.run), "--seconds", str(args.seconds), "--worker", *worker]
+                results[name].append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
+    print("| configuration | p50 latency, ms (median of rounds, min-max) | / member at the same threads (median, min-max) |")
+    print("|---|---:|---:|")
+    for name, values in results.items():
+        base = results["member, 2 threads" if ("2 threads" in name or "parallel" in name) else "member, 1 thread"]
+        ratios = [v / b for v, b in zip(values, base)]
+        print(
+            f"| {name} | {1e3 * statistics.median(values):.3f} ({1e3 * min(values):.3f}-{1e3 * max(values):.3f}) | "
+            f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
