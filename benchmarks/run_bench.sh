@@ -79,6 +79,14 @@ trap 'rm -f "$tmp"' EXIT
   echo
   "$PYTHON" benchmarks/op_profile.py "$WORK/bundle"
   echo
+  echo "## An ensemble's latency against one member"
+  echo
+  echo "\`python benchmarks/ensemble_latency.py $WORK --rounds $ROUNDS\`: the direct ids graph of the whole model and of its"
+  echo "first member alone, one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel"
+  echo "executor (independent branches on 2 inter-op threads)."
+  echo
+  "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
+  echo
   echo "## Batch prediction at scale"
   echo
   "$PYTHON" benchmarks/batch_speed.py "$WORK/bundle" --rows "$ROWS"
