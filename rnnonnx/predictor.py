@@ -311,7 +311,10 @@ class Predictor:
         shape = outputs[PROBABILITIES].shape
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != width):
             raise BundleError(f"{path}: gives probabilities of shape {shape}, but labels.json has {width} labels")
-        stored = session.get_modelmeta().custom_metadata_map.get("labels")
+        try:
+            stored = session.get_modelmeta().custom_metadata_map.get("labels")
+        except UnicodeDecodeError:  # ONNX Runtime decodes metadata strings as UTF-8
+            raise BundleError(f"{path}: its metadata is not valid UTF-8 (a damaged model file)") from None
         if stored is not None:
             try:
                 same = json.loads(stored) == self.bundle.labels

@@ -583,3 +583,16 @@ def test_a_bundle_without_a_task_is_multi_class(tiny_bundle, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     assert Bundle(bundle).task == "multi-class" and Bundle(bundle).thresholds is None
     assert Bundle(tiny_bundle).task == "multi-class"
+
+
+def test_model_metadata_that_is_not_utf8_is_one_line(tiny_bundle, tmp_path):
+    path = copy_of(tiny_bundle, tmp_path)
+    model = (path / "model.text.onnx").read_bytes()
+    labels = json.dumps(Bundle(path).labels).encode()
+    at = model.index(labels)  # the "labels" metadata value; one byte of it made invalid UTF-8
+    (path / "model.text.onnx").write_bytes(model[: at + 2] + b"\xaa" + model[at + 3 :])
+    resign(path, "model.text.onnx")
+    from rnnonnx.predictor import Predictor
+
+    with pytest.raises(BundleError, match="its metadata is not valid UTF-8"):
+        Predictor(path, graph="text")
