@@ -152,6 +152,7 @@ def main() -> None:
         parallel_share(args.share, 4 * args.batches)
         return
     import onnx
+    from int8_schemes import fp16_gathers  # a sibling script of this folder
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from rnnonnx.bundle import Bundle
@@ -164,7 +165,14 @@ def main() -> None:
     # model.onnx reads its weights from model.text.onnx (rnnonnx.storage): one self-contained file here
     hosts = {name: bundle.read(name) for name in bundle.external_data("model.onnx")}
     (work / "fp32.onnx").write_bytes(resolve(bundle.read("model.onnx"), hosts))
-    quantize_dynamic(str(work / "fp32.onnx"), str(work / "dynamic.onnx"), weight_type=QuantType.QInt8)
+    # the linear member's fp16 idf table stays as it is (see int8_schemes.fp16_gathers)
+    fp32_bytes = (work / "fp32.onnx").read_bytes()
+    quantize_dynamic(
+        str(work / "fp32.onnx"),
+        str(work / "dynamic.onnx"),
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=fp16_gathers(fp32_bytes),
+    )
     # ONNX Runtime's dynamic int8 on the LSTM only: the embedding stays fp32, so no DequantizeLinear
     # (a single-threaded loop in ONNX Runtime's CPU builds) runs on the gathered rows.
     quantize_dynamic(
