@@ -208,11 +208,9 @@ class TrainConfig:
         training texts' ``token_counts`` within [AUTO_MAX_LEN_FLOOR, AUTO_MAX_LEN_CAP]."""
         if self.max_len != AUTO:
             return int(self.max_len)
-        ordered = sorted(token_counts)
-        if not ordered:
+        if not token_counts:
             return AUTO_MAX_LEN_FLOOR
-        percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
-        return max(AUTO_MAX_LEN_FLOOR, min(AUTO_MAX_LEN_CAP, percentile))
+        return max(AUTO_MAX_LEN_FLOOR, min(AUTO_MAX_LEN_CAP, _length_percentile(token_counts)))
 
     def resolved_linear_max_len(self, token_counts: list[int], max_len: int) -> int:
         """``linear_max_len`` itself, or for ``auto`` the percentile rule of :meth:`resolved_max_len`
@@ -220,11 +218,9 @@ class TrainConfig:
         always among the ones read."""
         if self.linear_max_len != AUTO:
             return max(int(self.linear_max_len), max_len)
-        ordered = sorted(token_counts)
-        if not ordered:
+        if not token_counts:
             return max_len
-        percentile = ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
-        return max(max_len, min(LINEAR_MAX_LEN_CAP, percentile))
+        return max(max_len, min(LINEAR_MAX_LEN_CAP, _length_percentile(token_counts)))
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;
@@ -393,6 +389,12 @@ def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise RnnonnxError(f"{name} must be {bound}, not {value}")
+
+
+def _length_percentile(token_counts: list[int]) -> int:
+    """The AUTO_MAX_LEN_PERCENTILE-th percentile (nearest rank) of non-empty ``token_counts``."""
+    ordered = sorted(token_counts)
+    return ordered[min(len(ordered) - 1, math.ceil(AUTO_MAX_LEN_PERCENTILE / 100 * len(ordered)) - 1)]
 
 
 def _number(name: str, value: str) -> float:

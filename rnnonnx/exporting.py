@@ -78,11 +78,6 @@ def to_onnx(run: Run) -> bytes:
             dynamic_axes={IDS_INPUT: {0: "batch", 1: "sequence"}, LOGITS: {0: "batch"}, PROBABILITIES: {0: "batch"}},
         )
     model = onnx.load_from_string(buffer.getvalue())
-    model.producer_name, model.producer_version = "rnnonnx", __version__
-    model.doc_string = (
-        f"{run.config['model']['arch']} text classifier: "
-        "int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
-    )
     set_metadata(model, run)
     onnx.checker.check_model(model, full_check=True)
     foreign = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
@@ -101,11 +96,6 @@ def direct_onnx(run: Run) -> bytes | None:
     if not fastgraph.supported(run.model.config):
         return None
     model = fastgraph.ids_model(run.model)
-    model.producer_name, model.producer_version = "rnnonnx", __version__
-    model.doc_string = (
-        f"{run.config['model']['arch']} text classifier: "
-        "int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
-    )
     set_metadata(model, run)
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
@@ -134,7 +124,13 @@ def quiet_exporter() -> Iterator[None]:
 
 
 def set_metadata(model: Any, run: Run) -> None:
-    """Labels, tokenizer spec and format version travel inside the ONNX file itself."""
+    """Labels, tokenizer spec and format version travel inside the ONNX file itself, with the
+    producer and a one-line description of the ids graph."""
+    model.producer_name, model.producer_version = "rnnonnx", __version__
+    model.doc_string = (
+        f"{run.config['model']['arch']} text classifier: "
+        "int64 token ids [batch, sequence] (0 = padding, right-padded) -> logits, probabilities"
+    )
     spec = {k: v for k, v in run.tokenizer.to_dict().items() if k != "vocab"}
     entries = {
         "rnnonnx_format_version": str(FORMAT_VERSION),
