@@ -1,4 +1,4 @@
-"""Build four more labelled sets for the benchmark suite, of shapes the other sets lack, from Debian packages.
+"""Build five more labelled sets for the benchmark suite, of shapes the other sets lack, from Debian packages.
 
 Everything comes through apt from the Debian archive (bookworm, section main; no other download);
 nothing is committed: the files go to ``--out`` (default /tmp/rnnonnx-data) as CSV with columns ``text,label``.
@@ -16,6 +16,10 @@ Licences are those of the packages (see each package's ``/usr/share/doc/PACKAGE/
   sections of ``debian-en``: about 50 classes, several nearly indistinguishable (libs vs libdevel),
   natural imbalance kept up to the per-class cap. Package descriptions are DFSG-free text under each
   package's own licence.
+* ``debian-synopses.csv``: the one-line synopses of Debian packages (``Description:`` first lines, e.g.
+  "Perl script indenter and reformatter"), labelled by section, 30,000 rows of the sections with 500+
+  packages (see train_speed.py, which times training on the same rows). Many short texts: the shape
+  where training time matters most.
 * ``man-fr.csv``: French manual pages (package ``manpages-fr``, GPL-3+ translations), labelled by
   manual section (1 commands, 4 devices, 5 file formats, 7 overviews, 8 administration); roff markup
   stripped. Long documents in another language, with few rows: the hard case for a neural model.
@@ -53,6 +57,7 @@ from make_datasets import (  # noqa: E402  (benchmarks/ is a folder of scripts, 
     stanzas,
     write_csv,
 )
+from train_speed import synopsis_rows  # noqa: E402
 
 FORTUNE_DIRS = {"fortunes-en": (("fortunes", ""), ("fortunes-min", "")), "fortunes-de": (("fortunes-de", "de"),)}
 MAN_FR_SECTIONS = ("1", "4", "5", "7", "8")
@@ -134,17 +139,24 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=1000, help="cap per class (0: no cap); debian-sections uses a third")
     parser.add_argument("--min-class", type=int, default=50, help="classes with fewer rows are dropped (man-fr: a fifth)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="comma-separated sets to build (default: all)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     state = args.out / "apt"
     lists = apt_update(state)
-    sets = {
-        "fortunes-en": curated(fortunes(state, "fortunes-en"), args.per_class, args.min_class, args.seed),
-        "fortunes-de": curated(fortunes(state, "fortunes-de"), args.per_class, args.min_class, args.seed),
-        "debian-sections": curated(debian_all_sections(lists), args.per_class // 3, args.min_class * 2, args.seed),
-        "man-fr": curated(man_pages_fr(state), args.per_class, max(1, args.min_class // 5), args.seed),
+    builders = {
+        "fortunes-en": lambda: curated(fortunes(state, "fortunes-en"), args.per_class, args.min_class, args.seed),
+        "fortunes-de": lambda: curated(fortunes(state, "fortunes-de"), args.per_class, args.min_class, args.seed),
+        "debian-sections": lambda: curated(debian_all_sections(lists), args.per_class // 3, args.min_class * 2, args.seed),
+        "debian-synopses": lambda: synopsis_rows(lists),
+        "man-fr": lambda: curated(man_pages_fr(state), args.per_class, max(1, args.min_class // 5), args.seed),
     }
-    for name, rows in sets.items():
+    names = [n for n in args.only.split(",") if n] or list(builders)
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        sys.exit(f"unknown set: {', '.join(unknown)} (sets: {', '.join(builders)})")
+    for name in names:
+        rows = builders[name]()
         write_csv(args.out / f"{name}.csv", rows)
         print(describe(name, rows, "word"))
 

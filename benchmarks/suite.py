@@ -1,7 +1,7 @@
 """The benchmark suite: rnnonnx's default recipe against TF-IDF + logistic regression and fastText, same splits.
 
 Sets: the built-in movie sentences, the sets of make_datasets.py (debian-en/de/fr/ja, kernel-docs, man-de)
-and of make_suite_data.py (fortunes-en, fortunes-de, debian-sections, man-fr), read from ``--data``.
+and of make_suite_data.py (fortunes-en, fortunes-de, debian-sections, debian-synopses, man-fr), read from ``--data``.
 For each set, ONE stratified split (80% train, 10% validation, 10% test, ``--seed``) is written once to
 ``OUT/splits/SET/`` and reused by every system and every later run (a changed source file is refused).
 
@@ -63,6 +63,7 @@ SETS = {  # name -> analyzer
     "fortunes-en": "word",
     "fortunes-de": "word",
     "debian-sections": "word",
+    "debian-synopses": "word",
     "man-fr": "word",
 }
 SYSTEMS = ("rnnonnx", "tfidf", "fasttext", "fasttext-auto")

@@ -45,19 +45,24 @@ def synopses(lists: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def build(lists: Path, out: Path) -> Path:
-    """The 30,000-row CSV (see the module docstring)."""
+def synopsis_rows(lists: Path) -> list[tuple[str, str]]:
+    """The 30,000 (synopsis, section) rows (see the module docstring)."""
     rows = list(dict.fromkeys(synopses(lists)))  # one row per distinct (synopsis, section)
     counts = collections.Counter(section for _, section in rows)
     rows = [r for r in rows if counts[r[1]] >= MIN_SECTION]
     random.Random(0).shuffle(rows)
     if len(rows) < ROWS:
         raise SystemExit(f"only {len(rows)} rows in sections of {MIN_SECTION}+ packages under {lists}")
+    return rows[:ROWS]
+
+
+def build(lists: Path, out: Path) -> Path:
+    """The 30,000-row CSV (see the module docstring)."""
     path = out / "debian-synopses.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label"])
-        writer.writerows(rows[:ROWS])
+        writer.writerows(synopsis_rows(lists))
     return path
 
 

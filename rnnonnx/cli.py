@@ -17,6 +17,9 @@ from . import __version__
 from .config import (
     ANALYZERS,
     ARCHS,
+    AUTO_BATCH,
+    AUTO_BATCH_MAX,
+    AUTO_BATCH_ROWS,
     AUTO_MAX_LEN_CAP,
     AUTO_MAX_LEN_FLOOR,
     AUTO_MAX_LEN_PERCENTILE,
@@ -241,8 +244,21 @@ def main() -> None:
     show_default=True,
     help="What early stopping watches and what picks the kept epoch (accuracy: loss breaks ties).",
 )
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Texts per training step.")
-@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Adam learning rate.")
+@click.option(
+    "--batch-size",
+    default=str(DEFAULTS.batch_size),
+    show_default=True,
+    metavar="N|auto",
+    help=f"Texts per training step; auto: {AUTO_BATCH}, doubled for every {AUTO_BATCH_ROWS:,} training rows up to "
+    f"{AUTO_BATCH_MAX}, with --lr scaled by the square root of the growth.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=DEFAULTS.lr,
+    show_default=True,
+    help=f"Adam learning rate (at batch {AUTO_BATCH} with --batch-size auto).",
+)
 @click.option(
     "--validation", type=float, default=DEFAULTS.validation, show_default=True, help="Fraction held out for early stopping."
 )

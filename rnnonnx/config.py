@@ -74,6 +74,14 @@ AUTO_NGRAM_MEDIAN_TOKENS = 32
 LINEAR_BUCKETS = 65536
 LINEAR_MAX_LEN_CAP = 4096
 MAX_LINEAR_WEIGHT = 0.9
+# ``batch_size="auto"``: AUTO_BATCH texts per step, doubled for every AUTO_BATCH_ROWS training rows
+# up to AUTO_BATCH_MAX, with Adam's learning rate scaled by the square root of the growth. Large
+# batches cut the per-step overhead that dominates a small recurrent layer on the CPU: on 24,000
+# short texts a member trains 2.1x faster at batch 128 and lr 4e-3 than at 32 and 2e-3, at the same
+# validation accuracy, while batch 128 at lr 2e-3 lost 1.1 points (benchmarks/recipe.md).
+AUTO_BATCH = 32
+AUTO_BATCH_ROWS = 12_000
+AUTO_BATCH_MAX = 128
 
 
 @dataclass
@@ -101,7 +109,9 @@ class TrainConfig:
     min_df: int = 2
     max_vocab: int | None = 20000
     epochs: int = 15
-    batch_size: int = 32
+    # Texts per training step, or "auto" (see AUTO_BATCH), resolved from the training rows; ``lr``
+    # is the learning rate at AUTO_BATCH texts per step.
+    batch_size: int | str = AUTO
     lr: float = 2e-3
     patience: int = 3
     monitor: str = "val_accuracy"
@@ -180,7 +190,10 @@ class TrainConfig:
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
         _check_int("epochs", self.epochs, 1, None)
-        _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        if isinstance(self.batch_size, str) and self.batch_size.strip().isdigit():  # the command line's spelling
+            self.batch_size = int(self.batch_size)
+        if self.batch_size != AUTO:
+            _check_int("batch_size", self.batch_size, 1, 1 << 20)
         _check_int("patience", self.patience, 1, None)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
@@ -221,6 +234,14 @@ class TrainConfig:
         if not token_counts:
             return max_len
         return max(max_len, min(LINEAR_MAX_LEN_CAP, _length_percentile(token_counts)))
+
+    def resolved_batch(self, train_rows: int) -> tuple[int, float]:
+        """``(batch_size, lr)``: as set, or for ``batch_size="auto"`` the AUTO_BATCH rule for
+        ``train_rows`` training rows, with ``lr`` scaled by the square root of the batch's growth."""
+        if self.batch_size != AUTO:
+            return int(self.batch_size), self.lr
+        batch = min(AUTO_BATCH_MAX, AUTO_BATCH << min(8, train_rows // AUTO_BATCH_ROWS))
+        return batch, self.lr * math.sqrt(batch / AUTO_BATCH)
 
     def class_weights(self, labels: list[str], counts: list[int]) -> list[float] | None:
         """The loss weight of each label (in ``labels`` order) given its training row ``counts``;

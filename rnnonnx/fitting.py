@@ -191,7 +191,8 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     model = TextClassifier(job.model).to(device)
     if job.vector_rows is not None:
         init_embedding(model, job.vector_rows, job.vector_values, config.freeze_embeddings)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    batch_size, lr = config.resolved_batch(len(job.train_ids))  # a run resolves "auto" once, before its fit
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
     multi = job.model.multi_label
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight) if multi else nn.CrossEntropyLoss(weight=weight)
@@ -199,14 +200,14 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     name = f"member {member + 1}/{job.model.members} " if job.model.members > 1 else ""
     history: list[dict[str, float]] = []
     best_state, best_key, best_epoch, stale = None, (math.inf,), 0, 0
-    steps = math.ceil(len(job.train_ids) / config.batch_size)
+    steps = math.ceil(len(job.train_ids) / batch_size)
     epochs = job.refit_epochs[member] if job.refit_epochs is not None else config.epochs
     for epoch in range(1, epochs + 1):
         model.train()
         seen, step, loss_sum, correct = 0, 0, 0.0, 0
         label = f"{'refit ' if job.refit_epochs is not None else ''}{name}epoch {epoch}/{epochs}"
         line = Progress(job.progress, live)
-        for batch, target in batches(job.train_ids, job.train_y, config.batch_size, generator):
+        for batch, target in batches(job.train_ids, job.train_y, batch_size, generator):
             batch, target = batch.to(device), target.to(device)
             optimizer.zero_grad()
             logits = model(batch)
@@ -288,11 +289,20 @@ def init_embedding(model: TextClassifier, rows: torch.Tensor, values: torch.Tens
         weight.register_hook(lambda grad: grad * keep)
 
 
+def worker_count(members: int, cores: int) -> int:
+    """Worker processes for ``members`` on ``cores``: one per core, or, when the members outnumber
+    the cores by less than two to one, all of them at once sharing the cores (three members on two
+    cores take about 1.5 member-times that way, against 2 for two rounds of which the second
+    leaves a core idle)."""
+    return members if members < 2 * cores else cores
+
+
 def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
     """Every member: here, one after another (a single member, or a GPU), or on the CPU in worker
-    processes, one per core."""
+    processes (see :func:`worker_count`)."""
     count = job.model.members
-    workers = min(count, usable_cores()) if device.type == "cpu" else 1
+    cores = usable_cores()
+    workers = worker_count(count, cores) if device.type == "cpu" else 1
     if workers == 1:
         return [fit_member(job, k, device) for k in range(count)]
     import subprocess
@@ -300,7 +310,7 @@ def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
 
     with tempfile.TemporaryDirectory(prefix="rnnonnx-members-") as tmp:
         work = Path(tmp)
-        _write_job(work, job, threads=max(1, usable_cores() // workers))
+        _write_job(work, job, threads=max(1, cores // workers))
         waiting, running = list(range(count)), {}
         try:
             while waiting or running:

@@ -91,6 +91,18 @@ def resolve_max_len(
     return max_len, config
 
 
+def resolve_batch(config: TrainConfig, train_rows: int, progress: bool = False) -> TrainConfig:
+    """The config with ``--batch-size auto`` and the learning rate resolved for ``train_rows``
+    (:meth:`TrainConfig.resolved_batch`), once, so that the fit, the refit on more rows and the
+    run record all use the same numbers. The choice is said aloud."""
+    if config.batch_size != AUTO:
+        return config
+    batch, lr = config.resolved_batch(train_rows)
+    if progress:
+        print(f"batch_size auto: {batch} (lr {lr:.3g})", file=sys.stderr)
+    return replace(config, batch_size=batch, lr=lr)
+
+
 @dataclass
 class SplitRows:
     """The rows of each part, and whether validation had to reuse the training rows."""
@@ -170,6 +182,7 @@ def train_run(
     if test_data is not None:
         rows.test = own_test_rows(test_data, labels)
     max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
+    config = resolve_batch(config, len(rows.train[0]), progress)
     spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
     vectors, config = load_vectors(config, tokenizer.vocab, progress)

@@ -133,9 +133,10 @@ def autotune(
 ) -> Tuned:
     """Search the options of :data:`SEARCHED` that are not in ``fixed`` for ``config.autotune``
     seconds (or ``max_trials`` trials, whichever ends first) and return the best trial."""
-    from .training import resolve_pooling, vector_tensors
+    from .training import resolve_batch, resolve_pooling, vector_tensors
 
     optuna = import_optuna()
+    config = resolve_batch(config, len(rows.train[0]))  # a run has resolved it already; a direct call may not
     started = time.monotonic()
     deadline = started + float(config.autotune or 0)
     kept = {name for name in fixed if name in SEARCHED} | ({"embed_dim"} if vectors is not None else set())

@@ -49,6 +49,8 @@ BAD = [
     ({"ngram_buckets": -1}, "ngram_buckets must be between 0"),
     ({"ngram_buckets": 1.5}, "ngram_buckets must be an integer"),
     ({"branch_dropout": 1.0}, r"branch_dropout must be in \[0, 1\)"),
+    ({"batch_size": "big"}, "batch_size must be an integer, not 'big'"),
+    ({"batch_size": 0}, "batch_size must be between 1"),
 ]
 
 
@@ -114,6 +116,7 @@ def test_models_saved_before_pooling_and_members_existed_still_load():
         ("--lr", "inf"),
         ("--max-len", "long"),
         ("--ngram-buckets", "-3"),
+        ("--batch-size", "many"),
     ],
 )
 def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
@@ -124,6 +127,15 @@ def test_cli_refuses_bad_options_before_reading_data(tmp_path, flag, value):
 
 def test_max_len_reads_the_command_lines_digits():
     assert TrainConfig(max_len="48").max_len == 48 and TrainConfig(max_len="auto").max_len == "auto"
+
+
+def test_batch_size_auto_grows_with_the_training_rows_and_scales_the_learning_rate():
+    auto = TrainConfig(lr=1e-3)
+    assert auto.batch_size == "auto" and TrainConfig(batch_size="48").batch_size == 48
+    assert auto.resolved_batch(0) == (32, 1e-3) and auto.resolved_batch(11_999) == (32, 1e-3)
+    assert auto.resolved_batch(12_000) == (64, pytest.approx(1e-3 * math.sqrt(2)))
+    assert auto.resolved_batch(24_000) == (128, pytest.approx(2e-3)) and auto.resolved_batch(10**9) == (128, pytest.approx(2e-3))
+    assert TrainConfig(batch_size=16, lr=1e-3).resolved_batch(10**6) == (16, 1e-3), "a batch size given is taken as is"
 
 
 def test_class_weights_balanced_explicit_and_unknown_labels():

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from rnnonnx import config as config_module
 from rnnonnx import fitting
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.errors import RnnonnxError
@@ -68,6 +69,22 @@ def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypa
     for fit, ref in zip(fits, here):
         assert fit.history == ref.history and all(torch.equal(fit.state[k], ref.state[k]) for k in ref.state)
     assert not torch.equal(fits[0].state["embedding.weight"], fits[1].state["embedding.weight"])
+
+
+def test_members_share_the_cores_when_they_outnumber_them_by_less_than_two_to_one():
+    assert [fitting.worker_count(m, 2) for m in (1, 2, 3, 4, 5, 16)] == [1, 2, 3, 2, 2, 2]
+    assert [fitting.worker_count(m, 1) for m in (1, 3)] == [1, 1] and fitting.worker_count(3, 8) == 3
+
+
+def test_a_member_fitted_with_batch_size_auto_uses_the_resolved_batch(monkeypatch):
+    config = TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"})
+    job = _member_job(config)
+    seen = []
+    original = fitting.batches
+    monkeypatch.setattr(fitting, "batches", lambda ids, y, size, gen: seen.append(size) or original(ids, y, size, gen))
+    monkeypatch.setattr(config_module, "AUTO_BATCH_ROWS", 50)  # 120 rows: two doublings
+    fitting.fit_member(job, 0, torch.device("cpu"))
+    assert seen[0] == 128
 
 
 def test_a_failed_member_worker_is_a_clear_error(monkeypatch):

@@ -306,6 +306,7 @@ def test_run_records_the_resolved_max_len_and_its_tokenizer_uses_it(tmp_path):
     assert config["training"]["max_len"] == "auto"
     assert 40 < config["training"]["resolved_max_len"] == tokenizer["max_len"] < 100
     assert load_run(tmp_path / "r").tokenizer.spec.max_len == tokenizer["max_len"]
+    assert (config["training"]["batch_size"], config["training"]["lr"]) == (32, 2e-3), "batch_size auto, resolved"
 
 
 def test_auto_pooling_with_auto_max_len_reads_32_tokens_as_long(tmp_path):

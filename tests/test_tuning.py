@@ -13,7 +13,7 @@ from rnnonnx.config import TrainConfig, parse_duration
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.fitting import FitJob, OutOfTime, fit_member
 from rnnonnx.text import Tokenizer, TokenizerSpec
-from rnnonnx.training import build_vocab, resolve_max_len, split_rows, train_run
+from rnnonnx.training import build_vocab, resolve_batch, resolve_max_len, split_rows, train_run
 from rnnonnx.tuning import SEARCHED, autotune, length_choices, summary
 from tests.conftest import run_cli, small_sample
 
@@ -65,8 +65,10 @@ def test_the_search_is_reproducible_and_starts_from_the_configured_recipe():
         (t["params"], t.get("val_accuracy")) for t in second.record["history"]
     ]
     assert first.record["best_params"] == second.record["best_params"]
-    start = first.record["history"][0]["params"]  # the configured recipe, "auto" pooling resolved
-    assert start == {name: getattr(config, name) for name in start if name != "pooling"} | {"pooling": start["pooling"]}
+    start = first.record["history"][0]["params"]  # the configured recipe, "auto" pooling and batch size resolved
+    resolved = resolve_batch(config, 0)
+    assert resolved.batch_size == 32 and resolved.lr == config.lr
+    assert start == {name: getattr(resolved, name) for name in start if name != "pooling"} | {"pooling": start["pooling"]}
     assert set(start) == set(SEARCHED) - {"embed_dim", "hidden", "max_len"} and start["pooling"] in ("last", "max")
     assert all(len(t["curve"]) >= 1 for t in first.record["history"])  # each epoch's validation accuracy went to the pruner
     best = first.record["history"][first.record["best_trial"]]
