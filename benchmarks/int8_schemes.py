@@ -1,15 +1,18 @@
-"""Which int8 scheme should ``rnnonnx export --quantize int8`` write? Four candidates built from
+"""Which int8 scheme should ``rnnonnx export --quantize int8`` write? Five candidates built from
 the same run, side by side: accuracy, how far a text's probabilities move with its batch, file
 size, and speed against fp32 in interleaved rounds (``rnnonnx bench``'s workers: one fresh
 process per model per round, one at a time; every ratio taken within its round).
 
-- ``dynamic``: ONNX Runtime ``quantize_dynamic`` (int8 LSTM kernel, activations scaled per batch).
+- ``dynamic``: ONNX Runtime ``quantize_dynamic`` on every operator it covers (int8 LSTM kernel,
+  ``MatMulInteger`` products, int8 gathers), activations scaled per batch.
+- ``LSTM kernel`` (what export writes for an LSTM model, :func:`rnnonnx.quantize.quantize_kernels`):
+  the LSTM layers alone on ONNX Runtime's int8 kernel, embedding tables int8 per row, the rest fp32.
 - ``static QDQ``: ``quantize_static`` with per-tensor activation scales calibrated on the
   validation texts (MatMul/Gemm/Gather; ONNX Runtime has no static recurrent kernel).
-- ``weights int8``: every embedding, recurrent and output weight int8 per row, dequantized in
-  the graph (``DequantizeLinear``), arithmetic fp32.
-- ``embeddings int8`` (what export writes): the embedding tables int8 per row, gathered then
-  scaled; everything else fp32.
+- ``weights int8`` (what export writes for a GRU or RNN model, :func:`rnnonnx.quantize.quantize_weights`):
+  every embedding, recurrent and output weight int8 per row, dequantized in the graph, arithmetic fp32.
+- ``embeddings int8`` (the default graphs of every bundle): the embedding tables int8 per row,
+  gathered then scaled; everything else fp32.
 
 Accuracy and agreement are measured on the run's test texts (the static scheme calibrates on
 the validation texts).
@@ -32,7 +35,7 @@ from rnnonnx.benchmark import aggregate, batch_flops, figures, run_worker
 from rnnonnx.bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
 from rnnonnx.exporting import quiet_exporter, session_for, to_onnx
 from rnnonnx.machine import machine
-from rnnonnx.quantize import accuracy, batch_dependence, quantize_int8, row_quantize
+from rnnonnx.quantize import accuracy, batch_dependence, quantize_int8, quantize_kernels, quantize_weights
 from rnnonnx.run import Run, load_run
 
 FP32 = "fp32"
@@ -90,51 +93,15 @@ def static_qdq(model_bytes: bytes, run: Run) -> bytes:
         return (Path(tmp) / "out.onnx").read_bytes()
 
 
-def all_weights(model_bytes: bytes, run: Run) -> bytes:
-    """Embedding tables as export writes them, plus every recurrent and output weight matrix int8
-    per output row behind a ``DequantizeLinear``."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load_from_string(quantize_int8(model_bytes)[0])
-    graph = model.graph
-    initializers = {i.name: i for i in graph.initializer}
-    axes: dict[str, int] = {}
-    for node in graph.node:
-        if node.op_type in ("LSTM", "GRU", "RNN"):
-            axes.update({node.input[1]: 1, node.input[2]: 1})
-        elif node.op_type == "Gemm" and node.input[1] in initializers:
-            axes[node.input[1]] = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
-    front = []
-    for name, axis in axes.items():
-        weights = numpy_helper.to_array(initializers[name])
-        rows = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
-        q, scale = row_quantize(rows)
-        q = np.moveaxis(q.reshape(np.moveaxis(weights, axis, 0).shape), 0, axis)
-        graph.initializer.remove(initializers[name])
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(q, f"{name}/int8"),
-                numpy_helper.from_array(scale, f"{name}/scale"),
-                numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}/zero"),
-            ]
-        )
-        front.append(helper.make_node("DequantizeLinear", [f"{name}/int8", f"{name}/scale", f"{name}/zero"], [name], axis=axis))
-    nodes = front + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
 def embeddings(model_bytes: bytes, run: Run) -> bytes:
     return quantize_int8(model_bytes)[0]
 
 
 SCHEMES: dict[str, Callable[[bytes, Run], bytes]] = {
     BASE: dynamic,
+    "LSTM kernel": lambda model_bytes, run: quantize_kernels(model_bytes)[0],
     "static QDQ": static_qdq,
-    "weights int8": all_weights,
+    "weights int8": lambda model_bytes, run: quantize_weights(model_bytes)[0],
     "embeddings int8": embeddings,
 }
 

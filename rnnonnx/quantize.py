@@ -1,29 +1,33 @@
-"""int8 models whose result for a text does not depend on the texts batched with it.
+"""The int8 twins of ``export --quantize int8``, and int8 embedding tables for every bundle.
 
 The embedding tables, most of a model's bytes, are stored as int8 with one scale per row
 (symmetric: ``w = q * scale``); the graph gathers the int8 rows of a batch's tokens and scales
 them back to fp32 with standard operators (``Gather``, ``Cast``, ``Mul``). Every bundle's default
-graphs store their tables so (:mod:`rnnonnx.storage`); the int8 twins of ``export --quantize
-int8`` (:func:`quantize_weights`) also store the recurrent and output weight matrices as int8 per
-output row behind a ``DequantizeLinear``, and keep reading the tables from the default graph's
-bytes, so they add little to a bundle. Every activation and all arithmetic stay fp32. A text's arithmetic therefore never sees
-another text, exactly as in the fp32 graph: alone or in any batch its probabilities agree to
-float rounding, a bound that export measures over the validation texts and writes to the manifest
-(``int8.batch_independence_max_abs_diff``).
+graphs store their tables so (:mod:`rnnonnx.storage`), and the int8 twins keep reading them from
+the default graph's bytes, so they add little to a bundle.
 
-Why not ONNX Runtime's int8 kernels. ``quantize_dynamic`` (``DynamicQuantizeLSTM``,
-``DynamicQuantizeLinear`` + ``MatMulInteger``) quantizes activations with one scale per tensor
-computed at run time, over the whole batch (inside the LSTM: over all of a batch's steps for the
-input product, and over each thread's share of the batch at every step), so a text's probability
-moves with its batch company and with the thread count (by about 0.01-0.03 on the default
-model). ``quantize_static`` fixes the activation scales, but its registry has no recurrent
-operator, so the layers that do the arithmetic stay fp32 anyway and the fixed scales only add
-error and Quantize/Dequantize steps. Storing the recurrent weights as int8 too (``DequantizeLinear``
-in front of the layer) saves a further ~6% of the bytes but dequantizes them on every call,
-since ONNX Runtime does not fold ``DequantizeLinear`` by default. ``benchmarks/int8_schemes.py``
-measures the four side by side: accuracy, batch dependence, size and speed.
+An LSTM model's twin computes its recurrent layers with ONNX Runtime's int8 kernel
+(:func:`quantize_kernels`, ``DynamicQuantizeLSTM``): the layer's weight matrices int8, its inputs
+and hidden states quantized to uint8 at run time. That is where the time goes (the recurrent
+layer is 70% of a batch's kernel time), and the integer products make the twin faster than fp32
+(benchmarks/RESULTS.md). The price: the run-time scales are taken over the batch (over all of a
+batch's steps for the input product, over each thread's share of the batch at every step), so a
+text's probabilities move a little with its batch company, by about 0.01 on the default model.
+Export measures that movement over the validation texts and writes it to the manifest
+(``int8.batch_independence_max_abs_diff``), warning loudly past :data:`KERNEL_BATCH_BOUND`; a
+text run alone (batch size 1, as ``verify``'s golden examples are) gets the same result on any
+thread count. The fp32 graphs stay independent of their batch to float rounding.
 
-Needs onnx (export time only); the predictor just loads the files written here.
+ONNX Runtime has no int8 kernel for GRU or RNN layers, so their twins (:func:`quantize_weights`)
+store the recurrent and output weight matrices as int8 per output row behind a
+``DequantizeLinear`` and compute in fp32: smaller by ~6%, no faster, and independent of the batch
+to float rounding (:data:`BATCH_INDEPENDENCE_BOUND`). ``quantize_static`` fixes the activation
+scales, but its registry has no recurrent operator, so the layers that do the arithmetic would
+stay fp32 anyway. ``benchmarks/int8_schemes.py`` measures the schemes side by side: accuracy,
+batch dependence, size and speed.
+
+Needs onnx and ONNX Runtime's quantization tools (export time only); the predictor just loads the
+files written here.
 """
 
 from __future__ import annotations
@@ -40,13 +44,24 @@ from .text import Tokenizer
 QUANTIZE_CHOICES = ("int8",)
 # How many points of validation accuracy int8 may lose before export warns loudly.
 MAX_ACCURACY_DROP = 1.0
-# A text's int8 probabilities alone and in any batch agree within this: float rounding, as in fp32.
+# A text's probabilities alone and in any batch agree within this in a weight-only twin: float
+# rounding, as in fp32.
 BATCH_INDEPENDENCE_BOUND = 1e-6
+# ... and within this in a twin with ONNX Runtime's int8 LSTM kernel, whose run-time scales come
+# from the batch (about 0.01 on the default model); past it export warns loudly.
+KERNEL_BATCH_BOUND = 0.05
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+INT8_LSTM = "DynamicQuantizeLSTM"
 METHOD = (
     "weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), the rows a "
     "batch uses gathered and scaled back to fp32 in the graph; recurrent and output layers and all "
     "activations fp32, so no scale depends on the batch"
+)
+
+METHOD_KERNELS = (
+    "ONNX Runtime's int8 LSTM kernel (DynamicQuantizeLSTM): recurrent weight matrices int8 (one scale per matrix), "
+    "the layer's inputs and hidden states quantized to uint8 at run time with scales taken over the batch; embedding "
+    "tables int8 with one fp32 scale per row, gathered and scaled back to fp32; everything else fp32"
 )
 
 METHOD_WEIGHTS = (
@@ -121,6 +136,51 @@ def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     return quantized, describe(onnx.load_from_string(model_bytes), model)
 
 
+def quantize_twin(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The int8 twin of a bundle's graph: ONNX Runtime's int8 kernel for a model with LSTM layers
+    (:func:`quantize_kernels`), weight-only int8 otherwise (:func:`quantize_weights`); the report
+    says which, and the batch dependence the twin is held to (``batch_bound``)."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load_from_string(model_bytes).graph.node}
+    if "LSTM" in ops:
+        quantized, report = quantize_kernels(model_bytes)
+        return quantized, report | {"batch_bound": KERNEL_BATCH_BOUND}
+    quantized, report = quantize_weights(model_bytes)
+    return quantized, report | {"batch_bound": BATCH_INDEPENDENCE_BOUND}
+
+
+def quantize_kernels(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The graph with every LSTM layer on ONNX Runtime's int8 kernel (``DynamicQuantizeLSTM``,
+    weights int8 per matrix) and embedding tables int8 per row (:func:`quantize_int8`, applied here
+    when the graph still has fp32 tables); every other operator as it was."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load_from_string(model_bytes)
+    stored = quantize_int8(model_bytes)[0] if _embedding_tables(model.graph) else model_bytes
+    with tempfile.TemporaryDirectory(prefix="rnnonnx-int8-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(stored)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice for image models on the root logger
+        try:
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
+        finally:
+            logging.getLogger().setLevel(quiet)
+        quantized = onnx.load(str(target))
+    raw = [numpy_helper.from_array(numpy_helper.to_array(i), i.name) for i in quantized.graph.initializer]
+    del quantized.graph.initializer[:]
+    quantized.graph.initializer.extend(raw)  # one tensor layout (raw bytes), as every other graph of the bundle
+    onnx.checker.check_model(quantized, full_check=True)
+    return quantized.SerializeToString(), describe(model, quantized)
+
+
 def quantize_weights(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     """The int8 twin of a bundle's graph: embedding tables int8 per row as :func:`quantize_int8`
     stores them (applied here when the graph still has fp32 tables), and every recurrent and output
@@ -177,13 +237,14 @@ def describe(fp32: Any, int8: Any) -> dict[str, Any]:
     embedding = any(n.op_type == "Gather" and n.input and n.input[0] in int8_names for n in int8.graph.node)
     dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_names}
     recurrent_int8 = any(n.op_type in RECURRENT_OPS and dequantized & set(n.input[1:3]) for n in int8.graph.node)
+    kernels = any(n.op_type == INT8_LSTM for n in int8.graph.node)
     output_int8 = any(n.op_type == "Gemm" and n.input[1] in dequantized for n in int8.graph.node)
     kind = "int8 weights, fp32 arithmetic"
     return {
-        "method": METHOD_WEIGHTS if recurrent_int8 else METHOD,
+        "method": METHOD_KERNELS if kernels else METHOD_WEIGHTS if recurrent_int8 else METHOD,
         "layers": {
             "embedding": kind if embedding else "fp32",
-            "recurrent": kind if recurrent_int8 else "fp32",
+            "recurrent": "int8 arithmetic (ONNX Runtime DynamicQuantizeLSTM)" if kernels else kind if recurrent_int8 else "fp32",
             "output": kind if output_int8 else "fp32",
         },
     }
