@@ -64,7 +64,7 @@ trap 'rm -f "$tmp"' EXIT
   echo "\`python benchmarks/int8_schemes.py $WORK ${thread_args[*]} --rounds $ROUNDS --seconds $SECONDS_EACH\`: the int8 models"
   echo "export could write, built from the same run; \"alone vs batched\" is the largest change of a test text's probabilities"
   echo "between running it alone and in batches of other sizes and company. Every bundle's default graphs store \"embeddings int8\";"
-  echo "\`rnnonnx export --quantize int8\` adds twins that store \"weights int8\"."
+  echo "\`rnnonnx export --quantize int8\` adds the \"LSTM kernel\" twins for an LSTM model, \"weights int8\" for a GRU or RNN."
   echo
   "$PYTHON" benchmarks/int8_schemes.py "$WORK" "${thread_args[@]}" --rounds "$ROUNDS" --seconds "$SECONDS_EACH"
   echo
