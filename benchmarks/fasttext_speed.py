@@ -105,7 +105,7 @@ def main() -> None:
     fasttext_python = FASTTEXT_VENV / "bin" / "python"
     if not fasttext_python.exists():
         sys.exit(f"no fastText venv at {FASTTEXT_VENV}: run python benchmarks/suite.py --setup")
-    results = json.loads(args.results.read_text())["sets"]
+    runs = json.loads(args.results.read_text())["runs"]  # "SET/SYSTEM" -> the suite's record
     names = [n for n in args.only.split(",") if n] or list(SETS)
     cpu = next(
         (
@@ -126,7 +126,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in names:
-        chosen = results.get(name, {}).get("fasttext", {}).get("chosen", {})
+        chosen = runs.get(f"{name}/fasttext", {}).get("chosen", {})
         bundle = args.out / "models" / name / "rnnonnx" / "bundle"
         split = args.out / "splits" / name
         if "lr" not in chosen or not bundle.exists():

@@ -142,3 +142,19 @@ def test_a_multi_label_bundle_scores_its_stored_tables_by_micro_f1(tiny_multilab
     assert "validation_accuracy" not in entry
     assert entry["validation_micro_f1"]["stored"] == pytest.approx(expected, abs=1e-9)
     assert entry["validation_micro_f1"]["rows"] == len(texts)
+    assert entry["validation_micro_f1"]["trained_on"] is (run.metrics.refit is not None)
+
+
+def test_the_storage_check_says_when_the_refit_trained_on_its_rows(tiny_bundle, tmp_path):
+    from rnnonnx.config import TrainConfig
+    from rnnonnx.exporting import export_run
+    from rnnonnx.training import train_run
+    from tests.conftest import small_sample
+
+    assert json.loads((tiny_bundle / "manifest.json").read_text())["storage"]["validation_accuracy"]["trained_on"] is False
+    config = TrainConfig(embed_dim=8, hidden=8, epochs=1, max_len=16, members=1, refit=True, linear_weight=0)
+    train_run(config, tmp_path / "run", small_sample(120), progress=False)
+    lines: list[str] = []
+    export_run(tmp_path / "run", tmp_path / "bundle", log=lines.append)
+    assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["storage"]["validation_accuracy"]["trained_on"] is True
+    assert any(line.startswith("storage:") and line.endswith("on validation rows the refit trained on") for line in lines)
