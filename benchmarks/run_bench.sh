@@ -12,7 +12,8 @@
 # round, default 1), BENCH_ARGS (extra `rnnonnx bench` options), ROWS (texts for batch_speed.py,
 # default 100000), CORE_ENV (virtual environment given a plain `pip install .`, the predictor as
 # users deploy it, whose `rnnonnx predict` cold start is judged against the targets; default
-# runs/core-env).
+# runs/core-env), SUITE_OUT (the benchmark suite's splits and models: with them and the suite's
+# fastText venv, the fastText comparison runs too; default /tmp/rnnonnx-suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -22,6 +23,7 @@ ROUNDS=${ROUNDS:-5}
 SECONDS_EACH=${MEASURE_SECONDS:-1}
 ROWS=${ROWS:-100000}
 CORE_ENV=${CORE_ENV:-runs/core-env}
+SUITE_OUT=${SUITE_OUT:-/tmp/rnnonnx-suite}
 rnnonnx() { "$PYTHON" -m rnnonnx.cli "$@"; }
 thread_args=()
 for t in $THREADS; do thread_args+=(--threads "$t"); done
@@ -87,9 +89,29 @@ trap 'rm -f "$tmp"' EXIT
   echo
   "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
   echo
+  echo "One wide LSTM instead of the members side by side (\`python benchmarks/member_merge.py --threads N\`: the members'"
+  echo "layers as one block-diagonal LSTM, same arithmetic plus the zero blocks, one operator instead of three):"
+  echo
+  for t in $THREADS; do
+    "$PYTHON" benchmarks/member_merge.py --threads "$t" --rounds "$ROUNDS" | sed 's/^/- /'
+  done
+  echo
   echo "## Batch prediction at scale"
   echo
   "$PYTHON" benchmarks/batch_speed.py "$WORK/bundle" --rows "$ROWS"
+  if [ -d "$SUITE_OUT/models" ] && [ -x benchmarks/.venv-fasttext/bin/python ]; then
+    echo
+    echo "## Against fastText, thread for thread"
+    echo
+    echo "\`python benchmarks/fasttext_speed.py --out $SUITE_OUT --rounds $ROUNDS\`: predict throughput on each benchmark-suite set's test"
+    echo "texts, one thread each, fastText trained as the suite trained it, the engines taking turns in fresh processes. rnnonnx"
+    echo "reads raw texts; fastText reads rnnonnx's tokens joined by spaces. The last column is the share of the ids graph's time"
+    echo "spent in the Python tokenizer; the rest is the model. fastText's model averages a text's word and bigram vectors"
+    echo "into one linear layer, thousands of multiply-adds per text; rnnonnx's default model runs three LSTMs over every token"
+    echo "and the linear member, millions (the model arithmetic line above), so the gap is arithmetic, not the runtime."
+    echo
+    "$PYTHON" benchmarks/fasttext_speed.py --out "$SUITE_OUT" --rounds "$ROUNDS"
+  fi
 } > "$tmp"
 chmod 644 "$tmp"
 mv "$tmp" "$results"
