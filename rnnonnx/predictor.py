@@ -394,8 +394,9 @@ class Predictor:
         """Probabilities ``[len(texts), len(labels)]`` (float32).
 
         Texts are grouped by token count (by length, for the text-in graph) before batching, so
-        little compute goes to padding; the result keeps the input order and does not depend on
-        the grouping, in fp32 and in int8 (see :mod:`rnnonnx.quantize`).
+        little compute goes to padding; the result keeps the input order and, in fp32, does not
+        depend on the grouping (an LSTM's int8 twin moves a little with its batch, within the
+        bound its manifest states: see :mod:`rnnonnx.quantize`).
         """
         if isinstance(texts, (str, bytes)):
             raise InputTypeError(f"predict_proba takes a list of texts, not one {type(texts).__name__}")
