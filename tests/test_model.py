@@ -59,6 +59,29 @@ def test_padded_batch_equals_each_text_alone(arch, bidirectional, layers, poolin
     assert np.abs(together - alone).max() <= 1e-6
 
 
+@pytest.mark.parametrize(("arch", "bidirectional", "layers", "pooling"), MATRIX)
+def test_training_forward_equals_the_packed_one(arch, bidirectional, layers, pooling):
+    """Training skips packing for a forward-only layer (padding after a text's steps cannot reach
+    them): with dropout off its logits and gradients are those of the packed path evaluation and
+    export take, padding and all-padding rows included."""
+    model = tiny_model(arch, bidirectional, layers, pooling)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.rnn.dropout = 0.0  # between stacked layers
+    ids, _ = padded_batch(np.random.default_rng(1), 9, 12)
+    ids[3] = 0
+    results = []
+    for training in (True, False):
+        model.train(training)
+        model.zero_grad()
+        logits = model(torch.from_numpy(ids))
+        logits.square().sum().backward()
+        results.append((logits.detach(), model.rnn.weight_hh_l0.grad.clone()))
+    assert (results[0][0] - results[1][0]).abs().max() <= 1e-6
+    assert (results[0][1] - results[1][1]).abs().max() <= 1e-5
+
+
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_all_padding_row_reads_as_one_padding_token(pooling):
     wrapper = ExportWrapper(tiny_model("lstm", True, 1, pooling)).eval()
