@@ -6,8 +6,8 @@ of 3 x 64, hidden 3 x 64, every weight matrix block-diagonal, so each member sti
 own inputs and state and the arithmetic is the same. It does 3x the multiply-adds of the members
 (the zero blocks are multiplied too) but calls one operator instead of three. This times both
 graphs in ONNX Runtime with random weights of those shapes (its LSTM kernel multiplies zeros like
-any other number, so dense weights time the same), interleaved rounds, median per call: one text of
-20 tokens, and a batch of 256.
+any other number, so dense weights time the same), interleaved rounds, median per call and range over
+rounds, the ratio taken within each round: one text of 20 tokens, and a batch of 256.
 
     python benchmarks/member_merge.py --threads 1
     python benchmarks/member_merge.py --threads 2
@@ -80,10 +80,14 @@ def main() -> None:
                 for _ in range(calls):
                     session.run(None, {"ids": ids})
                 times[merged].append((time.perf_counter() - started) / calls * 1e6)
-        apart, merged = statistics.median(times[False]), statistics.median(times[True])
+        ratios = [m / a for a, m in zip(times[False], times[True])]  # within each round
+
+        def cell(values: list[float], fmt: str) -> str:
+            return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
         print(
-            f"{label}, {args.threads} thread(s): members side by side {apart:,.1f} us, "
-            f"one block-diagonal LSTM {merged:,.1f} us ({merged / apart:.2f}x)"
+            f"{label}, {args.threads} thread(s): members side by side {cell(times[False], ',.1f')} us, "
+            f"one block-diagonal LSTM {cell(times[True], ',.1f')} us, ratio {cell(ratios, '.2f')}x"
         )
 
 

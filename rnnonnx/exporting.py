@@ -285,7 +285,7 @@ def int8_models(
     if drop is not None:
         log(
             f"int8: validation accuracy fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f} ({100 * (int8_acc - fp32_acc):+.2f} points"
-            + (", rows the refit trained on); " if run.metrics is not None and run.metrics.refit is not None else "); ")
+            + (", rows the refit trained on); " if run.refitted else "); ")
             + ", ".join(f"{layer} {kind}" for layer, kind in report["layers"].items())
         )
     if moved["int8"]["max_abs_diff"] is not None:
@@ -339,18 +339,15 @@ def stored_model(run: Run, log: Callable[[str], None]) -> tuple[bytes, dict[str,
     measure = "validation_accuracy" if thresholds is None else "validation_micro_f1"
     fp32_acc = accuracy(session_for(fp32_bytes), run.tokenizer, run.labels, texts, gold, thresholds=thresholds)
     stored_acc = accuracy(session_for(stored_bytes), run.tokenizer, run.labels, texts, gold, thresholds=thresholds)
-    # after --refit the shipped model has learned the validation rows: the two figures still compare
-    # the tables, but neither predicts accuracy on new texts, and the log and manifest say so
-    refitted = run.metrics is not None and run.metrics.refit is not None
     if fp32_acc is not None and stored_acc is not None:
         log(
             f"storage: int8 embedding tables, {measure.replace('_', ' ')} {stored_acc:.4f} "
             f"(fp32 tables {fp32_acc:.4f}, {100 * (stored_acc - fp32_acc):+.2f} points)"
-            + (" on validation rows the refit trained on" if refitted else "")
+            + (" on validation rows the refit trained on" if run.refitted else "")
         )
     entry = {
         "method": METHOD,
-        measure: {"fp32": fp32_acc, "stored": stored_acc, "rows": len(texts), "trained_on": refitted},
+        measure: {"fp32": fp32_acc, "stored": stored_acc, "rows": len(texts), "trained_on": run.refitted},
     }
     return stored_bytes, entry
 

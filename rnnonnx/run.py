@@ -233,6 +233,12 @@ class Run:
     labels: list[str]
     metrics: Metrics
 
+    @property
+    def refitted(self) -> bool:
+        """Whether ``--refit`` trained the model on its validation rows too (scores on them then
+        compare models, but no longer predict accuracy on new texts)."""
+        return self.metrics is not None and self.metrics.refit is not None
+
     def held_out(self, part: str) -> tuple[list[str], list[str]]:
         """The ``validation`` or ``test`` rows kept aside at training time."""
         return read_held_out(self.path, part)
