@@ -16,11 +16,14 @@ from pathlib import Path
 import torch
 
 from rnnonnx import linear
-from rnnonnx.config import LINEAR_BUCKETS, LINEAR_MAX_LEN_CAP, TrainConfig
+from rnnonnx.config import LINEAR_MAX_LEN_CAP, TrainConfig
 from rnnonnx.data import read_file
 from rnnonnx.model import NGRAM_PRIME
 from rnnonnx.text import Tokenizer, TokenizerSpec
 from rnnonnx.training import build_vocab
+
+# The hashed-bigram rows of ``--linear-buckets 65536`` (the member's bigrams before the exact index).
+LINEAR_BUCKETS = 65536
 
 
 def main() -> None:

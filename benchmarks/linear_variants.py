@@ -2,15 +2,18 @@
 change at a time, against the suite's TF-IDF + LR with and without sublinear tf; validation accuracy
 only (each set's test rows are left alone).
 
-The member (rnnonnx.linear.LinearMember): token and hashed-bigram rows of the default vocabulary
-(min_df 2, at most 20,000 words; 65,536 buckets), raw counts times idf over a per-position norm,
-read up to the 95th percentile of token counts (at most 4,096), fitted with Adam and early stopping.
-Variants: ``sublinear`` (1 + ln tf, over the bag's true L2 norm, as TfidfVectorizer(sublinear_tf=True));
-``true norm`` (raw tf over the bag's true L2 norm); ``all words`` (min_df 1, no cap); ``1M buckets``;
-``whole texts`` (30,000 tokens); ``L-BFGS C=...`` (the member's own features fitted to convergence with
-an L2 penalty, as scikit-learn's LogisticRegression does).
+The member (rnnonnx.linear.LinearMember): token rows of the default vocabulary (min_df 2, at most
+20,000 words) and bigram rows of its exact index (the bigrams of at least two training rows), raw
+counts times idf over a per-position norm, read up to the 95th percentile of token counts (at most
+4,096), fitted with Adam and early stopping. Variants: ``hashed 65,536`` and ``hashed 1M`` (every
+bigram hashed into that many rows; the first was the default before the exact index); ``exact
+df>=1`` (every training bigram in the index); ``sublinear`` (1 + ln tf, over the bag's true L2 norm,
+as TfidfVectorizer(sublinear_tf=True)); ``true norm`` (raw tf over the bag's true L2 norm); ``all
+words`` (min_df 1, no cap); ``whole texts`` (30,000 tokens); ``L-BFGS C=...`` (the member's own
+features fitted to convergence with an L2 penalty, as scikit-learn's LogisticRegression does).
+``--only`` runs some of them.
 
-    python benchmarks/linear_variants.py kernel-docs
+    python benchmarks/linear_variants.py kernel-docs --only member "hashed 65,536"
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from typing import Any
 import torch
 
 from rnnonnx import linear
-from rnnonnx.config import LINEAR_BUCKETS, LINEAR_MAX_LEN_CAP, TrainConfig
+from rnnonnx.config import LINEAR_MAX_LEN_CAP, TrainConfig
 from rnnonnx.data import read_file
 from rnnonnx.model import NGRAM_PRIME
 from rnnonnx.text import Tokenizer, TokenizerSpec
 from rnnonnx.training import build_vocab
+
+# The hashed-bigram rows of ``--linear-buckets 65536`` (the member's bigrams before the exact index).
+LINEAR_BUCKETS = 65536
 
 WHOLE = 30_000
 C_GRID = (1.0, 10.0, 100.0)
@@ -75,16 +81,21 @@ def encoded(parts: dict[str, Any], analyzer: str, min_df: int, max_vocab: int | 
     }
 
 
-def adam(cls: type, tokenizer: Tokenizer, data: dict, classes: int, buckets: int = LINEAR_BUCKETS) -> float:
-    member = cls(len(tokenizer.vocab), buckets, classes, NGRAM_PRIME)
+def adam(cls: type, tokenizer: Tokenizer, data: dict, classes: int, buckets: int | None = None, min_df: int = 2) -> float:
+    """Validation accuracy of the member fitted as ``rnnonnx train`` does; its bigrams hashed into
+    ``buckets`` rows, or (``None``) the exact index of those in ``min_df`` training rows."""
+    if buckets is None:
+        member = cls.exact(data["train"][0], len(tokenizer.vocab), classes, NGRAM_PRIME, min_df)
+    else:
+        member = cls(len(tokenizer.vocab), buckets, classes, NGRAM_PRIME)
     return linear.fit_linear(member, data["train"], data["validation"], torch.device("cpu"), 0).val_accuracy
 
 
 def lbfgs(tokenizer: Tokenizer, data: dict, classes: int, c: float) -> float:
     """The member's features as a sparse matrix, logistic regression fitted by L-BFGS with penalty 1/C."""
-    member = linear.LinearMember(len(tokenizer.vocab), LINEAR_BUCKETS, classes, NGRAM_PRIME)
+    member = linear.LinearMember.exact(data["train"][0], len(tokenizer.vocab), classes, NGRAM_PRIME)
     member.set_idf(data["train"][0])
-    width = len(tokenizer.vocab) + LINEAR_BUCKETS
+    width = len(tokenizer.vocab) + member.buckets
 
     def design(ids: torch.Tensor) -> torch.Tensor:
         features = member.features(ids)
@@ -140,27 +151,37 @@ def main() -> None:
     parser.add_argument("set")
     parser.add_argument("--splits", type=Path, default=Path("/tmp/rnnonnx-suite/splits"))
     parser.add_argument("--analyzer", default="word", choices=("word", "char"))
+    parser.add_argument("--only", nargs="+", help="run only these variants (names as printed; prefixes match)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     parts = {p: read_file(str(args.splits / args.set / f"{p}.csv")) for p in ("train", "validation")}
     classes = len(set(parts["train"].labels))
     defaults = TrainConfig()
     tokenizer, data = encoded(parts, args.analyzer, defaults.min_df, defaults.max_vocab, None)
-    results: dict[str, float] = {}
     started = time.perf_counter()
-    results["member"] = adam(linear.LinearMember, tokenizer, data, classes)
-    results["true norm"] = adam(TrueNorm, tokenizer, data, classes)
-    results["sublinear"] = adam(Sublinear, tokenizer, data, classes)
-    results["1M buckets"] = adam(linear.LinearMember, tokenizer, data, classes, buckets=1 << 20)
-    words, by_words = encoded(parts, args.analyzer, 1, None, None)
-    results["all words"] = adam(linear.LinearMember, words, by_words, classes)
-    whole, by_whole = encoded(parts, args.analyzer, defaults.min_df, defaults.max_vocab, WHOLE)
-    results["whole texts"] = adam(linear.LinearMember, whole, by_whole, classes)
-    for c in C_GRID:
-        results[f"L-BFGS C={c:g}"] = lbfgs(tokenizer, data, classes, c)
-    for sublinear in (True, False):
-        accuracy, c = tfidf(parts, args.analyzer, sublinear)
-        results[f"TF-IDF+LR {'sublinear' if sublinear else 'raw'} tf (C={c:g})"] = accuracy
+    variants: dict[str, Any] = {
+        "member": lambda: adam(linear.LinearMember, tokenizer, data, classes),
+        "hashed 65,536": lambda: adam(linear.LinearMember, tokenizer, data, classes, buckets=LINEAR_BUCKETS),
+        "hashed 1M": lambda: adam(linear.LinearMember, tokenizer, data, classes, buckets=1 << 20),
+        "exact df>=1": lambda: adam(linear.LinearMember, tokenizer, data, classes, min_df=1),
+        "true norm": lambda: adam(TrueNorm, tokenizer, data, classes),
+        "sublinear": lambda: adam(Sublinear, tokenizer, data, classes),
+        "all words": lambda: adam(linear.LinearMember, *encoded(parts, args.analyzer, 1, None, None), classes),
+        "whole texts": lambda: adam(
+            linear.LinearMember, *encoded(parts, args.analyzer, defaults.min_df, defaults.max_vocab, WHOLE), classes
+        ),
+        **{f"L-BFGS C={c:g}": (lambda c=c: lbfgs(tokenizer, data, classes, c)) for c in C_GRID},
+        **{f"TF-IDF+LR {'sublinear' if s else 'raw'} tf": (lambda s=s: tfidf(parts, args.analyzer, s)) for s in (True, False)},
+    }
+    results: dict[str, float] = {}
+    for name, run in variants.items():
+        if args.only and not any(name.startswith(prefix) for prefix in args.only):
+            continue
+        value = run()
+        if isinstance(value, tuple):  # TF-IDF + LR: the accuracy at the best C
+            value, c = value
+            name = f"{name} (C={c:g})"
+        results[name] = value
     cells = " | ".join(f"{name} {100 * value:.1f}" for name, value in results.items())
     print(f"{args.set} ({len(parts['validation'].texts)} validation rows, {time.perf_counter() - started:.0f} s): {cells}")
 

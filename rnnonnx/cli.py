@@ -201,15 +201,16 @@ def main() -> None:
     default=str(DEFAULTS.linear_weight),
     show_default=True,
     metavar="W|auto",
-    help="Share of the linear member (tf-idf logistic regression over tokens and hashed bigrams, in the same graph) "
+    help="Share of the linear member (tf-idf logistic regression over tokens and bigrams, in the same graph) "
     f"in every prediction, at most {MAX_LINEAR_WEIGHT:g}; auto: chosen on the validation rows; 0: no linear member.",
 )
 @click.option(
     "--linear-buckets",
-    type=int,
-    default=DEFAULTS.linear_buckets,
+    default=str(DEFAULTS.linear_buckets),
     show_default=True,
-    help="Rows of the linear member's hashed-bigram table.",
+    metavar="N|auto",
+    help="The linear member's bigrams: auto, an exact index of the bigrams found in at least two training texts; "
+    "N, every bigram hashed into N rows.",
 )
 @click.option(
     "--linear-max-len",

@@ -67,11 +67,10 @@ AUTO_MAX_LEN_CAP = 256
 # 40% more bytes.
 AUTO_NGRAM_BUCKETS = 16384
 AUTO_NGRAM_MEDIAN_TOKENS = 32
-# The linear member (rnnonnx/linear.py): its hashed-bigram rows, and ``linear_max_len="auto"``: the
+# The linear member (rnnonnx/linear.py): ``linear_max_len="auto"``: the
 # same percentile of token counts as ``max_len``, up to LINEAR_MAX_LEN_CAP tokens (a gather per
 # token, cheap next to a recurrent step). ``linear_weight`` is at most MAX_LINEAR_WEIGHT: the
 # recurrent members keep a share of every prediction.
-LINEAR_BUCKETS = 65536
 LINEAR_MAX_LEN_CAP = 4096
 MAX_LINEAR_WEIGHT = 0.9
 # ``batch_size="auto"``: AUTO_BATCH texts per step, doubled for every AUTO_BATCH_ROWS training rows
@@ -150,7 +149,9 @@ class TrainConfig:
     # The linear member's share of the predicted probabilities (rnnonnx/linear.py): "auto" fits
     # the member and chooses the share on the validation rows; 0 leaves it out. Multi-class only.
     linear_weight: float | str = AUTO
-    linear_buckets: int = LINEAR_BUCKETS
+    # The linear member's bigrams: "auto", an exact index of those found in at least two training
+    # rows (rnnonnx.linear.BigramIndex); N, every bigram hashed into N rows.
+    linear_buckets: int | str = AUTO
     # Tokens the linear member reads (the recurrent members read ``max_len`` of them); "auto" as
     # ``max_len`` with the cap LINEAR_MAX_LEN_CAP, never fewer than ``max_len``.
     linear_max_len: int | str = AUTO
@@ -181,7 +182,10 @@ class TrainConfig:
             self.linear_weight = _number("linear_weight", self.linear_weight)
         if self.linear_weight != AUTO:
             _check_float("linear_weight", self.linear_weight, 0.0, MAX_LINEAR_WEIGHT)
-        _check_int("linear_buckets", self.linear_buckets, 1, MAX_NGRAM_BUCKETS)
+        if isinstance(self.linear_buckets, str) and self.linear_buckets.strip().isdigit():
+            self.linear_buckets = int(self.linear_buckets)
+        if self.linear_buckets != AUTO:
+            _check_int("linear_buckets", self.linear_buckets, 1, MAX_NGRAM_BUCKETS)
         if isinstance(self.linear_max_len, str) and self.linear_max_len.strip().isdigit():
             self.linear_max_len = int(self.linear_max_len)
         if self.linear_max_len != AUTO:
@@ -333,11 +337,13 @@ class ModelConfig:
     # Training only: share of rows whose recurrent features are dropped (0 for older runs).
     branch_dropout: float = 0.0
     # The linear member (rnnonnx/linear.py): its share of the probabilities (0: none, as in runs
-    # saved before it existed), its hashed-bigram rows, and the ids the recurrent members read (the
-    # first ``recurrent_len``; 0: all of them).
+    # saved before it existed), its bigram rows, the groups of its exact bigram index (0: the rows
+    # are hashed bigrams, as in runs saved before the index existed), and the ids the recurrent
+    # members read (the first ``recurrent_len``; 0: all of them).
     linear_weight: float = 0.0
     linear_buckets: int = 0
     recurrent_len: int = 0
+    linear_groups: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
@@ -351,6 +357,7 @@ class ModelConfig:
         _check_float("linear_weight", self.linear_weight, 0.0, MAX_LINEAR_WEIGHT)
         _check_int("linear_buckets", self.linear_buckets, 1 if self.linear_weight else 0, MAX_NGRAM_BUCKETS)
         _check_int("recurrent_len", self.recurrent_len, 0, MAX_MAX_LEN)
+        _check_int("linear_groups", self.linear_groups, 0, MAX_NGRAM_BUCKETS)
         if self.linear_weight and self.multi_label:
             raise RnnonnxError("the linear member is for multi-class models; a multi-label model has none")
 

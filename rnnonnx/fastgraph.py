@@ -105,35 +105,38 @@ def _member(b: _Builder, member: Any, prefix: str, ids_t: str, lengths: str) -> 
 
 def _linear(b: _Builder, linear: Any, ids: str) -> str:
     """The linear member's logits [B, classes] from the ids [B, T], as
-    :meth:`rnnonnx.linear.LinearMember.forward`: token and hashed-bigram rows, weighted by their
+    :meth:`rnnonnx.linear.LinearMember.forward`: token and bigram rows, weighted by their
     idf over its L2 norm, summed by one batched MatMul."""
     from onnx import TensorProto
+
+    from .linear import GROUP_PRIME, SLOT_PRIME
 
     state = {k: v.detach().cpu().numpy() for k, v in linear.state_dict().items()}
     i64 = {name: b.const(f"linear/{name}", np.array(value, dtype=np.int64)) for name, value in _LINEAR_INTS.items()}
     zero_col = b.node("Mul", [b.node("Slice", [ids, i64["0"], i64["1"], i64["1"]], "linear/first"), i64["0"]], "linear/zero_col")
     rest = b.node("Slice", [ids, i64["1"], i64["big"], i64["1"]], "linear/rest")
     following = b.node("Concat", [rest, zero_col], "linear/following", axis=1)
-    hashed = b.node(
-        "Mod",
-        [
-            b.node(
-                "Add",
-                [
-                    b.node(
-                        "Mul", [ids, b.const("linear/multiplier", np.array(linear.multiplier, dtype=np.int64))], "linear/scaled"
-                    ),
-                    following,
-                ],
-                "linear/pair",
-            ),
-            b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64)),
-        ],
-        "linear/hashed",
-    )
-    bigrams = b.node("Add", [hashed, b.const("linear/vocab", np.array(linear.vocab_size, dtype=np.int64))], "linear/bigram_rows")
-    has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
-    bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
+    vocab = b.const("linear/vocab", np.array(linear.vocab_size, dtype=np.int64))
+    buckets = b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64))
+
+    def pair(multiplier: int, name: str) -> str:  # ids * multiplier + following
+        factor = b.const(f"linear/{name}_factor", np.array(multiplier, dtype=np.int64))
+        return b.node("Add", [b.node("Mul", [ids, factor], f"linear/{name}_scaled"), following], f"linear/{name}")
+
+    if linear.groups:  # the exact index's lookup, as rnnonnx.linear.slot_of
+        groups = b.const("linear/groups", np.array(linear.groups, dtype=np.int64))
+        group = b.node("Mod", [pair(GROUP_PRIME, "group_pair"), groups], "linear/group")
+        shift = b.node("Gather", [b.const("linear.bigram_shifts", state["bigram_shifts"]), group], "linear/shift", axis=0)
+        home = b.node("Mod", [pair(SLOT_PRIME, "slot_pair"), buckets], "linear/home")
+        slot = b.node("Mod", [b.node("Add", [home, shift], "linear/shifted"), buckets], "linear/slot")
+        stored = b.node("Gather", [b.const("linear.bigram_keys", state["bigram_keys"]), slot], "linear/stored_key", axis=0)
+        known = b.node("Equal", [stored, pair(linear.vocab_size, "key")], "linear/known")
+        bigrams = b.node("Where", [known, b.node("Add", [slot, vocab], "linear/bigram_rows"), i64["0"]], "linear/bigrams")
+    else:
+        hashed = b.node("Mod", [pair(linear.multiplier, "pair"), buckets], "linear/hashed")
+        bigrams = b.node("Add", [hashed, vocab], "linear/bigram_rows")
+        has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
+        bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
     features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
     weights = b.node("Gather", [b.const("linear.idf", state["idf"].astype(np.float16)), features], "linear/weights_fp16", axis=0)
     weights = b.node("Cast", [weights], "linear/weights", to=TensorProto.FLOAT)

@@ -1,12 +1,14 @@
-"""The linear member: a tf-idf logistic regression over the text's tokens and hashed bigrams, blended
+"""The linear member: a tf-idf logistic regression over the text's tokens and bigrams, blended
 with the recurrent members inside the same graph.
 
 Recurrent members trail a linear model on few or long texts: they read the first ``max_len``
 tokens and memorise small training sets, while TF-IDF + logistic regression reads every word
 (benchmarks/SUITE.md). The linear member is that model, written with the graph's own ops from the
-token ids: each token and each bigram of consecutive ids (hashed into ``linear_buckets`` rows, as
-the bag branch does) adds its row of a ``[vocabulary + buckets, classes]`` table, weighted by its
-inverse document frequency, the weights normalised to unit L2 norm over the text. It reads up to
+token ids: each token and each known bigram of consecutive ids adds its row of a
+``[vocabulary + bigram rows, classes]`` table, weighted by its inverse document frequency, the
+weights normalised to unit L2 norm over the text. The bigrams are those of an exact index (the
+bigrams found in at least ``BIGRAM_MIN_DF`` training rows, :class:`BigramIndex`) or, with
+``--linear-buckets N``, all bigrams hashed into N rows as the bag branch does. It reads up to
 ``linear_max_len`` tokens, the recurrent members the first ``recurrent_len`` of them. The bundle
 predicts ``(1 - w) * recurrent + w * linear`` probabilities, ``w`` chosen on the validation rows
 (:func:`choose_weight`); ``w = 0`` leaves the member out of the model.
@@ -19,6 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,29 +40,157 @@ LINEAR_MIN_STEPS = 1000
 LINEAR_PATIENCE_STEPS = 150
 # The blend weights tried on validation: the recurrent members keep at least a tenth of the vote.
 WEIGHT_GRID = tuple(round(0.1 * k, 1) for k in range(10))
+# The exact bigram index keeps the bigrams of at least BIGRAM_MIN_DF training rows: on validation
+# (benchmarks/linear_variants.py) as accurate as keeping every bigram, in a quarter of the rows.
+# Its hash (see BigramIndex): GROUP_PRIME spreads the bigrams over one group per BIGRAM_GROUP_SIZE
+# of them, SLOT_PRIME over the slots, of which BIGRAM_LOAD are filled.
+BIGRAM_MIN_DF = 2
+BIGRAM_GROUP_SIZE = 4
+BIGRAM_LOAD = 0.9
+GROUP_PRIME = 999_983
+SLOT_PRIME = 1_000_003
+
+
+@dataclass
+class BigramIndex:
+    """A perfect hash of known bigrams, looked up with standard graph ops (no search, no ML-domain
+    op): a bigram ``(a, b)`` has group ``g = (a * GROUP_PRIME + b) mod len(shifts)`` and slot
+    ``s = ((a * SLOT_PRIME + b) mod len(keys) + shifts[g]) mod len(keys)``; it is known when
+    ``keys[s] == a * vocab + b`` (empty slots hold -1). The shifts are chosen at build time (hash and
+    displace: the largest groups first, each moved by the first shift that lands all its bigrams on
+    free slots), so two known bigrams never share a slot."""
+
+    keys: np.ndarray
+    shifts: np.ndarray
+
+    @classmethod
+    def build(cls, train_ids: torch.Tensor, vocab_size: int, min_df: int = BIGRAM_MIN_DF) -> "BigramIndex":
+        """The index of the bigrams of consecutive non-padding ids in at least ``min_df`` rows."""
+        found = []
+        for chunk in train_ids.split(1024):
+            following = torch.cat([chunk[:, 1:], torch.zeros_like(chunk[:, :1])], dim=1)
+            rows = torch.arange(len(chunk)).unsqueeze(1).expand_as(chunk)
+            real = (following != PAD_ID) & (chunk != PAD_ID)
+            found.append(torch.unique(rows[real] * vocab_size * vocab_size + chunk[real] * vocab_size + following[real]))
+        pairs = torch.cat(found) % (vocab_size * vocab_size) if found else torch.zeros(0, dtype=torch.int64)
+        known, df = torch.unique(pairs, return_counts=True)
+        return cls.of_keys(known[df >= min_df].numpy(), vocab_size)
+
+    @classmethod
+    def of_keys(cls, keys: np.ndarray, vocab_size: int) -> "BigramIndex":
+        """The index of the bigram keys ``a * vocab_size + b`` (distinct)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        first, second = keys // vocab_size, keys % vocab_size
+        groups = max(1, math.ceil(len(keys) / BIGRAM_GROUP_SIZE))
+        slots = max(1, math.ceil(len(keys) / BIGRAM_LOAD))
+        group = (first * GROUP_PRIME + second) % groups
+        while True:  # one more slot while a group holds two bigrams of one home slot; more when full
+            home = (first * SLOT_PRIME + second) % slots
+            order = np.lexsort((home, group))
+            if np.any((group[order][1:] == group[order][:-1]) & (home[order][1:] == home[order][:-1])):
+                slots += 1
+                continue
+            placed = _displace(group[order], home[order], keys[order], groups, slots)
+            if placed is not None:
+                return cls(*placed)
+            slots += max(1, slots // 64)
+
+
+def slot_of(
+    keys: torch.Tensor, shifts: torch.Tensor, first: torch.Tensor, second: torch.Tensor, vocab_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`BigramIndex`'s lookup in tensor ops (the graph's own, once exported)."""
+    group = torch.remainder(first * GROUP_PRIME + second, len(shifts))
+    slot = torch.remainder(torch.remainder(first * SLOT_PRIME + second, len(keys)) + shifts[group], len(keys))
+    return slot, keys[slot] == first * vocab_size + second
+
+
+def _displace(
+    group: np.ndarray, home: np.ndarray, keys: np.ndarray, groups: int, slots: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Slot keys and group shifts placing every key (sorted by group, distinct homes within a
+    group), or ``None`` when a group finds no shift onto free slots."""
+    table, shifts = np.full(slots, -1, dtype=np.int64), np.zeros(groups, dtype=np.int64)
+    if not len(keys):
+        return table, shifts
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(group)]
+    free = np.ones(slots, dtype=bool)
+    for at in np.argsort(starts - ends, kind="stable"):  # largest groups first
+        homes = home[starts[at] : ends[at]]
+        if len(homes) == 1:  # a lone bigram takes the next free slot
+            shift = (int(np.argmax(free)) - int(homes[0])) % slots
+        else:
+            found = _first_shift(free, homes, slots)
+            if found is None:
+                return None
+            shift = found
+        placed = (homes + shift) % slots
+        free[placed] = False
+        table[placed] = keys[starts[at] : ends[at]]
+        shifts[group[starts[at]]] = shift
+    return table, shifts
+
+
+def _first_shift(free: np.ndarray, homes: np.ndarray, slots: int, step: int = 256) -> int | None:
+    """The smallest shift that puts every one of ``homes`` on a free slot, if any does."""
+    for low in range(0, slots, step):
+        shifts = np.arange(low, min(low + step, slots))
+        fits = free[(homes[None, :] + shifts[:, None]) % slots].all(axis=1)
+        if fits.any():
+            return int(shifts[np.argmax(fits)])
+    return None
 
 
 class LinearMember(nn.Module):
     """ids ``[batch, sequence]`` to class logits: a tf-idf weighted sum of token and bigram rows.
 
-    Padding (id 0) and bigrams running into padding read index 0, whose idf is 0, so a text's
-    logits do not depend on its batch-mates or its padding."""
+    Padding (id 0) and bigrams running into padding or not in the index read index 0, whose idf is
+    0, so a text's logits do not depend on its batch-mates or its padding. With ``groups`` (> 0)
+    the ``buckets`` bigram rows are the slots of an exact :class:`BigramIndex` with that many
+    groups (set by :meth:`exact`); with ``groups=0`` every bigram is hashed into ``buckets`` rows."""
 
-    def __init__(self, vocab_size: int, buckets: int, num_classes: int, multiplier: int) -> None:
+    def __init__(self, vocab_size: int, buckets: int, num_classes: int, multiplier: int, groups: int = 0) -> None:
         super().__init__()
-        self.vocab_size, self.buckets, self.multiplier = vocab_size, buckets, multiplier
+        self.vocab_size, self.buckets, self.multiplier, self.groups = vocab_size, buckets, multiplier, groups
         self.table = nn.Embedding(vocab_size + buckets, num_classes)
         nn.init.zeros_(self.table.weight)
         self.bias = nn.Parameter(torch.zeros(num_classes))
         # fp16 (an idf is between 1 and ln(rows) + 1): half the bytes in the bundle, read back as fp32
         self.register_buffer("idf", torch.zeros(vocab_size + buckets, dtype=torch.float16))
+        if groups:
+            self.register_buffer("bigram_keys", torch.full((buckets,), -1, dtype=torch.int64))
+            self.register_buffer("bigram_shifts", torch.zeros(groups, dtype=torch.int64))
+
+    @classmethod
+    def exact(
+        cls, train_ids: torch.Tensor, vocab_size: int, num_classes: int, multiplier: int, min_df: int = BIGRAM_MIN_DF
+    ) -> "LinearMember":
+        """A member whose bigrams are the exact index of those in ``train_ids`` (:class:`BigramIndex`)."""
+        index = BigramIndex.build(train_ids, vocab_size, min_df)
+        member = cls(vocab_size, len(index.keys), num_classes, multiplier, len(index.shifts))
+        member.bigram_keys.copy_(torch.from_numpy(index.keys))
+        member.bigram_shifts.copy_(torch.from_numpy(index.shifts))
+        return member
 
     def features(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Token ids, then the bigram rows ``vocab + (id[i] * multiplier + id[i+1]) mod buckets``
-        (0 where the next id is padding): ``[batch, 2 * sequence]``."""
+        """Token ids, then each position's bigram row (0 where the next id is padding or the bigram
+        is not in the index): ``vocab + slot`` of the exact index, or ``vocab + (id[i] * multiplier
+        + id[i+1]) mod buckets`` when hashed. ``[batch, 2 * sequence]``."""
         following = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1)
+        if self.groups:
+            slot, known = slot_of(self.bigram_keys, self.bigram_shifts, input_ids, following, self.vocab_size)
+            return torch.cat([input_ids, torch.where(known, self.vocab_size + slot, torch.zeros_like(slot))], dim=1)
         bigrams = self.vocab_size + torch.remainder(input_ids * self.multiplier + following, self.buckets)
         return torch.cat([input_ids, torch.where(following != PAD_ID, bigrams, torch.zeros_like(bigrams))], dim=1)
+
+    def untrained(self) -> "LinearMember":
+        """A fresh member with this one's shape and bigram index (what a refit starts from)."""
+        member = LinearMember(self.vocab_size, self.buckets, self.bias.shape[0], self.multiplier, self.groups)
+        if self.groups:
+            member.bigram_keys.copy_(self.bigram_keys)
+            member.bigram_shifts.copy_(self.bigram_shifts)
+        return member
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         features = self.features(input_ids)

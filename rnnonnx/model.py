@@ -172,7 +172,7 @@ def build_model(config: ModelConfig) -> TextClassifier | Ensemble:
     member = replace(config, temperature=1.0)
     linear = None
     if config.linear_weight:
-        linear = LinearMember(config.vocab_size, config.linear_buckets, config.num_classes, NGRAM_PRIME)
+        linear = LinearMember(config.vocab_size, config.linear_buckets, config.num_classes, NGRAM_PRIME, config.linear_groups)
     return Ensemble([TextClassifier(member) for _ in range(config.members)], config, linear)
 
 

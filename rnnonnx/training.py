@@ -433,7 +433,12 @@ def add_linear_member(
         return torch.from_numpy(reader.encode_batch(part[0])), torch.tensor([label_index[n] for n in part[1]])
 
     train, validation = encoded(rows.train), encoded(rows.validation)
-    member = linear_model.LinearMember(len(reader.vocab), config.linear_buckets, len(label_index), NGRAM_PRIME)
+    if config.linear_buckets == AUTO:
+        member = linear_model.LinearMember.exact(train[0], len(reader.vocab), len(label_index), NGRAM_PRIME)
+        bigrams = f"{int((member.bigram_keys >= 0).sum())} known bigrams in {member.buckets} rows"
+    else:
+        member = linear_model.LinearMember(len(reader.vocab), config.linear_buckets, len(label_index), NGRAM_PRIME)
+        bigrams = f"bigrams hashed into {member.buckets} rows"
     fit = linear_model.fit_linear(member, train, validation, device, config.seed, weights)
     recurrent = torch.softmax(logits_of(model, validation[0][:, : tokenizer.spec.max_len], device), dim=-1).float()
     linear = torch.softmax(linear_model.logits_of(fit.member, validation[0], device), dim=-1)
@@ -447,20 +452,26 @@ def add_linear_member(
         "val_accuracy_by_weight": tried,
         "member_val_accuracy": round(fit.val_accuracy, 6),
         "best_epoch": fit.best_epoch,
-        "buckets": config.linear_buckets,
+        "buckets": member.buckets,
+        "bigrams": bigrams,
         "max_len": read_len,
         "seconds": round(time.perf_counter() - started, 2),
     }
     if progress:
         print(
-            f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}), reads {read_len} tokens; "
+            f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}), reads {read_len} tokens, "
+            f"{bigrams}; "
             f"weight {weight:g}" + (" (chosen on validation)" if config.linear_weight == AUTO else ""),
             file=sys.stderr,
         )
     if weight == 0:
         return LinearChoice(model, tokenizer, None, record, train[0], train[1])
     blended = replace(
-        model.config, linear_weight=weight, linear_buckets=config.linear_buckets, recurrent_len=tokenizer.spec.max_len
+        model.config,
+        linear_weight=weight,
+        linear_buckets=member.buckets,
+        linear_groups=member.groups,
+        recurrent_len=tokenizer.spec.max_len,
     )
     ensemble = build_model(blended).to(device)
     for target, source in zip(ensemble.members, model.members if isinstance(model, Ensemble) else [model]):
@@ -479,14 +490,13 @@ def refit_linear(
 ) -> int:
     """``--refit`` for the linear member: train it again on the training + validation rows for
     the epochs its early stopping chose, into ``model``; returns that epoch count."""
-    from .linear import LinearMember, fit_linear
+    from .linear import fit_linear
 
     assert choice.fit is not None and model.linear is not None
     width = max(choice.train_ids.shape[1], validation[0].shape[1])
     ids = torch.cat([_pad_to(choice.train_ids, width), _pad_to(validation[0], width)])
     targets = torch.cat([choice.train_y, validation[1]])
-    member = LinearMember(model.linear.vocab_size, model.linear.buckets, len(model.linear.bias), model.linear.multiplier)
-    refitted = fit_linear(member, (ids, targets), None, device, seed, weights, epochs=choice.fit.best_epoch)
+    refitted = fit_linear(model.linear.untrained(), (ids, targets), None, device, seed, weights, epochs=choice.fit.best_epoch)
     model.linear.load_state_dict(refitted.member.state_dict())
     model.linear.to(device)
     return choice.fit.best_epoch

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch import nn
 
 from rnnonnx.exporting import direct_onnx, session_for, synthetic_batches
 from rnnonnx.model import ExportWrapper, set_temperature
@@ -62,14 +63,22 @@ def test_direct_graph_of_a_multi_label_model_gives_pytorchs_sigmoids(members):
         assert np.abs(expected - got).max() <= 1e-6
 
 
-@pytest.mark.parametrize("members", [1, 3])
-def test_direct_graph_blends_the_linear_member_as_pytorch_does(members):
+def with_linear_member(run, exact: bool) -> None:
+    """``run.model`` with a linear member of random weights: its bigrams hashed into 16 rows, or an
+    exact index of the bigrams in the first half of the test batches (so both known and unknown
+    bigrams are read)."""
     from dataclasses import replace
 
+    from rnnonnx.linear import BigramIndex
     from rnnonnx.model import build_model
 
-    run = tiny_run("lstm", False, 1, "last", members)
-    config = replace(run.model.config, linear_weight=0.3, linear_buckets=16, recurrent_len=5)
+    vocab = run.model.config.vocab_size
+    index = None
+    if exact:
+        seen = [torch.from_numpy(ids) for ids in synthetic_batches(40, 12)]  # the batches the tests read
+        index = BigramIndex.build(torch.cat([nn.functional.pad(b, (0, 12 - b.shape[1])) for b in seen[::2]]), vocab, 1)
+    rows, groups = (len(index.keys), len(index.shifts)) if index else (16, 0)
+    config = replace(run.model.config, linear_weight=0.3, linear_buckets=rows, linear_groups=groups, recurrent_len=5)
     model = build_model(config)
     torch.manual_seed(3)
     with torch.no_grad():
@@ -77,10 +86,38 @@ def test_direct_graph_blends_the_linear_member_as_pytorch_does(members):
             parameter.copy_(torch.randn_like(parameter))
         model.linear.idf.copy_(torch.rand_like(model.linear.idf) + 0.5)
         model.linear.idf[0] = 0.0
+        if index:
+            model.linear.bigram_keys.copy_(torch.from_numpy(index.keys))
+            model.linear.bigram_shifts.copy_(torch.from_numpy(index.shifts))
     run.model = model
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["hashed", "exact"])
+@pytest.mark.parametrize("members", [1, 3])
+def test_direct_graph_blends_the_linear_member_as_pytorch_does(members, exact):
+    run = tiny_run("lstm", False, 1, "last", members)
+    with_linear_member(run, exact)
     graph = onnx.load_from_string(direct_onnx(run)).graph
     assert Counter(n.op_type for n in graph.node)["LSTM"] == members
     session = session_for(direct_onnx(run))
+    wrapper = ExportWrapper(run.model).eval()
+    known = 0
+    for ids in synthetic_batches(40, 12):
+        with torch.no_grad():
+            expected = wrapper(torch.from_numpy(ids))[1].numpy()
+            known += int((run.model.linear.features(torch.from_numpy(ids))[:, ids.shape[1] :] > 0).sum())
+        got = session.run(["probabilities"], {"input_ids": ids})[0]
+        assert np.abs(expected - got).max() <= 1e-5 and (expected.argmax(1) == got.argmax(1)).all()
+    assert known > 0
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["hashed", "exact"])
+def test_torchscript_export_blends_the_linear_member_as_pytorch_does(exact):
+    from rnnonnx.exporting import to_onnx
+
+    run = tiny_run("gru", False, 1, "max", 1)
+    with_linear_member(run, exact)
+    session = session_for(to_onnx(run))
     wrapper = ExportWrapper(run.model).eval()
     for ids in synthetic_batches(40, 12):
         with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.linear import LinearMember, choose_weight, fit_linear
+from rnnonnx.linear import BigramIndex, LinearMember, choose_weight, fit_linear, slot_of
 from rnnonnx.model import NGRAM_PRIME, Ensemble, build_model
 from rnnonnx.run import load_run
 from rnnonnx.training import train_run
@@ -57,6 +57,54 @@ def test_logits_are_the_l2_normalised_tfidf_sum():
     weights = linear.idf[features].float()
     expected = (linear.table.weight[features] * (weights / weights.norm()).unsqueeze(1)).sum(0) + linear.bias
     assert torch.allclose(linear(torch.tensor([[2, 3]]))[0], expected, atol=1e-6)
+
+
+def known_slots(index: BigramIndex, first: torch.Tensor, second: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return slot_of(torch.from_numpy(index.keys), torch.from_numpy(index.shifts), first, second, vocab)
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 5000])
+def test_bigram_index_finds_every_known_bigram_in_a_slot_of_its_own(count):
+    vocab = 3000
+    rng = np.random.default_rng(count)
+    keys = rng.choice(np.arange(vocab, vocab * vocab), size=count, replace=False)  # second ids >= 1: never padding
+    keys = keys[keys % vocab != 0]
+    index = BigramIndex.of_keys(keys, vocab)
+    assert len(index.keys) >= len(keys) and len(index.shifts) >= 1
+    assert sorted(index.keys[index.keys >= 0].tolist()) == sorted(keys.tolist())
+    first, second = torch.from_numpy(keys // vocab), torch.from_numpy(keys % vocab)
+    slot, known = known_slots(index, first, second, vocab)
+    assert known.all() and len(set(slot.tolist())) == len(keys)
+    others = torch.from_numpy(rng.integers(0, vocab, size=(2, 2000)))
+    unknown = ~np.isin((others[0] * vocab + others[1]).numpy(), keys)
+    assert not known_slots(index, others[0], others[1], vocab)[1].numpy()[unknown].any()
+    assert not known_slots(index, torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), vocab)[1].any()
+
+
+def test_the_exact_index_keeps_the_bigrams_of_two_rows_and_reads_no_other():
+    ids = torch.tensor([[2, 3, 5, 0], [2, 3, 0, 0], [3, 5, 4, 0], [4, 2, 0, 0]])
+    linear = LinearMember.exact(ids, 8, 2, NGRAM_PRIME)
+    assert linear.groups >= 1 and sorted(linear.bigram_keys[linear.bigram_keys >= 0].tolist()) == [2 * 8 + 3, 3 * 8 + 5]
+    features = linear.features(torch.tensor([[2, 3, 5, 4, 2]]))[0, 5:]  # the bigram rows
+    assert (features[:2] >= 8).all() and features[0] != features[1]  # "2 3" and "3 5"
+    assert (features[2:] == 0).tolist() == [True, True, True]  # "5 4" (one row), "4 2" (one row), the end
+    linear.set_idf(ids)
+    assert math.isclose(float(linear.idf[int(features[0])]), math.log(5 / 3) + 1, rel_tol=1e-3)
+    fresh = linear.untrained()
+    assert torch.equal(fresh.bigram_keys, linear.bigram_keys) and torch.equal(fresh.bigram_shifts, linear.bigram_shifts)
+    assert float(fresh.idf.abs().sum()) == 0.0
+
+
+def test_exact_logits_do_not_depend_on_padding_or_batch_mates():
+    ids = torch.tensor([[2, 3, 9, 4], [2, 3, 9, 0], [6, 7, 2, 3]])
+    linear = LinearMember.exact(ids, 12, 3, NGRAM_PRIME)
+    linear.set_idf(ids)
+    with torch.no_grad():
+        linear.table.weight.normal_()
+    alone = linear(torch.tensor([[2, 3, 9]]))
+    padded = linear(torch.tensor([[2, 3, 9, 0, 0, 0], [4, 5, 6, 7, 8, 11]]))
+    assert torch.allclose(alone[0], padded[0], atol=1e-6)
+    assert not torch.allclose(padded[0], padded[1])
 
 
 def test_choose_weight_takes_the_best_validation_accuracy_then_the_lower_loss():
@@ -105,6 +153,9 @@ def test_config_checks_the_linear_options():
             TrainConfig(linear_weight=bad)
     with pytest.raises(RnnonnxError, match="linear_buckets"):
         TrainConfig(linear_buckets=0)
+    assert TrainConfig().linear_buckets == "auto" and TrainConfig(linear_buckets="64").linear_buckets == 64
+    with pytest.raises(RnnonnxError, match="linear_groups"):
+        ModelConfig(30, 2, "lstm", 8, 8, 1, False, 0.0, linear_weight=0.5, linear_buckets=8, linear_groups=-1)
     with pytest.raises(RnnonnxError, match="multi-class"):
         ModelConfig(30, 2, "lstm", 8, 8, 1, False, 0.0, multi_label=True, linear_weight=0.5, linear_buckets=8)
     assert TrainConfig(linear_max_len=10).resolved_linear_max_len([5, 50, 500], 20) == 20  # never under max_len
@@ -129,12 +180,23 @@ def test_a_run_blends_a_linear_member_that_reads_past_max_len(tmp_path):
     metrics = train_run(TrainConfig(**SMALL | {"max_len": 10, "lr": 1e-2}), tmp_path / "run", keyword_data(), progress=False)
     record = metrics.linear
     assert record["weight"] > 0 and record["max_len"] == 36 and record["member_val_accuracy"] >= 0.9
+    assert record["bigrams"].endswith(f"known bigrams in {record['buckets']} rows")
     assert record["val_accuracy_by_weight"]["0"] < 0.8 <= metrics.val_accuracy
     assert metrics.refit["linear_epochs"] == record["best_epoch"]
     run = load_run(tmp_path / "run")
     assert run.tokenizer.spec.max_len == 36 and run.model.config.recurrent_len == 10
     assert run.config["training"]["resolved_max_len"] == 10
     assert run.model.config.linear_weight == record["weight"]
+    assert run.model.config.linear_groups == run.model.linear.groups > 0  # the exact index, saved and loaded
+    assert run.model.config.linear_buckets == record["buckets"] == len(run.model.linear.bigram_keys)
+
+
+def test_linear_buckets_n_hashes_the_bigrams(tmp_path):
+    config = TrainConfig(**SMALL | {"linear_weight": 0.4, "linear_buckets": 64, "refit": False})
+    metrics = train_run(config, tmp_path / "run", keyword_data(60), progress=False)
+    assert metrics.linear["bigrams"] == "bigrams hashed into 64 rows"
+    model = load_run(tmp_path / "run").model
+    assert model.config.linear_buckets == 64 and model.config.linear_groups == 0 and not hasattr(model.linear, "bigram_keys")
 
 
 def test_weight_zero_leaves_the_member_out(tmp_path):
