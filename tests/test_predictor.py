@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from rnnonnx import Prediction, Predictor
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, InputTypeError, RnnonnxError
+from rnnonnx.predictor import MIN_PART_ROWS, thread_parts
 from tests.conftest import run_cli
 
 HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -65,6 +67,72 @@ def test_concurrent_predict_calls_are_safe(tiny_bundle):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(predictor.predict_proba, chunks))
     assert all(np.array_equal(a, b) for a, b in zip(results, expected))
+
+
+class RecordingSession:
+    """A session whose runs note their thread and rows; the first ``parties`` runs of more than
+    one row wait until all of them run at once (one that never has company times out)."""
+
+    def __init__(self, session, parties: int = 0):
+        self.session, self.calls, self.parties = session, [], parties
+        self.barrier, self.lock = threading.Barrier(max(1, parties), timeout=10), threading.Lock()
+
+    def run(self, names, feed):
+        rows = len(next(iter(feed.values())))
+        with self.lock:
+            self.calls.append((threading.get_ident(), rows))
+            waits = rows > 1 and sum(r > 1 for _, r in self.calls) <= self.parties
+        if waits:
+            self.barrier.wait()
+        return self.session.run(names, feed)
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_one_text_runs_on_one_thread_and_a_batch_in_parts_side_by_side(tiny_bundle, graph):
+    """With threads=2 on the CPU the session has no intra-op pool: one text is one run on the
+    caller's thread, and a batch is cut into two parts that run at the same time (the barrier
+    fails the test if they do not); results are those of one thread, and of each text alone."""
+    predictor = Predictor(tiny_bundle, device="cpu", threads=2, graph=graph)
+    assert predictor.threads == 2 and predictor.session.get_session_options().intra_op_num_threads == 1
+    texts = ["a film of " + "moving and gorgeous scenes " * 3] * 40
+    texts += ["dull, lifeless and long " * 3 + "x" * k for k in range(40)]
+    expected = Predictor(tiny_bundle, device="cpu", threads=1, graph=graph).predict_proba(texts)
+    recording = predictor.session = RecordingSession(predictor.session, parties=2)
+    single = predictor.predict_proba(texts[:1])
+    assert recording.calls == [(threading.get_ident(), 1)]
+    recording.calls.clear()
+    batched = predictor.predict_proba(texts)
+    assert len({thread for thread, _ in recording.calls}) == 2 and sum(rows for _, rows in recording.calls) == len(texts)
+    assert np.abs(batched - expected).max() <= 1e-6 and np.abs(single - expected[:1]).max() <= 1e-6
+
+
+def test_a_failure_in_another_part_reaches_the_caller(tiny_bundle):
+    predictor = Predictor(tiny_bundle, device="cpu", threads=2, graph="ids")
+    session = predictor.session
+
+    class FailsOnLongRows:
+        def run(self, names, feed):
+            ids = next(iter(feed.values()))
+            if ids.shape[1] > 5:
+                raise RuntimeError("out of memory\nsecond line")
+            return session.run(names, feed)
+
+    predictor.session = FailsOnLongRows()
+    texts = ["good film"] * 40 + ["a long and dull film with no story at all"] * 40
+    with pytest.raises(RnnonnxError, match=r"ONNX Runtime failed \(out of memory\)$"):
+        predictor.predict_proba(texts)
+    assert predictor.predict_proba(texts[:1]).shape == (1, 2)
+
+
+def test_thread_parts_cut_only_calls_costing_more_than_a_share():
+    lengths = [10] * 256
+    whole = thread_parts([list(range(256))], lengths, 2)
+    assert [len(p) for p in whole] == [128, 128] and sorted(sum(whole, [])) == list(range(256))
+    lengths = [5] * 60 + [40] * 60
+    parts = thread_parts([list(range(60)), list(range(60, 120))], lengths, 2)
+    assert [len(p) for p in parts] == [30, 30, 60] and min(parts[0]) >= 60, "the costly call is cut, costliest first"
+    assert thread_parts([list(range(2 * MIN_PART_ROWS - 1))], [10] * 100, 4) == [list(range(2 * MIN_PART_ROWS - 1))]
+    assert thread_parts([[0], [1]], [3, 3], 2) == [[0], [1]]
 
 
 @pytest.mark.parametrize(("graph", "name"), [("ids", "model.onnx"), ("text", "model.text.onnx"), ("auto", "model.text.onnx")])
