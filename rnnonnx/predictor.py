@@ -409,7 +409,11 @@ class Predictor:
     def _run_parts(self, batches: list[list[int]], lengths: Sequence[int], run: Any) -> None:
         """``run`` each model call, on up to ``threads`` threads (the caller's among them) when a
         call may keep more than one busy: each thread takes the next part when it is free.
-        Concurrent callers share the helper threads; a caller never waits for a free one."""
+        Concurrent callers share the helper threads; a caller never waits for a free one (it runs
+        what no helper has taken)."""
+        if len(batches) == 1 and (self.threads == 1 or len(batches[0]) < 2 * MIN_PART_ROWS):
+            run(batches[0])  # e.g. one text: nothing to share out
+            return
         parts = thread_parts(batches, lengths, self.threads) if self.threads > 1 else batches
         if len(parts) == 1:
             run(parts[0])
@@ -430,7 +434,9 @@ class Predictor:
         helpers = [self._helpers().submit(drain) for _ in range(min(self.threads, len(parts)) - 1)]
         drain()
         for helper in helpers:
-            helper.result()
+            # one still queued behind other callers' parts would find nothing left to run
+            if not helper.cancel():
+                helper.result()
         if errors:
             raise errors[0]
 

@@ -59,8 +59,9 @@ def test_a_single_string_is_refused(tiny_bundle):
         Predictor(tiny_bundle).predict("one text")
 
 
-def test_concurrent_predict_calls_are_safe(tiny_bundle):
-    predictor = Predictor(tiny_bundle, threads=1)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_predict_calls_are_safe(tiny_bundle, threads):
+    predictor = Predictor(tiny_bundle, threads=threads)
     texts = read_builtin().texts[:400]
     chunks = [texts[i::8] for i in range(8)] * 4
     expected = [predictor.predict_proba(c) for c in chunks]
