@@ -222,12 +222,12 @@ class Predictor:
     ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop).
 
     ``threads`` (default: every core this process may use) is how many cores one call may keep
-    busy. On the CPU, each model run takes one thread: one text runs alone on one thread (the
-    fastest way, since ONNX Runtime's intra-op threads only slow a single row down), and a batch
-    is cut into parts that run side by side on up to ``threads`` threads (see
+    busy. On the CPU, each model run takes one thread: one text runs alone on the caller's thread
+    (the fastest way, since ONNX Runtime's intra-op threads only slow a single row down), and a
+    batch is cut into parts that run side by side on up to ``threads`` threads (see
     :func:`thread_parts`); like the grouping of texts, this does not change results (see
-    ``predict_proba``). On CUDA, ``threads`` sets
-    ONNX Runtime's intra-op threads, and a batch runs as one call.
+    ``predict_proba``). On CUDA, ``threads`` sets ONNX Runtime's intra-op threads, and a batch
+    runs as one call. The ``threads`` attribute holds the count in use (1 on CUDA).
     """
 
     def __init__(

@@ -18,7 +18,7 @@ from rnnonnx import Prediction, Predictor
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, InputTypeError, RnnonnxError
 from rnnonnx.predictor import MIN_PART_ROWS, thread_parts
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -105,6 +105,30 @@ def test_one_text_runs_on_one_thread_and_a_batch_in_parts_side_by_side(tiny_bund
     batched = predictor.predict_proba(texts)
     assert len({thread for thread, _ in recording.calls}) == 2 and sum(rows for _, rows in recording.calls) == len(texts)
     assert np.abs(batched - expected).max() <= 1e-6 and np.abs(single - expected[:1]).max() <= 1e-6
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_a_batch_side_by_side_too(tiny_bundle):
+    """A child forked after the parent ran a batch has none of its threads: it starts its own
+    (the child's first two parts wait for each other; run one after the other, they time out)."""
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from rnnonnx import Predictor
+        from tests.test_predictor import RecordingSession
+        predictor = Predictor({str(tiny_bundle)!r}, device="cpu", threads=2)
+        texts = ["a gorgeous film"] * 40 + ["dull and long, a waste of time"] * 40
+        predictor.predict_proba(texts)
+        pid = os.fork()
+        if pid == 0:
+            predictor.session = RecordingSession(predictor.session, parties=2)
+            try:
+                predictor.predict_proba(texts)
+            finally:
+                os._exit(0 if len({{thread for thread, _ in predictor.session.calls}}) == 2 else 1)
+        sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """)
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_a_failure_in_another_part_reaches_the_caller(tiny_bundle):
