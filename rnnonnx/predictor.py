@@ -184,8 +184,8 @@ def thread_parts(batches: Sequence[Sequence[int]], lengths: Sequence[int], threa
     parts: list[list[int]] = []
     for batch, cost in zip(batches, costs):
         count = max(1, min(threads, len(batch) // MIN_PART_ROWS, -(-threads * cost // max(1, total))))
-        size = -(-len(batch) // count)
-        parts += [list(batch[k : k + size]) for k in range(0, len(batch), size)]
+        bounds = [len(batch) * k // count for k in range(count + 1)]
+        parts += [list(batch[start:end]) for start, end in zip(bounds, bounds[1:])]
     return sorted(parts, key=lambda part: -len(part) * max(1, max(lengths[i] for i in part)))
 
 

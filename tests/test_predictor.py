@@ -158,6 +158,7 @@ def test_thread_parts_cut_only_calls_costing_more_than_a_share():
     assert [len(p) for p in parts] == [30, 30, 60] and min(parts[0]) >= 60, "the costly call is cut, costliest first"
     assert thread_parts([list(range(2 * MIN_PART_ROWS - 1))], [10] * 100, 4) == [list(range(2 * MIN_PART_ROWS - 1))]
     assert thread_parts([[0], [1]], [3, 3], 2) == [[0], [1]]
+    assert [len(p) for p in thread_parts([list(range(25))], [10] * 25, 3)] == [9, 8, 8], "parts of at least MIN_PART_ROWS"
 
 
 @pytest.mark.parametrize(("graph", "name"), [("ids", "model.onnx"), ("text", "model.text.onnx"), ("auto", "model.text.onnx")])
