@@ -42,9 +42,9 @@ class _Job:
 class MicroBatcher:
     """Gathers the texts of concurrent :meth:`submit` calls into batches for ``infer``.
 
-    ``infer(texts) -> probabilities`` runs in one dedicated thread, one call at a time (ONNX
-    Runtime already spreads one call over its intra-op threads; parallel calls would only contend
-    for the same cores). Under concurrent load a batch starts when ``max_batch`` texts are waiting
+    ``infer(texts) -> probabilities`` runs in one dedicated thread, one call at a time (the
+    predictor already spreads one call over its threads; parallel calls would only contend for
+    the same cores). Under concurrent load a batch starts when ``max_batch`` texts are waiting
     or when the oldest has waited ``max_wait_s``. Waiting only pays when others are coming, so
     when the previous call carried a single request (one client at a time), the next request
     runs as soon as the model is free: a lone client's latency gets no ``max_wait_s`` added.

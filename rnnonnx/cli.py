@@ -486,7 +486,7 @@ def _predict_to_file(
 @click.option("--text-col", default="text", show_default=True, help="Text column of a CSV/TSV/JSONL --input.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, label, score, probabilities.")
 @ORT_DEVICE
-@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads per prediction call (default: all usable cores).")
 @ORT_INT8
 @ORT_GRAPH
 @click.option(
@@ -603,7 +603,7 @@ def predict_command(
     "(implied when BUNDLE_OR_RUN is a run).",
 )
 @ORT_DEVICE
-@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads per prediction call (default: all usable cores).")
 @friendly
 def evaluate_command(
     target: str,
@@ -784,7 +784,7 @@ def bench_command(
     "--threads",
     type=click.IntRange(1),
     default=None,
-    help="ONNX Runtime intra-op threads per worker (default: usable cores / workers).",
+    help="Prediction threads per worker (default: usable cores / workers).",
 )
 @ORT_DEVICE
 @ORT_GRAPH
@@ -896,7 +896,7 @@ def verify_command(bundle: str, as_json: bool) -> None:
 )
 @click.option("--int8", is_flag=True, help="Explain the bundle's int8 model (export with --quantize int8).")
 @ORT_DEVICE
-@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads per prediction call (default: all usable cores).")
 @friendly
 def explain_command(
     bundle: str, text: str, label: str | None, as_json: bool, html_path: str | None, int8: bool, device: str, threads: int | None

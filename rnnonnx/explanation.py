@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .bundle import IDS_INPUT, PROBABILITIES
 from .errors import RnnonnxError
 from .text import UNK_ID, token_spans
 
@@ -205,7 +204,7 @@ def _rgba(contribution: float | None, largest: float) -> str:
 
 def explain(predictor: "Predictor", text: str, label: str | None = None) -> Explanation:
     """Occlusion contributions of ``text``'s tokens to ``label`` (default: the predicted label),
-    in one call of the predictor's ids graph."""
+    in one batch on the predictor's ids graph."""
     from .predictor import predictions_from_proba
 
     if not isinstance(text, str):
@@ -221,7 +220,7 @@ def explain(predictor: "Predictor", text: str, label: str | None = None) -> Expl
     n = len(ids)
     rows = np.tile(np.asarray(ids, dtype=np.int64), (n + 1, 1))
     rows[np.arange(1, n + 1), np.arange(n)] = UNK_ID
-    proba = predictor.ids_session().run([PROBABILITIES], {IDS_INPUT: rows})[0]
+    proba = predictor.ids_proba(rows)
     prediction = predictions_from_proba(proba[:1], labels)[0]
     target = labels.index(label) if label is not None else int(np.argmax(proba[0]))
     drops = (proba[0, target] - proba[1:, target]).astype(np.float64)

@@ -7,6 +7,7 @@ import numbers
 import os
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ TEXT_BATCH_CHARS = 1 << 18
 # much longer than a batch's shortest text its longest may be.
 MIN_SPLIT_ROWS = 16
 PADDING_SLACK = 0.25
+# The fewest rows of a part when a model call is cut into parts for several threads (see
+# thread_parts): a smaller part costs more in hand-off than it saves.
+MIN_PART_ROWS = 8
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
 SHADOW_HINT = (
     "both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
@@ -168,6 +172,23 @@ def text_batches(lengths: Sequence[int], batch_size: int, budget: int) -> list[l
     return batches
 
 
+def thread_parts(batches: Sequence[Sequence[int]], lengths: Sequence[int], threads: int) -> list[list[int]]:
+    """The model calls of ``batches`` shared out among ``threads`` single-threaded runs: a call
+    costing more than its share of the whole (rows x its longest text) is cut into up to
+    ``threads`` contiguous parts of at least ``MIN_PART_ROWS`` rows; costliest parts first, so
+    threads that take the next part when free end close together. Independent runs on one thread
+    each beat one run on ONNX Runtime's intra-op pool, whose threads meet at every step of the
+    recurrence (and, for one text, only slow it down)."""
+    costs = [len(batch) * max(1, max(lengths[i] for i in batch)) for batch in batches]
+    total = sum(costs)
+    parts: list[list[int]] = []
+    for batch, cost in zip(batches, costs):
+        count = max(1, min(threads, len(batch) // MIN_PART_ROWS, -(-threads * cost // max(1, total))))
+        bounds = [len(batch) * k // count for k in range(count + 1)]
+        parts += [list(batch[start:end]) for start, end in zip(bounds, bounds[1:])]
+    return sorted(parts, key=lambda part: -len(part) * max(1, max(lengths[i] for i in part)))
+
+
 def providers_for(device: str) -> list[str]:
     """The execution providers to ask for; ``cuda`` without the CUDA provider is an error."""
     import onnxruntime as ort
@@ -199,6 +220,14 @@ class Predictor:
     runs the int8 twin of the chosen graph (``rnnonnx export --quantize int8``).
     ``session_config`` adds ONNX Runtime session config entries (e.g. the server turns off
     ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop).
+
+    ``threads`` (default: every core this process may use) is how many cores one call may keep
+    busy. On the CPU, each model run takes one thread: one text runs alone on the caller's thread
+    (the fastest way, since ONNX Runtime's intra-op threads only slow a single row down), and a
+    batch is cut into parts that run side by side on up to ``threads`` threads (see
+    :func:`thread_parts`); like the grouping of texts, this does not change results (see
+    ``predict_proba``). On CUDA, ``threads`` sets ONNX Runtime's intra-op threads, and a batch
+    runs as one call. The ``threads`` attribute holds the count in use (1 on CUDA).
     """
 
     def __init__(
@@ -229,8 +258,13 @@ class Predictor:
         self._threads, self._session_config = threads, dict(session_config or {})
         # The bytes of files whose weights a session reads (kept alive as long as the sessions).
         self._host_bytes: list[dict[str, bytes]] = []
-        options = self._session_options()
         wanted = providers_for(device)
+        # On the CPU, sessions run on the calling thread alone and a call's parts run side by side
+        # (see thread_parts); CUDA keeps ONNX Runtime's own threads and one run per batch.
+        self._single_threaded_runs = wanted[0] == CPU_PROVIDER
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+        options = self._session_options()
         self._options, self._wanted, self._ids_session = options, wanted, None
         try:
             self.session = self._open(ort, options, wanted)
@@ -254,6 +288,13 @@ class Predictor:
                 f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2
             )
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
+        if self._single_threaded_runs:
+            from .machine import usable_cores
+
+            self.threads: int = threads or usable_cores()
+        else:
+            # what the sessions were opened with (CUDA, or its fallback to the CPU); batches run whole
+            self.threads = 1
 
     def _session_options(self) -> Any:
         import onnxruntime as ort
@@ -262,8 +303,8 @@ class Predictor:
         # ONNX Runtime would also print its own log line for each error it raises; the exception,
         # turned into one line (see _run), is what the user sees.
         options.log_severity_level = 4
-        if self._threads is not None:
-            options.intra_op_num_threads = self._threads
+        if self._single_threaded_runs or self._threads is not None:
+            options.intra_op_num_threads = 1 if self._single_threaded_runs else self._threads
             options.inter_op_num_threads = 1
         for key, value in self._session_config.items():
             options.add_session_config_entry(key, value)
@@ -339,19 +380,77 @@ class Predictor:
         if not np.isfinite(out).all():
             raise BundleError(f"{path}: gives non-finite probabilities (a damaged or diverged model)")
 
-    def _run(self, feed: dict[str, Any]) -> np.ndarray:
-        """One session run: ONNX Runtime's failures and non-finite probabilities (a damaged or
-        diverged model) are one-line errors, never silent garbage."""
+    def _run(self, feed: dict[str, Any], session: Any = None, model_file: str | None = None) -> np.ndarray:
+        """One session run (by default of the graph this predictor runs): ONNX Runtime's failures
+        and non-finite probabilities (a damaged or diverged model) are one-line errors, never
+        silent garbage."""
+        session, model_file = session or self.session, model_file or self.model_file
         try:
-            out = self.session.run([PROBABILITIES], feed)[0]
+            out = session.run([PROBABILITIES], feed)[0]
         except UnicodeEncodeError:
             raise
         except Exception as exc:  # onnxruntime's own exception types
-            raise RnnonnxError(f"{self.bundle.path / self.model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
+            raise RnnonnxError(f"{self.bundle.path / model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
         if not np.isfinite(out).all():
-            raise BundleError(
-                f"{self.bundle.path / self.model_file}: gave non-finite probabilities (a damaged or diverged model)"
-            )
+            raise BundleError(f"{self.bundle.path / model_file}: gave non-finite probabilities (a damaged or diverged model)")
+        return out
+
+    def _helpers(self) -> Any:
+        """The threads that run a call's other parts, started on first need (again in a forked
+        child, which has none of its parent's threads)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool[0] != os.getpid():
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="rnnonnx-predict")
+                self._pool = (os.getpid(), pool)
+            return self._pool[1]
+
+    def _run_parts(self, batches: list[list[int]], lengths: Sequence[int], run: Any) -> None:
+        """``run`` each model call, on up to ``threads`` threads (the caller's among them) when a
+        call may keep more than one busy: each thread takes the next part when it is free.
+        Concurrent callers share the helper threads; a caller never waits for a free one (it runs
+        what no helper has taken)."""
+        if len(batches) == 1 and (self.threads == 1 or len(batches[0]) < 2 * MIN_PART_ROWS):
+            run(batches[0])  # e.g. one text: nothing to share out
+            return
+        parts = thread_parts(batches, lengths, self.threads) if self.threads > 1 else batches
+        if len(parts) == 1:
+            run(parts[0])
+            return
+        pending, lock, errors = iter(parts), threading.Lock(), []
+
+        def drain() -> None:
+            while not errors:
+                with lock:
+                    part = next(pending, None)
+                if part is None:
+                    return
+                try:
+                    run(part)
+                except BaseException as exc:  # re-raised in the caller, below
+                    errors.append(exc)
+
+        helpers = [self._helpers().submit(drain) for _ in range(min(self.threads, len(parts)) - 1)]
+        drain()
+        for helper in helpers:
+            # one still queued behind other callers' parts would find nothing left to run
+            if not helper.cancel():
+                helper.result()
+        if errors:
+            raise errors[0]
+
+    def ids_proba(self, ids: np.ndarray) -> np.ndarray:
+        """Probabilities of rows of token ids (``[rows, tokens]``, int64, padded with 0) on the ids
+        graph in this predictor's precision, shared out among its threads like a batch of texts."""
+        session, model_file = self.ids_session(), MODEL_FILES[("ids", self.precision)]
+        out = np.empty((len(ids), len(self.bundle.labels)), dtype=np.float32)
+
+        def run(chosen: list[int]) -> None:
+            out[chosen] = self._run({IDS_INPUT: ids[chosen]}, session, model_file)
+
+        if len(ids):
+            self._run_parts([list(range(len(ids)))], [ids.shape[1]] * len(ids), run)
         return out
 
     def ids_session(self) -> Any:
@@ -409,20 +508,29 @@ class Predictor:
             return self._proba_text(texts)
         encoded = [self.tokenizer.encode(t) for t in texts]
         out = np.empty((len(encoded), len(self.bundle.labels)), dtype=np.float32)
-        for chosen in text_batches([len(e) for e in encoded], self.batch_size, sys.maxsize):
-            ids = pad_ids([encoded[i] for i in chosen])
-            out[chosen] = self._run({IDS_INPUT: ids})
+        lengths = [len(e) for e in encoded]
+
+        def run(chosen: list[int]) -> None:
+            out[chosen] = self._run({IDS_INPUT: pad_ids([encoded[i] for i in chosen])})
+
+        if texts:
+            self._run_parts(text_batches(lengths, self.batch_size, sys.maxsize), lengths, run)
         return out
 
     def _proba_text(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), len(self.bundle.labels)), dtype=np.float32)
-        for chosen in text_batches([len(t) for t in texts], self.batch_size, TEXT_BATCH_CHARS):
+        lengths = [len(t) for t in texts]
+
+        def run(chosen: list[int]) -> None:
             batch = np.array([texts[i] for i in chosen], dtype=object)
             try:
                 out[chosen] = self._run({TEXT_INPUT: batch})
             except UnicodeEncodeError:
                 clean = np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in batch], dtype=object)
                 out[chosen] = self._run({TEXT_INPUT: clean})
+
+        if texts:
+            self._run_parts(text_batches(lengths, self.batch_size, TEXT_BATCH_CHARS), lengths, run)
         return out
 
     def predict(
@@ -446,7 +554,7 @@ class Predictor:
 
     def explain(self, text: str, label: str | None = None) -> "Explanation":
         """Each token's contribution to ``label`` (default: the predicted one) by occlusion: the
-        drop in its probability when that token is replaced by the unknown id. One model call of
+        drop in its probability when that token is replaced by the unknown id. One batch of
         ``tokens + 1`` rows on the ids graph; see :mod:`rnnonnx.explanation`."""
         from .explanation import explain
 

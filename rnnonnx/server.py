@@ -98,7 +98,7 @@ class ServeSettings:
         return "int8" if self.int8 else "fp32"
 
     def ort_threads(self) -> int:
-        """ONNX Runtime intra-op threads per worker: as asked, else the usable cores shared out among workers."""
+        """Prediction threads per worker (``Predictor(threads=...)``): as asked, else the usable cores shared out."""
         from .machine import usable_cores
 
         return self.threads or max(1, usable_cores() // self.workers)

@@ -2,7 +2,7 @@
 
 Built on Spark's own ``pyspark.ml.functions.predict_batch_udf``: each Python worker loads one
 :class:`~rnnonnx.predictor.Predictor` per bundle and options (cached for the worker's life) and
-scores Arrow batches of texts with it; ONNX Runtime gets one intra-op thread per task by default,
+scores Arrow batches of texts with it; the predictor gets one thread per task by default,
 because Spark already runs one task per core and more threads would oversubscribe them.
 
 Bundles reach the executors either by a path they can all read (shared storage, or the same path
@@ -244,7 +244,7 @@ def predict_udf(
     thresholds, best first; ``min_score`` replaces every threshold), and ``label`` is its first.
 
     ``bundle_path``: a bundle directory every executor can read, or the name :func:`add_bundle`
-    returned. ``threads``: ONNX Runtime intra-op threads per task (``None``: all cores, which
+    returned. ``threads``: the predictor's threads per task (``None``: all cores, which
     oversubscribes an executor running one task per core). ``batch_size``: rows per Predictor
     call. The driver reads the bundle's labels, so it must reach the bundle too.
     """

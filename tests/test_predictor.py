@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,7 +17,8 @@ import pytest
 from rnnonnx import Prediction, Predictor
 from rnnonnx.data import read_builtin
 from rnnonnx.errors import BundleError, InputTypeError, RnnonnxError
-from tests.conftest import run_cli
+from rnnonnx.predictor import MIN_PART_ROWS, thread_parts
+from tests.conftest import ROOT, run_cli
 
 HAS_CUDA_PROVIDER = "CUDAExecutionProvider" in ort.get_available_providers()
 
@@ -57,14 +59,106 @@ def test_a_single_string_is_refused(tiny_bundle):
         Predictor(tiny_bundle).predict("one text")
 
 
-def test_concurrent_predict_calls_are_safe(tiny_bundle):
-    predictor = Predictor(tiny_bundle, threads=1)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_predict_calls_are_safe(tiny_bundle, threads):
+    predictor = Predictor(tiny_bundle, threads=threads)
     texts = read_builtin().texts[:400]
     chunks = [texts[i::8] for i in range(8)] * 4
     expected = [predictor.predict_proba(c) for c in chunks]
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(predictor.predict_proba, chunks))
     assert all(np.array_equal(a, b) for a, b in zip(results, expected))
+
+
+class RecordingSession:
+    """A session whose runs note their thread and rows; the first ``parties`` runs of more than
+    one row wait until all of them run at once (one that never has company times out)."""
+
+    def __init__(self, session, parties: int = 0):
+        self.session, self.calls, self.parties = session, [], parties
+        self.barrier, self.lock = threading.Barrier(max(1, parties), timeout=10), threading.Lock()
+
+    def run(self, names, feed):
+        rows = len(next(iter(feed.values())))
+        with self.lock:
+            self.calls.append((threading.get_ident(), rows))
+            waits = rows > 1 and sum(r > 1 for _, r in self.calls) <= self.parties
+        if waits:
+            self.barrier.wait()
+        return self.session.run(names, feed)
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_one_text_runs_on_one_thread_and_a_batch_in_parts_side_by_side(tiny_bundle, graph):
+    """With threads=2 on the CPU the session has no intra-op pool: one text is one run on the
+    caller's thread, and a batch is cut into two parts that run at the same time (the barrier
+    fails the test if they do not); results are those of one thread, and of each text alone."""
+    predictor = Predictor(tiny_bundle, device="cpu", threads=2, graph=graph)
+    assert predictor.threads == 2 and predictor.session.get_session_options().intra_op_num_threads == 1
+    texts = ["a film of " + "moving and gorgeous scenes " * 3] * 40
+    texts += ["dull, lifeless and long " * 3 + "x" * k for k in range(40)]
+    expected = Predictor(tiny_bundle, device="cpu", threads=1, graph=graph).predict_proba(texts)
+    recording = predictor.session = RecordingSession(predictor.session, parties=2)
+    single = predictor.predict_proba(texts[:1])
+    assert recording.calls == [(threading.get_ident(), 1)]
+    recording.calls.clear()
+    batched = predictor.predict_proba(texts)
+    assert len({thread for thread, _ in recording.calls}) == 2 and sum(rows for _, rows in recording.calls) == len(texts)
+    assert np.abs(batched - expected).max() <= 1e-6 and np.abs(single - expected[:1]).max() <= 1e-6
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_a_batch_side_by_side_too(tiny_bundle):
+    """A child forked after the parent ran a batch has none of its threads: it starts its own
+    (the child's first two parts wait for each other; run one after the other, they time out)."""
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from rnnonnx import Predictor
+        from tests.test_predictor import RecordingSession
+        predictor = Predictor({str(tiny_bundle)!r}, device="cpu", threads=2)
+        texts = ["a gorgeous film"] * 40 + ["dull and long, a waste of time"] * 40
+        predictor.predict_proba(texts)
+        pid = os.fork()
+        if pid == 0:
+            predictor.session = RecordingSession(predictor.session, parties=2)
+            try:
+                predictor.predict_proba(texts)
+            finally:
+                os._exit(0 if len({{thread for thread, _ in predictor.session.calls}}) == 2 else 1)
+        sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """)
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_a_failure_in_another_part_reaches_the_caller(tiny_bundle):
+    predictor = Predictor(tiny_bundle, device="cpu", threads=2, graph="ids")
+    session = predictor.session
+
+    class FailsOnLongRows:
+        def run(self, names, feed):
+            ids = next(iter(feed.values()))
+            if ids.shape[1] > 5:
+                raise RuntimeError("out of memory\nsecond line")
+            return session.run(names, feed)
+
+    predictor.session = FailsOnLongRows()
+    texts = ["good film"] * 40 + ["a long and dull film with no story at all"] * 40
+    with pytest.raises(RnnonnxError, match=r"ONNX Runtime failed \(out of memory\)$"):
+        predictor.predict_proba(texts)
+    assert predictor.predict_proba(texts[:1]).shape == (1, 2)
+
+
+def test_thread_parts_cut_only_calls_costing_more_than_a_share():
+    lengths = [10] * 256
+    whole = thread_parts([list(range(256))], lengths, 2)
+    assert [len(p) for p in whole] == [128, 128] and sorted(sum(whole, [])) == list(range(256))
+    lengths = [5] * 60 + [40] * 60
+    parts = thread_parts([list(range(60)), list(range(60, 120))], lengths, 2)
+    assert [len(p) for p in parts] == [30, 30, 60] and min(parts[0]) >= 60, "the costly call is cut, costliest first"
+    assert thread_parts([list(range(2 * MIN_PART_ROWS - 1))], [10] * 100, 4) == [list(range(2 * MIN_PART_ROWS - 1))]
+    assert thread_parts([[0], [1]], [3, 3], 2) == [[0], [1]]
+    assert [len(p) for p in thread_parts([list(range(25))], [10] * 25, 3)] == [9, 8, 8], "parts of at least MIN_PART_ROWS"
 
 
 @pytest.mark.parametrize(("graph", "name"), [("ids", "model.onnx"), ("text", "model.text.onnx"), ("auto", "model.text.onnx")])

@@ -240,7 +240,7 @@ def test_one_cached_predictor_per_bundle_and_options():
 
     first = rnnonnx.spark.get_predictor(str(BUNDLE))
     assert rnnonnx.spark.get_predictor(str(BUNDLE) + "/") is first
-    assert first.session.get_session_options().intra_op_num_threads == 1
+    assert first.threads == 1
     assert rnnonnx.spark.get_predictor(str(BUNDLE), threads=2) is not first
     assert rnnonnx.spark.get_predictor(str(BUNDLE), graph="ids").graph == "ids"
 
