@@ -219,7 +219,8 @@ class Predictor:
     load it, else ``ids``. Both give the same probabilities (within 1e-6). ``precision="int8"``
     runs the int8 twin of the chosen graph (``rnnonnx export --quantize int8``).
     ``session_config`` adds ONNX Runtime session config entries (e.g. the server turns off
-    ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop).
+    ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop;
+    only sessions on CUDA keep an intra-op pool, see ``threads``).
 
     ``threads`` (default: every core this process may use) is how many cores one call may keep
     busy. On the CPU, each model run takes one thread: one text runs alone on the caller's thread

@@ -145,6 +145,8 @@ def load_model(settings: ServeSettings) -> LoadedModel:
         batch_size=RUN_SIZE,
         precision=settings.precision,
         graph=settings.graph,
+        # CUDA sessions keep ONNX Runtime's intra-op pool: its idle threads must not spin on the
+        # event loop's cores (CPU sessions run single-threaded parts, see Predictor)
         session_config={"session.intra_op.allow_spinning": "0"},
     )
     first = predictor.predict_proba([GOLDEN_TEXT])
