@@ -169,35 +169,20 @@ class TrainConfig:
             _check_int("embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _check_int("hidden", self.hidden, 1, MAX_WIDTH)
         _check_int("members", self.members, 1, MAX_MEMBERS)
-        if isinstance(self.max_len, str) and self.max_len.strip().isdigit():  # the command line's spelling
-            self.max_len = int(self.max_len)
-        if self.max_len != AUTO:
-            _check_int("max_len", self.max_len, 1, MAX_MAX_LEN)
-        if isinstance(self.ngram_buckets, str) and self.ngram_buckets.strip().isdigit():  # the command line's spelling
-            self.ngram_buckets = int(self.ngram_buckets)
-        if self.ngram_buckets != AUTO:
-            _check_int("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
+        self.max_len = _int_or_auto("max_len", self.max_len, 1, MAX_MAX_LEN)
+        self.ngram_buckets = _int_or_auto("ngram_buckets", self.ngram_buckets, 0, MAX_NGRAM_BUCKETS)
         _check_float("branch_dropout", self.branch_dropout, 0.0, 1.0, high_open=True)
         if isinstance(self.linear_weight, str) and self.linear_weight != AUTO:  # the command line's spelling
             self.linear_weight = _number("linear_weight", self.linear_weight)
         if self.linear_weight != AUTO:
             _check_float("linear_weight", self.linear_weight, 0.0, MAX_LINEAR_WEIGHT)
-        if isinstance(self.linear_buckets, str) and self.linear_buckets.strip().isdigit():
-            self.linear_buckets = int(self.linear_buckets)
-        if self.linear_buckets != AUTO:
-            _check_int("linear_buckets", self.linear_buckets, 1, MAX_NGRAM_BUCKETS)
-        if isinstance(self.linear_max_len, str) and self.linear_max_len.strip().isdigit():
-            self.linear_max_len = int(self.linear_max_len)
-        if self.linear_max_len != AUTO:
-            _check_int("linear_max_len", self.linear_max_len, 1, MAX_MAX_LEN)
+        self.linear_buckets = _int_or_auto("linear_buckets", self.linear_buckets, 1, MAX_NGRAM_BUCKETS)
+        self.linear_max_len = _int_or_auto("linear_max_len", self.linear_max_len, 1, MAX_MAX_LEN)
         _check_int("min_df", self.min_df, 1, None)
         if self.max_vocab is not None:
             _check_int("max_vocab", self.max_vocab, 1, None)
         _check_int("epochs", self.epochs, 1, None)
-        if isinstance(self.batch_size, str) and self.batch_size.strip().isdigit():  # the command line's spelling
-            self.batch_size = int(self.batch_size)
-        if self.batch_size != AUTO:
-            _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        self.batch_size = _int_or_auto("batch_size", self.batch_size, 1, 1 << 20)
         _check_int("patience", self.patience, 1, None)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
@@ -409,6 +394,15 @@ def _parse_class_weight(value: Any) -> str | dict[str, float] | None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise RnnonnxError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _int_or_auto(name: str, value: Any, low: int, high: int | None) -> Any:
+    """``AUTO``, or an integer in range; digits (the command line's spelling) are read as one."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value != AUTO:
+        _check_int(name, value, low, high)
+    return value
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
