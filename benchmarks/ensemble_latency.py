@@ -1,10 +1,13 @@
 """One-text latency of an ensemble against one of its members, under ONNX Runtime's sequential and
 parallel executors.
 
-From a trained run, builds the direct ids graph (rnnonnx.fastgraph) of the whole model and of its
-first member alone, then times one text per call (the built-in sentences, in Python-tokenized ids)
-in fresh processes, the configurations taking turns round after round; prints the median latency
-of each and, within each round, the ensemble / member ratio.
+From a trained run, builds the direct ids graph (rnnonnx.fastgraph) of the whole model, of the
+model without its linear member and of its first member alone, each with its embedding tables int8
+as a bundle stores them (rnnonnx.quantize.quantize_int8: the table scaled back to fp32 before its
+Gather, which ONNX Runtime folds at load), and the whole model once more with the int8 rows
+gathered and scaled at every call instead; then times one text per call (the built-in sentences,
+in Python-tokenized ids) in fresh processes, the configurations taking turns round after round;
+prints the median latency of each and, within each round, its ratio to the member.
 
     python benchmarks/ensemble_latency.py runs/lstm --rounds 5
 """
@@ -23,27 +26,66 @@ from pathlib import Path
 CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel executor)
     "member, 1 thread": ("member", 1, 1, False),
     "ensemble, 1 thread": ("ensemble", 1, 1, False),
+    "ensemble without its linear member, 1 thread": ("recurrent", 1, 1, False),
+    "ensemble, int8 rows scaled at every call, 1 thread": ("per-call", 1, 1, False),
     "member, 2 threads": ("member", 2, 1, False),
     "ensemble, 2 threads": ("ensemble", 2, 1, False),
     "ensemble, parallel executor, 2 inter-op threads": ("ensemble", 1, 2, True),
 }
 
 
+def scaled_per_call(model_bytes: bytes) -> bytes:
+    """The graph of :func:`rnnonnx.quantize.quantize_int8` with each table's int8 rows gathered
+    first and scaled back after (``Gather`` of the rows and of their scales, ``Cast``, ``Mul`` at
+    every call), the layout it replaced."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(model_bytes)
+    folded = {n.output[0] for n in model.graph.node if n.op_type == "Mul" and n.input[0].endswith("/float")}
+    nodes = []
+    for node in model.graph.node:
+        if node.output[0] in folded or node.output[0].endswith("/float"):
+            continue
+        nodes.append(node)
+        if node.op_type == "Gather" and node.input[0] in folded:
+            table, out = node.input[0], node.output[0]
+            node.input[0], node.output[0] = f"{table}/int8", f"{out}/int8"
+            nodes += [
+                helper.make_node("Gather", [f"{table}/row_scale", node.input[1]], [f"{out}/scale"], axis=0),
+                helper.make_node("Cast", [f"{out}/int8"], [f"{out}/float"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{out}/float", f"{out}/scale"], [out]),
+            ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def build(run_dir: Path, out: Path) -> None:
-    """Write ``ensemble.onnx``, ``member.onnx`` and ``ids.json`` (1,000 tokenized sentences) to ``out``."""
+    """Write the graphs of :data:`CONFIGS` and ``ids.json`` (1,000 tokenized sentences) to ``out``."""
     from dataclasses import replace
 
     from rnnonnx import fastgraph
     from rnnonnx.data import read_builtin
     from rnnonnx.model import Ensemble
+    from rnnonnx.quantize import quantize_int8
     from rnnonnx.run import load_run
+
+    def stored(model) -> bytes:  # the tables int8, as a bundle ships them
+        return quantize_int8(fastgraph.ids_model(model).SerializeToString())[0]
 
     run = load_run(run_dir)
     model = run.model.eval()
-    (out / "ensemble.onnx").write_bytes(fastgraph.ids_model(model).SerializeToString())
+    (out / "ensemble.onnx").write_bytes(stored(model))
+    (out / "per-call.onnx").write_bytes(scaled_per_call(stored(model)))
+    linear = getattr(model, "linear", None)
+    model.linear = None
+    (out / "recurrent.onnx").write_bytes(stored(model))
+    model.linear = linear
     first = model.members[0] if isinstance(model, Ensemble) else model
     first.config = replace(first.config, temperature=1.0)
-    (out / "member.onnx").write_bytes(fastgraph.ids_model(first).SerializeToString())
+    (out / "member.onnx").write_bytes(stored(first))
     texts = read_builtin().texts[:1000]
     (out / "ids.json").write_text(json.dumps([run.tokenizer.encode(t) or [0] for t in texts]))
 

@@ -83,9 +83,11 @@ trap 'rm -f "$tmp"' EXIT
   echo
   echo "## An ensemble's latency against one member"
   echo
-  echo "\`python benchmarks/ensemble_latency.py $WORK --rounds $ROUNDS\`: the direct ids graph of the whole model and of its"
-  echo "first member alone, one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel"
-  echo "executor (independent branches on 2 inter-op threads)."
+  echo "\`python benchmarks/ensemble_latency.py $WORK --rounds $ROUNDS\`: the direct ids graph of the whole model, of the model"
+  echo "without its linear member and of its first member alone, embedding tables int8 as bundles store them (scaled back to"
+  echo "fp32 before the Gather, folded by ONNX Runtime at load) and once more with the int8 rows gathered and scaled at every"
+  echo "call; one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel executor"
+  echo "(independent branches on 2 inter-op threads)."
   echo
   "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
   echo

@@ -138,8 +138,8 @@ def _linear(b: _Builder, linear: Any, ids: str) -> str:
         has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
         bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
     features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
-    weights = b.node("Gather", [b.const("linear.idf", state["idf"].astype(np.float16)), features], "linear/weights_fp16", axis=0)
-    weights = b.node("Cast", [weights], "linear/weights", to=TensorProto.FLOAT)
+    idf = b.node("Cast", [b.const("linear.idf", state["idf"].astype(np.float16))], "linear/idf", to=TensorProto.FLOAT)
+    weights = b.node("Gather", [idf, features], "linear/weights", axis=0)  # a table cast once, at load
     squares = b.node("Mul", [weights, weights], "linear/squares")
     norm = b.node("Sqrt", [b.node("ReduceSum", [squares, i64["axis1"]], "linear/sum_squares", keepdims=1)], "linear/norm")
     norm = b.node("Max", [norm, b.const("linear/eps", np.array(1e-6, dtype=np.float32))], "linear/norm_clamped")

@@ -1,8 +1,11 @@
 """The int8 twins of ``export --quantize int8``, and int8 embedding tables for every bundle.
 
 The embedding tables, most of a model's bytes, are stored as int8 with one scale per row
-(symmetric: ``w = q * scale``); the graph gathers the int8 rows of a batch's tokens and scales
-them back to fp32 with standard operators (``Gather``, ``Cast``, ``Mul``). Every bundle's default
+(symmetric: ``w = q * scale``); the graph scales the table back to fp32 with standard operators
+(``Cast``, ``Mul``) before the ``Gather`` that reads it. That is a constant expression: ONNX Runtime
+folds it once, when it loads the model, so memory holds the fp32 table and a call gathers fp32 rows
+directly (gathering int8 rows and scaling them at every call cost the default model ~7% of its
+one-text latency, ``benchmarks/ensemble_latency.py``). Every bundle's default
 graphs store their tables so (:mod:`rnnonnx.storage`), and the int8 twins keep reading them from
 the default graph's bytes, so they add little to a bundle.
 
@@ -53,20 +56,20 @@ KERNEL_BATCH_BOUND = 0.05
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 INT8_LSTM = "DynamicQuantizeLSTM"
 METHOD = (
-    "weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), the rows a "
-    "batch uses gathered and scaled back to fp32 in the graph; recurrent and output layers and all "
+    "weight-only int8: embedding tables stored as int8 with one fp32 scale per row (symmetric), scaled back "
+    "to fp32 in the graph (folded at load); recurrent and output layers and all "
     "activations fp32, so no scale depends on the batch"
 )
 
 METHOD_KERNELS = (
     "ONNX Runtime's int8 LSTM kernel (DynamicQuantizeLSTM): recurrent weight matrices int8 (one scale per matrix), "
     "the layer's inputs and hidden states quantized to uint8 at run time with scales taken over the batch; embedding "
-    "tables int8 with one fp32 scale per row, gathered and scaled back to fp32; everything else fp32"
+    "tables int8 with one fp32 scale per row, scaled back to fp32 (folded at load); everything else fp32"
 )
 
 METHOD_WEIGHTS = (
     "weight-only int8: embedding tables, recurrent and output weight matrices stored as int8 with one fp32 scale per "
-    "(output) row (symmetric), scaled back to fp32 in the graph (Gather/Cast/Mul, DequantizeLinear); all arithmetic "
+    "(output) row (symmetric), scaled back to fp32 in the graph (Cast/Mul, DequantizeLinear); all arithmetic "
     "and activations fp32, so no scale depends on the batch"
 )
 
@@ -116,19 +119,13 @@ def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
         graph.initializer.extend(
             [numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale[:, None], f"{name}/row_scale")]
         )
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        if node.op_type == "Gather" and node.input[0] in tables:
-            name, out = node.input[0], node.output[0]
-            node.input[0], node.output[0] = f"{name}/int8", f"{out}/int8"
-            nodes += [
-                helper.make_node(
-                    "Gather", [f"{name}/row_scale", node.input[1]], [f"{out}/row_scale"], name=f"{out}/gather_scale", axis=0
-                ),
-                helper.make_node("Cast", [f"{out}/int8"], [f"{out}/float"], name=f"{out}/cast", to=TensorProto.FLOAT),
-                helper.make_node("Mul", [f"{out}/float", f"{out}/row_scale"], [out], name=f"{out}/dequantize"),
-            ]
+    front = []
+    for name in tables:  # the table itself scaled back, a constant expression: folded once, at load
+        front += [
+            helper.make_node("Cast", [f"{name}/int8"], [f"{name}/float"], name=f"{name}/cast", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{name}/float", f"{name}/row_scale"], [name], name=f"{name}/dequantize"),
+        ]
+    nodes = front + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
     onnx.checker.check_model(model, full_check=True)
@@ -234,7 +231,7 @@ def describe(fp32: Any, int8: Any) -> dict[str, Any]:
     if recurrent is None:
         raise ValueError(f"no recurrent layer ({', '.join(RECURRENT_OPS)}) in the graph")
     int8_names = {i.name for i in int8.graph.initializer if i.data_type == TensorProto.INT8}
-    embedding = any(n.op_type == "Gather" and n.input and n.input[0] in int8_names for n in int8.graph.node)
+    embedding = any(n.op_type == "Cast" and n.input and n.input[0] in int8_names for n in int8.graph.node)
     dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8_names}
     recurrent_int8 = any(n.op_type in RECURRENT_OPS and dequantized & set(n.input[1:3]) for n in int8.graph.node)
     kernels = any(n.op_type == INT8_LSTM for n in int8.graph.node)

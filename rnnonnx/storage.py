@@ -4,7 +4,8 @@ The embedding tables are most of a model's bytes (the default LSTM ensemble: thr
 8,399 x 64 floats, 6.4 MB of its 6.9 MB). Two standard-ONNX levers make the default bundle small:
 
 1. **int8 embedding tables, one scale per row** (the scheme of :mod:`rnnonnx.quantize`: the graph
-   gathers a batch's int8 rows and scales them back to fp32 with ``Gather``/``Cast``/``Mul``). The
+   scales the int8 table back to fp32 with ``Cast``/``Mul`` before its ``Gather``, a constant
+   expression that ONNX Runtime folds once, at load). The
    arithmetic stays fp32 and no scale depends on the batch. The model a bundle ships *is* this
    model: export sets the PyTorch model's tables to the dequantized int8 ones
    (:func:`use_stored_embeddings`) and checks parity against that, and records the validation
@@ -33,7 +34,7 @@ import numpy as np
 # consults external files given in memory.
 EXTERNAL_MIN_BYTES = 1024
 METHOD = (
-    "embedding tables int8 with one fp32 scale per row (symmetric), gathered and scaled back to fp32 in the graph; "
+    "embedding tables int8 with one fp32 scale per row (symmetric), scaled back to fp32 in the graph (folded at load); "
     "recurrent and output layers and all arithmetic fp32"
 )
 

@@ -46,6 +46,20 @@ def test_ids_graph_reads_the_text_graphs_weight_bytes(tiny_bundle):
     assert text[tables[0]].data_type == TensorProto.INT8
 
 
+def test_onnx_runtime_folds_the_int8_tables_once_at_load(tiny_bundle, tmp_path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(tiny_bundle / TEXT_MODEL), options, providers=["CPUExecutionProvider"])
+    loaded = onnx.load(str(tmp_path / "loaded.onnx"))
+    assert not [n.name for n in loaded.graph.node if any(i.endswith(("/int8", "/row_scale")) for i in n.input)]
+    initializers = {i.name: i for i in loaded.graph.initializer}
+    gathered = [n.input[0] for n in loaded.graph.node if n.op_type == "Gather" and n.input[0] in initializers]
+    assert any(initializers[name].data_type == TensorProto.FLOAT and len(initializers[name].dims) == 2 for name in gathered)
+
+
 def test_both_graphs_give_the_same_probabilities(tiny_bundle):
     texts = ["a fine and moving film", "dull", ""]
     ids = Predictor(tiny_bundle, graph="ids").predict_proba(texts)
