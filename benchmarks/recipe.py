@@ -191,8 +191,8 @@ def patched(extra: dict[str, Any], total_steps: int) -> Iterator[None]:
     class Scheduled(originals[1]):  # type: ignore[misc, valid-type]
         """Adam with L2 weight decay and a per-step learning-rate schedule over the planned steps."""
 
-        def __init__(self, params: Any, lr: float) -> None:
-            super().__init__(params, lr=lr, weight_decay=weight_decay)
+        def __init__(self, params: Any, lr: float, **options: Any) -> None:
+            super().__init__(params, lr=lr, weight_decay=weight_decay, **options)
             self.base_lr, self.done = lr, 0
 
         def step(self, closure: Any = None) -> Any:

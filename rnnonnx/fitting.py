@@ -29,6 +29,7 @@ from .config import ModelConfig, TrainConfig
 from .errors import RnnonnxError
 from .machine import usable_cores
 from .model import Ensemble, TextClassifier
+from .optimizer import adam
 from .progress import Progress, bar
 
 DATA_FILE = "data.safetensors"
@@ -192,7 +193,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     if job.vector_rows is not None:
         init_embedding(model, job.vector_rows, job.vector_values, config.freeze_embeddings)
     batch_size, lr = config.resolved_batch(len(job.train_ids))  # a run resolves "auto" once, before its fit
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr, device)
     weight = torch.tensor(job.class_weights, dtype=torch.float32, device=device) if job.class_weights is not None else None
     multi = job.model.multi_label
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight) if multi else nn.CrossEntropyLoss(weight=weight)

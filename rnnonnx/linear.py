@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .optimizer import adam
 from .text import PAD_ID
 
 # Fixed choices of the member's fit, taken on validation rows of the benchmark suite
@@ -259,7 +260,7 @@ def fit_linear(
     member.set_idf(train[0])
     member.to(device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(member.parameters(), lr=LINEAR_LR)
+    optimizer = adam(member.parameters(), LINEAR_LR, device)
     weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
     best_key, best_state, best_epoch, stale = (math.inf,), None, 0, 0
     val_loss, val_acc = math.nan, math.nan
