@@ -104,31 +104,49 @@ def _embedding_tables(graph: Any) -> dict[str, Any]:
     return {name: initializers[name] for name, gathers in uses.items() if all(gathers)}
 
 
+def _store_int8(graph: Any, name: str, axis: int, scale_name: str) -> list[Any]:
+    """Replace the float initializer ``name`` of ``graph`` by ``name/int8`` (symmetric, one scale
+    per index along ``axis``) and its scales ``name/<scale_name>`` (shaped to broadcast), and return
+    the nodes that compute ``name`` back from them: ``Cast`` then ``Mul``, a constant expression
+    ONNX Runtime folds once, at load (``DequantizeLinear`` it would run at every call)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializer = next(i for i in graph.initializer if i.name == name)
+    weights = numpy_helper.to_array(initializer)
+    rows = np.moveaxis(weights, axis, 0)
+    q, scale = row_quantize(rows.reshape(rows.shape[0], -1))
+    shape = [1] * weights.ndim
+    shape[axis] = -1
+    graph.initializer.remove(initializer)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.moveaxis(q.reshape(rows.shape), 0, axis), f"{name}/int8"),
+            numpy_helper.from_array(scale.reshape(shape), f"{name}/{scale_name}"),
+        ]
+    )
+    return [
+        helper.make_node("Cast", [f"{name}/int8"], [f"{name}/float"], name=f"{name}/cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", [f"{name}/float", f"{name}/{scale_name}"], [name], name=f"{name}/dequantize"),
+    ]
+
+
+def _prepend(graph: Any, nodes: list[Any]) -> None:
+    everything = nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(everything)
+
+
 def quantize_int8(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     """The ids graph with int8 embedding tables (per-row scales), and a report of what is int8."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load_from_string(model_bytes)
     graph = model.graph
     tables = _embedding_tables(graph)
     if not tables:
         raise ValueError("no embedding table (a float initializer gathered along axis 0) in the graph")
-    for name, initializer in tables.items():
-        q, scale = row_quantize(numpy_helper.to_array(initializer))
-        graph.initializer.remove(initializer)
-        graph.initializer.extend(
-            [numpy_helper.from_array(q, f"{name}/int8"), numpy_helper.from_array(scale[:, None], f"{name}/row_scale")]
-        )
-    front = []
-    for name in tables:  # the table itself scaled back, a constant expression: folded once, at load
-        front += [
-            helper.make_node("Cast", [f"{name}/int8"], [f"{name}/float"], name=f"{name}/cast", to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{name}/float", f"{name}/row_scale"], [name], name=f"{name}/dequantize"),
-        ]
-    nodes = front + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    front = [node for name in tables for node in _store_int8(graph, name, 0, "row_scale")]
+    _prepend(graph, front)
     onnx.checker.check_model(model, full_check=True)
     quantized = model.SerializeToString()
     return quantized, describe(onnx.load_from_string(model_bytes), model)
@@ -185,7 +203,6 @@ def quantize_weights(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     weight matrix int8 per output row too, scaled back by ``Cast``/``Mul`` (folded at load); arithmetic
     and activations stay fp32, so a text's result still does not depend on its batch."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load_from_string(model_bytes)
     if _embedding_tables(model.graph):
@@ -198,27 +215,7 @@ def quantize_weights(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
             axes.update({node.input[1]: 1, node.input[2]: 1})
         elif node.op_type == "Gemm" and node.input[1] in initializers:
             axes[node.input[1]] = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
-    front = []
-    for name, axis in axes.items():  # each matrix scaled back by Cast/Mul, a constant expression folded at load
-        weights = numpy_helper.to_array(initializers[name])
-        rows = np.moveaxis(weights, axis, 0)
-        q, scale = row_quantize(rows.reshape(rows.shape[0], -1))
-        shape = [1] * weights.ndim
-        shape[axis] = -1
-        graph.initializer.remove(initializers[name])
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.moveaxis(q.reshape(rows.shape), 0, axis), f"{name}/int8"),
-                numpy_helper.from_array(scale.reshape(shape), f"{name}/scale"),
-            ]
-        )
-        front += [
-            helper.make_node("Cast", [f"{name}/int8"], [f"{name}/float"], name=f"{name}/cast", to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{name}/float", f"{name}/scale"], [name], name=f"{name}/dequantize"),
-        ]
-    nodes = front + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _prepend(graph, [node for name, axis in axes.items() for node in _store_int8(graph, name, axis, "scale")])
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString(), describe(onnx.load_from_string(model_bytes), model)
 
