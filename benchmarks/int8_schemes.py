@@ -1,4 +1,4 @@
-"""Which int8 scheme should ``rnnonnx export --quantize int8`` write? Five candidates built from
+"""Which int8 scheme should ``rnnonnx export --quantize int8`` write? Six candidates built from
 the same run, side by side: accuracy, how far a text's probabilities move with its batch, file
 size, and speed against fp32 in interleaved rounds (``rnnonnx bench``'s workers: one fresh
 process per model per round, one at a time; every ratio taken within its round).
@@ -6,7 +6,10 @@ process per model per round, one at a time; every ratio taken within its round).
 - ``dynamic``: ONNX Runtime ``quantize_dynamic`` on every operator it covers (int8 LSTM kernel,
   ``MatMulInteger`` products, int8 gathers), activations scaled per batch.
 - ``LSTM kernel`` (what export writes for an LSTM model, :func:`rnnonnx.quantize.quantize_kernels`):
-  the LSTM layers alone on ONNX Runtime's int8 kernel, embedding tables int8 per row, the rest fp32.
+  the LSTM layers alone on ONNX Runtime's int8 kernel with their ranges fixed (:mod:`rnnonnx.pinning`),
+  embedding tables int8 per row, the rest fp32.
+- ``LSTM kernel, batch scales``: the same without fixed ranges, the kernel's scales taken from the
+  batch: what the sentinel units cost, and what they buy.
 - ``static QDQ``: ``quantize_static`` with per-tensor activation scales calibrated on the
   validation texts (MatMul/Gemm/Gather; ONNX Runtime has no static recurrent kernel).
 - ``weights int8`` (what export writes for a GRU or RNN model, :func:`rnnonnx.quantize.quantize_weights`):
@@ -14,6 +17,7 @@ process per model per round, one at a time; every ratio taken within its round).
 - ``embeddings int8`` (the default graphs of every bundle): the embedding tables int8 per row,
   gathered then scaled; everything else fp32.
 
+Every scheme starts from the ids graph export writes (the direct graph where it covers the model).
 Accuracy and agreement are measured on the run's test texts (the static scheme calibrates on
 the validation texts).
 
@@ -33,7 +37,7 @@ import numpy as np
 
 from rnnonnx.benchmark import aggregate, batch_flops, figures, run_worker
 from rnnonnx.bundle import INT8_MODEL, MODEL, TEXT_INT8_MODEL, TEXT_MODEL, write_bundle
-from rnnonnx.exporting import quiet_exporter, session_for, to_onnx
+from rnnonnx.exporting import direct_onnx, quiet_exporter, session_for, to_onnx
 from rnnonnx.machine import machine
 from rnnonnx.quantize import accuracy, batch_dependence, quantize_int8, quantize_kernels, quantize_weights
 from rnnonnx.run import Run, load_run
@@ -100,6 +104,7 @@ def embeddings(model_bytes: bytes, run: Run) -> bytes:
 SCHEMES: dict[str, Callable[[bytes, Run], bytes]] = {
     BASE: dynamic,
     "LSTM kernel": lambda model_bytes, run: quantize_kernels(model_bytes)[0],
+    "LSTM kernel, batch scales": lambda model_bytes, run: quantize_kernels(model_bytes, pin=False)[0],
     "static QDQ": static_qdq,
     "weights int8": lambda model_bytes, run: quantize_weights(model_bytes)[0],
     "embeddings int8": embeddings,
@@ -121,7 +126,7 @@ def main() -> None:
     threads = args.threads or [1, 2]
     run = load_run(args.run)
     with quiet_exporter():
-        fp32 = to_onnx(run)
+        fp32 = direct_onnx(run) or to_onnx(run)
     texts, gold = run.held_out("test")
     reference = session_for(fp32)
     ref_proba = np.concatenate(
@@ -163,7 +168,7 @@ def main() -> None:
             TEXT_INT8_MODEL: text_model(onnx.load_from_string(quantized), run.tokenizer).SerializeToString(),
         }
         bundles[name] = write_bundle(
-            work / name.replace(" ", "-"), files, run.tokenizer, run.labels, {"model": run.config["model"]}
+            work / name.replace(",", "").replace(" ", "-"), files, run.tokenizer, run.labels, {"model": run.config["model"]}
         )
     from rnnonnx.data import read_builtin
 

@@ -13,13 +13,15 @@ An LSTM model's twin computes its recurrent layers with ONNX Runtime's int8 kern
 (:func:`quantize_kernels`, ``DynamicQuantizeLSTM``): the layer's weight matrices int8, its inputs
 and hidden states quantized to uint8 at run time. That is where the time goes (the recurrent
 layer is 70% of a batch's kernel time), and the integer products make the twin faster than fp32
-(benchmarks/RESULTS.md). The price: the run-time scales are taken over the batch (over all of a
-batch's steps for the input product, over each thread's share of the batch at every step), so a
-text's probabilities move a little with its batch company, by about 0.01 on the default model.
-Export measures that movement over the validation texts and writes it to the manifest
-(``int8.batch_independence_max_abs_diff``), warning loudly past :data:`KERNEL_BATCH_BOUND`; a
-text run alone (batch size 1, as ``verify``'s golden examples are) gets the same result on any
-thread count. The fp32 graphs stay independent of their batch to float rounding.
+(benchmarks/RESULTS.md). The kernel takes its run-time scales from the matrix it multiplies (all
+of a batch's steps for the input product, each thread's share of the batch at every step), which
+made a text's probabilities move with its batch company; :mod:`rnnonnx.pinning` fixes those
+ranges with sentinel units and columns, so a text's result is the same alone or in any batch, to
+float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), at ~11% of the kernel's batch throughput.
+Export measures that over the validation texts and writes it to the manifest
+(``int8.batch_independence_max_abs_diff``), warning loudly past the bound; a graph the pinning
+does not cover keeps the batch's scales and the looser :data:`KERNEL_BATCH_BOUND`. The fp32
+graphs stay independent of their batch to float rounding.
 
 ONNX Runtime has no int8 kernel for GRU or RNN layers, so their twins (:func:`quantize_weights`)
 store the recurrent and output weight matrices as int8 per output row, scaled back to fp32 by
@@ -51,8 +53,8 @@ MAX_ACCURACY_DROP = 1.0
 # A text's probabilities alone and in any batch agree within this in a weight-only twin: float
 # rounding, as in fp32.
 BATCH_INDEPENDENCE_BOUND = 1e-6
-# ... and within this in a twin with ONNX Runtime's int8 LSTM kernel, whose run-time scales come
-# from the batch (about 0.01 on the default model); past it export warns loudly.
+# ... and within this in a twin with ONNX Runtime's int8 LSTM kernel whose run-time scales come from
+# the batch (a graph rnnonnx.pinning does not cover; about 0.01 on the default model).
 KERNEL_BATCH_BOUND = 0.05
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 INT8_LSTM = "DynamicQuantizeLSTM"
@@ -64,9 +66,15 @@ METHOD = (
 
 METHOD_KERNELS = (
     "ONNX Runtime's int8 LSTM kernel (DynamicQuantizeLSTM): recurrent weight matrices int8 (one scale per matrix), "
-    "the layer's inputs and hidden states quantized to uint8 at run time with scales taken over the batch; embedding "
+    "the layer's inputs and hidden states quantized to uint8 at run time (see ranges); embedding "
     "tables int8 with one fp32 scale per row, scaled back to fp32 (folded at load); everything else fp32"
 )
+
+RANGES_FIXED = (
+    "fixed: two sentinel hidden units per layer (outputs +1 and -1) and two constant input columns (+-the embedding "
+    "table's largest entry) pin every run-time scale, so a text's result does not depend on its batch"
+)
+RANGES_BATCH = "from the batch: a text's result moves a little with the texts batched with it"
 
 METHOD_WEIGHTS = (
     "weight-only int8: embedding tables, recurrent and output weight matrices stored as int8 with one fp32 scale per "
@@ -161,15 +169,18 @@ def quantize_twin(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     ops = {n.op_type for n in onnx.load_from_string(model_bytes).graph.node}
     if "LSTM" in ops:
         quantized, report = quantize_kernels(model_bytes)
-        return quantized, report | {"batch_bound": KERNEL_BATCH_BOUND}
+        fixed = report["ranges"] == RANGES_FIXED
+        return quantized, report | {"batch_bound": BATCH_INDEPENDENCE_BOUND if fixed else KERNEL_BATCH_BOUND}
     quantized, report = quantize_weights(model_bytes)
     return quantized, report | {"batch_bound": BATCH_INDEPENDENCE_BOUND}
 
 
-def quantize_kernels(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
+def quantize_kernels(model_bytes: bytes, pin: bool = True) -> tuple[bytes, dict[str, Any]]:
     """The graph with every LSTM layer on ONNX Runtime's int8 kernel (``DynamicQuantizeLSTM``,
     weights int8 per matrix) and embedding tables int8 per row (:func:`quantize_int8`, applied here
-    when the graph still has fp32 tables); every other operator as it was."""
+    when the graph still has fp32 tables); every other operator as it was. With ``pin`` (the
+    default), the kernel's activation ranges are fixed where :func:`rnnonnx.pinning.pin_lstm_ranges`
+    covers the graph; the report's ``ranges`` says whether they are."""
     import logging
     import tempfile
     from pathlib import Path
@@ -180,6 +191,14 @@ def quantize_kernels(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
 
     model = onnx.load_from_string(model_bytes)
     stored = quantize_int8(model_bytes)[0] if _embedding_tables(model.graph) else model_bytes
+    fixed = False
+    if pin:
+        from .pinning import pin_lstm_ranges
+
+        pinned = onnx.load_from_string(stored)
+        fixed = pin_lstm_ranges(pinned)
+        if fixed:
+            stored = pinned.SerializeToString()
     with tempfile.TemporaryDirectory(prefix="rnnonnx-int8-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(stored)
@@ -194,7 +213,7 @@ def quantize_kernels(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     del quantized.graph.initializer[:]
     quantized.graph.initializer.extend(raw)  # one tensor layout (raw bytes), as every other graph of the bundle
     onnx.checker.check_model(quantized, full_check=True)
-    return quantized.SerializeToString(), describe(model, quantized)
+    return quantized.SerializeToString(), describe(model, quantized) | {"ranges": RANGES_FIXED if fixed else RANGES_BATCH}
 
 
 def quantize_weights(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
