@@ -94,6 +94,11 @@ def pick(rule: str, recurrent: Any, linear: Any, targets: Any) -> float:
 
     if rule == "accuracy":
         return choose_weight(recurrent, linear, targets)[0]
+    if rule == "accuracy, smoothed":
+        grid = list(WEIGHT_GRID)
+        raw = [accuracy(recurrent, linear, targets, w) for w in grid]
+        smoothed = [sum(raw[max(0, i - 1) : i + 2]) / len(raw[max(0, i - 1) : i + 2]) for i in range(len(grid))]
+        return grid[max(range(len(grid)), key=lambda i: (smoothed[i], raw[i], -i))]
     candidates = list(WEIGHT_GRID)
     if rule.startswith("1-SE"):
         accuracies = {w: accuracy(recurrent, linear, targets, w) for w in WEIGHT_GRID}
@@ -112,7 +117,7 @@ def accuracy(recurrent: Any, linear: Any, targets: Any, weight: float) -> float:
     return float((_blend(recurrent, linear, weight).argmax(dim=1) == targets).double().mean())
 
 
-RULES = ("accuracy", "log-loss", "brier", "1-SE, log-loss", "1-SE, brier")
+RULES = ("accuracy", "accuracy, smoothed", "log-loss", "brier", "1-SE, log-loss", "1-SE, brier")
 
 
 def held_out(recurrent: Any, linear: Any, targets: Any, halves: int, seed: int) -> dict[str, tuple[float, float]]:

@@ -14,16 +14,18 @@ what the layer computes:
   are +1 and -1 at every step, the bounds of any LSTM hidden state, so every row of the batch pins
   the recurrent range to [-1, 1].
 - Two constant input columns, +M and -M, M the largest |value| the layer's input can take: the
-  embedding table's largest entry for a first layer (the table widened by a constant expression
-  ONNX Runtime folds at load, so no call pays for it), and 1 for a stacked layer, which reads the
-  previous layer's outputs with their sentinels already in place.
+  embedding table's largest entry for a first layer, 1 for a layer reading hidden states. Where
+  only the layer reads the lookup (the direct graph), the table itself is widened by a constant
+  expression ONNX Runtime folds at load, so no call pays for it; a stacked layer of the direct
+  graph reads the previous layer's outputs with their sentinels already in place; elsewhere (the
+  TorchScript export, whose lookup other operators read too) the columns are appended at run time.
 
 The layers' outputs are sliced back to the real units before anything else reads them. Both the
 direct ids graph (:mod:`rnnonnx.fastgraph`) and the TorchScript export (``pooling="max"`` or
 ``"concat"``, a bag-of-n-grams branch) are covered; graphs of another shape (nonzero initial
 states, peepholes, clipping, an input that is neither a table lookup nor the previous layer) are
 left alone, and their twins keep the batch-dependent scales. The price is two more hidden
-units per layer: ~11% of the int8 LSTM's batch throughput on the default model.
+units per layer: 6-10% of the default model's int8 batch throughput (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ def _attribute(node: Any, name: str, default: Any) -> Any:
     return default if found is None else helper.get_attribute_value(found)
 
 
+def _keeps_last_axis(transpose: Any) -> bool:
+    perm = list(_attribute(transpose, "perm", []))  # no perm: every axis reversed
+    return bool(perm) and perm[-1] == len(perm) - 1
+
+
 def _single(name: str, consumers: dict[str, list[Any]]) -> bool:
     return len(consumers[name]) == 1
 
@@ -152,7 +159,7 @@ def _lookup(graph: Any, x: str, producers: dict[str, Any], consumers: dict[str, 
             table = _constant(graph, node.input[0], producers)
             if table is not None:
                 return ("table", node, table) if table.ndim == 2 else None
-        elif node.op_type != "Transpose" or list(_attribute(node, "perm", [0]))[-1] != len(_attribute(node, "perm", [0])) - 1:
+        elif node.op_type != "Transpose" or not _keeps_last_axis(node):
             return None
         node = producers.get(node.input[0])
     return None

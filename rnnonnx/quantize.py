@@ -17,7 +17,7 @@ layer is 70% of a batch's kernel time), and the integer products make the twin f
 of a batch's steps for the input product, each thread's share of the batch at every step), which
 made a text's probabilities move with its batch company; :mod:`rnnonnx.pinning` fixes those
 ranges with sentinel units and columns, so a text's result is the same alone or in any batch, to
-float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), at ~11% of the kernel's batch throughput.
+float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), for 6-10% of the twin's batch throughput.
 Export measures that over the validation texts and writes it to the manifest
 (``int8.batch_independence_max_abs_diff``), warning loudly past the bound; a graph the pinning
 does not cover keeps the batch's scales and the looser :data:`KERNEL_BATCH_BOUND`. The fp32
@@ -71,8 +71,8 @@ METHOD_KERNELS = (
 )
 
 RANGES_FIXED = (
-    "fixed: two sentinel hidden units per layer (outputs +1 and -1) and two constant input columns (+-the embedding "
-    "table's largest entry) pin every run-time scale, so a text's result does not depend on its batch"
+    "fixed: two sentinel hidden units per layer (outputs +1 and -1) and two constant input columns (+- the largest "
+    "value the layer's input can take) pin every run-time scale, so a text's result does not depend on its batch"
 )
 RANGES_BATCH = "from the batch: a text's result moves a little with the texts batched with it"
 
