@@ -66,10 +66,21 @@ trap 'rm -f "$tmp"' EXIT
   echo "\`python benchmarks/int8_schemes.py $WORK ${thread_args[*]} --rounds $ROUNDS --seconds $SECONDS_EACH\`: the int8 models"
   echo "export could write, built from the same run; \"alone vs batched\" is the largest change of a test text's probabilities"
   echo "between running it alone and in batches of other sizes and company. Every bundle's default graphs store \"embeddings int8\";"
-  echo "\`rnnonnx export --quantize int8\` adds the \"LSTM kernel\" twins for an LSTM model, \"weights int8\" for a GRU or RNN."
+  echo "\`rnnonnx export --quantize int8\` adds the \"LSTM kernel\" twins for an LSTM model (fixed ranges;"
+  echo "\"LSTM kernel, batch scales\" is the same twin without them), \"weights int8\" for a GRU or RNN."
   echo
   "$PYTHON" benchmarks/int8_schemes.py "$WORK" "${thread_args[@]}" --rounds "$ROUNDS" --seconds "$SECONDS_EACH"
   echo
+  if [ -d "$SUITE_OUT/models" ]; then
+    echo "## int8 on the suite's sets"
+    echo
+    echo "\`python benchmarks/int8_suite.py --out $SUITE_OUT\`: each benchmark-suite run exported again with \`--quantize int8\`,"
+    echo "its test texts scored once in fp32 and in int8; \"alone vs batched\" as above, on up to 250 test texts, for fp32, the"
+    echo "int8 twin export writes (fixed ranges) and the same twin with the batch's scales."
+    echo
+    "$PYTHON" benchmarks/int8_suite.py --out "$SUITE_OUT"
+    echo
+  fi
   echo "## Where a second thread helps"
   echo
   echo "\`python benchmarks/thread_scaling.py $WORK/bundle\`"
