@@ -208,6 +208,9 @@ def pin_lstm_ranges(model: Any) -> bool:
     names = [n.name for n in graph.node]
     if not lstms or not all(_plain(n, producers) for n in lstms) or "" in names or len(set(names)) < len(names):
         return False
+    initializers = {i.name: i for i in graph.initializer}
+    if not all(len(n.input) > 3 and all(name in initializers for name in n.input[1:4]) for n in lstms):
+        return False  # weights or biases computed in the graph, or no biases to saturate the sentinels with
     plans = {}
     for node in lstms:
         x = node.input[0]
@@ -216,7 +219,6 @@ def pin_lstm_ranges(model: Any) -> bool:
             return False
         plans[node.name] = plan
 
-    initializers = {i.name: i for i in graph.initializer}
     before: dict[str, list[Any]] = defaultdict(list)
     after: dict[str, list[Any]] = defaultdict(list)
     stacked_below = {plan[1].name for plan in plans.values() if plan[0] == "stacked"}

@@ -104,6 +104,9 @@ def test_graphs_of_another_shape_are_left_alone():
     assert not pin_lstm_ranges(clipped) and clipped.SerializeToString() == untouched
     report = quantize_kernels(untouched)[1]
     assert report["ranges"] == RANGES_BATCH
+    unbiased = onnx.load_from_string(direct_onnx(tiny_run("lstm", False, 1, "last", 1)))
+    del next(n for n in unbiased.graph.node if n.op_type == "LSTM").input[3:]
+    assert not pin_lstm_ranges(unbiased)
 
 
 LSTM_SHAPES = [m[1:] + (1, 0) for m in MATRIX if m[0] == "lstm"] + [m[1:] for m in BAGS if m[0] == "lstm"]
