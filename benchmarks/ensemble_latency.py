@@ -5,9 +5,11 @@ From a trained run, builds the direct ids graph (rnnonnx.fastgraph) of the whole
 model without its linear member and of its first member alone, each with its embedding tables int8
 as a bundle stores them (rnnonnx.quantize.quantize_int8: the table scaled back to fp32 before its
 Gather, which ONNX Runtime folds at load), and the whole model once more with the int8 rows
-gathered and scaled at every call instead; then times one text per call (the built-in sentences,
-in Python-tokenized ids) in fresh processes, the configurations taking turns round after round;
-prints the median latency of each and, within each round, its ratio to the member.
+gathered and scaled at every call instead, and the ensemble cut in two parts (its first two
+members; the others and the linear member) that two sessions run side by side, one on a helper
+thread, their outputs blended in numpy (timing only); then times one text per call (the built-in
+sentences, in Python-tokenized ids) in fresh processes, the configurations taking turns round after
+round; prints the median latency of each and, within each round, its ratio to the member.
 
     python benchmarks/ensemble_latency.py runs/lstm --rounds 5
 """
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel executor)
     "member, 1 thread": ("member", 1, 1, False),
@@ -31,6 +34,7 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
     "member, 2 threads": ("member", 2, 1, False),
     "ensemble, 2 threads": ("ensemble", 2, 1, False),
     "ensemble, parallel executor, 2 inter-op threads": ("ensemble", 1, 2, True),
+    "ensemble in two parts side by side, two sessions of 1 thread": ("parts", 1, 1, False),
 }
 
 
@@ -83,11 +87,54 @@ def build(run_dir: Path, out: Path) -> None:
     model.linear = None
     (out / "recurrent.onnx").write_bytes(stored(model))
     model.linear = linear
+    config = model.config
+    if isinstance(model, Ensemble) and len(model.members) > 1:
+        members = list(model.members)
+        plain = replace(config, temperature=1.0, linear_weight=0.0, members=2)
+        (out / "part-a.onnx").write_bytes(stored(Ensemble(members[:2], plain)))
+        rest = replace(config, temperature=1.0, members=len(members) - 2)
+        (out / "part-b.onnx").write_bytes(stored(Ensemble(members[2:] or members[:1], rest, linear=linear)))
     first = model.members[0] if isinstance(model, Ensemble) else model
     first.config = replace(first.config, temperature=1.0)
     (out / "member.onnx").write_bytes(stored(first))
     texts = read_builtin().texts[:1000]
     (out / "ids.json").write_text(json.dumps([run.tokenizer.encode(t) or [0] for t in texts]))
+
+
+class SideBySide:
+    """Runs ``part-a`` on the calling thread and ``part-b`` on a helper thread at once, then blends
+    their probabilities and takes the softmax of their log, as the whole graph does: the work of a
+    call, for timing (``part-b`` blends its member with the linear member already, so this blend is
+    not the model's)."""
+
+    def __init__(self, folder: Path, options: Any) -> None:
+        import threading
+
+        import onnxruntime as ort
+
+        self.first, self.second = (
+            ort.InferenceSession(str(folder / f"part-{k}.onnx"), options, providers=["CPUExecutionProvider"]) for k in "ab"
+        )
+        self.go, self.done, self.box = threading.Event(), threading.Event(), {}
+        threading.Thread(target=self._helper, daemon=True).start()
+
+    def _helper(self) -> None:
+        while True:
+            self.go.wait()
+            self.go.clear()
+            self.box["b"] = self.second.run(["probabilities"], {"input_ids": self.box["row"]})[0]
+            self.done.set()
+
+    def run(self, _: Any, feed: dict[str, Any]) -> Any:
+        import numpy as np
+
+        self.box["row"] = feed["input_ids"]
+        self.done.clear()
+        self.go.set()
+        first = self.first.run(["probabilities"], feed)[0]
+        self.done.wait()
+        scores = np.log(np.maximum((2 * first + self.box["b"]) / 3, np.finfo(np.float32).tiny))
+        return np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
 
 
 def measure(folder: Path, model: str, intra: int, inter: int, parallel: bool, seconds: float) -> float:
@@ -99,7 +146,10 @@ def measure(folder: Path, model: str, intra: int, inter: int, parallel: bool, se
     options.intra_op_num_threads, options.inter_op_num_threads = intra, inter
     if parallel:
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    session = ort.InferenceSession(str(folder / f"{model}.onnx"), options, providers=["CPUExecutionProvider"])
+    if model == "parts":
+        session = SideBySide(folder, options)
+    else:
+        session = ort.InferenceSession(str(folder / f"{model}.onnx"), options, providers=["CPUExecutionProvider"])
     rows = [np.array([ids], dtype=np.int64) for ids in json.loads((folder / "ids.json").read_text())]
     for row in rows[:50]:
         session.run(None, {"input_ids": row})
@@ -136,7 +186,9 @@ def main() -> None:
     print("| configuration | p50 latency, ms (median of rounds, min-max) | / member at the same threads (median, min-max) |")
     print("|---|---:|---:|")
     for name, values in results.items():
-        base = results["member, 2 threads" if ("2 threads" in name or "parallel" in name) else "member, 1 thread"]
+        base = results[
+            "member, 2 threads" if ("2 threads" in name or "parallel" in name or "parts" in name) else "member, 1 thread"
+        ]
         ratios = [v / b for v, b in zip(values, base)]
         print(
             f"| {name} | {1e3 * statistics.median(values):.3f} ({1e3 * min(values):.3f}-{1e3 * max(values):.3f}) | "

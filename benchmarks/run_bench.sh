@@ -98,7 +98,8 @@ trap 'rm -f "$tmp"' EXIT
   echo "without its linear member and of its first member alone, embedding tables int8 as bundles store them (scaled back to"
   echo "fp32 before the Gather, folded by ONNX Runtime at load) and once more with the int8 rows gathered and scaled at every"
   echo "call; one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel executor"
-  echo "(independent branches on 2 inter-op threads)."
+  echo "(independent branches on 2 inter-op threads), and the ensemble cut in two parts (two members; the third and the linear"
+  echo "member) that two single-thread sessions run side by side, one on a helper thread."
   echo
   "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
   echo
