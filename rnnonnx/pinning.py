@@ -228,17 +228,19 @@ def pin_lstm_ranges(model: Any) -> bool:
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    made: dict[tuple[str, int, int], list[str]] = {}
+    made: dict[tuple[str, int, int], str] = {}
 
-    def shared_states(node: Any, directions: int, hidden: int) -> list[str]:
-        """initial_h and initial_c [D, batch, H + 2]: zero for the real units, the sentinels' +-1
-        and +-CELL_START; built once per batch source and layer shape, before the first layer using them."""
+    def initial_cells(node: Any, directions: int, hidden: int) -> str:
+        """initial_c [D, batch, H + 2]: zero for the real units, +-CELL_START for the sentinels, so
+        their outputs are +-1 from the first step on (no initial_h is needed: the first step's
+        recurrent product reads zeros in every row, a range no batch changes); built once per
+        batch source and layer shape, before the first layer reading it."""
         lengths = node.input[4] if len(node.input) > 4 and node.input[4] else ""
         key = (lengths or node.input[0], directions, hidden)
         if key not in made:
             prefix = f"pinned/{len(made)}"
-            start = np.zeros((2, directions, 1, hidden + SENTINELS), dtype=np.float32)
-            start[:, :, :, hidden:] = np.array([[1.0, -1.0], [CELL_START, -CELL_START]], dtype=np.float32)[:, None, None, :]
+            start = np.zeros((directions, 1, hidden + SENTINELS), dtype=np.float32)
+            start[..., hidden:] = [CELL_START, -CELL_START]
             batch = (
                 helper.make_node("Shape", [lengths], [f"{prefix}/batch"], name=f"{prefix}/batch")
                 if lengths
@@ -249,14 +251,14 @@ def pin_lstm_ranges(model: Any) -> bool:
             dims = helper.make_node(
                 "Concat", [outer, batch.output[0], inner], [f"{prefix}/state_shape"], name=f"{prefix}/state_shape", axis=0
             )
-            states = [
-                helper.make_node(
-                    "Expand", [const(f"{prefix}/{k}0", start[i]), dims.output[0]], [f"{prefix}/{k}"], name=f"{prefix}/{k}"
-                )
-                for i, k in enumerate(("initial_h", "initial_c"))
-            ]
-            before[node.name] += [batch, dims, *states]
-            made[key] = [state.output[0] for state in states]
+            cells = helper.make_node(
+                "Expand",
+                [const(f"{prefix}/initial_c0", start), dims.output[0]],
+                [f"{prefix}/initial_c"],
+                name=f"{prefix}/initial_c",
+            )
+            before[node.name] += [batch, dims, cells]
+            made[key] = cells.output[0]
         return made[key]
 
     def pin_columns(node: Any, bound: float) -> list[Any]:
@@ -303,10 +305,10 @@ def pin_lstm_ranges(model: Any) -> bool:
         for position, value in zip((1, 2, 3), (w, r, b), strict=True):
             node.input[position] = const(f"{prefix}/{('W', 'R', 'B')[position - 1]}", value.astype(np.float32))
 
-        states = shared_states(node, directions, hidden)
+        cells = initial_cells(node, directions, hidden)
         inputs = list(node.input[:5]) + [""] * (5 - len(node.input))
         del node.input[:]
-        node.input.extend([*inputs, *states])
+        node.input.extend([*inputs, "", cells])
         for a in node.attribute:
             if a.name == "hidden_size":
                 a.i = hidden + SENTINELS
