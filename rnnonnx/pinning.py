@@ -25,7 +25,7 @@ direct ids graph (:mod:`rnnonnx.fastgraph`) and the TorchScript export (``poolin
 ``"concat"``, a bag-of-n-grams branch) are covered; graphs of another shape (nonzero initial
 states, peepholes, clipping, an input that is neither a table lookup nor the previous layer) are
 left alone, and their twins keep the batch-dependent scales. The price is two more hidden
-units per layer: 6-10% of the default model's int8 batch throughput (``benchmarks/RESULTS.md``).
+units per layer: 10-12% of the default model's int8 batch throughput (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

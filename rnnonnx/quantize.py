@@ -17,7 +17,7 @@ layer is 70% of a batch's kernel time), and the integer products make the twin f
 of a batch's steps for the input product, each thread's share of the batch at every step), which
 made a text's probabilities move with its batch company; :mod:`rnnonnx.pinning` fixes those
 ranges with sentinel units and columns, so a text's result is the same alone or in any batch, to
-float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), for 6-10% of the twin's batch throughput.
+float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), for 10-12% of the twin's batch throughput.
 Export measures that over the validation texts and writes it to the manifest
 (``int8.batch_independence_max_abs_diff``), warning loudly past the bound; a graph the pinning
 does not cover keeps the batch's scales and the looser :data:`KERNEL_BATCH_BOUND`. The fp32
