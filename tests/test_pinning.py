@@ -12,7 +12,15 @@ from onnx import helper
 
 from rnnonnx.exporting import direct_onnx, session_for, to_onnx
 from rnnonnx.pinning import pin_lstm_ranges
-from rnnonnx.quantize import BATCH_INDEPENDENCE_BOUND, RANGES_BATCH, RANGES_FIXED, quantize_int8, quantize_kernels
+from rnnonnx.quantize import (
+    BATCH_INDEPENDENCE_BOUND,
+    KERNEL_BATCH_BOUND,
+    RANGES_BATCH,
+    RANGES_FIXED,
+    quantize_int8,
+    quantize_kernels,
+    quantize_twin,
+)
 from tests.test_exporting import tiny_run
 from tests.test_model import BAGS, MATRIX
 
@@ -102,8 +110,8 @@ def test_graphs_of_another_shape_are_left_alone():
     next(n for n in clipped.graph.node if n.op_type == "LSTM").attribute.append(helper.make_attribute("clip", 5.0))
     untouched = clipped.SerializeToString()
     assert not pin_lstm_ranges(clipped) and clipped.SerializeToString() == untouched
-    report = quantize_kernels(untouched)[1]
-    assert report["ranges"] == RANGES_BATCH
+    report = quantize_twin(untouched)[1]
+    assert report["ranges"] == RANGES_BATCH and report["batch_bound"] == KERNEL_BATCH_BOUND
     unbiased = onnx.load_from_string(direct_onnx(tiny_run("lstm", False, 1, "last", 1)))
     del next(n for n in unbiased.graph.node if n.op_type == "LSTM").input[3:]
     assert not pin_lstm_ranges(unbiased)
