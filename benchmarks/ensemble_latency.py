@@ -6,8 +6,8 @@ model without its linear member and of its first member alone, each with its emb
 as a bundle stores them (rnnonnx.quantize.quantize_int8: the table scaled back to fp32 before its
 Gather, which ONNX Runtime folds at load), and the whole model once more with the int8 rows
 gathered and scaled at every call instead, and the ensemble cut in two parts (its first two
-members; the others and the linear member) that two sessions run side by side, one on a helper
-thread, their outputs blended in numpy (timing only); then times one text per call (the built-in
+members; the others and the linear member), each graph in its own one-thread InferenceSession, the
+two run at once from two Python threads, their outputs blended in numpy (timing only); then times one text per call (the built-in
 sentences, in Python-tokenized ids) in fresh processes, the configurations taking turns round after
 round; prints the median latency of each and, within each round, its ratio to the member.
 
@@ -34,7 +34,7 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
     "member, 2 threads": ("member", 2, 1, False),
     "ensemble, 2 threads": ("ensemble", 2, 1, False),
     "ensemble, parallel executor, 2 inter-op threads": ("ensemble", 1, 2, True),
-    "ensemble in two parts side by side, two sessions of 1 thread": ("parts", 1, 1, False),
+    "ensemble as two graphs run at once, one thread each": ("parts", 1, 1, False),
 }
 
 
@@ -102,7 +102,7 @@ def build(run_dir: Path, out: Path) -> None:
 
 
 class SideBySide:
-    """Runs ``part-a`` on the calling thread and ``part-b`` on a helper thread at once, then blends
+    """Runs ``part-a`` on the calling thread and ``part-b`` on a second Python thread at once, then blends
     their probabilities and takes the softmax of their log, as the whole graph does: the work of a
     call, for timing (``part-b`` blends its member with the linear member already, so this blend is
     not the model's)."""
@@ -116,9 +116,9 @@ class SideBySide:
             ort.InferenceSession(str(folder / f"part-{k}.onnx"), options, providers=["CPUExecutionProvider"]) for k in "ab"
         )
         self.go, self.done, self.box = threading.Event(), threading.Event(), {}
-        threading.Thread(target=self._helper, daemon=True).start()
+        threading.Thread(target=self._second, daemon=True).start()
 
-    def _helper(self) -> None:
+    def _second(self) -> None:
         while True:
             self.go.wait()
             self.go.clear()
@@ -186,9 +186,8 @@ def main() -> None:
     print("| configuration | p50 latency, ms (median of rounds, min-max) | / member at the same threads (median, min-max) |")
     print("|---|---:|---:|")
     for name, values in results.items():
-        base = results[
-            "member, 2 threads" if ("2 threads" in name or "parallel" in name or "parts" in name) else "member, 1 thread"
-        ]
+        model, intra, inter, _ = CONFIGS[name]
+        base = results["member, 2 threads" if max(intra, inter) > 1 or model == "parts" else "member, 1 thread"]
         ratios = [v / b for v, b in zip(values, base)]
         print(
             f"| {name} | {1e3 * statistics.median(values):.3f} ({1e3 * min(values):.3f}-{1e3 * max(values):.3f}) | "

@@ -99,7 +99,7 @@ trap 'rm -f "$tmp"' EXIT
   echo "fp32 before the Gather, folded by ONNX Runtime at load) and once more with the int8 rows gathered and scaled at every"
   echo "call; one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel executor"
   echo "(independent branches on 2 inter-op threads), and the ensemble cut in two parts (two members; the third and the linear"
-  echo "member) that two single-thread sessions run side by side, one on a helper thread."
+  echo "member), each graph in its own one-thread InferenceSession, the two run at once from two Python threads."
   echo
   "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
   echo
