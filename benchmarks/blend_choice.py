@@ -53,7 +53,7 @@ def validation_parts(parts: dict[str, Any], analyzer: str) -> tuple[Any, Any, An
         rows = (data.texts, data.labels)
         return training.SplitRows((rows[0][:n_train], rows[1][:n_train]), (rows[0][n_train:], rows[1][n_train:]), ([], []), False)
 
-    def capture(recurrent: Any, linear_part: Any, targets: Any) -> Any:
+    def capture(recurrent: Any, linear_part: Any, targets: Any, *_: Any) -> Any:
         raise _Chosen(recurrent, linear_part, targets)
 
     originals = training.split_rows, linear.choose_weight

@@ -27,7 +27,9 @@ from .config import (
     AUTO_NGRAM_MEDIAN_TOKENS,
     DEVICES,
     LINEAR_MAX_LEN_CAP,
+    LOGIT_ADJUSTMENT,
     MAX_LINEAR_WEIGHT,
+    MAX_LOGIT_ADJUSTMENT,
     MONITORS,
     POOLING_CHOICES,
     TrainConfig,
@@ -219,6 +221,15 @@ def main() -> None:
     metavar="N|auto",
     help="Tokens of each text the linear member reads (the recurrent members read --max-len of them); auto: as "
     f"--max-len auto, up to {LINEAR_MAX_LEN_CAP}.",
+)
+@click.option(
+    "--logit-adjustment",
+    default=str(DEFAULTS.logit_adjustment),
+    show_default=True,
+    metavar="S|auto",
+    help="Lean the predictions towards rarer classes: S times the log of each class's share of the training rows "
+    f"is taken from its logit (0: none, 1: full adjustment for balanced error, at most {MAX_LOGIT_ADJUSTMENT:g}); "
+    f"auto: {LOGIT_ADJUSTMENT:g}, or 0 with --class-weight. No effect on balanced classes.",
 )
 @click.option(
     "--min-df", type=int, default=DEFAULTS.min_df, show_default=True, help="Drop tokens seen in fewer than N training texts."

@@ -205,6 +205,8 @@ def ids_model(model: Any) -> Any:
             out = b.node("Sub", [out, log_rest], "fast/logit_mean")
     else:
         out = logits[0]
+    if config.logit_shift:  # logit adjustment, as model._shifted
+        out = b.node("Add", [out, b.const("fast/logit_shift", np.array(config.logit_shift, dtype=np.float32))], "fast/shifted")
     if config.temperature != 1.0:
         out = b.node("Div", [out, b.const("fast/temperature", np.array(config.temperature, dtype=np.float32))], "fast/scaled")
     b.node("Identity", [out], LOGITS)

@@ -294,13 +294,19 @@ def fit_linear(
     return LinearFit(member.cpu(), best_epoch, val_acc, val_loss, round(time.perf_counter() - started, 2))
 
 
-def choose_weight(recurrent: torch.Tensor, linear: torch.Tensor, targets: torch.Tensor) -> tuple[float, dict[str, float]]:
+def choose_weight(
+    recurrent: torch.Tensor, linear: torch.Tensor, targets: torch.Tensor, shift: tuple[float, ...] = ()
+) -> tuple[float, dict[str, float]]:
     """The blend weight of WEIGHT_GRID with the best validation accuracy (ties: the lower
-    cross-entropy, then the smaller weight), from the two parts' validation probabilities; and
-    the accuracy of every weight tried."""
+    cross-entropy, then the smaller weight), from the two parts' validation probabilities, read as
+    the model will read them (with the logit ``shift`` of a logit adjustment, if any); and the
+    accuracy of every weight tried."""
     best, best_key, tried = 0.0, (math.inf,), {}
+    offset = torch.tensor(shift, dtype=recurrent.dtype) if shift else None
     for weight in WEIGHT_GRID:
         blend = (1 - weight) * recurrent + weight * linear
+        if offset is not None:
+            blend = torch.softmax(blend.clamp_min(torch.finfo(blend.dtype).tiny).log() + offset, dim=-1)
         accuracy = float((blend.argmax(dim=1) == targets).double().mean())
         loss = float(-blend[torch.arange(len(targets)), targets].clamp_min(1e-12).log().mean())
         tried[f"{weight:g}"] = round(accuracy, 6)

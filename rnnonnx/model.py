@@ -3,6 +3,7 @@ and an ensemble of such classifiers, which exports as one ONNX graph."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -30,8 +31,9 @@ class TextClassifier(nn.Module):
     alone. ``pooling="last"``: the output at each direction's final step, position ``length - 1``
     going forward, position 0 going backward (the final hidden state exported as ``Y_h`` fails to
     convert with packed sequences in torch 2.13). A row of only padding counts as length 1.
-    The logits are divided by ``config.temperature`` (calibration) when it is not 1. With
-    ``config.multi_label`` each logit is read through its own sigmoid (see :func:`probabilities_of`).
+    ``config.logit_shift`` is added to the logits (logit adjustment), which are then divided by
+    ``config.temperature`` (calibration) when it is not 1. With ``config.multi_label`` each logit
+    is read through its own sigmoid (see :func:`probabilities_of`).
 
     With ``config.ngram_buckets > 0`` a bag-of-n-grams branch (fastText's model) sits beside the
     recurrent one: the mean of the embeddings of the text's tokens and of its hashed bigrams of
@@ -94,7 +96,7 @@ class TextClassifier(nn.Module):
         if self.bigrams is not None:
             pooled = [self._branch_dropout(torch.cat(pooled, dim=-1)), self._bag(input_ids, tokens)]
         features = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
-        return _scaled(self.head(self.dropout(features)), self.config.temperature)
+        return _scaled(_shifted(self.head(self.dropout(features)), self.config.logit_shift), self.config.temperature)
 
     def _branch_dropout(self, recurrent: torch.Tensor) -> torch.Tensor:
         """While training, the recurrent features of a random ``config.branch_dropout`` share of the
@@ -130,9 +132,10 @@ class Ensemble(nn.Module):
     the ONNX graph keeps the ``logits``/``probabilities`` outputs of a single classifier.
     Averaging members that started from different seeds cancels much of each one's variance:
     on the built-in sentences three members gain more than any single-model setting tried
-    (benchmarks/recipe.md). The temperature of ``config`` (calibration) applies to that log-mean,
-    once, not to each member (whose configs keep 1). With ``config.linear_weight`` the linear
-    member (:class:`rnnonnx.linear.LinearMember`) takes that share of the mean probability.
+    (benchmarks/recipe.md). The logit shift and the temperature of ``config`` (logit adjustment,
+    calibration) apply to that log-mean, once, not to each member (whose configs have none). With
+    ``config.linear_weight`` the linear member (:class:`rnnonnx.linear.LinearMember`) takes that
+    share of the mean probability.
     """
 
     def __init__(self, members: list[TextClassifier], config: ModelConfig | None = None, linear: nn.Module | None = None) -> None:
@@ -151,7 +154,8 @@ class Ensemble(nn.Module):
         if self.linear is not None:
             weight = self.config.linear_weight
             probabilities = (1 - weight) * probabilities + weight * torch.softmax(self.linear(input_ids), dim=-1)
-        return _scaled(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log(), self.config.temperature)
+        log_mean = probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+        return _scaled(_shifted(log_mean, self.config.logit_shift), self.config.temperature)
 
 
 def probabilities_of(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -164,12 +168,34 @@ def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits if temperature == 1.0 else logits / temperature
 
 
+def _shifted(logits: torch.Tensor, shift: tuple[float, ...]) -> torch.Tensor:
+    """``logits + shift``; no operation at all without a shift, so unadjusted graphs stay as they were."""
+    return logits + logits.new_tensor(shift) if shift else logits
+
+
+def prior_shift(counts: list[int], strength: float) -> tuple[float, ...]:
+    """The logit adjustment for classes with these training row ``counts``: ``-strength * log`` of
+    each class's share (a class without rows counted as one), centred so that the shifts sum to 0.
+    Empty for strength 0, and all zeros for balanced counts."""
+    if not strength:
+        return ()
+    rows = [max(int(count), 1) for count in counts]
+    shift = [-strength * math.log(count / sum(rows)) for count in rows]
+    return tuple(value - sum(shift) / len(shift) for value in shift)
+
+
+def set_logit_shift(model: TextClassifier | Ensemble, shift: tuple[float, ...]) -> None:
+    """Adjust a trained model in place: ``shift`` is added to its logits from now on (before the
+    temperature), and its config (saved with the run, hence in the bundle) records it."""
+    model.config = replace(model.config, logit_shift=tuple(shift))
+
+
 def build_model(config: ModelConfig) -> TextClassifier | Ensemble:
     """The network a config describes: one classifier, or an ensemble of ``config.members`` (and
     the linear member when ``config.linear_weight`` is not 0)."""
     if config.members == 1 and not config.linear_weight:
         return TextClassifier(config)
-    member = replace(config, temperature=1.0)
+    member = replace(config, temperature=1.0, logit_shift=())
     linear = None
     if config.linear_weight:
         linear = LinearMember(config.vocab_size, config.linear_buckets, config.num_classes, NGRAM_PRIME, config.linear_groups)

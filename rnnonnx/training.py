@@ -23,7 +23,7 @@ from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, sp
 from .errors import RnnonnxError
 from .files import check_output_directory
 from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, fit_members, resolve_device, seed_everything
-from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, set_temperature
+from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, prior_shift, set_logit_shift, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
 from .vectors import WordVectors
@@ -171,6 +171,7 @@ def train_run(
         labels = multilabel.label_names(data.label_sets)
     else:
         labels = check_classes(data)
+    config = replace(config, logit_adjustment=config.resolved_logit_adjustment(multi))
     inputs = [data.source] if os.path.isfile(data.source) else []  # the file the texts came from, if any
     inputs += [path for path in (test_data.source if test_data else None, config.vectors) if path and os.path.isfile(path)]
     check_output_directory(out_dir, is_run_dir, "run", inputs)  # refuse before training, not after it
@@ -210,6 +211,7 @@ def train_run(
         weights = _positive_weights(config, labels, train_y)
     else:
         weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
+    shift = () if multi else prior_shift(torch.bincount(train_y, minlength=len(labels)).tolist(), config.logit_adjustment)
     job = FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors))
     fits = tuned.fits if tuned is not None else fit_members(job, device)
     model = build_model(model_config).to(device)
@@ -217,9 +219,11 @@ def train_run(
         member.load_state_dict(fit.state)
     linear = None
     if config.linear_weight != 0 and not multi and not (config.linear_weight == AUTO and rows.validation_is_train):
-        linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress)
+        linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift)
         model, tokenizer = linear.model, linear.tokenizer
         val_ids, val_y = tensors(rows.validation)
+    if shift:
+        set_logit_shift(model, shift)
     test = tensors(rows.test) if rows.test[0] else None
     refitting = config.refit and not rows.validation_is_train
     if config.refit and rows.validation_is_train:
@@ -417,11 +421,13 @@ def add_linear_member(
     weights: list[float] | None,
     device: torch.device,
     progress: bool,
+    shift: tuple[float, ...] = (),
 ) -> LinearChoice:
     """Fit the linear member (:mod:`rnnonnx.linear`) on the training rows read up to
     ``linear_max_len`` tokens, choose its share on the validation rows against the fitted
-    recurrent members (or take ``--linear-weight``), and return the model that blends them, with
-    the tokenizer that reads that far. A share of 0 returns ``model`` and ``tokenizer`` as they were."""
+    recurrent members, read with the model's logit ``shift`` (or take ``--linear-weight``), and
+    return the model that blends them, with the tokenizer that reads that far. A share of 0 returns
+    ``model`` and ``tokenizer`` as they were."""
     from . import linear as linear_model
 
     started = time.perf_counter()
@@ -443,7 +449,7 @@ def add_linear_member(
     recurrent = torch.softmax(logits_of(model, validation[0][:, : tokenizer.spec.max_len], device), dim=-1).float()
     linear = torch.softmax(linear_model.logits_of(fit.member, validation[0], device), dim=-1)
     if config.linear_weight == AUTO:
-        weight, tried = linear_model.choose_weight(recurrent, linear, validation[1])
+        weight, tried = linear_model.choose_weight(recurrent, linear, validation[1], shift)
     else:
         weight, tried = float(config.linear_weight), {}
     record = {

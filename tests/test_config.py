@@ -167,3 +167,19 @@ def test_the_embedding_size_follows_the_vectors_file_unless_given():
     assert TrainConfig().embed_dim == TrainConfig(embed_dim=None).embed_dim == 64
     assert TrainConfig(vectors="wiki.vec").embed_dim is None  # the file decides, at training
     assert TrainConfig(vectors="wiki.vec", embed_dim=300).embed_dim == 300  # checked against the file then
+
+
+def test_logit_adjustment_auto_strength_and_bad_values():
+    from rnnonnx.config import LOGIT_ADJUSTMENT
+
+    assert TrainConfig().resolved_logit_adjustment(False) == LOGIT_ADJUSTMENT > 0
+    assert TrainConfig(class_weight="balanced").resolved_logit_adjustment(False) == 0.0, "class weights move the vote already"
+    assert TrainConfig(logit_adjustment="0.5").resolved_logit_adjustment(False) == 0.5  # the command line's spelling
+    assert TrainConfig(logit_adjustment=0.5, class_weight="balanced").resolved_logit_adjustment(False) == 0.5
+    assert TrainConfig().resolved_logit_adjustment(True) == 0.0
+    assert TrainConfig(logit_adjustment=0).resolved_logit_adjustment(True) == 0.0
+    with pytest.raises(RnnonnxError, match="--logit-adjustment is for multi-class models"):
+        TrainConfig(logit_adjustment=1.0).resolved_logit_adjustment(True)
+    for bad in ("-0.1", 2.5, "lots", float("nan"), True):
+        with pytest.raises(RnnonnxError, match="logit_adjustment must be"):
+            TrainConfig(logit_adjustment=bad)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rnnonnx.exporting import direct_onnx, session_for, synthetic_batches
-from rnnonnx.model import ExportWrapper, set_temperature
+from rnnonnx.model import ExportWrapper, prior_shift, set_logit_shift, set_temperature
 from tests.test_exporting import tiny_run
 
 
@@ -21,6 +21,7 @@ from tests.test_exporting import tiny_run
 def test_direct_graph_matches_pytorch(arch, bidirectional, layers, members):
     run = tiny_run(arch, bidirectional, layers, "last", members)
     set_temperature(run.model, 1.5)
+    set_logit_shift(run.model, prior_shift([8, 1] + [4] * (run.model.config.num_classes - 2), 0.7))
     session = session_for(direct_onnx(run))
     wrapper = ExportWrapper(run.model).eval()
     worst = 0.0
@@ -117,6 +118,7 @@ def test_torchscript_export_blends_the_linear_member_as_pytorch_does(exact):
 
     run = tiny_run("gru", False, 1, "max", 1)
     with_linear_member(run, exact)
+    set_logit_shift(run.model, prior_shift([1] + [5] * (run.model.config.num_classes - 1), 1.0))
     session = session_for(to_onnx(run))
     wrapper = ExportWrapper(run.model).eval()
     for ids in synthetic_batches(40, 12):

@@ -119,6 +119,16 @@ def test_choose_weight_takes_the_best_validation_accuracy_then_the_lower_loss():
     assert weight == 0.9
 
 
+def test_choose_weight_reads_the_blend_through_the_logit_shift():
+    targets = torch.tensor([1, 1, 0])
+    recurrent = torch.tensor([[0.6, 0.4], [0.55, 0.45], [0.9, 0.1]])  # right on the last row only
+    linear = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.95, 0.05]])  # wrong on the first row
+    weight, tried = choose_weight(recurrent, linear, targets)
+    assert tried["0"] == pytest.approx(1 / 3) and weight > 0.5
+    # class 1 lifted by a factor exp(0.5) against class 0: the recurrent members alone are right everywhere
+    assert set(choose_weight(recurrent, linear, targets, (-0.25, 0.25))[1].values()) == {1.0}
+
+
 def test_fit_learns_a_separable_task_and_a_refit_runs_its_epochs():
     rng = np.random.default_rng(0)
     targets = torch.from_numpy(rng.integers(0, 2, size=200))

@@ -228,3 +228,40 @@ def test_branch_dropout_leaves_some_training_rows_to_the_bag_alone_and_nothing_a
     dropped = torch.isclose(trained, bag_only, atol=1e-5).all(dim=1)
     doubled = torch.isclose(trained, bag_only + 2 * recurrent, atol=1e-5).all(dim=1)
     assert (dropped | doubled).all() and 4 < int(dropped.sum()) < 28
+
+
+def test_prior_shift_is_minus_strength_times_the_log_share_centred():
+    from rnnonnx.model import prior_shift
+
+    shift = prior_shift([60, 30, 10], 0.5)
+    expected = -0.5 * np.log(np.array([0.6, 0.3, 0.1]))
+    assert np.allclose(shift, expected - expected.mean()) and abs(sum(shift)) < 1e-12
+    assert prior_shift([5, 5, 5], 0.25) == (0.0, 0.0, 0.0) and prior_shift([60, 30, 10], 0.0) == ()
+    assert np.isfinite(prior_shift([4, 0, 2], 1.0)).all(), "a class without training rows counts as one row"
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_logit_shift_reweights_the_probabilities_by_the_prior(members):
+    from rnnonnx.model import prior_shift, set_logit_shift
+
+    model = tiny_model("lstm", False, 1, members=members)
+    ids = torch.from_numpy(padded_batch(np.random.default_rng(4), 9, 10)[0])
+    with torch.no_grad():
+        before = ExportWrapper(model)(ids)[1]
+        shift = prior_shift([70, 20, 10], 1.0)
+        set_logit_shift(model, shift)
+        after = ExportWrapper(model)(ids)[1]
+    expected = before * torch.tensor(np.exp(shift), dtype=before.dtype)
+    assert torch.allclose(after, expected / expected.sum(dim=1, keepdim=True), atol=1e-6)
+    assert (after[:, 2] > before[:, 2]).all() and (after[:, 0] < before[:, 0]).all(), "the rarest class gains"
+    rebuilt = build_model(model.config).eval()  # as a saved run loads
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(ExportWrapper(rebuilt)(ids)[1], after, atol=1e-6), "applied once, to the mean"
+
+
+@pytest.mark.parametrize("shift", [(1.0, 2.0), (0.0, float("nan"), 0.0), "abc"])
+def test_bad_logit_shifts_are_refused(shift):
+    valid = dict(vocab_size=10, num_classes=3, arch="lstm", embed_dim=4, hidden=4, layers=1, bidirectional=False, dropout=0.3)
+    with pytest.raises(RnnonnxError):
+        ModelConfig(**valid, logit_shift=shift)

@@ -337,3 +337,24 @@ def test_ngram_buckets_auto_adds_the_bag_for_long_texts_only():
     assert resolve_max_len(TrainConfig(linear_weight=0), long_texts)[1].ngram_buckets == AUTO_NGRAM_BUCKETS
     assert resolve_max_len(auto, ["a short text here"] * 5)[1].ngram_buckets == 0
     assert resolve_max_len(TrainConfig(ngram_buckets="0"), long_texts)[1].ngram_buckets == 0
+
+
+def test_an_imbalanced_run_is_logit_adjusted_by_its_training_shares(tmp_path):
+    from rnnonnx.config import LOGIT_ADJUSTMENT
+    from rnnonnx.model import prior_shift
+    from rnnonnx.training import split_rows
+
+    sample = small_sample(300)
+    keep = [i for i, y in enumerate(sample.labels) if y == "neg" or i % 4 == 1]
+    data = LabelledTexts([sample.texts[i] for i in keep], [sample.labels[i] for i in keep], "imbalanced")
+    train(TrainConfig(epochs=1, refit=False, **FAST), tmp_path / "r", data, progress=False)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    counts = [split_rows(data, TrainConfig(**FAST)).train[1].count(name) for name in ("neg", "pos")]
+    assert config["training"]["logit_adjustment"] == LOGIT_ADJUSTMENT
+    assert config["model"]["logit_shift"] == pytest.approx(list(prior_shift(counts, LOGIT_ADJUSTMENT)))
+    assert config["model"]["logit_shift"][1] > 0, "the rarer class is lifted"
+    run = load_run(tmp_path / "r")
+    assert run.model.config.logit_shift == pytest.approx(tuple(config["model"]["logit_shift"]))
+    train(TrainConfig(epochs=1, refit=False, class_weight="balanced", **FAST), tmp_path / "w", data, progress=False)
+    weighted = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert weighted["training"]["logit_adjustment"] == 0.0 and weighted["model"]["logit_shift"] == []
