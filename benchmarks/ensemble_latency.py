@@ -34,6 +34,8 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
     "member, 2 threads": ("member", 2, 1, False),
     "ensemble, 2 threads": ("ensemble", 2, 1, False),
     "ensemble, parallel executor, 2 inter-op threads": ("ensemble", 1, 2, True),
+    "ensemble without its linear member, 2 threads": ("recurrent", 2, 1, False),
+    "ensemble without its linear member, parallel executor, 2 inter-op threads": ("recurrent", 1, 2, True),
     "ensemble as two graphs run at once, one thread each": ("parts", 1, 1, False),
 }
 
