@@ -573,3 +573,13 @@ def test_train_multi_label_from_the_command_line(tmp_path):
         (tmp_path / "d.txt").write_text("__label__a fine\n")
         failed = run_cli("train", *args, *common, "--out", "other", cwd=tmp_path)
         assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and message in failed.stderr, failed.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("3", "logit_adjustment must be in [0, 2], not 3"), ("lots", "must be a number or auto")]
+)
+def test_a_bad_logit_adjustment_is_one_line_error_before_anything_is_written(tmp_path, value, message):
+    result = run_cli("train", "--logit-adjustment", value, "--out", "run", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+    assert not (tmp_path / "run").exists()
