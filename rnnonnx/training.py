@@ -212,6 +212,12 @@ def train_run(
     else:
         weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
     shift = () if multi else prior_shift(torch.bincount(train_y, minlength=len(labels)).tolist(), config.logit_adjustment)
+    if progress and shift:
+        print(
+            f"logit adjustment {config.logit_adjustment:g}: class logits shifted by {min(shift):+.3f} (most frequent) "
+            f"to {max(shift):+.3f} (rarest)",
+            file=sys.stderr,
+        )
     job = FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors))
     fits = tuned.fits if tuned is not None else fit_members(job, device)
     model = build_model(model_config).to(device)

@@ -339,7 +339,7 @@ def test_ngram_buckets_auto_adds_the_bag_for_long_texts_only():
     assert resolve_max_len(TrainConfig(ngram_buckets="0"), long_texts)[1].ngram_buckets == 0
 
 
-def test_an_imbalanced_run_is_logit_adjusted_by_its_training_shares(tmp_path):
+def test_an_imbalanced_run_is_logit_adjusted_by_its_training_shares(tmp_path, capsys):
     from rnnonnx.config import LOGIT_ADJUSTMENT
     from rnnonnx.model import prior_shift
     from rnnonnx.training import split_rows
@@ -347,8 +347,10 @@ def test_an_imbalanced_run_is_logit_adjusted_by_its_training_shares(tmp_path):
     sample = small_sample(300)
     keep = [i for i, y in enumerate(sample.labels) if y == "neg" or i % 4 == 1]
     data = LabelledTexts([sample.texts[i] for i in keep], [sample.labels[i] for i in keep], "imbalanced")
-    train(TrainConfig(epochs=1, refit=False, **FAST), tmp_path / "r", data, progress=False)
+    train(TrainConfig(epochs=1, refit=False, **FAST), tmp_path / "r", data, progress=True)
     config = json.loads((tmp_path / "r" / "config.json").read_text())
+    shifts = config["model"]["logit_shift"]
+    assert f"logit adjustment 0.25: class logits shifted by {min(shifts):+.3f} (most frequent)" in capsys.readouterr().err
     counts = [split_rows(data, TrainConfig(**FAST)).train[1].count(name) for name in ("neg", "pos")]
     assert config["training"]["logit_adjustment"] == LOGIT_ADJUSTMENT
     assert config["model"]["logit_shift"] == pytest.approx(list(prior_shift(counts, LOGIT_ADJUSTMENT)))
