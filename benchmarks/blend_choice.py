@@ -72,6 +72,21 @@ def validation_parts(parts: dict[str, Any], analyzer: str) -> tuple[Any, Any, An
     raise RuntimeError("training never chose the linear member's share")
 
 
+def cached_parts(name: str, parts: dict[str, Any], analyzer: str, cache: Path | None) -> tuple[Any, Any, Any]:
+    """:func:`validation_parts` of one set, read from ``cache/name.pt`` when there, else computed
+    and (with a ``cache``) kept there."""
+    import torch
+
+    cached = cache / f"{name}.pt" if cache else None
+    if cached is not None and cached.exists():
+        return torch.load(cached, weights_only=True)
+    found = validation_parts(parts, analyzer)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(found, cached)
+    return found
+
+
 def _blend(recurrent: Any, linear: Any, weight: float) -> Any:
     return (1 - weight) * recurrent + weight * linear
 
@@ -139,7 +154,6 @@ def held_out(recurrent: Any, linear: Any, targets: Any, halves: int, seed: int) 
 
 
 def main() -> None:
-    import torch
     from suite import SETS, load_split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -160,14 +174,7 @@ def main() -> None:
         parts = load_split(name, args.data, args.out, 0)
         if parts is None:
             continue
-        cached = args.cache / f"{name}.pt" if args.cache else None
-        if cached is not None and cached.exists():
-            recurrent, linear, targets = torch.load(cached, weights_only=True)
-        else:
-            recurrent, linear, targets = validation_parts(parts, SETS[name])
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                torch.save((recurrent, linear, targets), cached)
+        recurrent, linear, targets = cached_parts(name, parts, SETS[name], args.cache)
         whole = [pick(rule, recurrent, linear, targets) for rule in RULES]
         results = held_out(recurrent, linear, targets, args.halves, seed=0)
         cells = [name, str(len(targets))] + [f"{w:g}" for w in whole]

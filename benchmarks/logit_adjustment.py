@@ -84,7 +84,7 @@ def held_out(recurrent: Any, linear: Any, targets: Any, shifts: dict[float, Any]
 
 def main() -> None:
     import torch
-    from blend_choice import validation_parts
+    from blend_choice import cached_parts
     from suite import SETS, load_split
 
     from rnnonnx.data import sorted_labels
@@ -107,14 +107,7 @@ def main() -> None:
         parts = load_split(name, args.data, args.out, 0)
         if parts is None:
             continue
-        cached = args.cache / f"{name}.pt" if args.cache else None
-        if cached is not None and cached.exists():
-            recurrent, linear, targets = torch.load(cached, weights_only=True)
-        else:
-            recurrent, linear, targets = validation_parts(parts, SETS[name])
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                torch.save((recurrent, linear, targets), cached)
+        recurrent, linear, targets = cached_parts(name, parts, SETS[name], args.cache)
         counts = Counter(parts["train"][1])
         labels = sorted_labels(list(counts))  # the order training gives the classes
         rows = [counts[label] for label in labels]

@@ -207,11 +207,12 @@ def train_run(
     if progress and pooling != config.pooling:
         print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
     model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling, multi_label=multi)
+    shift: tuple[float, ...] = ()
     if multi:
         weights = _positive_weights(config, labels, train_y)
     else:
-        weights = config.class_weights(labels, torch.bincount(train_y, minlength=len(labels)).tolist())
-    shift = () if multi else prior_shift(torch.bincount(train_y, minlength=len(labels)).tolist(), config.logit_adjustment)
+        counts = torch.bincount(train_y, minlength=len(labels)).tolist()
+        weights, shift = config.class_weights(labels, counts), prior_shift(counts, config.logit_adjustment)
     if progress and shift:
         print(
             f"logit adjustment {config.logit_adjustment:g}: class logits shifted by {min(shift):+.3f} (most frequent) "
