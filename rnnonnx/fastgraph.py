@@ -9,9 +9,9 @@ text's last step going forward (and at step 0 going backward), which is what
 ``pooling="last"`` takes. So a member is::
 
     input_ids [B, T] -> Transpose -> Gather(embedding) [T, B, E] -> LSTM (sequence_lens) ... -> Y_h
-                     -> Gemm (head) -> logits
 
-and the ensemble averages the members' softmax (sigmoids, multi-label), as :class:`rnnonnx.model.Ensemble` does,
+and the members' heads are one ``Gemm`` (:func:`_heads`); an ensemble squashes all its votes with
+one softmax (sigmoids, multi-label) and averages them, as :class:`rnnonnx.model.Ensemble` does,
 blended with the linear member's (:func:`_linear`) when the model has one. Export
 checks this graph against PyTorch like any other (1e-5, every decided label); models it does not
 cover (``pooling="max"`` or ``"concat"``, a bag-of-n-grams branch) keep the TorchScript export.
@@ -68,8 +68,9 @@ class _Builder:
         return output
 
 
-def _member(b: _Builder, member: Any, prefix: str, ids_t: str, lengths: str) -> str:
-    """The nodes of one classifier, from the transposed ids [T, B] to its logits [B, classes]."""
+def _final_state(b: _Builder, member: Any, prefix: str, ids_t: str, lengths: str) -> str:
+    """The nodes of one classifier's recurrent layers, from the transposed ids [T, B] to the last
+    layer's final state ``Y_h`` [directions, B, hidden]."""
     config = member.config
     arch, hidden, directions = config.arch, config.hidden, 2 if config.bidirectional else 1
     state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in member.state_dict().items()}
@@ -95,63 +96,76 @@ def _member(b: _Builder, member: Any, prefix: str, ids_t: str, lengths: str) -> 
         if layer + 1 < config.layers:  # Y [T, directions, B, H] -> [T, B, directions * H]
             moved = b.node("Transpose", [f"{name}.Y"], f"{name}.Y_t", perm=[0, 2, 1, 3])
             x = b.node("Reshape", [moved, "fast/shape_tb_"], f"{name}.out")
-    # Y_h [directions, B, H] -> [B, directions * H]: forward then backward, as PyTorch concatenates them
-    features = b.node("Transpose", [y_h], f"{prefix}last_t", perm=[1, 0, 2])
-    features = b.node("Reshape", [features, "fast/shape_b_"], f"{prefix}features")
-    head_w = b.const(f"{prefix}head.weight", state["head.weight"])
-    head_b = b.const(f"{prefix}head.bias", state["head.bias"])
-    return b.node("Gemm", [features, head_w, head_b], f"{prefix}logits", transB=1)
+    return y_h
+
+
+def _heads(b: _Builder, members: list[Any], finals: list[str]) -> str:
+    """The members' logits side by side, [B, members * classes], from their final states: one
+    ``Gemm`` whose weight holds each member's head on the diagonal, so an ensemble pays for one
+    head, not one per member. The features of a state ``Y_h`` [directions, B, H] are forward then
+    backward, as PyTorch concatenates them."""
+    heads = [{k: v.detach().cpu().numpy().astype(np.float32) for k, v in m.head.state_dict().items()} for m in members]
+    classes, width = heads[0]["weight"].shape
+    if any(h["weight"].shape != (classes, width) for h in heads):
+        raise ValueError("the members of an ensemble differ in shape")
+    stacked = b.node("Concat", finals, "fast/finals", axis=0) if len(finals) > 1 else finals[0]
+    moved = b.node("Transpose", [stacked], "fast/finals_t", perm=[1, 0, 2])  # [B, members * directions, H]
+    features = b.node("Reshape", [moved, "fast/shape_b_"], "fast/features")
+    weight = np.zeros((len(heads) * classes, len(heads) * width), dtype=np.float32)
+    for i, head in enumerate(heads):
+        weight[i * classes : (i + 1) * classes, i * width : (i + 1) * width] = head["weight"]
+    bias = np.concatenate([head["bias"] for head in heads])
+    heads_w, heads_b = b.const("fast/heads.weight", weight), b.const("fast/heads.bias", bias)
+    return b.node("Gemm", [features, heads_w, heads_b], "fast/logits", transB=1)
 
 
 def _linear(b: _Builder, linear: Any, ids: str) -> str:
     """The linear member's logits [B, classes] from the ids [B, T], as
-    :meth:`rnnonnx.linear.LinearMember.forward`: token and bigram rows, weighted by their
-    idf over its L2 norm, summed by one batched MatMul."""
+    :meth:`rnnonnx.linear.LinearMember.forward`: token and bigram rows, each weighted by its idf,
+    summed, over the L2 norm of those weights."""
     from onnx import TensorProto
 
-    from .linear import GROUP_PRIME, SLOT_PRIME
+    from .linear import KEY_PRIME
 
     state = {k: v.detach().cpu().numpy() for k, v in linear.state_dict().items()}
     i64 = {name: b.const(f"linear/{name}", np.array(value, dtype=np.int64)) for name, value in _LINEAR_INTS.items()}
-    zero_col = b.node("Mul", [b.node("Slice", [ids, i64["0"], i64["1"], i64["1"]], "linear/first"), i64["0"]], "linear/zero_col")
-    rest = b.node("Slice", [ids, i64["1"], i64["big"], i64["1"]], "linear/rest")
-    following = b.node("Concat", [rest, zero_col], "linear/following", axis=1)
+    # each id's next id, 0 after the last: the ids one column to the left (a negative pad crops)
+    following = b.node("Pad", [ids, i64["shift_left"]], "linear/following")
     vocab = b.const("linear/vocab", np.array(linear.vocab_size, dtype=np.int64))
-    buckets = b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64))
-
-    def pair(multiplier: int, name: str) -> str:  # ids * multiplier + following
-        factor = b.const(f"linear/{name}_factor", np.array(multiplier, dtype=np.int64))
-        return b.node("Add", [b.node("Mul", [ids, factor], f"linear/{name}_scaled"), following], f"linear/{name}")
-
     if linear.groups:  # the exact index's lookup, as rnnonnx.linear.slot_of
-        groups = b.const("linear/groups", np.array(linear.groups, dtype=np.int64))
-        group = b.node("Mod", [pair(GROUP_PRIME, "group_pair"), groups], "linear/group")
+        prime = b.const("linear/key_prime", np.array(KEY_PRIME, dtype=np.int64))
+        key = b.node("Add", [b.node("Mul", [ids, prime], "linear/key_high"), following], "linear/key")
+        group = b.node("Mod", [key, b.const("linear/groups", np.array(linear.groups, dtype=np.int64))], "linear/group")
         shift = b.node("Gather", [b.const("linear.bigram_shifts", state["bigram_shifts"]), group], "linear/shift", axis=0)
-        home = b.node("Mod", [pair(SLOT_PRIME, "slot_pair"), buckets], "linear/home")
-        slot = b.node("Mod", [b.node("Add", [home, shift], "linear/shifted"), buckets], "linear/slot")
+        buckets = b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64))
+        slot = b.node("Mod", [b.node("Add", [key, shift], "linear/shifted"), buckets], "linear/slot")
         stored = b.node("Gather", [b.const("linear.bigram_keys", state["bigram_keys"]), slot], "linear/stored_key", axis=0)
-        known = b.node("Equal", [stored, pair(linear.vocab_size, "key")], "linear/known")
+        known = b.node("Equal", [stored, key], "linear/known")
         bigrams = b.node("Where", [known, b.node("Add", [slot, vocab], "linear/bigram_rows"), i64["0"]], "linear/bigrams")
-    else:
-        hashed = b.node("Mod", [pair(linear.multiplier, "pair"), buckets], "linear/hashed")
+    else:  # (ids * multiplier + following) mod buckets, as the bag branch hashes
+        factor = b.const("linear/multiplier", np.array(linear.multiplier, dtype=np.int64))
+        pair = b.node("Add", [b.node("Mul", [ids, factor], "linear/pair_scaled"), following], "linear/pair")
+        buckets = b.const("linear/buckets", np.array(linear.buckets, dtype=np.int64))
+        hashed = b.node("Mod", [pair, buckets], "linear/hashed")
         bigrams = b.node("Add", [hashed, vocab], "linear/bigram_rows")
         has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
         bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
     features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
+    # each row times its idf: a constant expression ONNX Runtime folds at load (the idf fp16 in the file)
     idf = b.node("Cast", [b.const("linear.idf", state["idf"].astype(np.float16))], "linear/idf", to=TensorProto.FLOAT)
-    weights = b.node("Gather", [idf, features], "linear/weights", axis=0)  # a table cast once, at load
-    squares = b.node("Mul", [weights, weights], "linear/squares")
-    norm = b.node("Sqrt", [b.node("ReduceSum", [squares, i64["axis1"]], "linear/sum_squares", keepdims=1)], "linear/norm")
+    table = b.const("linear.table.weight", state["table.weight"].astype(np.float32))
+    column = b.node("Unsqueeze", [idf, i64["axis1"]], "linear/idf_column")
+    weighted_table = b.node("Mul", [table, column], "linear/weighted_table")
+    rows = b.node("Gather", [weighted_table, features], "linear/rows", axis=0)
+    summed = b.node("ReduceSum", [rows, i64["axis1"]], "linear/summed", keepdims=0)
+    weights = b.node("Gather", [idf, features], "linear/weights", axis=0)
+    norm = b.node("ReduceL2", [weights], "linear/norm", axes=[1], keepdims=1)
     norm = b.node("Max", [norm, b.const("linear/eps", np.array(1e-6, dtype=np.float32))], "linear/norm_clamped")
-    scaled = b.node("Unsqueeze", [b.node("Div", [weights, norm], "linear/tfidf"), i64["axis1"]], "linear/tfidf_row")
-    rows = b.node(
-        "Gather", [b.const("linear.table.weight", state["table.weight"].astype(np.float32)), features], "linear/rows", axis=0
-    )
-    summed = b.node("Squeeze", [b.node("MatMul", [scaled, rows], "linear/summed_3d"), i64["axis1"]], "linear/summed")
-    return b.node("Add", [summed, b.const("linear.bias", state["bias"].astype(np.float32))], "linear/logits")
+    normalised = b.node("Div", [summed, norm], "linear/normalised")
+    return b.node("Add", [normalised, b.const("linear.bias", state["bias"].astype(np.float32))], "linear/logits")
 
 
-_LINEAR_INTS = {"0": [0], "1": [1], "big": [np.iinfo(np.int64).max], "axis1": [1]}
+_LINEAR_INTS = {"0": [0], "axis1": [1], "shift_left": [0, -1, 0, 1]}
 
 
 def ids_model(model: Any) -> Any:
@@ -176,40 +190,40 @@ def ids_model(model: Any) -> Any:
         recurrent_ids = b.node("Slice", [IDS_INPUT, starts, ends, axes], "fast/recurrent_ids")
     real = b.node("Not", [b.node("Equal", [recurrent_ids, pad], "fast/is_pad")], "fast/is_token")
     counted = b.node("Cast", [real], "fast/is_token_i32", to=TensorProto.INT32)
-    count = b.node("ReduceSum", [counted, b.const("fast/axis1", np.array([1], dtype=np.int64))], "fast/count", keepdims=0)
+    axis1 = b.const("fast/axis1", np.array([1], dtype=np.int64))
+    count = b.node("ReduceSum", [counted, axis1], "fast/count", keepdims=0)
     lengths = b.node("Max", [count, one], "fast/lengths")  # a row of only padding counts as length 1
     ids_t = b.node("Transpose", [recurrent_ids], "fast/ids_t", perm=[1, 0])
     members = _members(model)
-    logits = [_member(b, m, f"members.{i}." if len(members) > 1 else "model.", ids_t, lengths) for i, m in enumerate(members)]
+    prefixes = [f"members.{i}." if len(members) > 1 else "model." for i in range(len(members))]
+    out = _heads(b, members, [_final_state(b, m, prefix, ids_t, lengths) for m, prefix in zip(members, prefixes)])
     # one sigmoid per label for a multi-label model, else a softmax over the labels (model.probabilities_of)
     squash = "Sigmoid" if config.multi_label else "Softmax"
     axis = {} if config.multi_label else {"axis": -1}
     linear = getattr(model, "linear", None)
-    if len(members) > 1 or linear is not None:
-        probabilities = [b.node(squash, [x], f"{x}/{squash.lower()}", **axis) for x in logits]
-        total = b.node("Sum", probabilities, "fast/sum") if len(probabilities) > 1 else probabilities[0]
-        mean = b.node("Div", [total, b.const("fast/members", np.array(len(members), dtype=np.float32))], "fast/mean")
-        if linear is not None:  # (1 - w) * recurrent + w * linear, as Ensemble.forward
+    if len(members) > 1 or linear is not None:  # the votes [B, voters, classes], squashed at once
+        voters = [out] + ([_linear(b, linear, IDS_INPUT)] if linear is not None else [])
+        side_by_side = b.node("Concat", voters, "fast/voters", axis=1) if len(voters) > 1 else out
+        shape = b.const("fast/shape_votes", np.array([0, -1, config.num_classes], dtype=np.int64))
+        votes = b.node(squash, [b.node("Reshape", [side_by_side, shape], "fast/votes")], "fast/probabilities", **axis)
+        if linear is not None:  # (1 - w) * the members' mean + w * linear, as Ensemble.forward
             weight = config.linear_weight
-            own = b.node("Softmax", [_linear(b, linear, IDS_INPUT)], "linear/softmax", axis=-1)
-            kept = b.node(
-                "Mul", [mean, b.const("fast/recurrent_share", np.array(1 - weight, dtype=np.float32))], "fast/recurrent_part"
-            )
-            added = b.node("Mul", [own, b.const("fast/linear_share", np.array(weight, dtype=np.float32))], "fast/linear_part")
-            mean = b.node("Add", [kept, added], "fast/blend")
+            shares = np.array([(1 - weight) / len(members)] * len(members) + [weight], dtype=np.float32).reshape(-1, 1)
+            weighted = b.node("Mul", [votes, b.const("fast/shares", shares)], "fast/weighted")
+            mean = b.node("ReduceSum", [weighted, axis1], "fast/mean", keepdims=0)
+        else:
+            mean = b.node("ReduceMean", [votes], "fast/mean", axes=[1], keepdims=0)
         tiny = b.const("fast/tiny", np.array(np.finfo(np.float32).tiny, dtype=np.float32))
         out = b.node("Log", [b.node("Max", [mean, tiny], "fast/clamped")], "fast/log_mean")
         if config.multi_label:  # the logit of the mean, so a sigmoid over it gives the mean back
             rest = b.node("Sub", [b.const("fast/one_f", np.array(1.0, dtype=np.float32)), mean], "fast/rest")
             log_rest = b.node("Log", [b.node("Max", [rest, tiny], "fast/rest_clamped")], "fast/log_rest")
             out = b.node("Sub", [out, log_rest], "fast/logit_mean")
-    else:
-        out = logits[0]
     if config.logit_shift:  # logit adjustment, as model._shifted
         out = b.node("Add", [out, b.const("fast/logit_shift", np.array(config.logit_shift, dtype=np.float32))], "fast/shifted")
     if config.temperature != 1.0:
         out = b.node("Div", [out, b.const("fast/temperature", np.array(config.temperature, dtype=np.float32))], "fast/scaled")
-    b.node("Identity", [out], LOGITS)
+    b.nodes[-1].output[0] = LOGITS  # the node computing `out` is the last: it writes `logits` itself
     b.node(squash, [LOGITS], PROBABILITIES, **axis)
     graph = helper.make_graph(
         b.nodes,

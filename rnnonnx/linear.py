@@ -43,23 +43,24 @@ LINEAR_PATIENCE_STEPS = 150
 WEIGHT_GRID = tuple(round(0.1 * k, 1) for k in range(10))
 # The exact bigram index keeps the bigrams of at least BIGRAM_MIN_DF training rows: on validation
 # (benchmarks/linear_variants.py) as accurate as keeping every bigram, in a quarter of the rows.
-# Its hash (see BigramIndex): GROUP_PRIME spreads the bigrams over one group per BIGRAM_GROUP_SIZE
-# of them, SLOT_PRIME over the slots, of which BIGRAM_LOAD are filled.
+# Its hash (see BigramIndex): a bigram's key spreads over one group per BIGRAM_GROUP_SIZE bigrams
+# and over the slots, of which BIGRAM_LOAD are filled; KEY_PRIME (prime, above any vocabulary)
+# makes keys distinct and mixes the first id into every remainder.
 BIGRAM_MIN_DF = 2
 BIGRAM_GROUP_SIZE = 4
 BIGRAM_LOAD = 0.9
-GROUP_PRIME = 999_983
-SLOT_PRIME = 1_000_003
+KEY_PRIME = 2_147_483_647
 
 
 @dataclass
 class BigramIndex:
     """A perfect hash of known bigrams, looked up with standard graph ops (no search, no ML-domain
-    op): a bigram ``(a, b)`` has group ``g = (a * GROUP_PRIME + b) mod len(shifts)`` and slot
-    ``s = ((a * SLOT_PRIME + b) mod len(keys) + shifts[g]) mod len(keys)``; it is known when
-    ``keys[s] == a * vocab + b`` (empty slots hold -1). The shifts are chosen at build time (hash and
-    displace: the largest groups first, each moved by the first shift that lands all its bigrams on
-    free slots), so two known bigrams never share a slot."""
+    op): a bigram ``(a, b)`` has the key ``k = a * KEY_PRIME + b``, the group ``g = k mod
+    len(shifts)`` and the slot ``s = (k + shifts[g]) mod len(keys)``; it is known when ``keys[s] ==
+    k`` (empty slots hold -1). The shifts are chosen at build time (hash and displace: the largest
+    groups first, each moved by the first shift that lands all its bigrams on free slots), so two
+    known bigrams never share a slot. The counts of groups and slots are coprime, so a key's group
+    says nothing of its home slot ``k mod len(keys)``."""
 
     keys: np.ndarray
     shifts: np.ndarray
@@ -75,18 +76,21 @@ class BigramIndex:
             found.append(torch.unique(rows[real] * vocab_size * vocab_size + chunk[real] * vocab_size + following[real]))
         pairs = torch.cat(found) % (vocab_size * vocab_size) if found else torch.zeros(0, dtype=torch.int64)
         known, df = torch.unique(pairs, return_counts=True)
-        return cls.of_keys(known[df >= min_df].numpy(), vocab_size)
+        known = known[df >= min_df]
+        return cls.of_keys((known // vocab_size * KEY_PRIME + known % vocab_size).numpy())
 
     @classmethod
-    def of_keys(cls, keys: np.ndarray, vocab_size: int) -> "BigramIndex":
-        """The index of the bigram keys ``a * vocab_size + b`` (distinct)."""
+    def of_keys(cls, keys: np.ndarray) -> "BigramIndex":
+        """The index of the bigram keys ``a * KEY_PRIME + b`` (distinct)."""
         keys = np.asarray(keys, dtype=np.int64)
-        first, second = keys // vocab_size, keys % vocab_size
         groups = max(1, math.ceil(len(keys) / BIGRAM_GROUP_SIZE))
         slots = max(1, math.ceil(len(keys) / BIGRAM_LOAD))
-        group = (first * GROUP_PRIME + second) % groups
+        group = keys % groups
         while True:  # one more slot while a group holds two bigrams of one home slot; more when full
-            home = (first * SLOT_PRIME + second) % slots
+            if math.gcd(slots, groups) != 1:
+                slots += 1
+                continue
+            home = keys % slots
             order = np.lexsort((home, group))
             if np.any((group[order][1:] == group[order][:-1]) & (home[order][1:] == home[order][:-1])):
                 slots += 1
@@ -97,13 +101,16 @@ class BigramIndex:
             slots += max(1, slots // 64)
 
 
-def slot_of(
-    keys: torch.Tensor, shifts: torch.Tensor, first: torch.Tensor, second: torch.Tensor, vocab_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`BigramIndex`'s lookup in tensor ops (the graph's own, once exported)."""
-    group = torch.remainder(first * GROUP_PRIME + second, len(shifts))
-    slot = torch.remainder(torch.remainder(first * SLOT_PRIME + second, len(keys)) + shifts[group], len(keys))
-    return slot, keys[slot] == first * vocab_size + second
+def key_of(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The bigram key of :class:`BigramIndex`."""
+    return first * KEY_PRIME + second
+
+
+def slot_of(keys: torch.Tensor, shifts: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`BigramIndex`'s lookup in tensor ops (the graph's own, once exported): each key's slot,
+    and whether the bigram is known (the slot holds its key)."""
+    slot = torch.remainder(key + shifts[torch.remainder(key, len(shifts))], len(keys))
+    return slot, keys[slot] == key
 
 
 def _displace(
@@ -180,7 +187,7 @@ class LinearMember(nn.Module):
         + id[i+1]) mod buckets`` when hashed. ``[batch, 2 * sequence]``."""
         following = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1)
         if self.groups:
-            slot, known = slot_of(self.bigram_keys, self.bigram_shifts, input_ids, following, self.vocab_size)
+            slot, known = slot_of(self.bigram_keys, self.bigram_shifts, key_of(input_ids, following))
             return torch.cat([input_ids, torch.where(known, self.vocab_size + slot, torch.zeros_like(slot))], dim=1)
         bigrams = self.vocab_size + torch.remainder(input_ids * self.multiplier + following, self.buckets)
         return torch.cat([input_ids, torch.where(following != PAD_ID, bigrams, torch.zeros_like(bigrams))], dim=1)
@@ -191,6 +198,31 @@ class LinearMember(nn.Module):
         if self.groups:
             member.bigram_keys.copy_(self.bigram_keys)
             member.bigram_shifts.copy_(self.bigram_shifts)
+        return member
+
+    def placed(self) -> "LinearMember":
+        """This member, or the same member with its bigram index laid out anew when its keys do not
+        sit where :class:`BigramIndex` puts them: a run saved by an earlier version keys a bigram
+        ``a * vocab + b`` under another hash. Same bigrams, rows and idf, so the same logits."""
+        if not self.groups:
+            return self
+        stored = torch.nonzero(self.bigram_keys >= 0).flatten()
+        keys = self.bigram_keys[stored]
+        slot, known = slot_of(self.bigram_keys, self.bigram_shifts, keys)
+        if bool(known.all()) and torch.equal(slot, stored):
+            return self
+        keys = keys // self.vocab_size * KEY_PRIME + keys % self.vocab_size
+        index = BigramIndex.of_keys(keys.numpy())
+        member = LinearMember(self.vocab_size, len(index.keys), self.bias.shape[0], self.multiplier, len(index.shifts))
+        member.bigram_keys.copy_(torch.from_numpy(index.keys))
+        member.bigram_shifts.copy_(torch.from_numpy(index.shifts))
+        tokens = torch.arange(self.vocab_size)
+        rows = torch.cat([tokens, self.vocab_size + slot_of(member.bigram_keys, member.bigram_shifts, keys)[0]])
+        kept = torch.cat([tokens, self.vocab_size + stored])
+        with torch.no_grad():
+            member.table.weight[rows] = self.table.weight[kept]
+            member.idf[rows] = self.idf[kept]
+            member.bias.copy_(self.bias)
         return member
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,20 @@ class Run:
         return read_held_out(self.path, part)
 
 
+def _place_bigrams(model: Any, config: dict[str, Any]) -> None:
+    """Lay out the linear member's bigram index with this version's hash when the run was saved
+    with an earlier one (:meth:`rnnonnx.linear.LinearMember.placed`: same logits), in the model and
+    in the config the run carries into its bundle."""
+    linear = getattr(model, "linear", None)
+    placed = linear.placed() if linear is not None else None
+    if placed is None or placed is linear:
+        return
+    model.linear = placed
+    sizes = {"linear_buckets": placed.buckets, "linear_groups": placed.groups}
+    model.config = replace(model.config, **sizes)
+    config["model"] = {**config["model"], **sizes}
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory with safe deserialization only (safetensors, JSON)."""
     from safetensors.torch import load_file
@@ -263,6 +277,7 @@ def load_run(path: str | Path) -> Run:
         metrics = read_metrics(path)
         model = build_model(ModelConfig(**config["model"]))
         model.load_state_dict(load_file(str(path / WEIGHTS)))
+        _place_bigrams(model, config)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise RnnonnxError(f"{path}: cannot load run ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     model.eval()

@@ -12,7 +12,7 @@ import torch
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.linear import BigramIndex, LinearMember, choose_weight, fit_linear, slot_of
+from rnnonnx.linear import KEY_PRIME, BigramIndex, LinearMember, choose_weight, fit_linear, key_of, slot_of
 from rnnonnx.model import NGRAM_PRIME, Ensemble, build_model
 from rnnonnx.run import load_run
 from rnnonnx.training import train_run
@@ -59,8 +59,8 @@ def test_logits_are_the_l2_normalised_tfidf_sum():
     assert torch.allclose(linear(torch.tensor([[2, 3]]))[0], expected, atol=1e-6)
 
 
-def known_slots(index: BigramIndex, first: torch.Tensor, second: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return slot_of(torch.from_numpy(index.keys), torch.from_numpy(index.shifts), first, second, vocab)
+def known_slots(index: BigramIndex, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return slot_of(torch.from_numpy(index.keys), torch.from_numpy(index.shifts), key_of(first, second))
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 5000])
@@ -69,22 +69,25 @@ def test_bigram_index_finds_every_known_bigram_in_a_slot_of_its_own(count):
     rng = np.random.default_rng(count)
     keys = rng.choice(np.arange(vocab, vocab * vocab), size=count, replace=False)  # second ids >= 1: never padding
     keys = keys[keys % vocab != 0]
-    index = BigramIndex.of_keys(keys, vocab)
-    assert len(index.keys) >= len(keys) and len(index.shifts) >= 1
-    assert sorted(index.keys[index.keys >= 0].tolist()) == sorted(keys.tolist())
     first, second = torch.from_numpy(keys // vocab), torch.from_numpy(keys % vocab)
-    slot, known = known_slots(index, first, second, vocab)
+    index = BigramIndex.of_keys(key_of(first, second).numpy())
+    assert len(index.keys) >= len(keys) and len(index.shifts) >= 1
+    assert sorted(index.keys[index.keys >= 0].tolist()) == sorted(key_of(first, second).tolist())
+    slot, known = known_slots(index, first, second)
     assert known.all() and len(set(slot.tolist())) == len(keys)
     others = torch.from_numpy(rng.integers(0, vocab, size=(2, 2000)))
     unknown = ~np.isin((others[0] * vocab + others[1]).numpy(), keys)
-    assert not known_slots(index, others[0], others[1], vocab)[1].numpy()[unknown].any()
-    assert not known_slots(index, torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), vocab)[1].any()
+    assert not known_slots(index, others[0], others[1])[1].numpy()[unknown].any()
+    assert not known_slots(index, torch.zeros(3, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))[1].any()
 
 
 def test_the_exact_index_keeps_the_bigrams_of_two_rows_and_reads_no_other():
     ids = torch.tensor([[2, 3, 5, 0], [2, 3, 0, 0], [3, 5, 4, 0], [4, 2, 0, 0]])
     linear = LinearMember.exact(ids, 8, 2, NGRAM_PRIME)
-    assert linear.groups >= 1 and sorted(linear.bigram_keys[linear.bigram_keys >= 0].tolist()) == [2 * 8 + 3, 3 * 8 + 5]
+    assert linear.groups >= 1 and sorted(linear.bigram_keys[linear.bigram_keys >= 0].tolist()) == [
+        2 * KEY_PRIME + 3,
+        3 * KEY_PRIME + 5,
+    ]
     features = linear.features(torch.tensor([[2, 3, 5, 4, 2]]))[0, 5:]  # the bigram rows
     assert (features[:2] >= 8).all() and features[0] != features[1]  # "2 3" and "3 5"
     assert (features[2:] == 0).tolist() == [True, True, True]  # "5 4" (one row), "4 2" (one row), the end
@@ -249,3 +252,38 @@ def test_the_bundle_matches_pytorch_past_the_recurrent_window(tmp_path):
         predictor = rnnonnx.load(tmp_path / "bundle", graph=graph)
         got = np.array([[p.probabilities[label] for label in run.labels] for p in predictor.predict(texts)])
         assert np.abs(got - expected).max() < 1e-5, graph
+
+
+def test_a_run_saved_with_an_earlier_index_layout_loads_with_the_same_logits(tmp_path):
+    """Runs saved before the current hash key a bigram ``a * vocab + b`` elsewhere: loading lays the
+    index out anew, rows and idf with it."""
+    from safetensors.torch import save_file
+
+    from rnnonnx.run import CONFIG, WEIGHTS
+
+    config = TrainConfig(**SMALL | {"linear_weight": 0.5, "refit": False})
+    train_run(config, tmp_path / "run", keyword_data(60), progress=False)
+    run = load_run(tmp_path / "run")
+    linear, vocab = run.model.linear, run.model.linear.vocab_size
+    ids = torch.from_numpy(run.tokenizer.encode_batch(keyword_data(20).texts))
+    assert int((linear.features(ids)[:, ids.shape[1] :] > 0).sum()) > 0, "known bigrams are read"
+    with torch.no_grad():
+        expected = run.model(ids)
+    state = {name: value.clone() for name, value in run.model.state_dict().items()}
+    slots = torch.nonzero(linear.bigram_keys >= 0).flatten()
+    earlier = len(linear.bigram_keys) - 1 - slots  # each bigram in another slot, keyed a * vocab + b
+    keys = linear.bigram_keys[slots]
+    state["linear.bigram_keys"] = torch.full_like(linear.bigram_keys, -1)
+    state["linear.bigram_keys"][earlier] = keys // KEY_PRIME * vocab + keys % KEY_PRIME
+    state["linear.bigram_shifts"] = torch.zeros(5, dtype=torch.int64)
+    for name in ("linear.table.weight", "linear.idf"):
+        state[name][vocab + earlier] = state[name][vocab + slots]
+    save_file(state, str(tmp_path / "run" / WEIGHTS))
+    saved = json.loads((tmp_path / "run" / CONFIG).read_text())
+    saved["model"]["linear_groups"] = 5
+    (tmp_path / "run" / CONFIG).write_text(json.dumps(saved))
+    loaded = load_run(tmp_path / "run")
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(ids), expected, atol=1e-6)
+    assert loaded.model.config.linear_buckets == loaded.config["model"]["linear_buckets"] == loaded.model.linear.buckets
+    assert loaded.model.config.linear_groups == loaded.config["model"]["linear_groups"] == loaded.model.linear.groups
