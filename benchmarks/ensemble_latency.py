@@ -7,9 +7,12 @@ as a bundle stores them (rnnonnx.quantize.quantize_int8: the table scaled back t
 Gather, which ONNX Runtime folds at load), and the whole model once more with the int8 rows
 gathered and scaled at every call instead, and the ensemble cut in two parts (its first two
 members; the others and the linear member), each graph in its own one-thread InferenceSession, the
-two run at once from two Python threads, their outputs blended in numpy (timing only); then times one text per call (the built-in
-sentences, in Python-tokenized ids) in fresh processes, the configurations taking turns round after
-round; prints the median latency of each and, within each round, its ratio to the member.
+two run at once from two Python threads, their outputs blended in numpy (timing only), and the text
+graphs (tokenization in the graph, as a bundle's ``model.text.onnx``) of the whole model and of the
+member; then times one text per call (the built-in sentences: Python-tokenized ids, or the raw
+text for a text graph) in fresh processes, the configurations taking turns round after round;
+prints the median latency of each and, within each round, its ratio to the member (the member's
+text graph for a text graph).
 
     python benchmarks/ensemble_latency.py runs/lstm --rounds 5
 """
@@ -37,6 +40,10 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
     "ensemble without its linear member, 2 threads": ("recurrent", 2, 1, False),
     "ensemble without its linear member, parallel executor, 2 inter-op threads": ("recurrent", 1, 2, True),
     "ensemble as two graphs run at once, one thread each": ("parts", 1, 1, False),
+    "member, text graph, 1 thread": ("member-text", 1, 1, False),
+    "ensemble, text graph, 1 thread": ("ensemble-text", 1, 1, False),
+    "member, text graph, 2 threads": ("member-text", 2, 1, False),
+    "ensemble, text graph, 2 threads": ("ensemble-text", 2, 1, False),
 }
 
 
@@ -74,11 +81,14 @@ def build(run_dir: Path, out: Path) -> None:
     """Write the graphs of :data:`CONFIGS` and ``ids.json`` (1,000 tokenized sentences) to ``out``."""
     from dataclasses import replace
 
+    import onnx
+
     from rnnonnx import fastgraph
     from rnnonnx.data import read_builtin
     from rnnonnx.model import Ensemble
     from rnnonnx.quantize import quantize_int8
     from rnnonnx.run import load_run
+    from rnnonnx.textgraph import text_model
 
     def stored(model) -> bytes:  # the tables int8, as a bundle ships them
         return quantize_int8(fastgraph.ids_model(model).SerializeToString())[0]
@@ -101,8 +111,12 @@ def build(run_dir: Path, out: Path) -> None:
     first = model.members[0] if isinstance(model, Ensemble) else model
     first.config = replace(first.config, temperature=1.0)
     (out / "member.onnx").write_bytes(stored(first))
+    for name in ("ensemble", "member"):
+        graph = text_model(onnx.load_from_string((out / f"{name}.onnx").read_bytes()), run.tokenizer)
+        (out / f"{name}-text.onnx").write_bytes(graph.SerializeToString())
     texts = read_builtin().texts[:1000]
     (out / "ids.json").write_text(json.dumps([run.tokenizer.encode(t) or [0] for t in texts]))
+    (out / "texts.json").write_text(json.dumps(texts))
 
 
 class SideBySide:
@@ -154,14 +168,17 @@ def measure(folder: Path, model: str, intra: int, inter: int, parallel: bool, se
         session = SideBySide(folder, options)
     else:
         session = ort.InferenceSession(str(folder / f"{model}.onnx"), options, providers=["CPUExecutionProvider"])
-    rows = [np.array([ids], dtype=np.int64) for ids in json.loads((folder / "ids.json").read_text())]
-    for row in rows[:50]:
-        session.run(None, {"input_ids": row})
+    if model.endswith("-text"):
+        feeds = [{"text": np.array([text], dtype=object)} for text in json.loads((folder / "texts.json").read_text())]
+    else:
+        feeds = [{"input_ids": np.array([ids], dtype=np.int64)} for ids in json.loads((folder / "ids.json").read_text())]
+    for feed in feeds[:50]:
+        session.run(None, feed)
     times, end, k = [], time.perf_counter() + seconds, 0
     while time.perf_counter() < end:
-        row = rows[k % len(rows)]
+        feed = feeds[k % len(feeds)]
         started = time.perf_counter()
-        session.run(None, {"input_ids": row})
+        session.run(None, feed)
         times.append(time.perf_counter() - started)
         k += 1
     return statistics.median(times)
@@ -191,7 +208,8 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, values in results.items():
         model, intra, inter, _ = CONFIGS[name]
-        base = results["member, 2 threads" if max(intra, inter) > 1 or model == "parts" else "member, 1 thread"]
+        threads = "2 threads" if max(intra, inter) > 1 or model == "parts" else "1 thread"
+        base = results[f"member, {'text graph, ' if model.endswith('-text') else ''}{threads}"]
         ratios = [v / b for v, b in zip(values, base)]
         print(
             f"| {name} | {1e3 * statistics.median(values):.3f} ({1e3 * min(values):.3f}-{1e3 * max(values):.3f}) | "

@@ -99,7 +99,11 @@ trap 'rm -f "$tmp"' EXIT
   echo "fp32 before the Gather, folded by ONNX Runtime at load) and once more with the int8 rows gathered and scaled at every"
   echo "call; one text per call, ONNX Runtime's sequential executor at 1 and 2 intra-op threads and its parallel executor"
   echo "(independent branches on 2 inter-op threads), and the ensemble cut in two parts (two members; the third and the linear"
-  echo "member), each graph in its own one-thread InferenceSession, the two run at once from two Python threads."
+  echo "member), each graph in its own one-thread InferenceSession, the two run at once from two Python threads; last, the text"
+  echo "graphs of the whole model and of the member (tokenization in the graph, as \`model.text.onnx\`), one raw text per call."
+  echo "In the ids graph the members share everything but their embedding lookup and recurrent layer: one Gemm holds every"
+  echo "member's head, one softmax squashes every vote; the linear member adds its own small operators (its bigram lookup,"
+  echo "its weighted sum)."
   echo
   "$PYTHON" benchmarks/ensemble_latency.py "$WORK" --rounds "$ROUNDS"
   echo
