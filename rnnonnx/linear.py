@@ -60,7 +60,10 @@ class BigramIndex:
     k`` (empty slots hold -1). The shifts are chosen at build time (hash and displace: the largest
     groups first, each moved by the first shift that lands all its bigrams on free slots), so two
     known bigrams never share a slot. The counts of groups and slots are coprime, so a key's group
-    says nothing of its home slot ``k mod len(keys)``."""
+    says nothing of its home slot ``k mod len(keys)``. (Row displacement, the parser tables' scheme
+    of one shift per first id and no hash, would save the graph two operators, but word bigrams
+    pack badly that way: the frequent first ids have long rows that collide, and the built-in
+    sentences' index needed three times the slots.)"""
 
     keys: np.ndarray
     shifts: np.ndarray

@@ -127,3 +127,16 @@ def test_torchscript_export_blends_the_linear_member_as_pytorch_does(exact):
             expected = wrapper(torch.from_numpy(ids))[1].numpy()
         got = session.run(["probabilities"], {"input_ids": ids})[0]
         assert np.abs(expected - got).max() <= 1e-5 and (expected.argmax(1) == got.argmax(1)).all()
+
+
+def test_members_of_different_shapes_are_refused():
+    from dataclasses import replace
+
+    from rnnonnx import fastgraph
+    from rnnonnx.model import Ensemble, TextClassifier
+
+    run = tiny_run("lstm", False, 1, "last", 2)
+    first = run.model.members[0]
+    wider = TextClassifier(replace(first.config, hidden=2 * first.config.hidden))
+    with pytest.raises(ValueError, match="differ in shape"):
+        fastgraph.ids_model(Ensemble([first, wider], run.model.config))
