@@ -121,8 +121,8 @@ def _heads(b: _Builder, members: list[Any], finals: list[str]) -> str:
 
 def _linear(b: _Builder, linear: Any, ids: str) -> str:
     """The linear member's logits [B, classes] from the ids [B, T], as
-    :meth:`rnnonnx.linear.LinearMember.forward`: token and bigram rows, each weighted by its idf,
-    summed, over the L2 norm of those weights."""
+    :meth:`rnnonnx.linear.LinearMember.forward`: token and bigram rows, weighted by their idf over
+    its L2 norm, summed by one batched MatMul."""
     from onnx import TensorProto
 
     from .linear import KEY_PRIME
@@ -151,17 +151,17 @@ def _linear(b: _Builder, linear: Any, ids: str) -> str:
         has_next = b.node("Not", [b.node("Equal", [following, i64["0"]], "linear/next_is_pad")], "linear/has_next")
         bigrams = b.node("Where", [has_next, bigrams, i64["0"]], "linear/bigrams")
     features = b.node("Concat", [ids, bigrams], "linear/features", axis=1)
-    # each row times its idf: a constant expression ONNX Runtime folds at load (the idf fp16 in the file)
     idf = b.node("Cast", [b.const("linear.idf", state["idf"].astype(np.float16))], "linear/idf", to=TensorProto.FLOAT)
-    table = b.const("linear.table.weight", state["table.weight"].astype(np.float32))
-    column = b.node("Unsqueeze", [idf, i64["axis1"]], "linear/idf_column")
-    weighted_table = b.node("Mul", [table, column], "linear/weighted_table")
-    rows = b.node("Gather", [weighted_table, features], "linear/rows", axis=0)
-    summed = b.node("ReduceSum", [rows, i64["axis1"]], "linear/summed", keepdims=0)
-    weights = b.node("Gather", [idf, features], "linear/weights", axis=0)
-    norm = b.node("ReduceL2", [weights], "linear/norm", axes=[1], keepdims=1)
+    weights = b.node("Gather", [idf, features], "linear/weights", axis=0)  # a table cast once, at load
+    # the L2 norm as a ReduceSum of squares: ONNX Runtime's ReduceL2 drifts by 1e-5 over thousands of features
+    squares = b.node("Mul", [weights, weights], "linear/squares")
+    norm = b.node("Sqrt", [b.node("ReduceSum", [squares, i64["axis1"]], "linear/sum_squares", keepdims=1)], "linear/norm")
     norm = b.node("Max", [norm, b.const("linear/eps", np.array(1e-6, dtype=np.float32))], "linear/norm_clamped")
-    normalised = b.node("Div", [summed, norm], "linear/normalised")
+    tfidf = b.node("Unsqueeze", [b.node("Div", [weights, norm], "linear/tfidf"), i64["axis1"]], "linear/tfidf_row")
+    # the rows summed by one batched MatMul [B, 1, F] x [B, F, classes], as accurate as PyTorch's sum
+    table = b.const("linear.table.weight", state["table.weight"].astype(np.float32))
+    rows = b.node("Gather", [table, features], "linear/rows", axis=0)
+    normalised = b.node("Squeeze", [b.node("MatMul", [tfidf, rows], "linear/summed_3d"), i64["axis1"]], "linear/normalised")
     return b.node("Add", [normalised, b.const("linear.bias", state["bias"].astype(np.float32))], "linear/logits")
 
 

@@ -95,9 +95,8 @@ def row_quantize(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _embedding_tables(graph: Any) -> dict[str, Any]:
-    """Float 2-D initializers read only as the data of axis-0 ``Gather`` nodes, directly or through a
-    ``Mul`` read only that way (a table scaled by a constant before its gathers, such as the linear
-    member's rows by their idf): the embedding tables (not the row scales of tables already int8)."""
+    """Float 2-D initializers read only as the data of axis-0 ``Gather`` nodes: the embedding tables
+    (not the row scales of tables already int8)."""
     from onnx import TensorProto
 
     initializers = {
@@ -105,20 +104,13 @@ def _embedding_tables(graph: Any) -> dict[str, Any]:
         for i in graph.initializer
         if i.data_type == TensorProto.FLOAT and len(i.dims) == 2 and not i.name.endswith("/row_scale")
     }
-    readers: dict[str, list[tuple[Any, int]]] = {}
+    uses: dict[str, list[bool]] = {}
     for node in graph.node:
         for position, name in enumerate(node.input):
-            readers.setdefault(name, []).append((node, position))
-
-    def gathered(name: str, scaled: bool = False) -> bool:
-        uses = readers.get(name, [])
-        return bool(uses) and all(
-            (node.op_type == "Gather" and position == 0 and next((a.i for a in node.attribute if a.name == "axis"), 0) == 0)
-            or (not scaled and node.op_type == "Mul" and gathered(node.output[0], scaled=True))
-            for node, position in uses
-        )
-
-    return {name: initializer for name, initializer in initializers.items() if gathered(name)}
+            if name in initializers:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                uses.setdefault(name, []).append(node.op_type == "Gather" and position == 0 and axis == 0)
+    return {name: initializers[name] for name, gathers in uses.items() if all(gathers)}
 
 
 def _store_int8(graph: Any, name: str, axis: int, scale_name: str) -> list[Any]:

@@ -130,7 +130,7 @@ def test_pytorch_reference_holds_the_shipped_int8_tables():
 
 
 @pytest.mark.parametrize("exact", [False, True], ids=["hashed", "exact"])
-def test_the_linear_members_table_is_int8_too_and_scaled_by_its_idf_in_the_graph(exact):
+def test_the_linear_members_table_is_int8_too(exact):
     from tests.test_fastgraph import with_linear_member
 
     run = tiny_run("lstm", False, 1, "last", 2)
@@ -147,24 +147,6 @@ def test_the_linear_members_table_is_int8_too_and_scaled_by_its_idf_in_the_graph
         expected = ExportWrapper(run.model).eval()(torch.from_numpy(ids))[1].numpy()
     got = session_for(stored).run(["probabilities"], {"input_ids": ids})[0]
     assert np.abs(expected - got).max() <= 1e-6
-
-
-def test_onnx_runtime_scales_the_linear_members_rows_by_their_idf_once_at_load(tmp_path):
-    import onnxruntime as ort
-
-    from tests.test_fastgraph import with_linear_member
-
-    run = tiny_run("lstm", False, 1, "last", 2)
-    with_linear_member(run, True)
-    stored, _ = stored_model(run, log=lambda message: None)
-    assert "linear/weighted_table" in {n.output[0] for n in onnx.load_from_string(stored).graph.node}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
-    ort.InferenceSession(stored, options, providers=["CPUExecutionProvider"])
-    loaded = onnx.load(str(tmp_path / "loaded.onnx")).graph
-    assert "linear/weighted_table" in {i.name for i in loaded.initializer}
-    assert "linear/weighted_table" not in {n.output[0] for n in loaded.node}
 
 
 def test_share_weights_keeps_what_no_host_holds_and_reads_back_byte_for_byte():
