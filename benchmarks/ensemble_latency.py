@@ -48,10 +48,9 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
 
 
 def scaled_per_call(model_bytes: bytes) -> bytes:
-    """The graph of :func:`rnnonnx.quantize.quantize_int8` with each embedding table's int8 rows
+    """The graph of :func:`rnnonnx.quantize.quantize_int8` with each gathered table's int8 rows
     gathered first and scaled back after (``Gather`` of the rows and of their scales, ``Cast``,
-    ``Mul`` at every call), the layout it replaced (the linear member's table, scaled by its idf
-    before its gather, stays folded at load)."""
+    ``Mul`` at every call), the layout it replaced."""
     import onnx
     from onnx import TensorProto, helper
 
