@@ -48,18 +48,17 @@ CONFIGS = {  # name -> (model, intra-op threads, inter-op threads, parallel exec
 
 
 def scaled_per_call(model_bytes: bytes) -> bytes:
-    """The graph of :func:`rnnonnx.quantize.quantize_int8` with each gathered table's int8 rows
-    gathered first and scaled back after (``Gather`` of the rows and of their scales, ``Cast``,
-    ``Mul`` at every call), the layout it replaced."""
+    """The graph of :func:`rnnonnx.quantize.quantize_int8` with each table's int8 rows gathered
+    first and scaled back after (``Gather`` of the rows and of their scales, ``Cast``, ``Mul`` at
+    every call), the layout it replaced."""
     import onnx
     from onnx import TensorProto, helper
 
     model = onnx.load_from_string(model_bytes)
-    gathered = {n.input[0] for n in model.graph.node if n.op_type == "Gather"}
-    folded = {n.output[0] for n in model.graph.node if n.op_type == "Mul" and n.input[0].endswith("/float")} & gathered
+    folded = {n.output[0] for n in model.graph.node if n.op_type == "Mul" and n.input[0].endswith("/float")}
     nodes = []
     for node in model.graph.node:
-        if node.output[0] in folded or node.output[0] in {f"{name}/float" for name in folded}:
+        if node.output[0] in folded or node.output[0].endswith("/float"):
             continue
         nodes.append(node)
         if node.op_type == "Gather" and node.input[0] in folded:

@@ -48,6 +48,17 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     return out
 
 
+def load_script(name: str, filename: str):
+    """A script of ``benchmarks/`` imported as the module ``name``, for tests of its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(
     *args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None
 ) -> subprocess.CompletedProcess:

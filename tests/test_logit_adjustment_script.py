@@ -1,24 +1,16 @@
 """benchmarks/logit_adjustment.py: its macro-F1 is scikit-learn's, and its held-out halves score
 the adjustment training applies."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "logit_adjustment.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("logit_adjustment_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["logit_adjustment_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("logit_adjustment_script", "logit_adjustment.py")
 
 
 def test_macro_f1_is_scikit_learns(script):

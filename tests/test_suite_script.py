@@ -1,23 +1,17 @@
 """benchmarks/suite.py's split: stratified, deterministic, disjoint, written once and then reused."""
 
 import csv
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def suite():
-    spec = importlib.util.spec_from_file_location("suite_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["suite_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("suite_script", "suite.py")
 
 
 LABELS = ["a"] * 50 + ["b"] * 30 + ["c"] * 10 + ["d"] * 2
