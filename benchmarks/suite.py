@@ -20,6 +20,9 @@ Systems, all fitted on the train rows, with every choice made on the validation 
 
 The test rows of each set are scored once, at the end of each system's run: accuracy, macro-F1, and
 predict speed (texts/s over the test texts through each library's Python API, one thread, best of 3).
+Each system's test predictions are kept in its work folder, and rnnonnx is compared with each peer row
+by row: the difference in accuracy and macro-F1 with its paired bootstrap interval (``--rescore`` makes
+the predictions of runs recorded before they were kept, and checks that they give the recorded scores).
 Results go to ``--report`` (markdown) and the same path with ``.json`` (raw numbers, load averages, the
 command and the rnnonnx commit); a set/system pair already in the JSON is skipped unless ``--redo``.
 
@@ -70,6 +73,10 @@ SYSTEMS = ("rnnonnx", "tfidf", "fasttext", "fasttext-auto")
 PARTS = ("train", "validation", "test")
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FASTTEXT_LR_GRID = (0.1, 0.25, 0.5, 1.0)
+PEERS = ("tfidf", "fasttext", "fasttext-auto")  # what rnnonnx is compared with, row by row
+PREDICTIONS = "test_predictions.json"  # each system's test predictions, in its work folder
+BOOTSTRAP_ROUNDS = 2000
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 
 Rows = tuple[list[str], list[str]]
 csv.field_size_limit(1 << 30)  # whole manual pages and kernel documents are single fields
@@ -184,6 +191,61 @@ def scores(truth: list[str], predicted: list[str]) -> dict[str, float]:
     }
 
 
+def paired_bootstrap(
+    truth: list[str], first: list[str], second: list[str], rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """``first`` minus ``second`` in test accuracy and macro-F1 (percentage points), with the 95%
+    interval of a paired bootstrap: the test rows resampled with replacement ``rounds`` times, both
+    systems scored on the same resample. An interval that holds 0 is a difference the test rows
+    cannot tell from chance; a few hundred rows leave several points either way."""
+    import numpy as np
+
+    classes = sorted(set(truth) | set(first) | set(second))
+    index = {label: i for i, label in enumerate(classes)}
+    true = np.array([index[t] for t in truth])
+    picks = np.random.default_rng(seed).integers(0, len(true), size=(rounds, len(true)))
+    weights = np.stack([np.bincount(row, minlength=len(true)) for row in picks]).astype(np.float64)
+    weights = np.vstack([np.ones(len(true)), weights])  # row 0: the test rows as they are
+
+    def both(predicted: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        pred = np.array([index[p] for p in predicted])
+        accuracy = weights @ (pred == true) / len(true)
+        hot = np.eye(len(classes))
+        hits = weights @ (hot[true] * (pred == true)[:, None])
+        totals = weights @ hot[true] + weights @ hot[pred]  # true + predicted count per class
+        present = totals > 0  # macro-F1 over the classes a resample has (scikit-learn's labels)
+        f1 = np.where(present, 2 * hits / np.where(present, totals, 1), 0.0)
+        return 100 * accuracy, 100 * f1.sum(axis=1) / present.sum(axis=1)
+
+    record = {}
+    for metric, a, b in zip(("accuracy", "macro_f1"), both(first), both(second)):
+        diff = a - b
+        low, high = np.percentile(diff[1:], [2.5, 97.5])
+        record[metric] = {"diff": round(float(diff[0]), 2), "low": round(float(low), 2), "high": round(float(high), 2)}
+    return record
+
+
+def save_predictions(work: Path, predicted: list[str]) -> None:
+    """A system's test predictions (in test row order), kept for the paired comparison."""
+    _write(work / PREDICTIONS, json.dumps(predicted, ensure_ascii=False))
+
+
+def read_predictions(work: Path) -> list[str] | None:
+    """The test predictions :func:`save_predictions` kept, if any."""
+    path = work / PREDICTIONS
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def paired_records(parts: dict[str, Rows], models: Path) -> dict[str, Any]:
+    """rnnonnx against each peer whose test predictions are in ``models`` (a set's folder)."""
+    ours = read_predictions(models / "rnnonnx")
+    if ours is None:
+        return {}
+    truth = parts["test"][1]
+    found = {peer: read_predictions(models / peer) for peer in PEERS}
+    return {peer: paired_bootstrap(truth, ours, theirs) for peer, theirs in found.items() if theirs is not None}
+
+
 def texts_per_second(predict: Any, texts: list[str], rounds: int = 3) -> float:
     """Best of ``rounds`` timed passes over ``texts`` (after one warm-up pass)."""
     predict(texts)
@@ -233,6 +295,8 @@ def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> d
     path = work / "model.pkl"
     path.write_bytes(pickle.dumps(pipeline))
     test_texts, test_labels = parts["test"]
+    predicted = pipeline.predict(test_texts).tolist()
+    save_predictions(work, predicted)
     return {
         "chosen": {
             "C": best_c,
@@ -243,7 +307,7 @@ def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> d
         "train_seconds": round(train_seconds, 1),
         "size_bytes": path.stat().st_size,
         "predict_per_second": texts_per_second(pipeline.predict, test_texts),
-        **scores(test_labels, pipeline.predict(test_texts).tolist()),
+        **scores(test_labels, predicted),
     }
 
 
@@ -266,6 +330,7 @@ def run_fasttext(parts: dict[str, Rows], analyzer: str, work: Path, seed: int, a
     record = json.loads((work / "fasttext.json").read_text())
     labels = {label.replace(" ", "_"): label for label in parts["train"][1]}
     predicted = [labels.get(p, p) for p in record.pop("test_predictions")]
+    save_predictions(work, predicted)
     return record | scores(parts["test"][1], predicted)
 
 
@@ -359,6 +424,8 @@ def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: di
 
     from rnnonnx.config import TrainConfig
 
+    predicted = [str(label) for label in predict(test_texts)]
+    save_predictions(work, predicted)
     return {
         "chosen": {"options": options, "best_epoch": metrics.best_epoch, "val_accuracy": round(100 * metrics.val_accuracy, 2)},
         "config": asdict(TrainConfig.from_options(options)),
@@ -367,8 +434,48 @@ def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: di
         "export_seconds": round(exported - trained, 1),
         "size_bytes": folder_bytes(bundle),
         "predict_per_second": texts_per_second(predict, test_texts),
-        **scores(test_labels, [str(label) for label in predict(test_texts)]),
+        **scores(test_labels, predicted),
     }
+
+
+def rescore(system: str, parts: dict[str, Rows], analyzer: str, work: Path, run: dict[str, Any], seed: int) -> list[str]:
+    """The test predictions of a run recorded before predictions were kept, made again from what
+    it left (rnnonnx's bundle) or by refitting its chosen settings on the train rows (TF-IDF's C,
+    fastText's learning rate: both fits are deterministic). They must give the recorded scores."""
+    test_texts, test_labels = parts["test"]
+    if system == "rnnonnx":
+        import rnnonnx
+
+        predictor = rnnonnx.load(work / "bundle", threads=1)
+        predicted = [str(p.label) for p in predictor.predict(test_texts)]
+    elif system == "tfidf":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        from rnnonnx.baseline import NgramAnalyzer
+        from rnnonnx.text import TokenizerSpec
+
+        pipeline = make_pipeline(
+            TfidfVectorizer(analyzer=NgramAnalyzer(TokenizerSpec(analyzer=analyzer)), sublinear_tf=True),
+            LogisticRegression(C=run["chosen"]["C"], max_iter=2000, random_state=seed),
+        ).fit(*parts["train"])
+        predicted = pipeline.predict(test_texts).tolist()
+    elif system == "fasttext":
+        python = FASTTEXT_VENV / "bin" / "python"
+        for part in PARTS:
+            (work / f"{part}.txt").write_text("\n".join(fasttext_lines(parts[part], analyzer)) + "\n", encoding="utf-8")
+        job = {"work": str(work), "seed": seed, "autotune_seconds": None, "lr_grid": [run["chosen"]["lr"]]}
+        subprocess.run([str(python), __file__, "--fasttext-worker", json.dumps(job)], check=True)
+        labels = {label.replace(" ", "_"): label for label in parts["train"][1]}
+        predicted = [labels.get(p, p) for p in json.loads((work / "fasttext.json").read_text())["test_predictions"]]
+    else:
+        raise ValueError(f"{system}: its choices cannot be refitted exactly (a timed search)")
+    again = scores(test_labels, predicted)
+    recorded = {k: run[k] for k in again}
+    if again != recorded:
+        raise RuntimeError(f"{work}: predictions made again score {again}, the record says {recorded}")
+    return predicted
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -402,7 +509,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         "Times come from a machine shared with other jobs (load averages below): compare ratios within a set.",
         "",
     ]
-    lines += _summary(results) + [""]
+    lines += _summary(results) + [""] + _paired(results)
     for name, set_info in _in_order(results["sets"]):
         runs = {system: results["runs"][f"{name}/{system}"] for system in SYSTEMS if f"{name}/{system}" in results["runs"]}
         if not runs:
@@ -462,6 +569,44 @@ def _summary(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _paired(results: dict[str, Any]) -> list[str]:
+    """rnnonnx minus each peer, per set, with the paired bootstrap's 95% interval; and how many sets
+    each side wins beyond chance (the interval clear of 0)."""
+    sets = [(name, info["paired"]) for name, info in _in_order(results["sets"]) if info.get("paired")]
+    peers = [p for p in PEERS if any(p in paired for _, paired in sets)]
+    if not sets:
+        return []
+    lines = [
+        "## rnnonnx against each peer, row by row",
+        "",
+        "rnnonnx's test score minus the peer's, in points, with the 95% interval of a paired bootstrap "
+        f"({BOOTSTRAP_ROUNDS:,} resamples of the test rows, both systems scored on each). An interval that holds 0 "
+        "is a difference these test rows cannot tell from chance.",
+        "",
+        "| set | test rows | " + " | ".join(f"vs {p}: accuracy | vs {p}: macro-F1" for p in peers) + " |",
+        "|---|---:|" + "---:|" * (2 * len(peers)),
+    ]
+    tally = {(p, m): Counter() for p in peers for m in ("accuracy", "macro_f1")}
+    for name, paired in sets:
+        cells = []
+        for peer in peers:
+            for metric in ("accuracy", "macro_f1"):
+                if peer not in paired:
+                    cells.append("-")
+                    continue
+                d = paired[peer][metric]
+                cells.append(f"{d['diff']:+.1f} ({d['low']:+.1f} to {d['high']:+.1f})")
+                tally[peer, metric]["ahead" if d["low"] > 0 else "behind" if d["high"] < 0 else "within chance"] += 1
+        rows = results["sets"][name]["split_rows"]["test"]
+        lines.append(f"| {name} | {rows:,} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for (peer, metric), counts in tally.items():
+        if counts:
+            told = ", ".join(f"{counts[k]} {k}" for k in ("ahead", "within chance", "behind"))
+            lines.append(f"- against {peer}, {METRIC_NAMES[metric]}: {told} (of {sum(counts.values())} sets)")
+    return [*lines, ""]
+
+
 def _chosen(system: str, run: dict[str, Any]) -> str:
     chosen = run["chosen"]
     if system == "tfidf":
@@ -508,6 +653,9 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="run pairs already in the JSON again")
     parser.add_argument("--setup", action="store_true", help="create the fastText venv and exit")
     parser.add_argument("--render", action="store_true", help="rewrite the markdown from the JSON and exit")
+    parser.add_argument(
+        "--rescore", action="store_true", help="make again the test predictions of recorded runs that kept none (checked)"
+    )
     parser.add_argument("--fasttext-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fasttext_worker:
@@ -534,10 +682,14 @@ def main() -> None:
         results["sets"][name] = describe_set(parts, SETS[name])
         for system in systems:
             key = f"{name}/{system}"
-            if key in results["runs"] and not args.redo:
-                print(f"{key}: already in {json_path}, skipped", file=sys.stderr)
-                continue
             work = args.out / "models" / name / system
+            if key in results["runs"] and not args.redo:
+                if args.rescore and read_predictions(work) is None:
+                    save_predictions(work, rescore(system, parts, SETS[name], work, results["runs"][key], args.seed))
+                    print(f"{key}: test predictions made again, same scores", file=sys.stderr)
+                else:
+                    print(f"{key}: already in {json_path}, skipped", file=sys.stderr)
+                continue
             work.mkdir(parents=True, exist_ok=True)
             load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
             when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
@@ -555,6 +707,7 @@ def main() -> None:
                 "command": command,
                 "machine": machine(),
             }
+            results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name)
             results = _merged(json_path, results, name, key, run)
             print(
                 f"{key}: test accuracy {run['test_accuracy']:.1f}, macro-F1 {run['test_macro_f1']:.1f}, "
@@ -564,13 +717,19 @@ def main() -> None:
             )
             _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
             _write(args.report, report_markdown(results))
+        results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name)
+        results = _merged(json_path, results, name, None, None)
+        _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        _write(args.report, report_markdown(results))
 
 
-def _merged(json_path: Path, results: dict[str, Any], name: str, key: str, run: dict[str, Any]) -> dict[str, Any]:
-    """The JSON as it is on disk now (another suite process may have added pairs) plus this run."""
+def _merged(json_path: Path, results: dict[str, Any], name: str, key: str | None, run: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON as it is on disk now (another suite process may have added pairs) plus this set's
+    record and this run (if any)."""
     on_disk = json.loads(json_path.read_text()) if json_path.exists() else {"sets": {}, "runs": {}}
     on_disk["sets"][name] = results["sets"][name]
-    on_disk["runs"][key] = run
+    if key is not None:
+        on_disk["runs"][key] = run
     return on_disk
 
 

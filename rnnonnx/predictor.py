@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import re
@@ -392,7 +393,7 @@ class Predictor:
             raise
         except Exception as exc:  # onnxruntime's own exception types
             raise RnnonnxError(f"{self.bundle.path / model_file}: ONNX Runtime failed ({_first_line(exc)})") from None
-        if not np.isfinite(out).all():
+        if not math.isfinite(out.sum()):  # probabilities cannot overflow a sum: one reduction checks them all
             raise BundleError(f"{self.bundle.path / model_file}: gave non-finite probabilities (a damaged or diverged model)")
         return out
 
@@ -508,6 +509,8 @@ class Predictor:
         if self.graph == "text":
             return self._proba_text(texts)
         encoded = [self.tokenizer.encode(t) for t in texts]
+        if len(encoded) == 1:  # one text, the latency path: no grouping, no copy
+            return self._run({IDS_INPUT: pad_ids(encoded)})
         out = np.empty((len(encoded), len(self.bundle.labels)), dtype=np.float32)
         lengths = [len(e) for e in encoded]
 
@@ -519,20 +522,24 @@ class Predictor:
         return out
 
     def _proba_text(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 1:  # one text, the latency path: no grouping, no copy
+            return self._run_texts(texts)
         out = np.empty((len(texts), len(self.bundle.labels)), dtype=np.float32)
         lengths = [len(t) for t in texts]
 
         def run(chosen: list[int]) -> None:
-            batch = np.array([texts[i] for i in chosen], dtype=object)
-            try:
-                out[chosen] = self._run({TEXT_INPUT: batch})
-            except UnicodeEncodeError:
-                clean = np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in batch], dtype=object)
-                out[chosen] = self._run({TEXT_INPUT: clean})
+            out[chosen] = self._run_texts([texts[i] for i in chosen])
 
         if texts:
             self._run_parts(text_batches(lengths, self.batch_size, TEXT_BATCH_CHARS), lengths, run)
         return out
+
+    def _run_texts(self, texts: list[str]) -> np.ndarray:
+        """The text graph on ``texts``; a lone surrogate (which UTF-8 cannot encode) is read as U+FFFD."""
+        try:
+            return self._run({TEXT_INPUT: np.array(texts, dtype=object)})
+        except UnicodeEncodeError:
+            return self._run({TEXT_INPUT: np.array([_LONE_SURROGATE.sub("\ufffd", t) for t in texts], dtype=object)})
 
     def predict(
         self, texts: Sequence[str] | Iterable[str], top_k: int | None = None, min_score: float | None = None

@@ -354,17 +354,29 @@ def test_session_config_entries_reach_onnx_runtime(tiny_bundle):
 
 
 @pytest.mark.parametrize("graph", ["ids", "text"])
-def test_non_finite_probabilities_at_predict_time_are_one_line_errors(tiny_bundle, graph):
-    predictor = Predictor(tiny_bundle, graph=graph)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("texts", [["a film"], ["a film", "another film, longer than the first"]])
+def test_non_finite_probabilities_at_predict_time_are_one_line_errors(tiny_bundle, graph, bad, texts):
+    """One bad cell is enough, whether one text (the latency path) or a batch was run."""
+    predictor = Predictor(tiny_bundle, graph=graph, batch_size=1)
 
     class Diverged:
         def run(self, names, feed):
-            rows = len(next(iter(feed.values())))
-            return [np.full((rows, len(predictor.labels)), np.nan, dtype=np.float32)]
+            out = np.full((len(next(iter(feed.values()))), len(predictor.labels)), 0.5, dtype=np.float32)
+            out[-1, -1] = bad
+            return [out]
 
     predictor.session = Diverged()
     with pytest.raises(BundleError, match="non-finite probabilities"):
-        predictor.predict_proba(["a film"])
+        predictor.predict_proba(texts)
+
+
+@pytest.mark.parametrize("graph", ["ids", "text"])
+def test_a_lone_surrogate_reads_as_the_replacement_character_alone_or_in_a_batch(tiny_bundle, graph):
+    predictor = Predictor(tiny_bundle, graph=graph)
+    assert np.array_equal(predictor.predict_proba(["a great \ud800 film"]), predictor.predict_proba(["a great \ufffd film"]))
+    clean = predictor.predict_proba(["a great \ufffd film", "dull"])
+    assert np.array_equal(predictor.predict_proba(["a great \ud800 film", "dull"]), clean)
 
 
 def test_predictions_from_proba_names_label_sets_by_hand():

@@ -4,6 +4,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import load_script
@@ -65,3 +66,38 @@ def test_overrides_read_json_values(suite):
     }
     with pytest.raises(SystemExit):
         suite.parse_overrides(["max_len"])
+
+
+def test_paired_bootstrap_scores_the_difference_and_its_interval(suite):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    truth = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+    good = list(truth)
+    good[:5] = ["b"] * 5
+    bad = ["a"] * 100  # never says b or c
+    record = suite.paired_bootstrap(truth, good, bad, rounds=500)
+    accuracy = 100 * (accuracy_score(truth, good) - accuracy_score(truth, bad))
+    macro = 100 * (f1_score(truth, good, average="macro") - f1_score(truth, bad, average="macro"))
+    assert record["accuracy"]["diff"] == round(accuracy, 2)
+    assert abs(record["macro_f1"]["diff"] - macro) < 0.01  # scikit-learn's macro-F1
+    assert 0 < record["accuracy"]["low"] < accuracy < record["accuracy"]["high"]  # clearly ahead
+    rows = np.array([(g == t) - (b == t) for t, g, b in zip(truth, good, bad)], dtype=float)
+    width = 100 * 2 * 1.96 * rows.std() / np.sqrt(len(rows))  # the normal approximation's 95% interval
+    assert 0.8 * width < record["accuracy"]["high"] - record["accuracy"]["low"] < 1.2 * width
+    same = suite.paired_bootstrap(truth, good, good, rounds=200)
+    assert same["accuracy"] == same["macro_f1"] == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    near = list(good)
+    near[60] = "a"  # one row apart: within chance
+    close = suite.paired_bootstrap(truth, good, near, rounds=500)
+    assert close["accuracy"]["low"] <= 0 <= close["accuracy"]["high"] and close["accuracy"]["diff"] == 1.0
+
+
+def test_the_report_tallies_paired_differences(suite):
+    interval = {"accuracy": {"diff": 2.0, "low": 0.5, "high": 3.5}, "macro_f1": {"diff": -1.0, "low": -2.5, "high": 0.4}}
+    info = {"rows": 10, "classes": 2, "median_tokens": 3, "analyzer": "word", "largest_class": 5, "smallest_class": 5}
+    info["split_rows"] = {"train": 8, "validation": 1, "test": 1}
+    results = {"sets": {"debian-en": info | {"paired": {"tfidf": interval}}}, "runs": {}}
+    text = suite.report_markdown(results)
+    assert "| debian-en | 1 | +2.0 (+0.5 to +3.5) | -1.0 (-2.5 to +0.4) |" in text
+    assert "against tfidf, accuracy: 1 ahead, 0 within chance, 0 behind (of 1 sets)" in text
+    assert "against tfidf, macro-F1: 0 ahead, 1 within chance, 0 behind (of 1 sets)" in text
