@@ -385,9 +385,12 @@ def fasttext_worker(job: dict[str, Any]) -> None:
     (work / "fasttext.json").write_text(json.dumps(record))
 
 
-def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_rnnonnx(
+    parts: dict[str, Rows], analyzer: str, work: Path, overrides: dict[str, Any], tolerance: float | None = None
+) -> dict[str, Any]:
     """``rnnonnx train`` (defaults + ``overrides``) on train rows validated on the split's validation
-    rows, then ``rnnonnx export``; the bundle predicts the test texts."""
+    rows, then ``rnnonnx export`` (its parity ``tolerance``, default the product's); the bundle
+    predicts the test texts."""
     import rnnonnx
     from rnnonnx import training
 
@@ -412,7 +415,7 @@ def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: di
         started = time.perf_counter()
         metrics = rnnonnx.train(run_dir, trainval, **options)
         trained = time.perf_counter()
-        rnnonnx.export(run_dir, bundle)
+        rnnonnx.export(run_dir, bundle, tolerance=tolerance)
         exported = time.perf_counter()
     finally:
         training.split_rows = original
@@ -432,6 +435,7 @@ def run_rnnonnx(parts: dict[str, Rows], analyzer: str, work: Path, overrides: di
         "train_seconds": round(exported - started, 1),
         "fit_seconds": round(trained - started, 1),
         "export_seconds": round(exported - trained, 1),
+        "export_tolerance": tolerance,
         "size_bytes": folder_bytes(bundle),
         "predict_per_second": texts_per_second(predict, test_texts),
         **scores(test_labels, predicted),
@@ -649,6 +653,7 @@ def main() -> None:
     parser.add_argument("--systems", default="tfidf,fasttext,rnnonnx", help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a rnnonnx TrainConfig option")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tolerance", type=float, help="rnnonnx export's parity tolerance (default: its own, 1e-5)")
     parser.add_argument("--autotune-seconds", type=int, default=60, help="fastText autotune budget per set")
     parser.add_argument("--redo", action="store_true", help="run pairs already in the JSON again")
     parser.add_argument("--setup", action="store_true", help="create the fastText venv and exit")
@@ -696,7 +701,7 @@ def main() -> None:
             if system == "tfidf":
                 run = run_tfidf(parts, SETS[name], work, args.seed)
             elif system == "rnnonnx":
-                run = run_rnnonnx(parts, SETS[name], work, overrides)
+                run = run_rnnonnx(parts, SETS[name], work, overrides, args.tolerance)
             else:
                 autotune = args.autotune_seconds if system == "fasttext-auto" else None
                 run = run_fasttext(parts, SETS[name], work, args.seed, autotune)

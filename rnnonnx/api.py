@@ -61,13 +61,19 @@ def train(
 
 
 def export(
-    run_dir: PathLike, out_dir: PathLike | None = None, *, quantize: str | None = None, log: Callable[[str], None] | None = None
+    run_dir: PathLike,
+    out_dir: PathLike | None = None,
+    *,
+    quantize: str | None = None,
+    tolerance: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """``rnnonnx export``: turn a run into a bundle (default ``RUN_DIR/bundle``) after proving
-    ONNX Runtime agrees with PyTorch; returns the bundle's path. Needs the ``[train]`` extra."""
+    ONNX Runtime agrees with PyTorch (max |difference| of probabilities within ``tolerance``,
+    default 1e-5); returns the bundle's path. Needs the ``[train]`` extra."""
     from .exporting import export_run
 
-    return export_run(run_dir, out_dir, log=log, quantize=quantize)
+    return export_run(run_dir, out_dir, log=log, quantize=quantize, tolerance=tolerance)
 
 
 def load(bundle: PathLike, **options: Any) -> "Predictor":

@@ -412,8 +412,16 @@ def train_command(
     "little with its batch), GRU/RNN weights stored int8; fp32 and int8 validation accuracy and the measured batch "
     "dependence in the manifest.",
 )
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Largest |difference| of probabilities between ONNX Runtime and PyTorch that parity accepts (at most 1e-3; "
+    "the manifest records it). Raise it only when export says every top label agrees.",
+)
 @friendly
-def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
+def export_command(run_dir: str, out: str | None, quantize: str | None, tolerance: float) -> None:
     """Turn a run into a bundle (ONNX models, tokenizer, labels, manifest), checking parity first.
 
     The bundle holds model.onnx (token ids in) and model.text.onnx (raw strings in, tokenization
@@ -421,7 +429,7 @@ def export_command(run_dir: str, out: str | None, quantize: str | None) -> None:
     """
     from .api import export
 
-    export(run_dir, out, quantize=quantize)
+    export(run_dir, out, quantize=quantize, tolerance=tolerance)
 
 
 def _read_inputs(texts: tuple[str, ...], input_path: str | None, fmt: str | None, text_col: str) -> list[str]:

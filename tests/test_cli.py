@@ -583,3 +583,10 @@ def test_a_bad_logit_adjustment_is_one_line_error_before_anything_is_written(tmp
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert message in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_export_tolerance_out_of_range_is_a_one_line_error(tiny_run, tmp_path):
+    result = run_cli("export", str(tiny_run), "--out", str(tmp_path / "bundle"), "--tolerance", "0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "tolerance must be a number in (0, 0.001], not 0.0" in result.stderr
+    assert not (tmp_path / "bundle").exists()

@@ -176,3 +176,29 @@ def test_int8_is_refused_for_a_multi_label_run(tiny_multilabel_run, tmp_path):
     with pytest.raises(RnnonnxError, match="--quantize int8: not available for multi-label runs"):
         export_run(tiny_multilabel_run, tmp_path / "b", log=lambda message: None, quantize="int8")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_parity_refusal_says_how_to_accept_a_small_difference_and_the_manifest_records_it(tiny_run, tmp_path):
+    import re
+
+    out = tmp_path / "bundle"
+    with pytest.raises(ParityError, match="no bundle written") as refused:
+        export_run(tiny_run, out, log=lambda message: None, tolerance=1e-12)
+    assert not out.exists()
+    hint = re.search(r"Every top label agrees and max \|dp\| is (\S+): .* --tolerance (\S+) accepts it", str(refused.value))
+    assert hint, str(refused.value)
+    worst, suggested = float(hint.group(1)), float(hint.group(2))
+    assert 1e-12 < worst <= suggested <= 3 * worst
+    export_run(tiny_run, out, log=lambda message: None, tolerance=suggested)
+    parity_record = json.loads((out / "manifest.json").read_text())["parity"]["model.onnx"]
+    assert parity_record["passed"] and parity_record["synthetic"]["tolerance"] == suggested
+    assert parity_record["validation"]["tolerance"] == suggested
+
+
+@pytest.mark.parametrize("tolerance", [0, -1e-5, 2e-3, float("nan"), True, "1e-5"])
+def test_a_tolerance_out_of_range_is_refused_before_the_conversion(tiny_run, tmp_path, tolerance):
+    from rnnonnx.errors import RnnonnxError
+
+    with pytest.raises(RnnonnxError, match="tolerance must be a number in"):
+        export_run(tiny_run, tmp_path / "bundle", log=lambda message: None, tolerance=tolerance)
+    assert not (tmp_path / "bundle").exists()
