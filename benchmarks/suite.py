@@ -689,7 +689,9 @@ def main() -> None:
             key = f"{name}/{system}"
             work = args.out / "models" / name / system
             if key in results["runs"] and not args.redo:
-                if args.rescore and read_predictions(work) is None:
+                if args.rescore and read_predictions(work) is None and system == "fasttext-auto":
+                    print(f"{key}: a timed search, not made again (--redo runs it anew)", file=sys.stderr)
+                elif args.rescore and read_predictions(work) is None:
                     save_predictions(work, rescore(system, parts, SETS[name], work, results["runs"][key], args.seed))
                     print(f"{key}: test predictions made again, same scores", file=sys.stderr)
                 else:

@@ -101,3 +101,16 @@ def test_the_report_tallies_paired_differences(suite):
     assert "| debian-en | 1 | +2.0 (+0.5 to +3.5) | -1.0 (-2.5 to +0.4) |" in text
     assert "against tfidf, accuracy: 1 ahead, 0 within chance, 0 behind (of 1 sets)" in text
     assert "against tfidf, macro-F1: 0 ahead, 1 within chance, 0 behind (of 1 sets)" in text
+
+
+def test_rescore_refits_a_recorded_tfidf_run_and_refuses_other_scores(suite, tmp_path):
+    texts = [f"{word} film number {i}" for i in range(20) for word in ("great", "dull")]
+    labels = ["pos", "neg"] * 20
+    parts = {"train": (texts[:30], labels[:30]), "validation": (texts[30:34], labels[30:34]), "test": (texts[34:], labels[34:])}
+    record = {"chosen": {"C": 1.0}, "test_accuracy": 100.0, "test_macro_f1": 100.0}
+    predicted = suite.rescore("tfidf", parts, "word", tmp_path, record, seed=0)
+    assert predicted == labels[34:]
+    with pytest.raises(RuntimeError, match="the record says"):
+        suite.rescore("tfidf", parts, "word", tmp_path, record | {"test_accuracy": 50.0}, seed=0)
+    with pytest.raises(ValueError, match="timed search"):
+        suite.rescore("fasttext-auto", parts, "word", tmp_path, record, seed=0)
