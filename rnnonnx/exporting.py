@@ -210,8 +210,8 @@ def refusal(reports: dict[str, ParityReport], tolerance: float) -> str:
     if all(r.label_disagreements == 0 for r in reports.values()) and worst * 2 <= MAX_TOLERANCE:
         needed = float(f"{worst * 2:.0e}")
         message += (
-            f". Every top label agrees and max |dp| is {worst:.2e}: rounding that ONNX Runtime's recurrent kernels "
-            f"accumulate over long texts; --tolerance {needed:g} accepts it (the manifest records it)"
+            f". Every top label agrees and max |dp| is {worst:.2e}; if that is float rounding (ONNX Runtime's recurrent "
+            f"kernels accumulate it over long texts), --tolerance {needed:g} accepts it (the manifest records it)"
         )
     return message
 
