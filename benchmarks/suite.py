@@ -267,8 +267,8 @@ def folder_bytes(path: Path) -> int:
 # --- the systems ----------------------------------------------------------------------------------
 
 
-def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> dict[str, Any]:
-    """TF-IDF 1-2-grams + logistic regression, C picked on validation accuracy; fitted on train only."""
+def tfidf_pipeline(analyzer: str, c: float, seed: int) -> Any:
+    """The TF-IDF 1-2-gram vectorizer (rnnonnx's tokens, sublinear tf) and logistic regression at ``C=c``."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -276,21 +276,26 @@ def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> d
     from rnnonnx.baseline import NgramAnalyzer
     from rnnonnx.text import TokenizerSpec
 
+    return make_pipeline(
+        TfidfVectorizer(analyzer=NgramAnalyzer(TokenizerSpec(analyzer=analyzer)), sublinear_tf=True),
+        LogisticRegression(C=c, max_iter=2000, random_state=seed),
+    )
+
+
+def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> dict[str, Any]:
+    """TF-IDF 1-2-grams + logistic regression, C picked on validation accuracy; fitted on train only."""
     started = time.perf_counter()
-    vectorizer = TfidfVectorizer(analyzer=NgramAnalyzer(TokenizerSpec(analyzer=analyzer)), sublinear_tf=True)
+    vectorizer = tfidf_pipeline(analyzer, 1.0, seed)[0]  # the grid shares one vectorizer
     train_x = vectorizer.fit_transform(parts["train"][0])
     val_x = vectorizer.transform(parts["validation"][0])
     tried = {}
     for c in C_GRID:
-        model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(train_x, parts["train"][1])
+        model = tfidf_pipeline(analyzer, c, seed)[1].fit(train_x, parts["train"][1])
         tried[c] = float((model.predict(val_x) == parts["validation"][1]).mean())
     best_c = max(C_GRID, key=lambda c: (tried[c], -c))
     grid_seconds = time.perf_counter() - started
     started = time.perf_counter()  # the train time reported is that of the chosen settings alone
-    pipeline = make_pipeline(
-        TfidfVectorizer(analyzer=NgramAnalyzer(TokenizerSpec(analyzer=analyzer)), sublinear_tf=True),
-        LogisticRegression(C=best_c, max_iter=2000, random_state=seed),
-    ).fit(*parts["train"])
+    pipeline = tfidf_pipeline(analyzer, best_c, seed).fit(*parts["train"])
     train_seconds = time.perf_counter() - started
     path = work / "model.pkl"
     path.write_bytes(pickle.dumps(pipeline))
@@ -453,17 +458,7 @@ def rescore(system: str, parts: dict[str, Rows], analyzer: str, work: Path, run:
         predictor = rnnonnx.load(work / "bundle", threads=1)
         predicted = [str(p.label) for p in predictor.predict(test_texts)]
     elif system == "tfidf":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-
-        from rnnonnx.baseline import NgramAnalyzer
-        from rnnonnx.text import TokenizerSpec
-
-        pipeline = make_pipeline(
-            TfidfVectorizer(analyzer=NgramAnalyzer(TokenizerSpec(analyzer=analyzer)), sublinear_tf=True),
-            LogisticRegression(C=run["chosen"]["C"], max_iter=2000, random_state=seed),
-        ).fit(*parts["train"])
+        pipeline = tfidf_pipeline(analyzer, run["chosen"]["C"], seed).fit(*parts["train"])
         predicted = pipeline.predict(test_texts).tolist()
     elif system == "fasttext":
         python = FASTTEXT_VENV / "bin" / "python"
