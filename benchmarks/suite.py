@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -323,18 +324,26 @@ def fasttext_lines(rows: Rows, analyzer: str) -> list[str]:
     return [f"__label__{label.replace(' ', '_')} {' '.join(analyze(text, analyzer))}" for text, label in zip(*rows)]
 
 
-def run_fasttext(parts: dict[str, Rows], analyzer: str, work: Path, seed: int, autotune_seconds: int | None) -> dict[str, Any]:
-    """Write fastText files, run the fastText worker in its venv, score its test predictions here."""
+def fit_fasttext(
+    parts: dict[str, Rows], analyzer: str, work: Path, seed: int, autotune_seconds: int | None, lr_grid: Sequence[float]
+) -> tuple[dict[str, Any], list[str]]:
+    """Write fastText files, run the fastText worker in its venv: its record and its test predictions
+    (labels as the data spells them)."""
     python = FASTTEXT_VENV / "bin" / "python"
     if not python.exists():
         sys.exit(f"no fastText venv at {FASTTEXT_VENV}: run python benchmarks/suite.py --setup")
     for part in PARTS:
         (work / f"{part}.txt").write_text("\n".join(fasttext_lines(parts[part], analyzer)) + "\n", encoding="utf-8")
-    job = {"work": str(work), "seed": seed, "autotune_seconds": autotune_seconds, "lr_grid": FASTTEXT_LR_GRID}
+    job = {"work": str(work), "seed": seed, "autotune_seconds": autotune_seconds, "lr_grid": list(lr_grid)}
     subprocess.run([str(python), __file__, "--fasttext-worker", json.dumps(job)], check=True)
     record = json.loads((work / "fasttext.json").read_text())
     labels = {label.replace(" ", "_"): label for label in parts["train"][1]}
-    predicted = [labels.get(p, p) for p in record.pop("test_predictions")]
+    return record, [labels.get(p, p) for p in record.pop("test_predictions")]
+
+
+def run_fasttext(parts: dict[str, Rows], analyzer: str, work: Path, seed: int, autotune_seconds: int | None) -> dict[str, Any]:
+    """fastText (learning rate picked on validation, or its autotune), scored on the test rows here."""
+    record, predicted = fit_fasttext(parts, analyzer, work, seed, autotune_seconds, FASTTEXT_LR_GRID)
     save_predictions(work, predicted)
     return record | scores(parts["test"][1], predicted)
 
@@ -461,13 +470,7 @@ def rescore(system: str, parts: dict[str, Rows], analyzer: str, work: Path, run:
         pipeline = tfidf_pipeline(analyzer, run["chosen"]["C"], seed).fit(*parts["train"])
         predicted = pipeline.predict(test_texts).tolist()
     elif system == "fasttext":
-        python = FASTTEXT_VENV / "bin" / "python"
-        for part in PARTS:
-            (work / f"{part}.txt").write_text("\n".join(fasttext_lines(parts[part], analyzer)) + "\n", encoding="utf-8")
-        job = {"work": str(work), "seed": seed, "autotune_seconds": None, "lr_grid": [run["chosen"]["lr"]]}
-        subprocess.run([str(python), __file__, "--fasttext-worker", json.dumps(job)], check=True)
-        labels = {label.replace(" ", "_"): label for label in parts["train"][1]}
-        predicted = [labels.get(p, p) for p in json.loads((work / "fasttext.json").read_text())["test_predictions"]]
+        predicted = fit_fasttext(parts, analyzer, work, seed, None, [run["chosen"]["lr"]])[1]
     else:
         raise ValueError(f"{system}: its choices cannot be refitted exactly (a timed search)")
     again = scores(test_labels, predicted)

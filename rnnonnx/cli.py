@@ -30,7 +30,9 @@ from .config import (
     LOGIT_ADJUSTMENT,
     MAX_LINEAR_WEIGHT,
     MAX_LOGIT_ADJUSTMENT,
+    MAX_PARITY_TOLERANCE,
     MONITORS,
+    PARITY_TOLERANCE,
     POOLING_CHOICES,
     TrainConfig,
 )
@@ -415,10 +417,10 @@ def train_command(
 @click.option(
     "--tolerance",
     type=float,
-    default=1e-5,
+    default=PARITY_TOLERANCE,
     show_default=True,
-    help="Largest |difference| of probabilities between ONNX Runtime and PyTorch that parity accepts (at most 1e-3; "
-    "the manifest records it). Raise it only when export says every top label agrees.",
+    help=f"Largest |difference| of probabilities between ONNX Runtime and PyTorch that parity accepts (at most "
+    f"{MAX_PARITY_TOLERANCE:g}; the manifest records it). Raise it only when export says every top label agrees.",
 )
 @friendly
 def export_command(run_dir: str, out: str | None, quantize: str | None, tolerance: float) -> None:

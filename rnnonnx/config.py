@@ -40,6 +40,10 @@ MAX_LAYERS = 8
 MAX_MEMBERS = 16
 MAX_SEED = 2**32 - 1
 MAX_TEMPERATURE = 1000.0
+# Export's parity: the largest |difference| of probabilities between ONNX Runtime and PyTorch it
+# accepts by default, and the most `--tolerance` may raise it to (beyond it, parity would say little).
+PARITY_TOLERANCE = 1e-5
+MAX_PARITY_TOLERANCE = 1e-3
 MAX_CLASS_WEIGHT = 1e6
 BALANCED = "balanced"
 DEFAULT_EMBED_DIM = 64

@@ -32,14 +32,14 @@ from .bundle import (
     is_bundle_dir,
     write_bundle,
 )
+from .config import MAX_PARITY_TOLERANCE, PARITY_TOLERANCE
 from .errors import ParityError, RnnonnxError
 from .files import check_output_directory
 from .parity import ParityReport
 from .run import BUNDLE_DIR, Run, load_run
 from .text import PAD_ID, UNK_ID
 
-TOLERANCE = 1e-5
-MAX_TOLERANCE = 1e-3
+TOLERANCE = PARITY_TOLERANCE  # the default; export --tolerance raises it
 # Batch sizes of the synthetic parity batches: the small ones at fixed lengths 1, 2, max_len/2 and
 # max_len and at mixed lengths, the large ones at mixed lengths (a max_len row, all-padding rows and
 # lengths in between), which covers every size and length without running the largest batches four
@@ -196,9 +196,9 @@ def parity(run: Run, session: Any, batch_size: int = 64, tolerance: float | None
 
 
 def check_tolerance(tolerance: float) -> float:
-    """``--tolerance``: a positive number up to ``MAX_TOLERANCE`` (beyond it, parity would say little)."""
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance <= MAX_TOLERANCE:
-        raise RnnonnxError(f"tolerance must be a number in (0, {MAX_TOLERANCE:g}], not {tolerance!r}")
+    """``--tolerance``: a positive number up to ``MAX_PARITY_TOLERANCE`` (beyond it, parity would say little)."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 < tolerance <= MAX_PARITY_TOLERANCE:
+        raise RnnonnxError(f"tolerance must be a number in (0, {MAX_PARITY_TOLERANCE:g}], not {tolerance!r}")
     return float(tolerance)
 
 
@@ -207,7 +207,7 @@ def refusal(reports: dict[str, ParityReport], tolerance: float) -> str:
     accept it (float rounding in ONNX Runtime's recurrent kernels grows with the text's length)."""
     message = f"ONNX Runtime and PyTorch disagree beyond {tolerance:g} (see above); no bundle written"
     worst = max(r.max_abs_diff for r in reports.values())
-    if all(r.label_disagreements == 0 for r in reports.values()) and worst * 2 <= MAX_TOLERANCE:
+    if all(r.label_disagreements == 0 for r in reports.values()) and worst * 2 <= MAX_PARITY_TOLERANCE:
         needed = float(f"{worst * 2:.0e}")
         message += (
             f". Every top label agrees and max |dp| is {worst:.2e}; if that is float rounding (ONNX Runtime's recurrent "
