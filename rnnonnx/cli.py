@@ -15,11 +15,12 @@ import click
 
 from . import __version__
 from .config import (
-    ANALYZERS,
+    ANALYZER_CHOICES,
     ARCHS,
     AUTO_BATCH,
     AUTO_BATCH_MAX,
     AUTO_BATCH_ROWS,
+    AUTO_CHAR_SHARE,
     AUTO_MAX_LEN_CAP,
     AUTO_MAX_LEN_FLOOR,
     AUTO_MAX_LEN_PERCENTILE,
@@ -171,10 +172,12 @@ def main() -> None:
 )
 @click.option(
     "--analyzer",
-    type=click.Choice(ANALYZERS),
+    type=click.Choice(ANALYZER_CHOICES),
     default=DEFAULTS.analyzer,
     show_default=True,
-    help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without spaces.",
+    help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without "
+    f"spaces; auto: char when {AUTO_CHAR_SHARE:.0%} or more of the training texts' letters and digits are Chinese, "
+    "Japanese, Thai, Lao, Khmer or Myanmar, else word.",
 )
 @click.option(
     "--max-len",

@@ -58,6 +58,12 @@ MAX_MAX_LEN = 1 << 20
 # as far as the cap, past which a recurrent layer costs time linearly and gains little
 # (benchmarks/recipe.md). The resolved number is what the tokenizer (hence every bundle) uses.
 AUTO = "auto"
+# ``analyzer="auto"`` picks ``char`` when at least AUTO_CHAR_SHARE of the training texts' word
+# characters are in scripts written without spaces between words (rnnonnx.text.UNSPACED_RANGES:
+# Chinese, Japanese, Thai, ...), where a run of word characters is a phrase or a clause rather than
+# a word; else ``word``. The resolved analyzer is what the tokenizer (hence every bundle) uses.
+ANALYZER_CHOICES = (AUTO, *ANALYZERS)
+AUTO_CHAR_SHARE = 0.5
 AUTO_MAX_LEN_PERCENTILE = 95
 AUTO_MAX_LEN_FLOOR = 16
 AUTO_MAX_LEN_CAP = 256
@@ -116,7 +122,8 @@ class TrainConfig:
     # Three members from different seeds, probabilities averaged: +1.3 to +2.7 validation points over
     # one classifier on the built-in sentences, for 3x the weights (benchmarks/recipe.md).
     members: int = 3
-    analyzer: str = "word"
+    # "word", "char", or "auto" (see AUTO_CHAR_SHARE), resolved from the training rows.
+    analyzer: str = AUTO
     # A number of tokens, or "auto" (see AUTO_MAX_LEN_PERCENTILE), resolved from the training rows.
     max_len: int | str = AUTO
     min_df: int = 2
@@ -178,7 +185,7 @@ class TrainConfig:
             self.embed_dim = DEFAULT_EMBED_DIM
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("pooling", self.pooling, POOLING_CHOICES)
-        _check_choice("analyzer", self.analyzer, ANALYZERS)
+        _check_choice("analyzer", self.analyzer, ANALYZER_CHOICES)
         _check_choice("monitor", self.monitor, MONITORS)
         _check_choice("device", self.device, DEVICES)
         _check_int("layers", self.layers, 1, MAX_LAYERS)

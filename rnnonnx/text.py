@@ -32,7 +32,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from ._unicode_tables import LOWER_MAP, UNICODE_VERSION, WORD_RANGES
-from .config import ANALYZERS
+from .config import ANALYZERS, AUTO_CHAR_SHARE
 
 TOKENIZER_FORMAT = "rnnonnx-tokenizer/1"
 PAD_ID = 0
@@ -75,6 +75,47 @@ def _python_pattern(analyzer: str) -> re.Pattern[str]:
     if NATIVE_UNICODE:
         return re.compile(r"\w{2,}" if analyzer == "word" else r"\w")
     return re.compile(portable_pattern(analyzer))
+
+
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Hiragana and Katakana
+# (with the phonetic extensions and the halfwidth forms), and Han ideographs (with the extensions
+# and the compatibility forms). In them a run of word characters is a phrase or a clause, so the
+# ``word`` analyzer would make nearly every token unique; ``--analyzer auto`` reads them by character.
+UNSPACED_RANGES = (
+    (0x0E00, 0x0EFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x3040, 0x30FF),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFF66, 0xFF9F),
+    (0x20000, 0x3134F),
+)
+_UNSPACED = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in UNSPACED_RANGES) + "]")
+# How much text ``choose_analyzer`` reads: enough to tell a language, little time on large files.
+ANALYZER_SAMPLE_CHARS = 1_000_000
+
+
+def unspaced_share(texts: Iterable[str], limit: int = ANALYZER_SAMPLE_CHARS) -> float:
+    """The share of the word characters of ``texts`` (their first ``limit`` characters) that belong
+    to scripts written without spaces (:data:`UNSPACED_RANGES`); 0 when there are none."""
+    sample, size = [], 0
+    for text in texts:
+        if size >= limit:
+            break
+        sample.append(text[: limit - size])
+        size += len(sample[-1])
+    words = "".join(_python_pattern("char").findall("\n".join(sample)))
+    return len(_UNSPACED.findall(words)) / len(words) if words else 0.0
+
+
+def choose_analyzer(texts: Iterable[str]) -> tuple[str, float]:
+    """``--analyzer auto``: ``char`` when at least ``AUTO_CHAR_SHARE`` of the texts' word characters
+    are in scripts written without spaces, else ``word``; and that share."""
+    share = unspaced_share(texts)
+    return ("char" if share >= AUTO_CHAR_SHARE else "word"), share
 
 
 # Code points whose full lowercase mapping (Python's) is not their simple one.

@@ -25,7 +25,7 @@ from .files import check_output_directory
 from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, fit_members, resolve_device, seed_everything
 from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, prior_shift, set_logit_shift, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
-from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec
+from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec, choose_analyzer
 from .vectors import WordVectors
 
 if TYPE_CHECKING:
@@ -65,14 +65,27 @@ def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
 POOLING_REFERENCE_LEN = 64
 
 
+def resolve_analyzer(config: TrainConfig, texts: list[str], progress: bool = False) -> TrainConfig:
+    """The config with ``--analyzer auto`` resolved from the training texts (:func:`rnnonnx.text.choose_analyzer`):
+    ``char`` for text mostly in scripts written without spaces, else ``word``. Said aloud."""
+    if config.analyzer != AUTO:
+        return config
+    analyzer, share = choose_analyzer(texts)
+    if progress:
+        print(f"analyzer auto: {analyzer} ({share:.0%} of the letters and digits in scripts without spaces)", file=sys.stderr)
+    return replace(config, analyzer=analyzer)
+
+
 def resolve_max_len(
     config: TrainConfig, texts: list[str], progress: bool = False, multi: bool = False
 ) -> tuple[int, TrainConfig]:
     """The number of tokens the model reads: ``--max-len`` itself, or for ``auto`` a high percentile
     of the training texts' token counts (:meth:`TrainConfig.resolved_max_len`); and the config with
-    ``--ngram-buckets auto`` decided from the same counts (:meth:`TrainConfig.resolved_ngram_buckets`),
-    so autotune, the run record and the model all see a number (a ``multi``-label model has no
-    linear member, so its bag follows the length rule). Both choices are said aloud."""
+    the analyzer it counts them with (:func:`resolve_analyzer`) and ``--ngram-buckets auto`` decided
+    from the same counts (:meth:`TrainConfig.resolved_ngram_buckets`), so autotune, the run record and
+    the model all see a number (a ``multi``-label model has no linear member, so its bag follows the
+    length rule). Each choice is said aloud."""
+    config = resolve_analyzer(config, texts, progress)
     counts = None
     if "auto" in (config.max_len, config.ngram_buckets):
         spec = TokenizerSpec(analyzer=config.analyzer)

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from rnnonnx.data import read_builtin
-from rnnonnx.text import PAD_ID, UNK_ID, Tokenizer, TokenizerSpec, analyze, pad_ids, simple_lower
+from rnnonnx.text import (
+    PAD_ID,
+    UNK_ID,
+    Tokenizer,
+    TokenizerSpec,
+    analyze,
+    choose_analyzer,
+    pad_ids,
+    simple_lower,
+    unspaced_share,
+)
 
 
 def test_word_analyzer_matches_scikit_learn_default_on_builtin_data():
@@ -31,6 +41,22 @@ def test_word_tokens_are_runs_of_two_or_more_word_characters():
 
 def test_char_analyzer_yields_each_word_character():
     assert analyze("日本語です。A1!", "char") == ["日", "本", "語", "で", "す", "a", "1"]
+
+
+def test_auto_analyzer_reads_scripts_written_without_spaces_by_character():
+    assert choose_analyzer(["日本語のテキストです", "とても良い映画"]) == ("char", 1.0)
+    assert choose_analyzer(["这是一个中文句子。", "ภาษาไทยเป็นภาษา", "ខ្មែរ"])[0] == "char"
+    assert choose_analyzer(["A gorgeous, moving film.", "Ein schöner Film", "Очень хороший фильм"]) == ("word", 0.0)
+    assert choose_analyzer(["한국어 문장입니다"]) == ("word", 0.0)  # Korean is written with spaces
+    assert choose_analyzer([]) == ("word", 0.0) and choose_analyzer(["?!", ""]) == ("word", 0.0)
+    # the share is of letters and digits (punctuation and spaces do not count); half is enough
+    assert choose_analyzer(["日本, ab!!!"]) == ("char", 0.5)
+    assert choose_analyzer(["日本 abc"]) == ("word", 0.4)
+
+
+def test_auto_analyzer_reads_only_the_first_characters_of_a_large_input():
+    assert unspaced_share(["日本" * 5, "abcde" * 1000], limit=10) == 1.0
+    assert unspaced_share(["日本" * 5, "abcde" * 1000], limit=20) == 0.5
 
 
 def test_encode_truncates_and_maps_unknown_tokens():

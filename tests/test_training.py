@@ -97,6 +97,17 @@ def test_four_sentence_dataset_trains(tmp_path):
     assert metrics.validation_is_train and metrics.test_accuracy is None
 
 
+def test_analyzer_auto_reads_japanese_by_character_and_records_the_choice(tmp_path, capsys):
+    good, bad = ("良い", "素晴らしい"), ("悪い", "退屈")
+    texts = [f"この{w}はとても{a}です" for w in ("映画", "本", "曲", "店", "料理") for a in good + bad]
+    labels = ["pos" if any(a in t for a in good) else "neg" for t in texts]
+    train(TrainConfig(epochs=1, **FAST), tmp_path / "r", LabelledTexts(texts * 2, labels * 2, "ja"), progress=True)
+    assert "analyzer auto: char (100% of the letters and digits" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "tokenizer.json").read_text())["analyzer"] == "char"
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["training"]["analyzer"] == "char"
+    assert "映" in load_run(tmp_path / "r").tokenizer.vocab  # single characters, not one token per clause
+
+
 def test_single_class_is_refused(tmp_path):
     with pytest.raises(RnnonnxError, match="only one class"):
         train(TrainConfig(epochs=1), tmp_path / "r", LabelledTexts(["a b", "c d"], ["x", "x"], "one"), progress=False)

@@ -51,7 +51,7 @@ def test_max_len_choices_follow_the_training_texts():
 def _search(config: TrainConfig, n: int = 120, max_trials: int | None = None, fixed=("embed_dim", "hidden", "max_len")):
     data = small_sample(n)
     rows = split_rows(data, config)
-    _, config = resolve_max_len(config, rows.train[0])  # as train_run does: ngram_buckets "auto" decided
+    _, config = resolve_max_len(config, rows.train[0])  # as train_run does: analyzer and ngram_buckets "auto" decided
     spec = TokenizerSpec(max_len=config.max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec))
     return autotune(config, rows, tokenizer, ["neg", "pos"], None, torch.device("cpu"), fixed, False, max_trials)
