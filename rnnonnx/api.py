@@ -151,10 +151,12 @@ def evaluate(
     device: str = "auto",
     threads: int | None = None,
     min_score: float | None = None,
+    precision: str = "fp32",
 ) -> "Evaluation":
     """``rnnonnx evaluate``: score a bundle (or a run's bundle) on labelled texts (default: the
     run's test rows); accuracy, macro-F1, per-class scores, confusion matrix, calibration (ECE,
-    Brier), optional PNG plots. ``min_score``: abstain below it, and report coverage."""
+    Brier), optional PNG plots. ``min_score``: abstain below it, and report coverage.
+    ``precision="int8"``: the bundle's int8 model."""
     from .data import read_file, warn
     from .evaluation import evaluate as score
 
@@ -163,7 +165,8 @@ def evaluate(
         texts = read_file(data, format, text_col, label_col, label_sep, multi_label)
         for message in texts.warnings:
             warn(message)
-    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, device=device, threads=threads, min_score=min_score)
+    options = {"device": device, "threads": threads, "min_score": min_score, "precision": precision}
+    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, **options)
 
 
 def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":

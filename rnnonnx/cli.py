@@ -626,6 +626,7 @@ def predict_command(
     help="The bundle's run directory: its test rows are the default data, its metrics.json the curves for --plot "
     "(implied when BUNDLE_OR_RUN is a run).",
 )
+@ORT_INT8
 @ORT_DEVICE
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads per prediction call (default: all usable cores).")
 @friendly
@@ -641,6 +642,7 @@ def evaluate_command(
     plot_dir: str | None,
     min_score: float | None,
     run_dir: str | None,
+    int8: bool,
     device: str,
     threads: int | None,
 ) -> None:
@@ -667,6 +669,7 @@ def evaluate_command(
         device=device,
         threads=threads,
         min_score=min_score,
+        precision="int8" if int8 else "fp32",
     )
     if as_json:
         note = result.unknown_note()

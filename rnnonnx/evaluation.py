@@ -341,6 +341,7 @@ def evaluate(
     device: str = "auto",
     threads: int | None = None,
     min_score: float | None = None,
+    precision: str = "fp32",
 ) -> "Evaluation | MultiLabelEvaluation":
     """Score a bundle (or a run directory's bundle) on ``data``; optionally write PNG figures.
     A multi-label bundle gets a :class:`rnnonnx.multilabel.MultiLabelEvaluation` (its data's
@@ -350,6 +351,7 @@ def evaluate(
     ``data`` the bundle is scored on that run's test rows; with no run either, data is required.
     ``plot_dir`` gets the confusion matrix, the reliability diagram and the coverage/accuracy
     curve, plus the training curves when a run is known. ``min_score``: see :class:`Evaluation`.
+    ``precision="int8"`` scores the bundle's int8 model (``export --quantize int8``).
     """
     from .predictor import Predictor
     from .run import HELD_OUT, find_bundle, is_run_dir, read_held_out, read_metrics
@@ -373,17 +375,18 @@ def evaluate(
         raise DataError(
             f"{bundle}: a bundle has no test rows of its own; pass --data FILE (or --run RUN_DIR for the run's test rows)"
         )
-    predictor = Predictor(bundle, device=device, threads=threads)
+    predictor = Predictor(bundle, device=device, threads=threads, precision=precision)
+    name = str(bundle) + (f" ({precision})" if precision != "fp32" else "")
     if predictor.task == "multi-label":
         from .multilabel import evaluate_sets
 
         if plot_dir is not None:
             raise RnnonnxError("--plot draws multi-class figures; a multi-label bundle has none yet")
         proba = predictor.predict_proba(texts)
-        return evaluate_sets(str(bundle), source, predictor.labels, labels, proba, predictor.thresholds, min_score)
+        return evaluate_sets(name, source, predictor.labels, labels, proba, predictor.thresholds, min_score)
     if any(not isinstance(label, str) for label in labels):
         raise DataError(f"{source}: texts with several labels (or none), but {bundle} is a multi-class model")
-    result = evaluate_predictions(str(bundle), source, predictor.labels, labels, predictor.predict_proba(texts), min_score)
+    result = evaluate_predictions(name, source, predictor.labels, labels, predictor.predict_proba(texts), min_score)
     result.temperature, result.training_calibration = _calibration_record(predictor.bundle.manifest)
     if plot_dir is not None:
         from .plots import write_plots

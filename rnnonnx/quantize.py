@@ -11,7 +11,11 @@ the default graph's bytes, so they add little to a bundle.
 
 An LSTM model's twin computes its recurrent layers with ONNX Runtime's int8 kernel
 (:func:`quantize_kernels`, ``DynamicQuantizeLSTM``): the layer's weight matrices int8, its inputs
-and hidden states quantized to uint8 at run time. That is where the time goes (the recurrent
+and hidden states quantized to uint8 at run time. The weights keep to [-64, 64] (the quantizer's
+``reduce_range``): x86 CPUs without VNNI add pairs of uint8 x int8 products in int16, which
+full-range weights overflow (ONNX Runtime's AVX2 kernel saturates), so a bundle's int8 results
+would differ between such a CPU, newer ones and the browser; with 7-bit weights all compute the same
+integers. That is where the time goes (the recurrent
 layer is 70% of a batch's kernel time), and the integer products make the twin faster than fp32
 (benchmarks/RESULTS.md). The kernel takes its run-time scales from the matrix it multiplies (all
 of a batch's steps for the input product, each thread's share of the batch at every step), which
@@ -66,7 +70,8 @@ METHOD = (
 )
 
 METHOD_KERNELS = (
-    "ONNX Runtime's int8 LSTM kernel (DynamicQuantizeLSTM): recurrent weight matrices int8 (one scale per matrix), "
+    "ONNX Runtime's int8 LSTM kernel (DynamicQuantizeLSTM): recurrent weight matrices int8 in [-64, 64] (one scale "
+    "per matrix, 7 bits so that no CPU's 16-bit pair sums overflow), "
     "the layer's inputs and hidden states quantized to uint8 at run time (see ranges); embedding "
     "tables int8 with one fp32 scale per row, scaled back to fp32 (folded at load); everything else fp32"
 )
@@ -178,7 +183,7 @@ def quantize_twin(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
 
 def quantize_kernels(model_bytes: bytes, pin: bool = True) -> tuple[bytes, dict[str, Any]]:
     """The graph with every LSTM layer on ONNX Runtime's int8 kernel (``DynamicQuantizeLSTM``,
-    weights int8 per matrix) and embedding tables int8 per row (:func:`quantize_int8`, applied here
+    weights int8 per matrix, within [-64, 64]) and embedding tables int8 per row (:func:`quantize_int8`, applied here
     when the graph still has fp32 tables); every other operator as it was. With ``pin`` (the
     default), the kernel's activation ranges are fixed where :func:`rnnonnx.pinning.pin_lstm_ranges`
     covers the graph; the report's ``ranges`` says whether they are."""
@@ -206,7 +211,9 @@ def quantize_kernels(model_bytes: bytes, pin: bool = True) -> tuple[bytes, dict[
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice for image models on the root logger
         try:
-            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
+            quantize_dynamic(
+                str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"], reduce_range=True
+            )
         finally:
             logging.getLogger().setLevel(quiet)
         quantized = onnx.load(str(target))

@@ -115,6 +115,24 @@ def test_the_lstm_twin_runs_onnx_runtimes_int8_kernel_and_reads_the_tables_it_sh
     assert (bundle / INT8_MODEL).stat().st_size < 2 * (bundle / "model.onnx").stat().st_size  # which reads them too
 
 
+def test_the_lstm_kernels_weights_leave_no_cpu_room_to_saturate(int8_export):
+    """x86 CPUs without VNNI sum pairs of uint8 x int8 products in int16 (ONNX Runtime's AVX2 kernel
+    saturates at 32,767), others in int32: weights within [-64, 64] keep 2 x 255 x 64 below the limit,
+    so every CPU, and the browser's wasm, computes the same integers."""
+    from onnx import numpy_helper
+
+    from rnnonnx.storage import resolve
+
+    read = Bundle(int8_export[0])
+    model = onnx.load_from_string(resolve(read.read(INT8_MODEL), {n: read.read(n) for n in read.external_data(INT8_MODEL)}))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    lstms = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLSTM"]
+    weights = [initializers[name] for n in lstms for name in n.input[1:3]]
+    assert lstms and all(w.dtype == np.int8 for w in weights)
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert 32 < peak <= 64 and 2 * 255 * peak <= 32_767
+
+
 def test_the_gru_twin_stores_every_weight_matrix_int8_and_computes_fp32(gru_export):
     bundle, _ = gru_export
     report = Bundle(bundle).manifest["int8"]
@@ -253,6 +271,21 @@ def test_cli_predict_int8(int8_export, tiny_bundle):
     refused = run_cli("predict", str(tiny_bundle), "--int8", "x")
     assert refused.returncode != 0 and refused.stderr.startswith("Error: ") and "no model.int8.onnx" in refused.stderr
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_scores_the_int8_model_when_asked(int8_export, tiny_run):
+    from rnnonnx.api import evaluate
+    from rnnonnx.run import read_held_out
+
+    bundle = int8_export[0]
+    texts, _ = read_held_out(tiny_run, "test")
+    int8, fp32 = (Predictor(bundle, device="cpu", precision=p).predict_proba(texts) for p in ("int8", "fp32"))
+    result = evaluate(bundle, run_dir=tiny_run, device="cpu", precision="int8")
+    assert result.model == f"{bundle} (int8)" and result.evaluated == len(texts)
+    assert np.array_equal(result.proba, int8) and not np.array_equal(result.proba, fp32)
+    done = run_cli("evaluate", str(bundle), "--run", str(tiny_run), "--int8", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"] == f"{bundle} (int8)"
 
 
 def test_int8_prediction_imports_no_training_libraries(int8_export):
