@@ -165,8 +165,16 @@ def evaluate(
         texts = read_file(data, format, text_col, label_col, label_sep, multi_label)
         for message in texts.warnings:
             warn(message)
-    options = {"device": device, "threads": threads, "min_score": min_score, "precision": precision}
-    return score(target, texts, run_dir=run_dir, plot_dir=plot_dir, **options)
+    return score(
+        target,
+        texts,
+        run_dir=run_dir,
+        plot_dir=plot_dir,
+        device=device,
+        threads=threads,
+        min_score=min_score,
+        precision=precision,
+    )
 
 
 def bench(bundle: PathLike, log: Callable[[str], None] | None = None, **options: Any) -> "BenchReport":

@@ -11,15 +11,15 @@ the default graph's bytes, so they add little to a bundle.
 
 An LSTM model's twin computes its recurrent layers with ONNX Runtime's int8 kernel
 (:func:`quantize_kernels`, ``DynamicQuantizeLSTM``): the layer's weight matrices int8, its inputs
-and hidden states quantized to uint8 at run time. The weights keep to [-64, 64] (the quantizer's
-``reduce_range``): x86 CPUs without VNNI add pairs of uint8 x int8 products in int16, which
-full-range weights overflow (ONNX Runtime's AVX2 kernel saturates), so a bundle's int8 results
-would differ between such a CPU, newer ones and the browser; with 7-bit weights all compute the same
-integers. That is where the time goes (the recurrent
+and hidden states quantized to uint8 at run time. That is where the time goes (the recurrent
 layer is 70% of a batch's kernel time), and the integer products make the twin faster than fp32
-(benchmarks/RESULTS.md). The kernel takes its run-time scales from the matrix it multiplies (all
-of a batch's steps for the input product, each thread's share of the batch at every step), which
-made a text's probabilities move with its batch company; :mod:`rnnonnx.pinning` fixes those
+(benchmarks/RESULTS.md). The weights keep to [-64, 64] (the quantizer's ``reduce_range``): x86
+CPUs without VNNI add pairs of uint8 x int8 products in int16, which full-range weights overflow
+(ONNX Runtime's AVX2 kernel saturates), so a bundle's int8 results would differ between such a
+CPU, newer ones and the browser; with 7-bit weights all compute the same integers. The kernel
+takes its run-time scales from the matrix it multiplies (all of a batch's steps for the input
+product, each thread's share of the batch at every step), which made a text's probabilities move
+with its batch company; :mod:`rnnonnx.pinning` fixes those
 ranges with sentinel units and columns, so a text's result is the same alone or in any batch, to
 float rounding (:data:`BATCH_INDEPENDENCE_BOUND`), for 10-12% of the twin's batch throughput.
 Export measures that over the validation texts and writes it to the manifest

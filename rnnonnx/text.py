@@ -93,7 +93,6 @@ UNSPACED_RANGES = (
     (0xFF66, 0xFF9F),
     (0x20000, 0x3134F),
 )
-_UNSPACED = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in UNSPACED_RANGES) + "]")
 # How much text ``choose_analyzer`` reads: enough to tell a language, little time on large files.
 ANALYZER_SAMPLE_CHARS = 1_000_000
 
@@ -108,7 +107,13 @@ def unspaced_share(texts: Iterable[str], limit: int = ANALYZER_SAMPLE_CHARS) -> 
         sample.append(text[: limit - size])
         size += len(sample[-1])
     words = "".join(_python_pattern("char").findall("\n".join(sample)))
-    return len(_UNSPACED.findall(words)) / len(words) if words else 0.0
+    return len(_unspaced_pattern().findall(words)) / len(words) if words else 0.0
+
+
+@cache
+def _unspaced_pattern() -> re.Pattern[str]:
+    """One character of :data:`UNSPACED_RANGES`; built on first use (only training needs it)."""
+    return re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in UNSPACED_RANGES) + "]")
 
 
 def choose_analyzer(texts: Iterable[str]) -> tuple[str, float]:
