@@ -6,9 +6,11 @@ the files go to ``--out`` (default /tmp/rnnonnx-data) as CSV with columns ``text
 * ``debian-en.csv``: English package descriptions (short + long), labelled by Debian section,
   8 topic sections (admin, games, graphics, net, science, sound, text, utils), at most 1,000 per
   section, identical texts kept once. Multi-class, a few dozen words each.
-* ``debian-de.csv``, ``debian-fr.csv``, ``debian-ja.csv``: the same, from the German, French and
-  Japanese translations of the descriptions (mapped to sections by package name).
-  Japanese has no spaces: train it with ``--analyzer char``.
+* ``debian-de.csv``, ``debian-fr.csv``, ``debian-ja.csv``, ``debian-ko.csv``: the same, from the
+  German, French, Japanese and Korean translations of the descriptions (mapped to sections by
+  package name). ``--analyzer auto`` reads the Japanese and the Korean by character. The Korean
+  translations wrap their lines at a fixed width, often inside a word; the lines are joined with a
+  space, as in every set, which splits those words in two.
 * ``kernel-docs.csv``: the Linux kernel's documentation (package ``linux-doc-6.1``), one .rst file
   per row, labelled by its top directory (admin-guide, driver-api, filesystems, hwmon, networking,
   userspace-api). Long documents: hundreds to thousands of words.
@@ -39,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SECTIONS = ("admin", "games", "graphics", "net", "science", "sound", "text", "utils")
-LANGUAGES = ("en", "de", "fr", "ja")
+LANGUAGES = ("en", "de", "fr", "ja", "ko")
 KERNEL_DIRS = ("admin-guide", "driver-api", "filesystems", "hwmon", "networking", "userspace-api")
 MAN_SECTIONS = ("1", "5", "7", "8")
 DEBIAN_INDEX = "deb.debian.org_debian_dists_bookworm_main"
@@ -51,7 +53,7 @@ DEBIAN_INDEX = "deb.debian.org_debian_dists_bookworm_main"
 def apt_update(state: Path) -> Path:
     """``apt-get update`` into a private lists directory with translations; returns that directory."""
     lists = state / "lists"
-    if not (lists / f"{DEBIAN_INDEX}_i18n_Translation-en.lz4").exists():
+    if not all((lists / f"{DEBIAN_INDEX}_i18n_Translation-{language}.lz4").exists() for language in LANGUAGES):
         (lists / "partial").mkdir(parents=True, exist_ok=True)
         (state / "cache").mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -278,7 +280,7 @@ def main() -> None:
             (
                 f"debian-{language}",
                 debian_descriptions(lists, language, args.per_class, args.seed),
-                "char" if language == "ja" else "word",
+                "char" if language in ("ja", "ko") else "word",
             )
         )
     sets.append(("kernel-docs", kernel_docs(state), "word"))

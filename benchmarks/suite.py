@@ -1,15 +1,16 @@
 """The benchmark suite: rnnonnx's default recipe against TF-IDF + logistic regression and fastText, same splits.
 
-Sets: the built-in movie sentences, the sets of make_datasets.py (debian-en/de/fr/ja, kernel-docs, man-de)
+Sets: the built-in movie sentences, the sets of make_datasets.py (debian-en/de/fr/ja/ko, kernel-docs, man-de)
 and of make_suite_data.py (fortunes-en, fortunes-de, debian-sections, debian-synopses, man-fr), read from ``--data``.
 For each set, ONE stratified split (80% train, 10% validation, 10% test, ``--seed``) is written once to
 ``OUT/splits/SET/`` and reused by every system and every later run (a changed source file is refused).
 
 Systems, all fitted on the train rows, with every choice made on the validation rows:
 
-* ``rnnonnx``: ``rnnonnx train`` defaults through the Python API (only ``analyzer=char`` for sets without
-  spaces, plus any ``--set FIELD=VALUE``), validating on the split's validation rows (its own test share
-  unused), then ``rnnonnx export``; train time includes the export; size is the bundle folder.
+* ``rnnonnx``: ``rnnonnx train`` defaults through the Python API (``analyzer=char`` for the Japanese
+  and Korean sets, as ``auto`` resolves them, plus any ``--set FIELD=VALUE``), validating on the split's
+  validation rows (its own test share unused), then ``rnnonnx export``; train time includes the export;
+  size is the bundle folder.
 * ``tfidf``: TF-IDF over 1-2-grams of rnnonnx's tokens (character 1-2-grams for ``char`` sets),
   sublinear tf, then logistic regression with C picked on validation from a fixed grid.
 * ``fasttext``: fastText supervised (PyPI ``fasttext-wheel``, in its own venv since it needs numpy<2):
@@ -62,6 +63,7 @@ SETS = {  # name -> analyzer
     "debian-de": "word",
     "debian-fr": "word",
     "debian-ja": "char",
+    "debian-ko": "char",
     "kernel-docs": "word",
     "man-de": "word",
     "fortunes-en": "word",

@@ -1,6 +1,6 @@
 """Time ``rnnonnx train`` and ``rnnonnx export`` end to end on 30,000 short texts.
 
-The texts: the one-line synopses of Debian bookworm's binary packages (``Description:`` of the
+The texts (``--texts synopses``, the default): the one-line synopses of Debian bookworm's binary packages (``Description:`` of the
 ``Packages`` index, e.g. "Perl script indenter and reformatter"), labelled by their section with
 the section prefix (``contrib/``, ``non-free/``) dropped, sections with fewer than 500 packages left
 out, 30,000 rows drawn at random (seed 0). Build the index with ``apt-get update`` (any Debian
@@ -8,6 +8,13 @@ bookworm system: ``/var/lib/apt/lists``) or point ``--lists`` at a copy.
 
     python benchmarks/train_speed.py --out /tmp/speed            # build the set, train, export
     python benchmarks/train_speed.py --out /tmp/speed --set members=3 --quantize int8
+    python benchmarks/train_speed.py --out /tmp/speed-fortunes --texts fortunes
+
+``--texts fortunes``: texts of tweet length instead (median 16-17 tokens, a long tail of poems and
+dialogues): the fortune cookies of Debian's English and German fortune packages (``fortunes``,
+``fortunes-min``, ``fortunes-de``, as ``make_suite_data.py`` reads them, with no cap per class),
+labelled by language and file (``en/computers``, ``de/witze``, ...; the 58 files of 50 or more cookies), 30,000 drawn at
+random (seed 0). The packages are fetched with apt into ``OUT/apt``.
 
 Each step runs as the CLI would, in a fresh process (``time`` of the whole command, import
 included); the figures are printed with the CPU model, the cores and the load average.
@@ -56,13 +63,29 @@ def synopsis_rows(lists: Path) -> list[tuple[str, str]]:
     return rows[:ROWS]
 
 
-def build(lists: Path, out: Path) -> Path:
-    """The 30,000-row CSV (see the module docstring)."""
-    path = out / "debian-synopses.csv"
+def fortune_rows(state: Path) -> list[tuple[str, str]]:
+    """30,000 (cookie, language/file) rows (see the module docstring)."""
+    from make_suite_data import curated, fortunes  # make_suite_data imports this module: import when used
+
+    rows = [
+        (text, f"{name.rsplit('-', 1)[1]}/{label}")
+        for name in ("fortunes-en", "fortunes-de")
+        for text, label in curated(fortunes(state, name), per_class=0, min_class=50, seed=0)
+    ]
+    random.Random(0).shuffle(rows)
+    if len(rows) < ROWS:
+        raise SystemExit(f"only {len(rows)} fortunes")
+    return rows[:ROWS]
+
+
+def build(texts: str, lists: Path, out: Path) -> Path:
+    """The 30,000-row CSV of ``texts`` (see the module docstring)."""
+    path = out / f"{texts}.csv"
+    rows = synopsis_rows(lists) if texts == "synopses" else fortune_rows(out / "apt")
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label"])
-        writer.writerows(synopsis_rows(lists))
+        writer.writerows(rows)
     return path
 
 
@@ -87,11 +110,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/rnnonnx-speed"))
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="extra train option, e.g. members=3")
     parser.add_argument("--quantize", choices=["int8"], default=None)
+    parser.add_argument("--texts", choices=["synopses", "fortunes"], default="synopses")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    data = args.out / "debian-synopses.csv"
+    data = args.out / f"{args.texts}.csv"
     if not data.exists():
-        data = build(args.lists, args.out)
+        data = build(args.texts, args.lists, args.out)
     extra = [part for item in args.set for part in (f"--{item.split('=', 1)[0].replace('_', '-')}", item.split("=", 1)[1])]
     cli = [sys.executable, "-m", "rnnonnx.cli"]
     train = timed([*cli, "train", "--data", str(data), "--out", str(args.out / "run"), "--quiet", *extra])
@@ -100,7 +124,7 @@ def main() -> None:
         + (["--quantize", args.quantize] if args.quantize else [])
     )
     print(
-        f"train {train:.1f} s + export {export:.1f} s = {train + export:.1f} s on {ROWS} texts; "
+        f"train {train:.1f} s + export {export:.1f} s = {train + export:.1f} s on {ROWS} {args.texts}; "
         f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {args.set or ''}"
     )
 

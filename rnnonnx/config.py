@@ -59,9 +59,10 @@ MAX_MAX_LEN = 1 << 20
 # (benchmarks/recipe.md). The resolved number is what the tokenizer (hence every bundle) uses.
 AUTO = "auto"
 # ``analyzer="auto"`` picks ``char`` when at least AUTO_CHAR_SHARE of the training texts' word
-# characters are in scripts written without spaces between words (rnnonnx.text.UNSPACED_RANGES:
-# Chinese, Japanese, Thai, ...), where a run of word characters is a phrase or a clause rather than
-# a word; else ``word``. The resolved analyzer is what the tokenizer (hence every bundle) uses.
+# characters are in scripts read by character (rnnonnx.text.CHAR_SCRIPT_RANGES: Chinese, Japanese,
+# Thai, ..., where a run of word characters is a phrase or a clause rather than a word, and Korean,
+# whose spaced words carry their particles and endings); else ``word``. The resolved analyzer is
+# what the tokenizer (hence every bundle) uses.
 ANALYZER_CHOICES = (AUTO, *ANALYZERS)
 AUTO_CHAR_SHARE = 0.5
 AUTO_MAX_LEN_PERCENTILE = 95

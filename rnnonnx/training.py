@@ -67,12 +67,13 @@ POOLING_REFERENCE_LEN = 64
 
 def resolve_analyzer(config: TrainConfig, texts: list[str], progress: bool = False) -> TrainConfig:
     """The config with ``--analyzer auto`` resolved from the training texts (:func:`rnnonnx.text.choose_analyzer`):
-    ``char`` for text mostly in scripts written without spaces, else ``word``. Said aloud."""
+    ``char`` for text mostly in scripts read by character (Chinese, Japanese, Korean, Thai, ...), else
+    ``word``. Said aloud."""
     if config.analyzer != AUTO:
         return config
     analyzer, share = choose_analyzer(texts)
     if progress:
-        print(f"analyzer auto: {analyzer} ({share:.0%} of the letters and digits in scripts without spaces)", file=sys.stderr)
+        print(f"analyzer auto: {analyzer} ({share:.0%} of the letters and digits in scripts read by character)", file=sys.stderr)
     return replace(config, analyzer=analyzer)
 
 

@@ -12,10 +12,10 @@ from rnnonnx.text import (
     Tokenizer,
     TokenizerSpec,
     analyze,
+    char_script_share,
     choose_analyzer,
     pad_ids,
     simple_lower,
-    unspaced_share,
 )
 
 
@@ -43,11 +43,14 @@ def test_char_analyzer_yields_each_word_character():
     assert analyze("日本語です。A1!", "char") == ["日", "本", "語", "で", "す", "a", "1"]
 
 
-def test_auto_analyzer_reads_scripts_written_without_spaces_by_character():
+def test_auto_analyzer_reads_scripts_without_spaces_and_korean_by_character():
     assert choose_analyzer(["日本語のテキストです", "とても良い映画"]) == ("char", 1.0)
     assert choose_analyzer(["这是一个中文句子。", "ภาษาไทยเป็นภาษา", "ខ្មែរ"])[0] == "char"
     assert choose_analyzer(["A gorgeous, moving film.", "Ein schöner Film", "Очень хороший фильм"]) == ("word", 0.0)
-    assert choose_analyzer(["한국어 문장입니다"]) == ("word", 0.0)  # Korean is written with spaces
+    # Korean is spaced, but its spaced words carry particles and endings: syllables (and jamo) it is
+    assert choose_analyzer(["한국어 문장입니다", "게임입니다"]) == ("char", 1.0)
+    assert choose_analyzer(["\u1112\u1161\u11ab \u3131\u314f", "\uffa1\uffc2"]) == ("char", 1.0)
+    assert choose_analyzer(["Shamir의 secret sharing scheme 구현"])[0] == "word"  # mostly Latin letters
     assert choose_analyzer([]) == ("word", 0.0) and choose_analyzer(["?!", ""]) == ("word", 0.0)
     # the share is of letters and digits (punctuation and spaces do not count); half is enough
     assert choose_analyzer(["日本, ab!!!"]) == ("char", 0.5)
@@ -55,8 +58,8 @@ def test_auto_analyzer_reads_scripts_written_without_spaces_by_character():
 
 
 def test_auto_analyzer_reads_only_the_first_characters_of_a_large_input():
-    assert unspaced_share(["日本" * 5, "abcde" * 1000], limit=10) == 1.0
-    assert unspaced_share(["日本" * 5, "abcde" * 1000], limit=20) == 0.5
+    assert char_script_share(["日本" * 5, "abcde" * 1000], limit=10) == 1.0
+    assert char_script_share(["日本" * 5, "abcde" * 1000], limit=20) == 0.5
 
 
 def test_encode_truncates_and_maps_unknown_tokens():

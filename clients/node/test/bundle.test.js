@@ -8,8 +8,12 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { readBundle, BundleError } = require('../bundle');
 
+// Every synthetic bundle lives under one temporary folder, removed when the tests end.
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rnnonnx-node-test-'));
+test.after(() => fs.rmSync(root, { recursive: true, force: true }));
+
 function makeBundle(edit = () => {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rnnonnx-bundle-'));
+  const dir = fs.mkdtempSync(path.join(root, 'bundle-'));
   const files = {
     'model.onnx': Buffer.from('not really a model'),
     'labels.json': Buffer.from('["neg", "pos"]\n'),
@@ -48,5 +52,5 @@ test('format and format_version are checked', () => {
   assert.throws(() => readBundle(makeBundle((m) => (m.format_version = 2))), /format version 2 is not supported/);
   assert.throws(() => readBundle(makeBundle((m) => (m.format = 'something-else'))), /not an rnnonnx bundle/);
   assert.throws(() => readBundle(makeBundle((m) => (m.files['../x'] = { sha256: '', bytes: 0 }))), /outside the bundle/);
-  assert.throws(() => readBundle(path.join(os.tmpdir(), 'no-such-bundle-dir')), /not a bundle directory/);
+  assert.throws(() => readBundle(path.join(root, 'no-such-bundle-dir')), /not a bundle directory/);
 });
