@@ -176,8 +176,8 @@ def main() -> None:
     default=DEFAULTS.analyzer,
     show_default=True,
     help="word: runs of 2+ letters/digits (scikit-learn's default); char: single characters, for languages without "
-    f"spaces; auto: char when {AUTO_CHAR_SHARE:.0%} or more of the training texts' letters and digits are Chinese, "
-    "Japanese, Thai, Lao, Khmer or Myanmar, else word.",
+    f"spaces and Korean; auto: char when {AUTO_CHAR_SHARE:.0%} or more of the training texts' letters and digits are "
+    "Chinese, Japanese, Korean, Thai, Lao, Khmer or Myanmar, else word.",
 )
 @click.option(
     "--max-len",
