@@ -160,7 +160,7 @@ def main() -> None:
     default=DEFAULTS.pooling,
     show_default=True,
     help="What the head reads: last (final step of each direction), max (maximum over the text's steps), concat (both); "
-    "auto: max when the median training text is longer than half of --max-len (32 tokens with --max-len auto), else last.",
+    "auto: max when the median training text is longer than 32 tokens (half of --max-len if that is less), else last.",
 )
 @click.option(
     "--members",

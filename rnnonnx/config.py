@@ -26,8 +26,8 @@ MONITORS = ("val_accuracy", "val_loss")
 
 # How the recurrent outputs become one feature vector: "last" (each direction's final step), "max"
 # (element-wise maximum over the text's own steps) or "concat" (both side by side). "auto", the
-# default, picks "max" when the median training text is longer than half of max_len (of 64 with
-# max_len "auto"), else "last":
+# default, picks "max" when the median training text is longer than half of max_len or of 64,
+# whichever is shorter (of 64 with max_len "auto"), else "last":
 # the final step summarises a sentence best (built-in sentences, median 18 tokens), and forgets the
 # start of a long text, where the maximum wins by 2 to 17 validation points (benchmarks/recipe.md).
 POOLINGS = ("last", "max", "concat")

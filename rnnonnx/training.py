@@ -49,20 +49,25 @@ def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_voca
     return [PAD_TOKEN, UNK_TOKEN, *vectorizer.get_feature_names_out().tolist()]
 
 
+# The pooling rule's reference length: max pooling once the median text passes half of it (32
+# tokens), or half of ``--max-len`` when that is shorter. With ``--max-len auto`` the rule keeps the
+# reference itself: a resolved max_len follows the longest texts, not the typical one, and would tip
+# sets like debian-en (median 57) to final-step pooling, 2 points worse there. A longer explicit
+# ``--max-len`` keeps it too: read through 512 characters, the Korean and Japanese package
+# descriptions (median 163 and 186) would get final-step pooling, and the recurrent members fell from
+# 65-70% to 30-44% on validation (benchmarks/recipe.md).
+POOLING_REFERENCE_LEN = 64
+
+
 def resolve_pooling(pooling: str, ids: torch.Tensor, max_len: int) -> str:
-    """``auto``: ``max`` when the median training text is longer than half of ``max_len``, else
-    ``last``; any other choice stands. ``ids`` are the encoded texts: truncation at ``max_len``
-    does not move a median across ``max_len / 2``, and unknown tokens keep their place."""
+    """``auto``: ``max`` when the median training text is longer than half of ``max_len`` or of
+    :data:`POOLING_REFERENCE_LEN`, whichever is shorter, else ``last``; any other choice stands.
+    ``ids`` are the encoded texts: truncation at ``max_len`` does not move a median across
+    ``max_len / 2``, and unknown tokens keep their place."""
     if pooling != "auto":
         return pooling
     lengths = (ids != PAD_ID).sum(dim=1).sort().values
-    return "max" if int(lengths[len(lengths) // 2]) > max_len / 2 else "last"
-
-
-# With ``--max-len auto`` the pooling rule keeps its reference length of 64 tokens (max pooling once
-# the median text passes 32 tokens): a resolved max_len follows the longest texts, not the typical
-# one, and would tip sets like debian-en (median 57) to final-step pooling, 2 points worse there.
-POOLING_REFERENCE_LEN = 64
+    return "max" if int(lengths[len(lengths) // 2]) > min(max_len, POOLING_REFERENCE_LEN) / 2 else "last"
 
 
 def resolve_analyzer(config: TrainConfig, texts: list[str], progress: bool = False) -> TrainConfig:

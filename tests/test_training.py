@@ -150,6 +150,16 @@ def test_auto_pooling_reads_the_median_text_length():
     )
 
 
+def test_auto_pooling_reads_32_tokens_as_long_under_a_longer_max_len():
+    from rnnonnx.training import resolve_pooling
+
+    ids = torch.zeros(3, 512, dtype=torch.long)
+    ids[:, :40] = 2  # 40 tokens: far under half of 512, past half of the reference 64
+    assert resolve_pooling("auto", ids, 512) == "max"
+    ids[:, 20:] = 0
+    assert resolve_pooling("auto", ids, 512) == "last"
+
+
 def test_run_records_the_pooling_auto_chose(tmp_path):
     train(TrainConfig(epochs=1, **FAST | {"max_len": 4}), tmp_path / "r", small_sample(200), progress=False)
     config = json.loads((tmp_path / "r" / "config.json").read_text())
