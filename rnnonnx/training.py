@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import __version__
-from .config import AUTO, TrainConfig
+from .config import AUTO, REFIT_MAX_ROWS, TrainConfig
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
@@ -122,6 +122,24 @@ def resolve_batch(config: TrainConfig, train_rows: int, progress: bool = False) 
     return replace(config, batch_size=batch, lr=lr)
 
 
+def resolve_refit(config: TrainConfig, rows: "SplitRows", progress: bool = False) -> TrainConfig:
+    """The config with ``--refit`` decided for these rows, so the run record says what was done:
+    ``auto`` by the training rows (:meth:`TrainConfig.resolved_refit`), said aloud; never when the
+    validation rows are the training rows (a warning then)."""
+    if rows.validation_is_train:
+        if config.refit:
+            warn("no refit: the validation rows are the training rows already")
+        return replace(config, refit=False)
+    if config.refit != AUTO:
+        return config
+    count = len(rows.train[0])
+    refit = config.resolved_refit(count)
+    if progress:
+        why = "fewer than" if refit else "at least"
+        print(f"refit auto: {'yes' if refit else 'no'} ({count} training rows, {why} {REFIT_MAX_ROWS})", file=sys.stderr)
+    return replace(config, refit=refit)
+
+
 @dataclass
 class SplitRows:
     """The rows of each part, and whether validation had to reuse the training rows."""
@@ -203,6 +221,7 @@ def train_run(
         rows.test = own_test_rows(test_data, labels)
     max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
     config = resolve_batch(config, len(rows.train[0]), progress)
+    config = resolve_refit(config, rows, progress)
     spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
     vectors, config = load_vectors(config, tokenizer.vocab, progress)
@@ -251,9 +270,7 @@ def train_run(
     if shift:
         set_logit_shift(model, shift)
     test = tensors(rows.test) if rows.test[0] else None
-    refitting = config.refit and not rows.validation_is_train
-    if config.refit and rows.validation_is_train:
-        warn("no refit: the validation rows are the training rows already")
+    refitting = config.refit
     if multi:
         if progress and config.calibrate:
             print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)

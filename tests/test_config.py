@@ -42,7 +42,8 @@ BAD = [
     ({"vectors": ""}, "vectors must be the path of a vectors file"),
     ({"vectors": 3}, "vectors must be the path of a vectors file"),
     ({"freeze_embeddings": True}, "freeze_embeddings needs vectors"),
-    ({"refit": "yes"}, "freeze_embeddings and refit must be true or false"),
+    ({"refit": "yes"}, "refit must be true, false or 'auto', not 'yes'"),
+    ({"freeze_embeddings": "yes"}, "freeze_embeddings must be true or false"),
     ({"autotune": "soon"}, "autotune: a duration like 90s, 10m or 1h, not 'soon'"),
     ({"max_len": "long"}, "max_len must be an integer, not 'long'"),
     ({"max_len": 0}, "max_len must be between 1"),
@@ -136,6 +137,15 @@ def test_batch_size_auto_grows_with_the_training_rows_and_scales_the_learning_ra
     assert auto.resolved_batch(12_000) == (64, pytest.approx(1e-3 * math.sqrt(2)))
     assert auto.resolved_batch(24_000) == (128, pytest.approx(2e-3)) and auto.resolved_batch(10**9) == (128, pytest.approx(2e-3))
     assert TrainConfig(batch_size=16, lr=1e-3).resolved_batch(10**6) == (16, 1e-3), "a batch size given is taken as is"
+
+
+def test_refit_auto_refits_below_the_row_threshold_and_a_given_choice_stands():
+    from rnnonnx.config import REFIT_MAX_ROWS
+
+    auto = TrainConfig()
+    assert auto.refit == "auto" and auto.resolved_refit(0) and auto.resolved_refit(REFIT_MAX_ROWS - 1)
+    assert not auto.resolved_refit(REFIT_MAX_ROWS) and not auto.resolved_refit(10**9)
+    assert TrainConfig(refit=True).resolved_refit(10**9) and not TrainConfig(refit=False).resolved_refit(0)
 
 
 def test_class_weights_balanced_explicit_and_unknown_labels():
