@@ -29,7 +29,7 @@ from .config import ModelConfig, TrainConfig
 from .errors import RnnonnxError
 from .machine import usable_cores
 from .model import Ensemble, TextClassifier
-from .optimizer import adam
+from .optimizer import adam, sparse_embeddings
 from .progress import Progress, bar
 
 DATA_FILE = "data.safetensors"
@@ -190,6 +190,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     seed = member_seed(config.seed, member)
     seed_everything(seed)
     model = TextClassifier(job.model).to(device)
+    sparse_embeddings(model, device)
     if job.vector_rows is not None:
         init_embedding(model, job.vector_rows, job.vector_values, config.freeze_embeddings)
     batch_size, lr = config.resolved_batch(len(job.train_ids))  # a run resolves "auto" once, before its fit
@@ -216,6 +217,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
             if not torch.isfinite(loss):
                 raise RnnonnxError(f"{name}epoch {epoch}: the training loss became {float(loss)} (try a lower --lr)")
             loss.backward()
+            optimizer.densify()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             seen, step = seen + len(target), step + 1
@@ -287,7 +289,15 @@ def init_embedding(model: TextClassifier, rows: torch.Tensor, values: torch.Tens
     if freeze:
         keep = torch.ones(weight.shape[0], 1, device=weight.device)
         keep[rows.to(weight.device)] = 0.0
-        weight.register_hook(lambda grad: grad * keep)
+
+        def frozen(grad: torch.Tensor) -> torch.Tensor:
+            if grad.is_sparse:
+                indices = grad._indices()
+                values = grad._values() * keep[indices[0]]
+                return torch.sparse_coo_tensor(indices, values, grad.shape, check_invariants=False)
+            return grad * keep
+
+        weight.register_hook(frozen)
 
 
 def worker_count(members: int, cores: int) -> int:

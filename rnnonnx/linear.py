@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .optimizer import adam
+from .optimizer import adam, sparse_embeddings
 from .text import PAD_ID
 
 # Fixed choices of the member's fit, taken on validation rows of the benchmark suite
@@ -294,6 +294,7 @@ def fit_linear(
     started = time.perf_counter()
     member.set_idf(train[0])
     member.to(device)
+    sparse_embeddings(member, device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = adam(member.parameters(), LINEAR_LR, device)
     weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
