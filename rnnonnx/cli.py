@@ -21,6 +21,7 @@ from .config import (
     AUTO_BATCH_MAX,
     AUTO_BATCH_ROWS,
     AUTO_CHAR_SHARE,
+    AUTO_EPOCHS,
     AUTO_MAX_LEN_CAP,
     AUTO_MAX_LEN_FLOOR,
     AUTO_MAX_LEN_PERCENTILE,
@@ -29,6 +30,7 @@ from .config import (
     DEVICES,
     LINEAR_MAX_LEN_CAP,
     LOGIT_ADJUSTMENT,
+    MANY_ROWS_EPOCHS,
     MAX_LINEAR_WEIGHT,
     MAX_LOGIT_ADJUSTMENT,
     MAX_PARITY_TOLERANCE,
@@ -243,10 +245,11 @@ def main() -> None:
 @click.option("--max-vocab", type=int, default=DEFAULTS.max_vocab, show_default=True, help="Keep the N most frequent tokens.")
 @click.option(
     "--epochs",
-    type=int,
-    default=DEFAULTS.epochs,
+    default=str(DEFAULTS.epochs),
     show_default=True,
-    help="Maximum epochs (training stops early when the --monitor metric stalls).",
+    metavar="N|auto",
+    help="Maximum epochs (training stops early when the --monitor metric stalls); "
+    f"auto: {AUTO_EPOCHS}, or {MANY_ROWS_EPOCHS} from {REFIT_MAX_ROWS:,} training rows on.",
 )
 @click.option(
     "--patience",

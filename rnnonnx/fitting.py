@@ -203,7 +203,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
     history: list[dict[str, float]] = []
     best_state, best_key, best_epoch, stale = None, (math.inf,), 0, 0
     steps = math.ceil(len(job.train_ids) / batch_size)
-    epochs = job.refit_epochs[member] if job.refit_epochs is not None else config.epochs
+    epochs = job.refit_epochs[member] if job.refit_epochs is not None else config.resolved_epochs(len(job.train_ids))
     for epoch in range(1, epochs + 1):
         model.train()
         seen, step, loss_sum, correct = 0, 0, 0.0, 0

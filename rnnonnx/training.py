@@ -122,6 +122,18 @@ def resolve_batch(config: TrainConfig, train_rows: int, progress: bool = False) 
     return replace(config, batch_size=batch, lr=lr)
 
 
+def resolve_epochs(config: TrainConfig, train_rows: int, progress: bool = False) -> TrainConfig:
+    """The config with ``--epochs auto`` resolved for ``train_rows`` (:meth:`TrainConfig.resolved_epochs`),
+    so the run record says how many epochs a member could take; said aloud."""
+    if config.epochs != AUTO:
+        return config
+    epochs = config.resolved_epochs(train_rows)
+    if progress:
+        why = "fewer than" if train_rows < REFIT_MAX_ROWS else "at least"
+        print(f"epochs auto: {epochs} ({train_rows} training rows, {why} {REFIT_MAX_ROWS})", file=sys.stderr)
+    return replace(config, epochs=epochs)
+
+
 def resolve_refit(config: TrainConfig, rows: "SplitRows", progress: bool = False) -> TrainConfig:
     """The config with ``--refit`` decided for these rows, so the run record says what was done:
     ``auto`` by the training rows (:meth:`TrainConfig.resolved_refit`), said aloud; never when the
@@ -221,6 +233,7 @@ def train_run(
         rows.test = own_test_rows(test_data, labels)
     max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
     config = resolve_batch(config, len(rows.train[0]), progress)
+    config = resolve_epochs(config, len(rows.train[0]), progress)
     config = resolve_refit(config, rows, progress)
     spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
     tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))

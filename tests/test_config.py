@@ -25,6 +25,8 @@ BAD = [
     ({"layers": 9}, "layers must be between 1 and 8"),
     ({"members": 0}, "members must be between 1 and 16"),
     ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"epochs": "many"}, "epochs must be an integer, not 'many'"),
+    ({"epochs": 0}, "epochs must be at least 1"),
     ({"arch": "transformer"}, "arch must be one of rnn, lstm, gru"),
     ({"pooling": "mean"}, "pooling must be one of auto, last, max, concat"),
     ({"monitor": "val_f1"}, "monitor must be one of"),
@@ -146,6 +148,16 @@ def test_refit_auto_refits_below_the_row_threshold_and_a_given_choice_stands():
     assert auto.refit == "auto" and auto.resolved_refit(0) and auto.resolved_refit(REFIT_MAX_ROWS - 1)
     assert not auto.resolved_refit(REFIT_MAX_ROWS) and not auto.resolved_refit(10**9)
     assert TrainConfig(refit=True).resolved_refit(10**9) and not TrainConfig(refit=False).resolved_refit(0)
+
+
+def test_epochs_auto_takes_fewer_from_the_row_threshold_on_and_a_given_count_stands():
+    from rnnonnx.config import AUTO_EPOCHS, MANY_ROWS_EPOCHS, REFIT_MAX_ROWS
+
+    auto = TrainConfig()
+    assert auto.epochs == "auto" and MANY_ROWS_EPOCHS < AUTO_EPOCHS
+    assert auto.resolved_epochs(0) == auto.resolved_epochs(REFIT_MAX_ROWS - 1) == AUTO_EPOCHS
+    assert auto.resolved_epochs(REFIT_MAX_ROWS) == auto.resolved_epochs(10**9) == MANY_ROWS_EPOCHS
+    assert TrainConfig(epochs="7").resolved_epochs(10**9) == 7 and TrainConfig(epochs=40).resolved_epochs(0) == 40
 
 
 def test_class_weights_balanced_explicit_and_unknown_labels():

@@ -167,24 +167,29 @@ def test_run_records_the_pooling_auto_chose(tmp_path):
     assert load_run(tmp_path / "r").model.config.pooling == "max"
 
 
-def test_refit_auto_follows_the_training_rows_and_the_run_records_the_choice(tmp_path, monkeypatch, capsys):
+def test_refit_and_epochs_auto_follow_the_training_rows_and_the_run_records_the_choice(tmp_path, monkeypatch, capsys):
     from rnnonnx import config, training
 
     def threshold(rows: int) -> None:
         for module in (config, training):
             monkeypatch.setattr(module, "REFIT_MAX_ROWS", rows)
 
-    data, options = small_sample(200), dict(epochs=1, linear_weight=0, **FAST)
+    monkeypatch.setattr(config, "AUTO_EPOCHS", 2)
+    monkeypatch.setattr(config, "MANY_ROWS_EPOCHS", 1)
+    data, options = small_sample(200), dict(patience=5, linear_weight=0, **FAST)
     threshold(161)  # 200 rows split 80/10/10: 160 training rows
     refitted = train(TrainConfig(**options), tmp_path / "few", data, progress=True)
     threshold(160)
     plain = train(TrainConfig(**options), tmp_path / "many", data, progress=True)
     assert refitted.refit["rows"] == 180 and plain.refit is None
-    records = [json.loads((tmp_path / name / "config.json").read_text())["training"]["refit"] for name in ("few", "many")]
-    assert records == [True, False]
+    assert [len(refitted.epochs), len(plain.epochs)] == [2, 1]
+    records = [json.loads((tmp_path / name / "config.json").read_text())["training"] for name in ("few", "many")]
+    assert [(r["refit"], r["epochs"]) for r in records] == [(True, 2), (False, 1)]
     err = capsys.readouterr().err
-    assert "refit auto: yes (160 training rows, fewer than 161)" in err
-    assert "refit auto: no (160 training rows, at least 160)" in err
+    for line in ("refit auto: yes", "epochs auto: 2"):
+        assert f"{line} (160 training rows, fewer than 161)" in err
+    for line in ("refit auto: no", "epochs auto: 1"):
+        assert f"{line} (160 training rows, at least 160)" in err
 
 
 def test_a_refused_out_is_refused_before_training(tmp_path, monkeypatch):
