@@ -30,6 +30,7 @@ from .config import (
     DEVICES,
     LINEAR_MAX_LEN_CAP,
     LOGIT_ADJUSTMENT,
+    MANY_ROWS,
     MANY_ROWS_EPOCHS,
     MAX_LINEAR_WEIGHT,
     MAX_LOGIT_ADJUSTMENT,
@@ -37,7 +38,6 @@ from .config import (
     MONITORS,
     PARITY_TOLERANCE,
     POOLING_CHOICES,
-    REFIT_MAX_ROWS,
     TrainConfig,
 )
 from .errors import RnnonnxError
@@ -249,7 +249,7 @@ def main() -> None:
     show_default=True,
     metavar="N|auto",
     help="Maximum epochs (training stops early when the --monitor metric stalls); "
-    f"auto: {AUTO_EPOCHS}, or {MANY_ROWS_EPOCHS} from {REFIT_MAX_ROWS:,} training rows on.",
+    f"auto: {AUTO_EPOCHS}, or {MANY_ROWS_EPOCHS} from {MANY_ROWS:,} training rows on.",
 )
 @click.option(
     "--patience",
@@ -333,7 +333,7 @@ def main() -> None:
     default=None,
     help="Once early stopping has chosen each member's epochs, train again on training + validation rows for "
     "that many epochs (as fastText's autotune does); the validation-fitted temperature is kept. "
-    f"Default: refit below {REFIT_MAX_ROWS:,} training rows (above, it about doubles the training time "
+    f"Default: refit below {MANY_ROWS:,} training rows (above, it about doubles the training time "
     "for under a point of held-out accuracy).",
 )
 @click.option(

@@ -92,12 +92,13 @@ MAX_LINEAR_WEIGHT = 0.9
 AUTO_BATCH = 32
 AUTO_BATCH_ROWS = 12_000
 AUTO_BATCH_MAX = 128
-# ``refit="auto"``: refit when there are fewer than REFIT_MAX_ROWS training rows. The refit trains
+# From MANY_ROWS training rows on, a run is large and the "auto" choices below spend less time.
+# ``refit="auto"``: refit when there are fewer than MANY_ROWS training rows. The refit trains
 # every member again, as long as the fit itself. On 30,000 short texts (24,300 training rows) it
 # bought 0.6 and 0.8 points on 3,000 held-out rows and took about half the training time; on the
 # built-in sentences (8,000 rows) it bought 1.0 point (benchmarks/recipe.md, benchmarks/autotune.md).
-REFIT_MAX_ROWS = 20_000
-# ``epochs="auto"``: at most AUTO_EPOCHS epochs, MANY_ROWS_EPOCHS from REFIT_MAX_ROWS training rows on,
+MANY_ROWS = 20_000
+# ``epochs="auto"``: at most AUTO_EPOCHS epochs, MANY_ROWS_EPOCHS from MANY_ROWS training rows on,
 # where an epoch is hundreds of steps. On two sets of 30,000 short texts (24,300 training rows),
 # three members of 10 epochs scored +0.53 and -0.20 points against 15 epochs on 3,000 held-out rows,
 # in two thirds of the member time; two members of 15 epochs, as long to train as three of 10,
@@ -171,7 +172,7 @@ class TrainConfig:
     # After early stopping has chosen each member's epoch count, train each member again from
     # its seed on the training + validation rows for that many epochs, as fastText's autotune
     # does: the shipped model learns from 90% of the rows instead of 80% (benchmarks/autotune.md).
-    # "auto": refit below REFIT_MAX_ROWS training rows only.
+    # "auto": refit below MANY_ROWS training rows only.
     refit: bool | str = AUTO
     # Seconds of hyper-parameter search on the validation split (rnnonnx/tuning.py); a string
     # such as "90s", "10m" or "1h" is read into seconds. None: no search.
@@ -280,15 +281,15 @@ class TrainConfig:
 
     def resolved_epochs(self, train_rows: int) -> int:
         """The most epochs a member trains: as set, or for ``auto`` AUTO_EPOCHS, MANY_ROWS_EPOCHS from
-        REFIT_MAX_ROWS training rows on."""
+        MANY_ROWS training rows on."""
         if self.epochs != AUTO:
             return int(self.epochs)
-        return AUTO_EPOCHS if train_rows < REFIT_MAX_ROWS else MANY_ROWS_EPOCHS
+        return AUTO_EPOCHS if train_rows < MANY_ROWS else MANY_ROWS_EPOCHS
 
     def resolved_refit(self, train_rows: int) -> bool:
-        """Whether to refit: as set, or for ``auto`` below REFIT_MAX_ROWS training rows, where a
+        """Whether to refit: as set, or for ``auto`` below MANY_ROWS training rows, where a
         refit's extra ninth of the rows is worth doubling the training time."""
-        return self.refit if self.refit != AUTO else train_rows < REFIT_MAX_ROWS
+        return self.refit if self.refit != AUTO else train_rows < MANY_ROWS
 
     def resolved_logit_adjustment(self, multi_label: bool) -> float:
         """The strength of the logit adjustment: as set, or for ``auto`` LOGIT_ADJUSTMENT, 0 for a
@@ -474,6 +475,11 @@ def _parse_class_weight(value: Any) -> str | dict[str, float] | None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise RnnonnxError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def row_rule(train_rows: int) -> str:
+    """Why an "auto" choice went the way it did, for the progress output: the rows against MANY_ROWS."""
+    return f"{train_rows} training rows, {'at least' if train_rows >= MANY_ROWS else 'fewer than'} {MANY_ROWS}"
 
 
 def _int_or_auto(name: str, value: Any, low: int, high: int | None) -> Any:

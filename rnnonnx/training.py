@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import __version__
-from .config import AUTO, REFIT_MAX_ROWS, TrainConfig
+from .config import AUTO, TrainConfig, row_rule
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
@@ -129,8 +129,7 @@ def resolve_epochs(config: TrainConfig, train_rows: int, progress: bool = False)
         return config
     epochs = config.resolved_epochs(train_rows)
     if progress:
-        why = "fewer than" if train_rows < REFIT_MAX_ROWS else "at least"
-        print(f"epochs auto: {epochs} ({train_rows} training rows, {why} {REFIT_MAX_ROWS})", file=sys.stderr)
+        print(f"epochs auto: {epochs} ({row_rule(train_rows)})", file=sys.stderr)
     return replace(config, epochs=epochs)
 
 
@@ -147,8 +146,7 @@ def resolve_refit(config: TrainConfig, rows: "SplitRows", progress: bool = False
     count = len(rows.train[0])
     refit = config.resolved_refit(count)
     if progress:
-        why = "fewer than" if refit else "at least"
-        print(f"refit auto: {'yes' if refit else 'no'} ({count} training rows, {why} {REFIT_MAX_ROWS})", file=sys.stderr)
+        print(f"refit auto: {'yes' if refit else 'no'} ({row_rule(count)})", file=sys.stderr)
     return replace(config, refit=refit)
 
 
@@ -283,17 +281,16 @@ def train_run(
     if shift:
         set_logit_shift(model, shift)
     test = tensors(rows.test) if rows.test[0] else None
-    refitting = config.refit
     if multi:
         if progress and config.calibrate:
             print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
-        refit = (lambda: refit_run(model, job, fits, device, progress)) if refitting else None
+        refit = (lambda: refit_run(model, job, fits, device, progress)) if config.refit else None
         return _finish_multilabel(
             config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
         )
-    calibration = _calibrate(model, config, rows, (val_ids, val_y), None if refitting else test, device, progress)
+    calibration = _calibrate(model, config, rows, (val_ids, val_y), None if config.refit else test, device, progress)
     val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
-    refit = refit_run(model, job, fits, device, progress) if refitting else None
+    refit = refit_run(model, job, fits, device, progress) if config.refit else None
     if refit is not None and linear is not None and linear.fit is not None:
         refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
     if refit is not None and calibration is not None and test is not None:
@@ -311,7 +308,9 @@ def train_run(
 
         if progress:
             print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
-        metrics.baseline = baseline_metrics(rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, refitting)
+        metrics.baseline = baseline_metrics(
+            rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, config.refit
+        )
     record = _config_record(config, model, data, rows, device, tokenizer, test_data)
     if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
         record["autotune"] = {

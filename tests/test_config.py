@@ -142,21 +142,21 @@ def test_batch_size_auto_grows_with_the_training_rows_and_scales_the_learning_ra
 
 
 def test_refit_auto_refits_below_the_row_threshold_and_a_given_choice_stands():
-    from rnnonnx.config import REFIT_MAX_ROWS
+    from rnnonnx.config import MANY_ROWS
 
     auto = TrainConfig()
-    assert auto.refit == "auto" and auto.resolved_refit(0) and auto.resolved_refit(REFIT_MAX_ROWS - 1)
-    assert not auto.resolved_refit(REFIT_MAX_ROWS) and not auto.resolved_refit(10**9)
+    assert auto.refit == "auto" and auto.resolved_refit(0) and auto.resolved_refit(MANY_ROWS - 1)
+    assert not auto.resolved_refit(MANY_ROWS) and not auto.resolved_refit(10**9)
     assert TrainConfig(refit=True).resolved_refit(10**9) and not TrainConfig(refit=False).resolved_refit(0)
 
 
 def test_epochs_auto_takes_fewer_from_the_row_threshold_on_and_a_given_count_stands():
-    from rnnonnx.config import AUTO_EPOCHS, MANY_ROWS_EPOCHS, REFIT_MAX_ROWS
+    from rnnonnx.config import AUTO_EPOCHS, MANY_ROWS, MANY_ROWS_EPOCHS
 
     auto = TrainConfig()
     assert auto.epochs == "auto" and MANY_ROWS_EPOCHS < AUTO_EPOCHS
-    assert auto.resolved_epochs(0) == auto.resolved_epochs(REFIT_MAX_ROWS - 1) == AUTO_EPOCHS
-    assert auto.resolved_epochs(REFIT_MAX_ROWS) == auto.resolved_epochs(10**9) == MANY_ROWS_EPOCHS
+    assert auto.resolved_epochs(0) == auto.resolved_epochs(MANY_ROWS - 1) == AUTO_EPOCHS
+    assert auto.resolved_epochs(MANY_ROWS) == auto.resolved_epochs(10**9) == MANY_ROWS_EPOCHS
     assert TrainConfig(epochs="7").resolved_epochs(10**9) == 7 and TrainConfig(epochs=40).resolved_epochs(0) == 40
 
 

@@ -168,11 +168,10 @@ def test_run_records_the_pooling_auto_chose(tmp_path):
 
 
 def test_refit_and_epochs_auto_follow_the_training_rows_and_the_run_records_the_choice(tmp_path, monkeypatch, capsys):
-    from rnnonnx import config, training
+    from rnnonnx import config
 
     def threshold(rows: int) -> None:
-        for module in (config, training):
-            monkeypatch.setattr(module, "REFIT_MAX_ROWS", rows)
+        monkeypatch.setattr(config, "MANY_ROWS", rows)
 
     monkeypatch.setattr(config, "AUTO_EPOCHS", 2)
     monkeypatch.setattr(config, "MANY_ROWS_EPOCHS", 1)
