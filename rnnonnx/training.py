@@ -516,11 +516,14 @@ def add_linear_member(
         "buckets": member.buckets,
         "bigrams": bigrams,
         "max_len": read_len,
+        "batch_size": fit.batch,
+        "lr": fit.lr,
         "seconds": round(time.perf_counter() - started, 2),
     }
     if progress:
         print(
-            f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}), reads {read_len} tokens, "
+            f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}, batch {fit.batch}), "
+            f"reads {read_len} tokens, "
             f"{bigrams}; "
             f"weight {weight:g}" + (" (chosen on validation)" if config.linear_weight == AUTO else ""),
             file=sys.stderr,
@@ -557,7 +560,16 @@ def refit_linear(
     width = max(choice.train_ids.shape[1], validation[0].shape[1])
     ids = torch.cat([_pad_to(choice.train_ids, width), _pad_to(validation[0], width)])
     targets = torch.cat([choice.train_y, validation[1]])
-    refitted = fit_linear(model.linear.untrained(), (ids, targets), None, device, seed, weights, epochs=choice.fit.best_epoch)
+    refitted = fit_linear(
+        model.linear.untrained(),
+        (ids, targets),
+        None,
+        device,
+        seed,
+        weights,
+        epochs=choice.fit.best_epoch,
+        batch=(choice.fit.batch, choice.fit.lr),
+    )
     model.linear.load_state_dict(refitted.member.state_dict())
     model.linear.to(device)
     return choice.fit.best_epoch

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from rnnonnx import linear as linear_module
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.data import LabelledTexts
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.linear import KEY_PRIME, BigramIndex, LinearMember, choose_weight, fit_linear, key_of, slot_of
+from rnnonnx.linear import KEY_PRIME, BigramIndex, LinearMember, batch_for, choose_weight, fit_linear, key_of, slot_of
 from rnnonnx.model import NGRAM_PRIME, Ensemble, build_model
 from rnnonnx.run import load_run
 from rnnonnx.training import train_run
@@ -141,6 +142,38 @@ def test_fit_learns_a_separable_task_and_a_refit_runs_its_epochs():
     assert fit.val_accuracy > 0.95 and 1 <= fit.best_epoch
     refit = fit_linear(LinearMember(12, 16, 2, NGRAM_PRIME), (ids, targets), None, torch.device("cpu"), 0, epochs=2)
     assert refit.best_epoch == 2 and math.isnan(refit.val_accuracy)
+
+
+def test_the_batch_grows_with_the_training_rows_and_the_rate_with_its_square_root(monkeypatch):
+    assert [batch_for(rows)[0] for rows in (0, 11_999, 12_000, 24_000, 10**7)] == [64, 64, 128, 256, 256]
+    assert batch_for(0)[1] == 0.02 and batch_for(24_000)[1] == pytest.approx(0.04)
+    monkeypatch.setattr(linear_module, "AUTO_BATCH_ROWS", 50)  # 150 rows: two doublings
+    sizes = []
+    original = linear_module._batches
+    monkeypatch.setattr(linear_module, "_batches", lambda count, gen, size=64: sizes.append(size) or original(count, gen, size))
+    rng = np.random.default_rng(0)
+    targets = torch.from_numpy(rng.integers(0, 2, size=150))
+    ids = torch.from_numpy(rng.integers(2, 12, size=(150, 5)))
+    fit = fit_linear(LinearMember(12, 16, 2, NGRAM_PRIME), (ids, targets), None, torch.device("cpu"), 0, epochs=1)
+    assert sizes == [256] and (fit.batch, fit.lr) == (256, pytest.approx(0.04))
+    fit_linear(LinearMember(12, 16, 2, NGRAM_PRIME), (ids, targets), None, torch.device("cpu"), 0, epochs=1, batch=(32, 0.01))
+    assert sizes[-1] == 32
+
+
+def test_a_refit_repeats_the_fits_batch_on_its_extra_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(linear_module, "AUTO_BATCH_ROWS", 130)  # 128 training rows: batch 64; with validation, 144: 128
+    sizes = []
+    original = linear_module._batches
+
+    def batches(count: int, generator: torch.Generator | None, size: int = 64) -> list[torch.Tensor]:
+        if generator is not None:  # a training epoch, not a scoring pass
+            sizes.append(size)
+        return original(count, generator, size)
+
+    monkeypatch.setattr(linear_module, "_batches", batches)
+    metrics = train_run(TrainConfig(**SMALL | {"max_len": 10, "lr": 1e-2}), tmp_path / "run", keyword_data(), progress=False)
+    assert metrics.refit["linear_epochs"] >= 1 and metrics.linear["batch_size"] == 64
+    assert len(sizes) > metrics.refit["linear_epochs"] and set(sizes) == {64}
 
 
 def test_ensemble_blends_the_members_and_the_linear_member():
