@@ -43,7 +43,7 @@ LINEAR_PATIENCE_STEPS = 150
 # On many rows the batch doubles for every AUTO_BATCH_ROWS training rows up to LINEAR_BATCH_MAX, the
 # rate growing with its square root, as the recurrent members' ``--batch-size auto`` does: Adam's
 # step over the whole table costs the same whatever the batch, and on 24,000 rows of 27 and 58
-# classes a quarter of the steps gave the same held-out accuracy in 0.6x the time (benchmarks/recipe.md).
+# classes a quarter of the steps gave the same held-out accuracy in 0.55-0.76x the time (benchmarks/recipe.md).
 LINEAR_BATCH_MAX = 256
 # The blend weights tried on validation: the recurrent members keep at least a tenth of the vote.
 WEIGHT_GRID = tuple(round(0.1 * k, 1) for k in range(10))
