@@ -276,8 +276,7 @@ class TrainConfig:
         ``train_rows`` training rows, with ``lr`` scaled by the square root of the batch's growth."""
         if self.batch_size != AUTO:
             return int(self.batch_size), self.lr
-        batch = min(AUTO_BATCH_MAX, AUTO_BATCH << min(8, train_rows // AUTO_BATCH_ROWS))
-        return batch, self.lr * math.sqrt(batch / AUTO_BATCH)
+        return grown_batch(AUTO_BATCH, AUTO_BATCH_MAX, self.lr, train_rows)
 
     def resolved_epochs(self, train_rows: int) -> int:
         """The most epochs a member trains: as set, or for ``auto`` AUTO_EPOCHS, MANY_ROWS_EPOCHS from
@@ -475,6 +474,14 @@ def _parse_class_weight(value: Any) -> str | dict[str, float] | None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise RnnonnxError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def grown_batch(base: int, largest: int, lr: float, train_rows: int) -> tuple[int, float]:
+    """``(batch, lr)`` for ``train_rows`` training rows: ``base`` doubled for every AUTO_BATCH_ROWS rows up
+    to ``largest``, ``lr`` scaled by the square root of the growth. The one rule of the recurrent
+    members' ``--batch-size auto`` and the linear member's batch (:func:`rnnonnx.linear.batch_for`)."""
+    batch = min(largest, base << min(8, train_rows // AUTO_BATCH_ROWS))
+    return batch, lr * math.sqrt(batch / base)
 
 
 def row_rule(train_rows: int) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import AUTO_BATCH_ROWS
+from .config import grown_batch
 from .optimizer import adam, sparse_embeddings
 from .text import PAD_ID
 
@@ -40,10 +40,11 @@ LINEAR_EPOCHS = 20
 LINEAR_PATIENCE = 3
 LINEAR_MIN_STEPS = 1000
 LINEAR_PATIENCE_STEPS = 150
-# On many rows the batch doubles for every AUTO_BATCH_ROWS training rows up to LINEAR_BATCH_MAX, the
-# rate growing with its square root, as the recurrent members' ``--batch-size auto`` does: Adam's
-# step over the whole table costs the same whatever the batch, and on 24,000 rows of 27 and 58
-# classes a quarter of the steps gave the same held-out accuracy in 0.55-0.76x the time (benchmarks/recipe.md).
+# On many rows the batch doubles for every 12,000 training rows up to LINEAR_BATCH_MAX, the rate
+# growing with its square root, by the recurrent members' ``--batch-size auto`` rule
+# (config.grown_batch): Adam's step over the whole table costs the same whatever the batch, and on
+# 24,000 rows of 27 and 58 classes a quarter of the steps gave the same held-out accuracy in
+# 0.55-0.76x the time (benchmarks/recipe.md).
 LINEAR_BATCH_MAX = 256
 # The blend weights tried on validation: the recurrent members keep at least a tenth of the vote.
 WEIGHT_GRID = tuple(round(0.1 * k, 1) for k in range(10))
@@ -263,14 +264,13 @@ class LinearFit:
     val_accuracy: float
     val_loss: float
     seconds: float
-    batch: int = LINEAR_BATCH
-    lr: float = LINEAR_LR
+    batch: int
+    lr: float
 
 
 def batch_for(train_rows: int) -> tuple[int, float]:
     """``(batch, lr)`` of the member's fit on ``train_rows`` rows (see LINEAR_BATCH_MAX)."""
-    batch = min(LINEAR_BATCH_MAX, LINEAR_BATCH << min(8, train_rows // AUTO_BATCH_ROWS))
-    return batch, LINEAR_LR * math.sqrt(batch / LINEAR_BATCH)
+    return grown_batch(LINEAR_BATCH, LINEAR_BATCH_MAX, LINEAR_LR, train_rows)
 
 
 def _batches(count: int, generator: torch.Generator | None, size: int = LINEAR_BATCH) -> list[torch.Tensor]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnonnx import config as config_module
 from rnnonnx import linear as linear_module
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.data import LabelledTexts
@@ -147,7 +148,7 @@ def test_fit_learns_a_separable_task_and_a_refit_runs_its_epochs():
 def test_the_batch_grows_with_the_training_rows_and_the_rate_with_its_square_root(monkeypatch):
     assert [batch_for(rows)[0] for rows in (0, 11_999, 12_000, 24_000, 10**7)] == [64, 64, 128, 256, 256]
     assert batch_for(0)[1] == 0.02 and batch_for(24_000)[1] == pytest.approx(0.04)
-    monkeypatch.setattr(linear_module, "AUTO_BATCH_ROWS", 50)  # 150 rows: two doublings
+    monkeypatch.setattr(config_module, "AUTO_BATCH_ROWS", 50)  # 150 rows: two doublings
     sizes = []
     original = linear_module._batches
     monkeypatch.setattr(linear_module, "_batches", lambda count, gen, size=64: sizes.append(size) or original(count, gen, size))
@@ -161,7 +162,7 @@ def test_the_batch_grows_with_the_training_rows_and_the_rate_with_its_square_roo
 
 
 def test_a_refit_repeats_the_fits_batch_on_its_extra_rows(tmp_path, monkeypatch):
-    monkeypatch.setattr(linear_module, "AUTO_BATCH_ROWS", 130)  # 128 training rows: batch 64; with validation, 144: 128
+    monkeypatch.setattr(config_module, "AUTO_BATCH_ROWS", 130)  # 128 training rows: batch 64; with validation, 144: 128
     sizes = []
     original = linear_module._batches
 
