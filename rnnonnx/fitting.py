@@ -1,25 +1,19 @@
-"""Fitting classifiers: the epoch loop with early stopping, and the worker pool for ensembles.
+"""Fitting classifiers: the epoch loop with early stopping.
 
 An ensemble's members are fitted independently, each with its own seed and early stopping; on
-the CPU they train side by side in worker processes, one per core. Workers are fresh
-interpreters (``python -m rnnonnx.fitting``) that exchange safetensors and JSON files, so they
-never re-run the caller's script (as multiprocessing's spawn would) and each member is the same
-whichever way it was trained with the same thread count.
+the CPU they train side by side in worker processes (:mod:`rnnonnx.workers`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,13 +21,12 @@ from torch import nn
 
 from .config import ModelConfig, TrainConfig
 from .errors import RnnonnxError
-from .machine import usable_cores
 from .model import Ensemble, TextClassifier
 from .optimizer import adam, sparse_embeddings
 from .progress import Progress, bar
 
-DATA_FILE = "data.safetensors"
-JOB_FILE = "job.json"
+if TYPE_CHECKING:
+    from .workers import MemberPool
 
 
 def resolve_device(device: str) -> torch.device:
@@ -86,6 +79,9 @@ class FitJob:
     # which the fit stops with :class:`OutOfTime` after the current batch.
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     deadline: float | None = None
+    # The run's worker pool (:func:`rnnonnx.workers.member_pool`), in this process only; without
+    # one, fitting members in workers starts a pool of its own.
+    pool: "MemberPool | None" = None
 
 
 class OutOfTime(RnnonnxError):
@@ -298,130 +294,3 @@ def init_embedding(model: TextClassifier, rows: torch.Tensor, values: torch.Tens
             return grad * keep
 
         weight.register_hook(frozen)
-
-
-def worker_count(members: int, cores: int) -> int:
-    """Worker processes for ``members`` on ``cores``: one per core, or, when the members outnumber
-    the cores by less than two to one, all of them at once sharing the cores (three members on two
-    cores take about 1.5 member-times that way, against 2 for two rounds of which the second
-    leaves a core idle)."""
-    return members if members < 2 * cores else cores
-
-
-def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
-    """Every member: here, one after another (a single member, or a GPU), or on the CPU in worker
-    processes (see :func:`worker_count`)."""
-    count = job.model.members
-    cores = usable_cores()
-    workers = worker_count(count, cores) if device.type == "cpu" else 1
-    if workers == 1:
-        return [fit_member(job, k, device) for k in range(count)]
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="rnnonnx-members-") as tmp:
-        work = Path(tmp)
-        _write_job(work, job, threads=max(1, cores // workers))
-        waiting, running = list(range(count)), {}
-        try:
-            while waiting or running:
-                while waiting and len(running) < workers:
-                    k = waiting.pop(0)
-                    running[k] = subprocess.Popen([sys.executable, "-m", "rnnonnx.fitting", str(work), str(k)])
-                for k, proc in list(running.items()):
-                    if proc.poll() is not None:
-                        del running[k]
-                        if proc.returncode != 0:
-                            raise RnnonnxError(
-                                f"training member {k + 1} of {count} failed (worker exit status {proc.returncode})"
-                            )
-                time.sleep(0.05)
-        finally:
-            for proc in running.values():  # an error or Ctrl-C: stop the other members now
-                proc.kill()
-                proc.wait()
-        return [_read_member(work, k) for k in range(count)]
-
-
-def _write_job(work: Path, job: FitJob, threads: int) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {"train_ids": job.train_ids, "train_y": job.train_y, "val_ids": job.val_ids, "val_y": job.val_y}
-    if job.vector_rows is not None:
-        tensors |= {"vector_rows": job.vector_rows, "vector_values": job.vector_values}
-    save_file({k: v.clone() for k, v in tensors.items()}, str(work / DATA_FILE))
-    record = {
-        "model": job.model.to_dict(),
-        "training": job.training.to_dict(),
-        "progress": job.progress,
-        "threads": threads,
-        "class_weights": job.class_weights,
-        "refit_epochs": job.refit_epochs,
-    }
-    (work / JOB_FILE).write_text(json.dumps(record), encoding="utf-8")
-
-
-def _read_job(work: Path) -> tuple[FitJob, int]:
-    from safetensors.torch import load_file
-
-    record = json.loads((work / JOB_FILE).read_text(encoding="utf-8"))
-    data = load_file(str(work / DATA_FILE))
-    job = FitJob(
-        ModelConfig(**record["model"]),
-        TrainConfig(**record["training"]),
-        data["train_ids"],
-        data["train_y"],
-        data["val_ids"],
-        data["val_y"],
-        record["progress"],
-        record["class_weights"],
-        data.get("vector_rows"),
-        data.get("vector_values"),
-        record.get("refit_epochs"),
-    )
-    return job, record["threads"]
-
-
-def _read_member(work: Path, member: int) -> MemberFit:
-    from safetensors.torch import load_file
-
-    record = json.loads((work / f"member{member}.json").read_text(encoding="utf-8"))
-    return MemberFit(
-        record["seed"], load_file(str(work / f"member{member}.safetensors")), record["history"], record["best_epoch"]
-    )
-
-
-def exit_with_parent() -> None:
-    """Stop this worker as soon as its parent is gone (killed before it could stop its workers)."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def member_worker(work: Path, member: int) -> None:
-    """A worker process: fit one member from the files :func:`fit_members` wrote, write it back."""
-    from safetensors.torch import save_file
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    exit_with_parent()
-    job, threads = _read_job(work)
-    torch.set_num_threads(threads)
-    fit = fit_member(job, member, torch.device("cpu"), live=False)
-    save_file({k: v.contiguous() for k, v in fit.state.items()}, str(work / f"member{member}.safetensors"))
-    record = {"seed": fit.seed, "history": fit.history, "best_epoch": fit.best_epoch}
-    (work / f"member{member}.json").write_text(json.dumps(record), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    try:
-        member_worker(Path(sys.argv[1]), int(sys.argv[2]))
-    except RnnonnxError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(1)

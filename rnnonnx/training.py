@@ -1,7 +1,7 @@
 """Training a run: vocabulary (scikit-learn), split, the members' fit, scores, the run directory.
 
-The epoch loop and the worker pool live in :mod:`rnnonnx.fitting`; the run directory's layout
-in :mod:`rnnonnx.run`.
+The epoch loop lives in :mod:`rnnonnx.fitting`, the worker pool in :mod:`rnnonnx.workers`, the run
+directory's layout in :mod:`rnnonnx.run`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from .config import AUTO, TrainConfig, row_rule
 from .data import BUILTIN_CREDIT, LabelledTexts, check_classes, read_builtin, split, warn
 from .errors import RnnonnxError
 from .files import check_output_directory
-from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, fit_members, resolve_device, seed_everything
+from .fitting import FitJob, MemberFit, batches, evaluate_loss, evaluate_multilabel, resolve_device, seed_everything
 from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, prior_shift, set_logit_shift, set_temperature
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec, choose_analyzer
 from .vectors import WordVectors
+from .workers import fit_members, member_pool
 
 if TYPE_CHECKING:
     from .linear import LinearFit
@@ -226,99 +227,103 @@ def train_run(
     device = resolve_device(config.device)
     if test_data is not None and config.test > 0:
         raise RnnonnxError(f"--test-file replaces the held-out test split: drop --test {config.test:g} (or pass --test 0)")
-    rows = split_rows(data, config)
-    if test_data is not None:
-        rows.test = own_test_rows(test_data, labels)
-    max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
-    config = resolve_batch(config, len(rows.train[0]), progress)
-    config = resolve_epochs(config, len(rows.train[0]), progress)
-    config = resolve_refit(config, rows, progress)
-    spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
-    tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
-    vectors, config = load_vectors(config, tokenizer.vocab, progress)
-    label_index = {name: i for i, name in enumerate(labels)}
+    with member_pool(config.members, device, searching=config.autotune is not None) as pool:
+        rows = split_rows(data, config)
+        if test_data is not None:
+            rows.test = own_test_rows(test_data, labels)
+        max_len, config = resolve_max_len(config, rows.train[0], progress, multi)
+        config = resolve_batch(config, len(rows.train[0]), progress)
+        config = resolve_epochs(config, len(rows.train[0]), progress)
+        config = resolve_refit(config, rows, progress)
+        spec = TokenizerSpec(analyzer=config.analyzer, max_len=max_len)
+        tokenizer = Tokenizer(spec, build_vocab(rows.train[0], spec, config.min_df, config.max_vocab))
+        vectors, config = load_vectors(config, tokenizer.vocab, progress)
+        label_index = {name: i for i, name in enumerate(labels)}
 
-    def tensors(part: Rows) -> tuple[torch.Tensor, torch.Tensor]:
-        if multi:  # 0/1 targets [rows, labels]
-            return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.from_numpy(multilabel.multi_hot(part[1], labels)[0])
-        return torch.from_numpy(tokenizer.encode_batch(part[0])), torch.tensor([label_index[n] for n in part[1]])
+        def tensors(part: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+            ids = torch.from_numpy(tokenizer.encode_batch(part[0]))
+            if multi:  # 0/1 targets [rows, labels]
+                return ids, torch.from_numpy(multilabel.multi_hot(part[1], labels)[0])
+            return ids, torch.tensor([label_index[n] for n in part[1]])
 
-    started = time.perf_counter()
-    tuned = None
-    if config.autotune is not None:
-        from .tuning import autotune
+        started = time.perf_counter()
+        tuned = None
+        if config.autotune is not None:
+            from .tuning import autotune
 
-        tuned = autotune(config, rows, tokenizer, labels, vectors, device, fixed, progress)
-        config, tokenizer, spec = tuned.config, tuned.tokenizer, tuned.tokenizer.spec
-    train_ids, train_y = tensors(rows.train)
-    val_ids, val_y = tensors(rows.validation)
-    pooling = resolve_pooling(config.pooling, train_ids, max_len if config.max_len != "auto" else POOLING_REFERENCE_LEN)
-    if progress and pooling != config.pooling:
-        print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
-    model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling, multi_label=multi)
-    shift: tuple[float, ...] = ()
-    if multi:
-        weights = _positive_weights(config, labels, train_y)
-    else:
-        counts = torch.bincount(train_y, minlength=len(labels)).tolist()
-        weights, shift = config.class_weights(labels, counts), prior_shift(counts, config.logit_adjustment)
-    if progress and shift:
-        print(
-            f"logit adjustment {config.logit_adjustment:g}: class logits shifted by {min(shift):+.3f} (most frequent) "
-            f"to {max(shift):+.3f} (rarest)",
-            file=sys.stderr,
-        )
-    job = FitJob(model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors))
-    fits = tuned.fits if tuned is not None else fit_members(job, device)
-    model = build_model(model_config).to(device)
-    for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
-        member.load_state_dict(fit.state)
-    linear = None
-    if config.linear_weight != 0 and not multi and not (config.linear_weight == AUTO and rows.validation_is_train):
-        linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift)
-        model, tokenizer = linear.model, linear.tokenizer
+            tuned = autotune(config, rows, tokenizer, labels, vectors, device, fixed, progress)
+            config, tokenizer, spec = tuned.config, tuned.tokenizer, tuned.tokenizer.spec
+        train_ids, train_y = tensors(rows.train)
         val_ids, val_y = tensors(rows.validation)
-    if shift:
-        set_logit_shift(model, shift)
-    test = tensors(rows.test) if rows.test[0] else None
-    if multi:
-        if progress and config.calibrate:
-            print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
-        refit = (lambda: refit_run(model, job, fits, device, progress)) if config.refit else None
-        return _finish_multilabel(
-            config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
+        pooling = resolve_pooling(config.pooling, train_ids, max_len if config.max_len != "auto" else POOLING_REFERENCE_LEN)
+        if progress and pooling != config.pooling:
+            print(f"pooling {config.pooling}: {pooling}", file=sys.stderr)
+        model_config = config.model_config(len(tokenizer.vocab), len(labels), pooling, multi_label=multi)
+        shift: tuple[float, ...] = ()
+        if multi:
+            weights = _positive_weights(config, labels, train_y)
+        else:
+            counts = torch.bincount(train_y, minlength=len(labels)).tolist()
+            weights, shift = config.class_weights(labels, counts), prior_shift(counts, config.logit_adjustment)
+        if progress and shift:
+            print(
+                f"logit adjustment {config.logit_adjustment:g}: class logits shifted by {min(shift):+.3f} (most frequent) "
+                f"to {max(shift):+.3f} (rarest)",
+                file=sys.stderr,
+            )
+        job = FitJob(
+            model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors), pool=pool
         )
-    calibration = _calibrate(model, config, rows, (val_ids, val_y), None if config.refit else test, device, progress)
-    val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
-    refit = refit_run(model, job, fits, device, progress) if config.refit else None
-    if refit is not None and linear is not None and linear.fit is not None:
-        refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
-    if refit is not None and calibration is not None and test is not None:
-        calibration = calibration_on_test(model, calibration, test, device)
-    metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
-    metrics.calibration = calibration
-    metrics.refit = refit
-    metrics.vectors = vectors.record() if vectors is not None else None
-    metrics.autotune = tuned.record if tuned is not None else None
-    metrics.linear = linear.record if linear is not None else None
-    if test is not None:
-        metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
-    if config.baseline:
-        from .baseline import baseline_metrics
+        fits = tuned.fits if tuned is not None else fit_members(job, device)
+        model = build_model(model_config).to(device)
+        for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
+            member.load_state_dict(fit.state)
+        linear = None
+        if config.linear_weight != 0 and not multi and not (config.linear_weight == AUTO and rows.validation_is_train):
+            linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift)
+            model, tokenizer = linear.model, linear.tokenizer
+            val_ids, val_y = tensors(rows.validation)
+        if shift:
+            set_logit_shift(model, shift)
+        test = tensors(rows.test) if rows.test[0] else None
+        if multi:
+            if progress and config.calibrate:
+                print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
+            refit = (lambda: refit_run(model, job, fits, device, progress)) if config.refit else None
+            return _finish_multilabel(
+                config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
+            )
+        calibration = _calibrate(model, config, rows, (val_ids, val_y), None if config.refit else test, device, progress)
+        val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
+        refit = refit_run(model, job, fits, device, progress) if config.refit else None
+        if refit is not None and linear is not None and linear.fit is not None:
+            refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
+        if refit is not None and calibration is not None and test is not None:
+            calibration = calibration_on_test(model, calibration, test, device)
+        metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
+        metrics.calibration = calibration
+        metrics.refit = refit
+        metrics.vectors = vectors.record() if vectors is not None else None
+        metrics.autotune = tuned.record if tuned is not None else None
+        metrics.linear = linear.record if linear is not None else None
+        if test is not None:
+            metrics.test_loss, metrics.test_accuracy = evaluate_loss(model, *test, device)
+        if config.baseline:
+            from .baseline import baseline_metrics
 
-        if progress:
-            print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
-        metrics.baseline = baseline_metrics(
-            rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, config.refit
-        )
-    record = _config_record(config, model, data, rows, device, tokenizer, test_data)
-    if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
-        record["autotune"] = {
-            k: tuned.record[k] for k in ("budget_seconds", "trials", "best_trial", "best_val_accuracy", "best_params", "kept")
-        }
-    record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
-    write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
-    return metrics
+            if progress:
+                print("fitting the TF-IDF + logistic regression baseline on the same split", file=sys.stderr)
+            metrics.baseline = baseline_metrics(
+                rows.train, rows.validation, rows.test, spec, config.min_df, config.seed, config.refit
+            )
+        record = _config_record(config, model, data, rows, device, tokenizer, test_data)
+        if tuned is not None:  # "training" holds the chosen recipe; this says which of it was searched
+            record["autotune"] = {
+                k: tuned.record[k] for k in ("budget_seconds", "trials", "best_trial", "best_val_accuracy", "best_params", "kept")
+            }
+        record["training"]["class_weights"] = dict(zip(labels, weights)) if weights is not None else None
+        write_run(out_dir, model.state_dict(), record, tokenizer, labels, metrics, rows.validation, rows.test, inputs)
+        return metrics
 
 
 def _positive_weights(config: TrainConfig, labels: list[str], targets: torch.Tensor) -> list[float] | None:

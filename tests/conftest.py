@@ -124,3 +124,27 @@ def tiny_multilabel_bundle(tiny_multilabel_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "multilabel"
     export_run(tiny_multilabel_run, out, log=lambda message: None)
     return out
+
+
+def member_job(config, n: int = 120):
+    """A two-member fit job on random ids: 120 rows of 10 ids (a third cut to 6 tokens), 2 classes."""
+    import torch
+
+    from rnnonnx.config import ModelConfig
+    from rnnonnx.fitting import FitJob
+
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(2, 30, (n, 10), generator=generator)
+    ids[::3, 6:] = 0
+    model = ModelConfig(
+        vocab_size=30, num_classes=2, arch="lstm", embed_dim=8, hidden=8, layers=1, bidirectional=False, dropout=0.3, members=2
+    )
+    return FitJob(
+        model,
+        config,
+        ids,
+        torch.randint(0, 2, (n,), generator=generator),
+        ids[:30],
+        torch.randint(0, 2, (30,), generator=generator),
+        progress=False,
+    )

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from rnnonnx import config as config_module
-from rnnonnx import fitting
+from rnnonnx import fitting, workers
 from rnnonnx.config import ModelConfig, TrainConfig
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.fitting import FitJob, resolve_device
 from rnnonnx.training import train_run as train
-from tests.conftest import small_sample
+from tests.conftest import member_job, small_sample
 
 FAST = dict(embed_dim=8, hidden=8, max_len=20, members=1)
 
@@ -36,49 +32,9 @@ def test_training_on_cuda(tmp_path):
     assert config["training"]["device"].startswith("cuda")
 
 
-def _member_job(config: TrainConfig, n: int = 120) -> FitJob:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(2, 30, (n, 10), generator=generator)
-    ids[::3, 6:] = 0
-    model = ModelConfig(
-        vocab_size=30, num_classes=2, arch="lstm", embed_dim=8, hidden=8, layers=1, bidirectional=False, dropout=0.3, members=2
-    )
-    return FitJob(
-        model,
-        config,
-        ids,
-        torch.randint(0, 2, (n,), generator=generator),
-        ids[:30],
-        torch.randint(0, 2, (30,), generator=generator),
-        progress=False,
-    )
-
-
-def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypatch):
-    config = TrainConfig(epochs=2, batch_size=16, patience=5, **{k: v for k, v in FAST.items() if k != "max_len"})
-    job = _member_job(config)
-    monkeypatch.setattr(fitting, "usable_cores", lambda: 2)  # two workers, one thread each, even on one core
-    fits = fitting.fit_members(job, torch.device("cpu"))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        here = [fitting.fit_member(job, k, torch.device("cpu")) for k in range(2)]
-    finally:
-        torch.set_num_threads(threads)
-    assert [f.seed for f in fits] == [0, 1000] and [f.best_epoch for f in fits] == [h.best_epoch for h in here]
-    for fit, ref in zip(fits, here):
-        assert fit.history == ref.history and all(torch.equal(fit.state[k], ref.state[k]) for k in ref.state)
-    assert not torch.equal(fits[0].state["embedding.weight"], fits[1].state["embedding.weight"])
-
-
-def test_members_share_the_cores_when_they_outnumber_them_by_less_than_two_to_one():
-    assert [fitting.worker_count(m, 2) for m in (1, 2, 3, 4, 5, 16)] == [1, 2, 3, 2, 2, 2]
-    assert [fitting.worker_count(m, 1) for m in (1, 3)] == [1, 1] and fitting.worker_count(3, 8) == 3
-
-
 def test_a_member_fitted_with_batch_size_auto_uses_the_resolved_batch(monkeypatch):
     config = TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"})
-    job = _member_job(config)
+    job = member_job(config)
     seen = []
     original = fitting.batches
     monkeypatch.setattr(fitting, "batches", lambda ids, y, size, gen: seen.append(size) or original(ids, y, size, gen))
@@ -87,49 +43,12 @@ def test_a_member_fitted_with_batch_size_auto_uses_the_resolved_batch(monkeypatc
     assert seen[0] == 128
 
 
-def test_a_failed_member_worker_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(fitting, "usable_cores", lambda: 2)
-    monkeypatch.setattr(fitting.sys, "executable", "false")
-    with pytest.raises(RnnonnxError, match="training member 1 of 2 failed"):
-        fitting.fit_members(_member_job(TrainConfig(epochs=1)), torch.device("cpu"))
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
-def test_member_worker_stops_when_its_parent_is_killed():
-    child = (
-        "import time; from rnnonnx.fitting import exit_with_parent; exit_with_parent(); "
-        "print('ready', flush=True); time.sleep(120)"
-    )
-    parent = (
-        f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], "
-        f"stdout=subprocess.PIPE, stderr=subprocess.DEVNULL); "
-        "p.stdout.readline(); print(p.pid, flush=True)"
-    )
-    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
-    pid = int(done.stdout.strip())
-    deadline = time.time() + 10
-    while _alive(pid) and time.time() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.kill(pid, 9)
-        pytest.fail("the worker outlived its parent")
-
-
 def test_class_weights_reach_the_loss_and_the_workers(tmp_path):
     config = TrainConfig(epochs=2, batch_size=16, lr=0.01, **{k: v for k, v in FAST.items() if k != "max_len"})
-    job = _member_job(config)
+    job = member_job(config)
     weighted = FitJob(**{**job.__dict__, "class_weights": [50.0, 1.0]})
-    fitting._write_job(tmp_path, weighted, threads=1)
-    assert fitting._read_job(tmp_path)[0].class_weights == [50.0, 1.0]
+    workers._write_job(tmp_path, weighted, threads=1)
+    assert workers._read_job(tmp_path)[0].class_weights == [50.0, 1.0]
 
     def share_of_class_1(fit: fitting.MemberFit) -> float:
         model = fitting.TextClassifier(job.model).eval()
@@ -143,7 +62,7 @@ def test_class_weights_reach_the_loss_and_the_workers(tmp_path):
 
 
 def test_the_validation_loss_is_weighted_like_the_training_loss():
-    job = _member_job(TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"}))
+    job = member_job(TrainConfig(epochs=1, **{k: v for k, v in FAST.items() if k != "max_len"}))
     model = fitting.TextClassifier(job.model).eval()
     with torch.no_grad():
         per_row = torch.nn.functional.cross_entropy(model(job.val_ids), job.val_y, reduction="none")
