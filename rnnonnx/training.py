@@ -27,7 +27,7 @@ from .model import NGRAM_PRIME, Ensemble, TextClassifier, build_model, prior_shi
 from .run import MemberRecord, Metrics, is_run_dir, write_run
 from .text import PAD_ID, PAD_TOKEN, UNK_TOKEN, Tokenizer, TokenizerSpec, choose_analyzer
 from .vectors import WordVectors
-from .workers import fit_members, member_pool, start_members
+from .workers import fit_members, member_pool
 
 if TYPE_CHECKING:
     from .linear import LinearFit
@@ -275,7 +275,6 @@ def train_run(
             model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors), pool=pool
         )
         fits = tuned.fits if tuned is not None else fit_members(job, device)
-        refitting = Refit(job, fits, device, progress) if config.refit else None  # runs meanwhile
         model = build_model(model_config).to(device)
         for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
             member.load_state_dict(fit.state)
@@ -290,13 +289,13 @@ def train_run(
         if multi:
             if progress and config.calibrate:
                 print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
-            refit = (lambda: refitting.apply(model)) if refitting is not None else None
+            refit = (lambda: refit_run(model, job, fits, device, progress)) if config.refit else None
             return _finish_multilabel(
                 config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
             )
         calibration = _calibrate(model, config, rows, (val_ids, val_y), None if config.refit else test, device, progress)
         val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
-        refit = refitting.apply(model) if refitting is not None else None
+        refit = refit_run(model, job, fits, device, progress) if config.refit else None
         if refit is not None and linear is not None and linear.fit is not None:
             refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
         if refit is not None and calibration is not None and test is not None:
@@ -428,46 +427,36 @@ def vector_tensors(vectors: WordVectors | None) -> tuple[torch.Tensor | None, to
     return torch.from_numpy(vectors.rows), torch.from_numpy(vectors.values)
 
 
-class Refit:
-    """``--refit`` of the members, started at once (in worker processes on the CPU, while the run
-    goes on with its linear member and calibration) and loaded into the model by :meth:`apply`:
-    every member trained again from its own seed on the training + validation rows, for the
-    epochs early stopping chose for it.
+def refit_run(model: TextClassifier | Ensemble, job: FitJob, fits: list[MemberFit], device: torch.device, progress: bool) -> dict:
+    """``--refit``: train every member again from its own seed on the training + validation rows,
+    for the epochs early stopping chose for it, and load those weights into ``model``.
 
     The temperature fitted on the validation rows before the refit is kept: once the model has
     learned those rows, they can no longer tell how over-confident it is on new ones, and the
     refitted model (same recipe, same epochs, 1/8 more rows) is as over-confident as the one it
-    replaces. Its record (``metrics.json``'s ``refit``) gives the rows, epochs and seconds from its
-    start to its end; the validation scores of the run are the early-stopped model's, the test
-    scores the refitted one's.
+    replaces. Its record (``metrics.json``'s ``refit``) gives the rows, epochs and seconds; the
+    validation scores of the run are the early-stopped model's, the test scores the refitted one's.
     """
-
-    def __init__(self, job: FitJob, fits: list[MemberFit], device: torch.device, progress: bool) -> None:
-        self.started = time.perf_counter()
-        self.epochs = [fit.best_epoch for fit in fits]
-        if progress:
-            print(
-                f"refit on training + validation rows ({len(job.train_ids) + len(job.val_ids)}) for epoch(s) {self.epochs}",
-                file=sys.stderr,
-            )
-        width = max(job.train_ids.shape[1], job.val_ids.shape[1])
-        refit_job = replace(
-            job,
-            train_ids=torch.cat([_pad_to(job.train_ids, width), _pad_to(job.val_ids, width)]),
-            train_y=torch.cat([job.train_y, job.val_y]),
-            refit_epochs=self.epochs,
-            on_epoch=None,
-            deadline=None,
+    started = time.perf_counter()
+    epochs = [fit.best_epoch for fit in fits]
+    if progress:
+        print(
+            f"refit on training + validation rows ({len(job.train_ids) + len(job.val_ids)}) for epoch(s) {epochs}",
+            file=sys.stderr,
         )
-        self.rows = len(refit_job.train_ids)
-        self.fitting = start_members(refit_job, device)
-
-    def apply(self, model: TextClassifier | Ensemble) -> dict:
-        """Wait for the refitted members, load them into ``model``; the refit's record."""
-        refits = self.fitting.result()
-        for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], refits):
-            member.load_state_dict(fit.state)
-        return {"rows": self.rows, "epochs": self.epochs, "seconds": round(time.perf_counter() - self.started, 2)}
+    width = max(job.train_ids.shape[1], job.val_ids.shape[1])
+    refit_job = replace(
+        job,
+        train_ids=torch.cat([_pad_to(job.train_ids, width), _pad_to(job.val_ids, width)]),
+        train_y=torch.cat([job.train_y, job.val_y]),
+        refit_epochs=epochs,
+        on_epoch=None,
+        deadline=None,
+    )
+    refits = fit_members(refit_job, device)
+    for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], refits):
+        member.load_state_dict(fit.state)
+    return {"rows": len(refit_job.train_ids), "epochs": epochs, "seconds": round(time.perf_counter() - started, 2)}
 
 
 @dataclass

@@ -118,74 +118,40 @@ def member_pool(members: int, device: torch.device, searching: bool = False) -> 
             pool.close()
 
 
-class Fitting:
-    """Members being fitted: started by :func:`start_members`, collected by :meth:`result`, so
-    that the caller can work meanwhile (a run fits its linear member while its refit runs)."""
-
-    def __init__(self, job: FitJob, device: torch.device) -> None:
-        count = job.model.members
-        cores = usable_cores()
-        workers = worker_count(count, cores) if device.type == "cpu" else 1
-        self._count, self._workers, self._fits = count, workers, None
-        if workers == 1:
-            self._fits = [fit_member(job, k, device) for k in range(count)]
-            return
-        self._own_pool = job.pool is None
-        self._pool = job.pool if job.pool is not None else MemberPool()
-        self._tmp = tempfile.TemporaryDirectory(prefix="rnnonnx-members-")
-        self._work = Path(self._tmp.name)
-        self._waiting, self._running = list(range(count)), set()
-        try:
-            _write_job(self._work, job, threads=max(1, cores // workers))
-            self._start_waiting()
-        except BaseException:
-            self._stop()
-            raise
-
-    def _start_waiting(self) -> None:
-        while self._waiting and len(self._running) < self._workers:
-            k = self._waiting.pop(0)
-            self._pool.start(self._work, k)
-            self._running.add(k)
-
-    def _stop(self) -> None:
-        self._pool.close()  # an error or Ctrl-C: stop the other members now
-        self._tmp.cleanup()
-
-    def result(self) -> list[MemberFit]:
-        """Every member's fit, once all have ended (a failed worker is an error)."""
-        if self._fits is not None:
-            return self._fits
-        try:
-            while self._waiting or self._running:
-                for k in sorted(self._running):
-                    status = self._pool.exit_status(self._work, k)
-                    if status is not None:
-                        self._running.discard(k)
-                        if status != 0:
-                            raise RnnonnxError(f"training member {k + 1} of {self._count} failed (worker exit status {status})")
-                self._start_waiting()
-                time.sleep(0.05)
-            self._fits = [_read_member(self._work, k) for k in range(self._count)]
-        except BaseException:
-            self._stop()
-            raise
-        if self._own_pool:
-            self._pool.close()
-        self._tmp.cleanup()
-        return self._fits
-
-
-def start_members(job: FitJob, device: torch.device) -> Fitting:
-    """Start fitting every member: here, one after another, before returning (a single member, or a
-    GPU), or on the CPU in worker processes (see :func:`worker_count`), from ``job.pool`` or a pool
-    of the fit's own."""
-    return Fitting(job, device)
-
-
 def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
-    """Every member, fitted (see :func:`start_members`)."""
-    return start_members(job, device).result()
+    """Every member: here, one after another (a single member, or a GPU), or on the CPU in worker
+    processes (see :func:`worker_count`), from ``job.pool`` or a pool of this call's own."""
+    count = job.model.members
+    cores = usable_cores()
+    workers = worker_count(count, cores) if device.type == "cpu" else 1
+    if workers == 1:
+        return [fit_member(job, k, device) for k in range(count)]
+    pool = job.pool if job.pool is not None else MemberPool()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rnnonnx-members-") as tmp:
+            work = Path(tmp)
+            _write_job(work, job, threads=max(1, cores // workers))
+            waiting, running = list(range(count)), set()
+            try:
+                while waiting or running:
+                    while waiting and len(running) < workers:
+                        k = waiting.pop(0)
+                        pool.start(work, k)
+                        running.add(k)
+                    for k in sorted(running):
+                        status = pool.exit_status(work, k)
+                        if status is not None:
+                            running.discard(k)
+                            if status != 0:
+                                raise RnnonnxError(f"training member {k + 1} of {count} failed (worker exit status {status})")
+                    time.sleep(0.05)
+            except BaseException:
+                pool.close()  # an error or Ctrl-C: stop the other members now
+                raise
+            return [_read_member(work, k) for k in range(count)]
+    finally:
+        if job.pool is None:
+            pool.close()
 
 
 def _write_job(work: Path, job: FitJob, threads: int) -> None:

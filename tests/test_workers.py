@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnonnx import fitting, training, workers
+from rnnonnx import fitting, workers
 from rnnonnx.config import TrainConfig
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.training import train_run
@@ -158,27 +158,3 @@ def test_a_run_starts_one_helper_for_its_fit_and_its_refit(monkeypatch, tmp_path
     assert metrics.refit is not None and len(started) == 1
     assert started[0].returncode == 0  # closed at the end of the run
     assert Path(tmp_path / "run" / "model.safetensors").exists()
-
-
-@LINUX
-def test_the_refit_trains_while_the_run_fits_its_linear_member(monkeypatch, tmp_path):
-    helpers, running = [], []
-    original_init, original_linear = workers.MemberPool.__init__, training.add_linear_member
-
-    def counted(self: workers.MemberPool) -> None:
-        original_init(self)
-        helpers.append(self._helper)
-
-    def watched(*args, **kwargs):
-        deadline = time.time() + 10
-        while not _children(helpers[0].pid) and time.time() < deadline:
-            time.sleep(0.05)
-        running.append(len(_children(helpers[0].pid)))
-        return original_linear(*args, **kwargs)
-
-    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
-    monkeypatch.setattr(workers.MemberPool, "__init__", counted)
-    monkeypatch.setattr(training, "add_linear_member", watched)
-    config = TrainConfig(epochs=3, refit=True, max_len=20, embed_dim=8, hidden=8, members=2)
-    metrics = train_run(config, tmp_path / "run", small_sample(300), progress=False)
-    assert running == [2] and metrics.refit is not None and metrics.linear is not None
