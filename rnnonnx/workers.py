@@ -109,8 +109,9 @@ def member_pool(members: int, device: torch.device, searching: bool = False) -> 
     """The pool for a run's member fits, started now (so that its helper's imports overlap the
     run's preparation) when they will use workers: on the CPU, with more than one worker for
     ``members``, or ``searching`` (an autotune search may choose several); else None."""
-    wanted = device.type == "cpu" and (searching or worker_count(members, usable_cores()) > 1)
-    pool = MemberPool() if wanted and usable_cores() > 1 else None
+    cores = usable_cores()
+    wanted = device.type == "cpu" and cores > 1 and (searching or worker_count(members, cores) > 1)
+    pool = MemberPool() if wanted else None
     try:
         yield pool
     finally:

@@ -148,3 +148,26 @@ def member_job(config, n: int = 120):
         torch.randint(0, 2, (30,), generator=generator),
         progress=False,
     )
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped (read from /proc, Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (read from /proc, Linux); none once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and those they started."""
+    return [found for child in children(pid) for found in [child, *descendants(child)]]

@@ -13,7 +13,7 @@ import pytest
 
 from rnnonnx import __version__
 from rnnonnx.workers import FORKS
-from tests.conftest import run_cli, small_sample
+from tests.conftest import alive, descendants, run_cli, small_sample
 
 FOUR = [
     ("I love this product", 0),
@@ -225,40 +225,21 @@ def test_stopping_training_leaves_no_run_workers_or_temporary_files(tmp_path, si
     while not list((tmp_path / "tmp").glob("rnnonnx-members-*/data.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
     expected = 3 if FORKS else 2  # two workers, forked on Linux by the pool's helper
-    while len(_descendants(child.pid)) < expected and time.time() < deadline:
+    while len(descendants(child.pid)) < expected and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1)  # the workers are training
-    workers = _descendants(child.pid)
+    workers = descendants(child.pid)
     assert len(workers) == expected, "the members should be training in worker processes"
     child.send_signal(getattr(signal, sig))
     _, err = child.communicate(timeout=60)
     assert child.returncode == status and "Traceback" not in err
     deadline = time.time() + 10
-    while any(map(_alive, workers)) and time.time() < deadline:
+    while any(map(alive, workers)) and time.time() < deadline:
         time.sleep(0.2)
-    assert not any(map(_alive, workers))
+    assert not any(map(alive, workers))
     # torch's first optimizer makes its compiler's cache folder (torchinductor_USER) there, as in any torch program
     left = [path for path in (tmp_path / "tmp").iterdir() if not path.name.startswith("torchinductor_")]
     assert not (tmp_path / "run").exists() and left == []
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes started by ``pid`` and by those, read from /proc (Linux)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            children = [int(child) for child in handle.read().split()]
-    except FileNotFoundError:
-        return []
-    return [found for child in children for found in [child, *_descendants(child)]]
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # --- --out and --output never destroy what rnnonnx did not write ----------------------------------

@@ -15,7 +15,7 @@ from rnnonnx import fitting, workers
 from rnnonnx.config import TrainConfig
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.training import train_run
-from tests.conftest import member_job, small_sample
+from tests.conftest import alive, children, member_job, small_sample
 
 SMALL = dict(embed_dim=8, hidden=8, members=1)
 LINUX = pytest.mark.skipif(not workers.FORKS, reason="the helper forks workers on Linux only")
@@ -63,20 +63,11 @@ def test_a_forked_worker_that_fails_is_a_clear_error_with_its_reason(monkeypatch
     assert "Traceback" in err and "weight" in err
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _wait_until_gone(pid: int, seconds: float = 10) -> bool:
     deadline = time.time() + seconds
-    while _alive(pid) and time.time() < deadline:
+    while alive(pid) and time.time() < deadline:
         time.sleep(0.1)
-    return not _alive(pid)
+    return not alive(pid)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
@@ -97,11 +88,6 @@ def test_member_worker_stops_when_its_parent_is_killed():
         pytest.fail("the worker outlived its parent")
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        return [int(child) for child in handle.read().split()]
-
-
 @LINUX
 def test_closing_the_pool_stops_its_running_worker_and_its_helper(tmp_path):
     job = member_job(TrainConfig(epochs=500, patience=500, batch_size=16, **SMALL), n=2000)
@@ -111,9 +97,9 @@ def test_closing_the_pool_stops_its_running_worker_and_its_helper(tmp_path):
     assert helper is not None
     pool.start(tmp_path, 0)
     deadline = time.time() + 60
-    while not _children(helper.pid) and time.time() < deadline:
+    while not children(helper.pid) and time.time() < deadline:
         time.sleep(0.05)
-    [worker] = _children(helper.pid)
+    [worker] = children(helper.pid)
     assert pool.exit_status(tmp_path, 0) is None
     pool.close()
     assert helper.returncode == 0 and _wait_until_gone(worker, 5)
@@ -133,9 +119,9 @@ def test_the_helper_and_its_worker_stop_when_the_run_is_killed(tmp_path):
     try:
         helper = int(proc.stdout.readline())
         deadline = time.time() + 60
-        while not _children(helper) and time.time() < deadline:
+        while not children(helper) and time.time() < deadline:
             time.sleep(0.05)
-        [worker] = _children(helper)
+        [worker] = children(helper)
     finally:
         proc.kill()
         proc.wait()
