@@ -22,7 +22,7 @@ from torch import nn
 from .config import ModelConfig, TrainConfig
 from .errors import RnnonnxError
 from .model import Ensemble, TextClassifier
-from .optimizer import adam, sparse_embeddings
+from .optimizer import adam, clip_gradients, sparse_embeddings
 from .progress import Progress, bar
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def fit_member(job: FitJob, member: int, device: torch.device, live: bool = True
                 raise RnnonnxError(f"{name}epoch {epoch}: the training loss became {float(loss)} (try a lower --lr)")
             loss.backward()
             optimizer.densify()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            clip_gradients(model.parameters(), 5.0)
             optimizer.step()
             seen, step = seen + len(target), step + 1
             loss_sum += loss.item() * len(target)

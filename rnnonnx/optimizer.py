@@ -10,7 +10,8 @@ the effect on whole fits).
 An embedding's dense gradient is mostly zero rows, yet backward allocates, clears and frees the
 whole table's worth at every step. With ``sparse=True`` embeddings, :class:`Adam` adds their
 sparse gradients into a dense buffer it keeps from step to step, clearing only the rows the last
-step touched, and then takes the same dense step.
+step touched (or all of it, when that step touched more rows than a memset costs), and then
+takes the same dense step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Callable, Iterable
 import torch
 
 FUSED_DEVICES = ("cpu", "cuda")
+# Clearing the rows the last step touched costs about as much per row as a memset costs for
+# ZERO_ALL_SHARE of them: past that share of the table, the whole buffer is zeroed instead.
+ZERO_ALL_SHARE = 6
 
 
 class Adam(torch.optim.Adam):
@@ -43,6 +47,8 @@ class Adam(torch.optim.Adam):
                 buffer, last_rows = self._dense.get(param, (None, None))
                 if buffer is None:
                     buffer = torch.zeros_like(param)
+                elif len(last_rows) * ZERO_ALL_SHARE > len(buffer):
+                    buffer.zero_()
                 else:
                     buffer.index_fill_(0, last_rows, 0.0)
                 rows = grad._indices()[0]
@@ -66,3 +72,14 @@ def sparse_embeddings(model: torch.nn.Module, device: torch.device) -> None:
 def adam(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device) -> Adam:
     """Adam at ``lr``, fused on the CPU and CUDA."""
     return Adam(parameters, lr, fused=device.type in FUSED_DEVICES)
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_``, the same to the bit, without its multiply by exactly 1
+    when the norm is under ``max_norm`` (most steps): on the CPU that pass over every gradient,
+    the embedding table's included, is about 1% of a member's step."""
+    parameters = [p for p in parameters if p.grad is not None]
+    total = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+    if total.device.type == "cpu" and bool(max_norm / (total + 1e-6) >= 1.0):
+        return
+    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, total)

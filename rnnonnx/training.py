@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .linear import LinearFit
 
 Rows = tuple[list[str], list[str]]
+T = TypeVar("T")
 
 
 def build_vocab(texts: list[str], spec: TokenizerSpec, min_df: int = 1, max_vocab: int | None = None) -> list[str]:
@@ -274,13 +275,19 @@ def train_run(
         job = FitJob(
             model_config, config, train_ids, train_y, val_ids, val_y, progress, weights, *vector_tensors(vectors), pool=pool
         )
-        fits = tuned.fits if tuned is not None else fit_members(job, device)
+        wants_linear = config.linear_weight != 0 and not multi
+        wants_linear = wants_linear and not (config.linear_weight == AUTO and rows.validation_is_train)
+
+        def fit_linear() -> LinearFitted | None:
+            return fit_linear_member(config, tokenizer, rows, label_index, weights, device) if wants_linear else None
+
+        fits, fitted = (tuned.fits, fit_linear()) if tuned is not None else fit_members(job, device, fit_linear)
         model = build_model(model_config).to(device)
         for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], fits):
             member.load_state_dict(fit.state)
         linear = None
-        if config.linear_weight != 0 and not multi and not (config.linear_weight == AUTO and rows.validation_is_train):
-            linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift)
+        if fitted is not None:
+            linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift, fitted)
             model, tokenizer = linear.model, linear.tokenizer
             val_ids, val_y = tensors(rows.validation)
         if shift:
@@ -289,15 +296,22 @@ def train_run(
         if multi:
             if progress and config.calibrate:
                 print("calibration: not applied to a multi-label model (per-label thresholds are tuned instead)", file=sys.stderr)
-            refit = (lambda: refit_run(model, job, fits, device, progress)) if config.refit else None
+            refit = (lambda: refit_run(model, job, fits, device, progress)[0]) if config.refit else None
             return _finish_multilabel(
                 config, out_dir, data, rows, model, tokenizer, labels, fits, weights, device, inputs, started, refit, test_data
             )
         calibration = _calibrate(model, config, rows, (val_ids, val_y), None if config.refit else test, device, progress)
         val_loss, val_acc = evaluate_loss(model, val_ids, val_y, device)
-        refit = refit_run(model, job, fits, device, progress) if config.refit else None
-        if refit is not None and linear is not None and linear.fit is not None:
-            refit["linear_epochs"] = refit_linear(linear, model, (val_ids, val_y), device, config.seed, weights)
+        refit = None
+        if config.refit:
+            choice = linear if linear is not None and linear.fit is not None else None
+
+            def refit_linear_member() -> int | None:
+                return refit_linear(choice, model, (val_ids, val_y), device, config.seed, weights) if choice else None
+
+            refit, linear_epochs = refit_run(model, job, fits, device, progress, refit_linear_member)
+            if linear_epochs is not None:
+                refit["linear_epochs"] = linear_epochs
         if refit is not None and calibration is not None and test is not None:
             calibration = calibration_on_test(model, calibration, test, device)
         metrics = _metrics(config, fits, rows, val_loss, val_acc, started)
@@ -427,9 +441,17 @@ def vector_tensors(vectors: WordVectors | None) -> tuple[torch.Tensor | None, to
     return torch.from_numpy(vectors.rows), torch.from_numpy(vectors.values)
 
 
-def refit_run(model: TextClassifier | Ensemble, job: FitJob, fits: list[MemberFit], device: torch.device, progress: bool) -> dict:
+def refit_run(
+    model: TextClassifier | Ensemble,
+    job: FitJob,
+    fits: list[MemberFit],
+    device: torch.device,
+    progress: bool,
+    beside: Callable[[], T] = lambda: None,
+) -> tuple[dict, T]:
     """``--refit``: train every member again from its own seed on the training + validation rows,
-    for the epochs early stopping chose for it, and load those weights into ``model``.
+    for the epochs early stopping chose for it, and load those weights into ``model``; meanwhile
+    ``beside()`` (the linear member's refit), whose result comes back with the record.
 
     The temperature fitted on the validation rows before the refit is kept: once the model has
     learned those rows, they can no longer tell how over-confident it is on new ones, and the
@@ -453,10 +475,10 @@ def refit_run(model: TextClassifier | Ensemble, job: FitJob, fits: list[MemberFi
         on_epoch=None,
         deadline=None,
     )
-    refits = fit_members(refit_job, device)
+    refits, result = fit_members(refit_job, device, beside)
     for member, fit in zip(model.members if isinstance(model, Ensemble) else [model], refits):
         member.load_state_dict(fit.state)
-    return {"rows": len(refit_job.train_ids), "epochs": epochs, "seconds": round(time.perf_counter() - started, 2)}
+    return {"rows": len(refit_job.train_ids), "epochs": epochs, "seconds": round(time.perf_counter() - started, 2)}, result
 
 
 @dataclass
@@ -472,22 +494,31 @@ class LinearChoice:
     train_y: torch.Tensor
 
 
-def add_linear_member(
-    model: TextClassifier | Ensemble,
+@dataclass
+class LinearFitted:
+    """The linear member fitted on its own (:func:`fit_linear_member`), before its share is chosen:
+    the tokenizer that reads ``linear_max_len`` tokens, the training and validation rows read by it,
+    the fit, how its bigrams were indexed, and the seconds all that took."""
+
+    reader: Tokenizer
+    train: tuple[torch.Tensor, torch.Tensor]
+    validation: tuple[torch.Tensor, torch.Tensor]
+    fit: "LinearFit"
+    bigrams: str
+    seconds: float
+
+
+def fit_linear_member(
     config: TrainConfig,
     tokenizer: Tokenizer,
     rows: SplitRows,
     label_index: dict[str, int],
     weights: list[float] | None,
     device: torch.device,
-    progress: bool,
-    shift: tuple[float, ...] = (),
-) -> LinearChoice:
+) -> LinearFitted:
     """Fit the linear member (:mod:`rnnonnx.linear`) on the training rows read up to
-    ``linear_max_len`` tokens, choose its share on the validation rows against the fitted
-    recurrent members, read with the model's logit ``shift`` (or take ``--linear-weight``), and
-    return the model that blends them, with the tokenizer that reads that far. A share of 0 returns
-    ``model`` and ``tokenizer`` as they were."""
+    ``linear_max_len`` tokens. It needs nothing of the recurrent members, so a run fits it while
+    they train (:func:`rnnonnx.workers.fit_members`)."""
     from . import linear as linear_model
 
     started = time.perf_counter()
@@ -506,6 +537,32 @@ def add_linear_member(
         member = linear_model.LinearMember(len(reader.vocab), config.linear_buckets, len(label_index), NGRAM_PRIME)
         bigrams = f"bigrams hashed into {member.buckets} rows"
     fit = linear_model.fit_linear(member, train, validation, device, config.seed, weights)
+    return LinearFitted(reader, train, validation, fit, bigrams, time.perf_counter() - started)
+
+
+def add_linear_member(
+    model: TextClassifier | Ensemble,
+    config: TrainConfig,
+    tokenizer: Tokenizer,
+    rows: SplitRows,
+    label_index: dict[str, int],
+    weights: list[float] | None,
+    device: torch.device,
+    progress: bool,
+    shift: tuple[float, ...] = (),
+    fitted: LinearFitted | None = None,
+) -> LinearChoice:
+    """Choose the share of the linear member (``fitted``, or fitted now by
+    :func:`fit_linear_member`) on the validation rows against the fitted recurrent members, read
+    with the model's logit ``shift`` (or take ``--linear-weight``), and return the model that blends
+    them, with the tokenizer that reads as far as the linear member. A share of 0 returns ``model``
+    and ``tokenizer`` as they were."""
+    from . import linear as linear_model
+
+    fitted = fitted or fit_linear_member(config, tokenizer, rows, label_index, weights, device)
+    started = time.perf_counter()
+    reader, train, validation, fit = fitted.reader, fitted.train, fitted.validation, fitted.fit
+    member, read_len = fit.member, reader.spec.max_len
     recurrent = torch.softmax(logits_of(model, validation[0][:, : tokenizer.spec.max_len], device), dim=-1).float()
     linear = torch.softmax(linear_model.logits_of(fit.member, validation[0], device), dim=-1)
     if config.linear_weight == AUTO:
@@ -519,17 +576,17 @@ def add_linear_member(
         "member_val_accuracy": round(fit.val_accuracy, 6),
         "best_epoch": fit.best_epoch,
         "buckets": member.buckets,
-        "bigrams": bigrams,
+        "bigrams": fitted.bigrams,
         "max_len": read_len,
         "batch_size": fit.batch,
         "lr": fit.lr,
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(fitted.seconds + time.perf_counter() - started, 2),
     }
     if progress:
         print(
             f"linear member: val_acc {fit.val_accuracy:.4f} alone (epoch {fit.best_epoch}, batch {fit.batch}), "
             f"reads {read_len} tokens, "
-            f"{bigrams}; "
+            f"{fitted.bigrams}; "
             f"weight {weight:g}" + (" (chosen on validation)" if config.linear_weight == AUTO else ""),
             file=sys.stderr,
         )

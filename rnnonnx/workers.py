@@ -27,10 +27,10 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import torch
 
@@ -42,6 +42,7 @@ from .machine import usable_cores
 DATA_FILE = "data.safetensors"
 JOB_FILE = "job.json"
 FORKS = sys.platform.startswith("linux")
+T = TypeVar("T")
 
 
 def worker_count(members: int, cores: int) -> int:
@@ -119,26 +120,35 @@ def member_pool(members: int, device: torch.device, searching: bool = False) -> 
             pool.close()
 
 
-def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
+def fit_members(job: FitJob, device: torch.device, beside: Callable[[], T] = lambda: None) -> tuple[list[MemberFit], T]:
     """Every member: here, one after another (a single member, or a GPU), or on the CPU in worker
-    processes (see :func:`worker_count`), from ``job.pool`` or a pool of this call's own."""
+    processes (see :func:`worker_count`), from ``job.pool`` or a pool of this call's own; and what
+    ``beside()`` returns. With workers, this process runs ``beside`` on one thread while they train
+    (the linear member's fit: cores it would otherwise leave idle at the end of the members' fit
+    and while it fits alone); without, after the members."""
     count = job.model.members
     cores = usable_cores()
     workers = worker_count(count, cores) if device.type == "cpu" else 1
     if workers == 1:
-        return [fit_member(job, k, device) for k in range(count)]
+        fits = [fit_member(job, k, device) for k in range(count)]
+        return fits, beside()
     pool = job.pool if job.pool is not None else MemberPool()
     try:
         with tempfile.TemporaryDirectory(prefix="rnnonnx-members-") as tmp:
             work = Path(tmp)
             _write_job(work, job, threads=max(1, cores // workers))
             waiting, running = list(range(count)), set()
+            done = False
             try:
-                while waiting or running:
+                while waiting or running or not done:
                     while waiting and len(running) < workers:
                         k = waiting.pop(0)
                         pool.start(work, k)
                         running.add(k)
+                    if not done:
+                        with _one_thread():
+                            result = beside()
+                        done = True
                     for k in sorted(running):
                         status = pool.exit_status(work, k)
                         if status is not None:
@@ -149,10 +159,21 @@ def fit_members(job: FitJob, device: torch.device) -> list[MemberFit]:
             except BaseException:
                 pool.close()  # an error or Ctrl-C: stop the other members now
                 raise
-            return [_read_member(work, k) for k in range(count)]
+            return [_read_member(work, k) for k in range(count)], result
     finally:
         if job.pool is None:
             pool.close()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """This process on one thread (results do not depend on the thread count), as it was after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _write_job(work: Path, job: FitJob, threads: int) -> None:

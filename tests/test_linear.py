@@ -145,6 +145,27 @@ def test_fit_learns_a_separable_task_and_a_refit_runs_its_epochs():
     assert refit.best_epoch == 2 and math.isnan(refit.val_accuracy)
 
 
+def test_a_fit_on_one_thread_equals_the_fit_on_two_to_the_bit():
+    """A run fits the linear member on one thread while the recurrent members train
+    (rnnonnx.workers.fit_members), where it used to take every thread after them: sized so that
+    the fit's ops split their work across threads (a batch's 64 x 120 x 30 products)."""
+    rng = np.random.default_rng(0)
+    targets = torch.from_numpy(rng.integers(0, 30, size=2000))
+    ids = torch.from_numpy(rng.integers(2, 3000, size=(2000, 60)))
+    ids[:, :3] = targets.unsqueeze(1) + 2  # learnable
+    threads = torch.get_num_threads()
+    fits = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            member = LinearMember(3000, 4096, 30, NGRAM_PRIME)
+            fits.append(fit_linear(member, (ids, targets), None, torch.device("cpu"), 0, epochs=2))
+    finally:
+        torch.set_num_threads(threads)
+    one, two = (fit.member.state_dict() for fit in fits)
+    assert all(torch.equal(one[k], two[k]) for k in one)
+
+
 def test_the_batch_grows_with_the_training_rows_and_the_rate_with_its_square_root(monkeypatch):
     assert [batch_for(rows)[0] for rows in (0, 11_999, 12_000, 24_000, 10**7)] == [64, 64, 128, 256, 256]
     assert batch_for(0)[1] == 0.02 and batch_for(24_000)[1] == pytest.approx(0.04)

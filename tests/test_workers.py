@@ -27,7 +27,7 @@ def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypa
     job = member_job(config)
     monkeypatch.setattr(workers, "usable_cores", lambda: 2)  # two workers, one thread each, even on one core
     monkeypatch.setattr(workers, "FORKS", forks)
-    fits = workers.fit_members(job, torch.device("cpu"))
+    fits, _ = workers.fit_members(job, torch.device("cpu"))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -38,6 +38,28 @@ def test_members_trained_in_worker_processes_equal_members_trained_here(monkeypa
     for fit, ref in zip(fits, here):
         assert fit.history == ref.history and all(torch.equal(fit.state[k], ref.state[k]) for k in ref.state)
     assert not torch.equal(fits[0].state["embedding.weight"], fits[1].state["embedding.weight"])
+
+
+@pytest.mark.parametrize("cores", [2, 1])
+def test_work_beside_the_members_runs_here_on_one_thread_while_they_train(monkeypatch, tmp_path, cores):
+    """With workers, ``beside`` runs while they train (neither has written its member when it
+    starts), on one thread, and the thread count comes back after; without (one core), after the
+    members, on the run's threads. Its result comes back with the members."""
+    monkeypatch.setattr(workers, "usable_cores", lambda: cores)
+    monkeypatch.setattr(workers.tempfile, "tempdir", str(tmp_path))  # the job's folder, where members are written
+    job = member_job(TrainConfig(epochs=30, patience=30, batch_size=16, **SMALL), n=600)
+    threads = torch.get_num_threads()
+    seen = []
+
+    def beside() -> str:
+        written = [p.name for p in tmp_path.glob("rnnonnx-members-*/member*.safetensors")]
+        seen.append((torch.get_num_threads(), [p.name for p in tmp_path.glob("rnnonnx-members-*")], written))
+        return "linear"
+
+    fits, result = workers.fit_members(job, torch.device("cpu"), beside)
+    assert result == "linear" and len(fits) == 2 and torch.get_num_threads() == threads
+    [(beside_threads, folders, written)] = seen
+    assert (beside_threads, len(folders), written) == ((1, 1, []) if cores == 2 else (threads, 0, []))
 
 
 def test_members_share_the_cores_when_they_outnumber_them_by_less_than_two_to_one():
