@@ -167,7 +167,8 @@ def fit_members(job: FitJob, device: torch.device, beside: Callable[[], T] = lam
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
-    """This process on one thread (results do not depend on the thread count), as it was after."""
+    """This process on one thread, then on as many as before. (The linear member's fit, the work a
+    run does there, gives the same weights on one thread as on several: ``tests/test_linear.py``.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
