@@ -4,7 +4,8 @@ batch sizes and rates, the recurrent members kept as trained, and score the blen
 The run must have been trained on ``TRAIN`` with ``--test 0`` (so that its training and validation
 rows are the split this script draws again) and without the refit; the held-out rows ``HELDOUT``
 were seen by no choice. For each ``BATCH:LR`` the member is fitted as a run fits it
-(:func:`rnnonnx.training.add_linear_member`: early stopping and its share chosen on validation), then the
+(:func:`rnnonnx.training.fit_linear_member`: early stopping; then
+:func:`rnnonnx.training.add_linear_member`: its share chosen on validation), then the
 blend with the run's recurrent members is scored on ``HELDOUT``: accuracy, macro-F1, the share, the
 member's kept epoch and its fit's seconds, one process each so the variants do not share warm caches.
 
@@ -32,7 +33,7 @@ def one(run_dir: Path, train_csv: Path, heldout_csv: Path, batch: int, lr: float
     from rnnonnx.model import build_model, prior_shift, set_logit_shift
     from rnnonnx.run import load_run
     from rnnonnx.text import Tokenizer
-    from rnnonnx.training import add_linear_member, logits_of, split_rows
+    from rnnonnx.training import add_linear_member, fit_linear_member, logits_of, split_rows
 
     linear.batch_for = lambda rows: (batch, lr)
     run = load_run(run_dir)
@@ -49,7 +50,8 @@ def one(run_dir: Path, train_csv: Path, heldout_csv: Path, batch: int, lr: float
     counts = torch.bincount(torch.tensor([index[n] for n in rows.train[1]]), minlength=len(index)).tolist()
     shift = prior_shift(counts, run.config["training"]["logit_adjustment"])
     cpu = torch.device("cpu")
-    choice = add_linear_member(recurrent, config, tokenizer, rows, index, None, cpu, False, shift)
+    fitted = fit_linear_member(config, tokenizer, rows, index, None, cpu)
+    choice = add_linear_member(recurrent, config, tokenizer, fitted, cpu, False, shift)
     set_logit_shift(choice.model, shift)
     heldout = read_file(str(heldout_csv))
     predicted = logits_of(choice.model, torch.from_numpy(choice.tokenizer.encode_batch(heldout.texts)), cpu).argmax(1)

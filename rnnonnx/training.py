@@ -287,7 +287,7 @@ def train_run(
             member.load_state_dict(fit.state)
         linear = None
         if fitted is not None:
-            linear = add_linear_member(model, config, tokenizer, rows, label_index, weights, device, progress, shift, fitted)
+            linear = add_linear_member(model, config, tokenizer, fitted, device, progress, shift)
             model, tokenizer = linear.model, linear.tokenizer
             val_ids, val_y = tensors(rows.validation)
         if shift:
@@ -544,22 +544,17 @@ def add_linear_member(
     model: TextClassifier | Ensemble,
     config: TrainConfig,
     tokenizer: Tokenizer,
-    rows: SplitRows,
-    label_index: dict[str, int],
-    weights: list[float] | None,
+    fitted: LinearFitted,
     device: torch.device,
     progress: bool,
     shift: tuple[float, ...] = (),
-    fitted: LinearFitted | None = None,
 ) -> LinearChoice:
-    """Choose the share of the linear member (``fitted``, or fitted now by
-    :func:`fit_linear_member`) on the validation rows against the fitted recurrent members, read
-    with the model's logit ``shift`` (or take ``--linear-weight``), and return the model that blends
-    them, with the tokenizer that reads as far as the linear member. A share of 0 returns ``model``
-    and ``tokenizer`` as they were."""
+    """Choose the share of the ``fitted`` linear member (:func:`fit_linear_member`) on the
+    validation rows against the fitted recurrent members, read with the model's logit ``shift``
+    (or take ``--linear-weight``), and return the model that blends them, with the tokenizer that
+    reads as far as the linear member. A share of 0 returns ``model`` and ``tokenizer`` as they were."""
     from . import linear as linear_model
 
-    fitted = fitted or fit_linear_member(config, tokenizer, rows, label_index, weights, device)
     started = time.perf_counter()
     reader, train, validation, fit = fitted.reader, fitted.train, fitted.validation, fitted.fit
     member, read_len = fit.member, reader.spec.max_len
