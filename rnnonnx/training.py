@@ -653,9 +653,11 @@ def calibration_on_test(
 def logits_of(model: TextClassifier | Ensemble, ids: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """The model's logits (an ensemble's log mean probability) for every row, in row order, on the CPU."""
     model.eval()
+    logits = torch.zeros((len(ids), model.config.num_classes), dtype=torch.float64)
     with torch.no_grad():
-        parts = [model(batch.to(device)).cpu() for batch, _ in batches(ids, torch.zeros(len(ids)), batch_size, None)]
-    return torch.cat(parts).double() if parts else torch.zeros((0, model.config.num_classes), dtype=torch.float64)
+        for batch, rows in batches(ids, torch.arange(len(ids)), batch_size, None):  # batched by length
+            logits[rows] = model(batch.to(device)).cpu().double()
+    return logits
 
 
 def _calibrate(

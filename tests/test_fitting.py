@@ -123,3 +123,30 @@ def test_multi_label_scores_by_hand():
     logits = Fixed()(ids)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=torch.tensor([2.0, 1.0]))
     assert weighted == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("generator", [None, torch.Generator().manual_seed(3)])
+def test_batches_hold_every_row_once_with_texts_of_similar_length(generator):
+    """Scoring batches (no generator) are the rows sorted by length; training batches are sorted
+    within pools of 50 batches, so with fewer rows than a pool they are length-sorted too."""
+    lengths = torch.tensor([5, 1, 9, 3, 3, 7, 2, 8, 4, 6, 0])
+    rows = fitting.batch_rows(lengths, 3, generator)
+    assert sorted(torch.cat(rows).tolist()) == list(range(len(lengths)))
+    assert all(len(chosen) <= 3 for chosen in rows)
+    spans = sorted((int(lengths[chosen].min()), int(lengths[chosen].max())) for chosen in rows)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(spans, spans[1:], strict=False))
+    if generator is None:
+        assert torch.equal(lengths[torch.cat(rows)], lengths.sort(stable=True).values)
+
+
+def test_logits_of_are_in_row_order_whatever_the_scoring_order():
+    from rnnonnx.training import logits_of
+
+    model = fitting.TextClassifier(ModelConfig(30, 3, "lstm", 8, 8, 1, False, 0.0, "last")).eval()
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 30, (23, 9), generator=generator)
+    for row, length in enumerate(torch.randint(1, 10, (23,), generator=generator).tolist()):
+        ids[row, length:] = 0
+    with torch.no_grad():
+        alone = torch.cat([model(ids[row : row + 1, : max(1, int((ids[row] != 0).sum()))]) for row in range(23)])
+    assert torch.allclose(logits_of(model, ids, torch.device("cpu"), batch_size=4).float(), alone, atol=1e-6)

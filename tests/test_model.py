@@ -10,7 +10,7 @@ import torch
 
 from rnnonnx.config import POOLINGS, ModelConfig
 from rnnonnx.errors import RnnonnxError
-from rnnonnx.model import NGRAM_PRIME, Ensemble, ExportWrapper, TextClassifier, build_model
+from rnnonnx.model import NGRAM_PRIME, Dropout, Ensemble, ExportWrapper, TextClassifier, build_model
 
 MATRIX = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2], POOLINGS))
 # (arch, bidirectional, layers, pooling, members, ngram_buckets): the bag-of-n-grams branch beside
@@ -265,3 +265,35 @@ def test_bad_logit_shifts_are_refused(shift):
     valid = dict(vocab_size=10, num_classes=3, arch="lstm", embed_dim=4, hidden=4, layers=1, bidirectional=False, dropout=0.3)
     with pytest.raises(RnnonnxError):
         ModelConfig(**valid, logit_shift=shift)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_keeps_each_element_with_probability_one_minus_p_in_every_lane_and_scales_it(p):
+    """Four masks come from each 64-bit draw: every one of the four 16-bit lanes must drop its
+    share (a draw over half the range would leave one lane's sign bit clear), the kept elements
+    are scaled so the mean is kept, and the gradient goes through the same mask."""
+    torch.manual_seed(0)
+    layer = Dropout(p).train()
+    x = torch.full((1_000_003,), 2.0, requires_grad=True)  # not a multiple of four
+    y = layer(x)
+    y.sum().backward()
+    kept = y != 0
+    assert torch.equal(y[kept], torch.full_like(y[kept], 2.0 / (1.0 - round(p * 65536) / 65536)))
+    assert torch.equal(x.grad, (y / 2.0).detach())
+    for lane in range(4):
+        share = 1.0 - kept[lane::4].float().mean().item()
+        assert abs(share - p) < 4e-3, (lane, share)
+    assert abs(y.mean().item() - 2.0) < 0.01
+
+
+def test_dropout_draws_from_the_seed_and_does_nothing_at_inference_or_at_zero():
+    x = torch.randn(7, 5, 3)
+    torch.manual_seed(4)
+    first = Dropout(0.3).train()(x)
+    torch.manual_seed(4)
+    assert torch.equal(first, Dropout(0.3).train()(x))
+    assert not torch.equal(first, Dropout(0.3).train()(x))
+    assert first.shape == x.shape and first.dtype == x.dtype
+    assert Dropout(0.3).eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
+    assert Dropout(0.3).train()(x.double()).dtype == torch.float64
