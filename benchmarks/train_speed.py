@@ -9,6 +9,7 @@ bookworm system: ``/var/lib/apt/lists``) or point ``--lists`` at a copy.
     python benchmarks/train_speed.py --out /tmp/speed            # build the set, train, export
     python benchmarks/train_speed.py --out /tmp/speed --set members=3 --quantize int8
     python benchmarks/train_speed.py --out /tmp/speed-fortunes --texts fortunes
+    python benchmarks/train_speed.py --out /tmp/speed-fortunes --texts fortunes --one-command
 
 ``--texts fortunes``: texts of tweet length instead (median 16-17 tokens, a long tail of poems and
 dialogues): the fortune cookies of Debian's English and German fortune packages (``fortunes``,
@@ -18,6 +19,7 @@ random (seed 0). The packages are fetched with apt into ``OUT/apt``.
 
 Each step runs as the CLI would, in a fresh process (``time`` of the whole command, import
 included); the figures are printed with the CPU model, the cores and the load average.
+``--one-command``: one process, ``rnnonnx train ... --export BUNDLE``, instead of ``train`` then ``export``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+def machine(options: list[str]) -> str:
+    """The CPU, its cores and the load average now, with the extra train options."""
+    return f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {options or ''}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lists", type=Path, default=Path("/var/lib/apt/lists"))
@@ -111,6 +118,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="extra train option, e.g. members=3")
     parser.add_argument("--quantize", choices=["int8"], default=None)
     parser.add_argument("--texts", choices=["synopses", "fortunes"], default="synopses")
+    parser.add_argument("--one-command", action="store_true", help="train --export in one process (no --quantize)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / f"{args.texts}.csv"
@@ -118,15 +126,20 @@ def main() -> None:
         data = build(args.texts, args.lists, args.out)
     extra = [part for item in args.set for part in (f"--{item.split('=', 1)[0].replace('_', '-')}", item.split("=", 1)[1])]
     cli = [sys.executable, "-m", "rnnonnx.cli"]
-    train = timed([*cli, "train", "--data", str(data), "--out", str(args.out / "run"), "--quiet", *extra])
-    export = timed(
+    train = [*cli, "train", "--data", str(data), "--out", str(args.out / "run"), "--quiet", *extra]
+    if args.one_command:
+        if args.quantize:
+            parser.error("--one-command exports with export's defaults: leave out --quantize")
+        both = timed([*train, "--export", str(args.out / "bundle")])
+        print(f"train --export {both:.1f} s (one command) on {ROWS} {args.texts}; {machine(args.set)}")
+        return
+    trained = timed(train)
+    exported = timed(
         [*cli, "export", str(args.out / "run"), "--out", str(args.out / "bundle")]
         + (["--quantize", args.quantize] if args.quantize else [])
     )
-    print(
-        f"train {train:.1f} s + export {export:.1f} s = {train + export:.1f} s on {ROWS} {args.texts}; "
-        f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {args.set or ''}"
-    )
+    total = trained + exported
+    print(f"train {trained:.1f} s + export {exported:.1f} s = {total:.1f} s on {ROWS} {args.texts}; {machine(args.set)}")
 
 
 if __name__ == "__main__":

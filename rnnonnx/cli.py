@@ -357,6 +357,14 @@ def main() -> None:
     show_default=True,
     help="Run directory to write. An existing run there is replaced once training succeeds; anything else is refused.",
 )
+@click.option(
+    "--export",
+    "bundle",
+    type=click.Path(),
+    default=None,
+    help="Also export the run to this bundle directory once it is written, as `rnnonnx export RUN --out DIR` "
+    "would (parity checked), in the same process. Checked before training, like --out.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
@@ -369,15 +377,26 @@ def train_command(
     label_sep: str | None,
     multi_label: bool,
     out: str,
+    bundle: str | None,
     quiet: bool,
     test_file: str | None,
     **options: Any,
 ) -> None:
-    """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics)."""
+    """Fit a classifier and write a run directory (weights, vocabulary, labels, metrics).
+
+    With --export DIR, the bundle too: one command from labelled texts to a bundle, without a second
+    process importing torch and reading the run again.
+    """
     from click.core import ParameterSource
 
     from .api import train
 
+    if bundle is not None:
+        from .bundle import is_bundle_dir
+        from .files import check_output_directory
+
+        inputs = [out, *(path for path in (data, test_file) if path)]
+        check_output_directory(bundle, is_bundle_dir, "bundle", inputs)  # refuse before training, not after it
     # Only the options given on the command line: the others are TrainConfig's defaults anyway,
     # and --autotune searches what was not given, --vectors sets what --embed-dim did not.
     given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
@@ -404,6 +423,14 @@ def train_command(
         model = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))["model"]
         summary += "\n" + comparison(metrics, ("bi-" if model["bidirectional"] else "") + model["arch"])
     click.echo(f"{summary}\nrun written to {out}")
+    if bundle is not None:
+        from .api import export
+
+        try:
+            export(out, bundle)
+        except RnnonnxError as exc:
+            retry = f"rnnonnx export {out} --out {bundle}"
+            raise RnnonnxError(f"run written to {out}, bundle not written: {exc}; retry with: {retry}") from None
 
 
 @main.command("export")

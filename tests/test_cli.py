@@ -323,6 +323,63 @@ def test_train_out_replaces_only_a_run_or_an_empty_directory(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviews.csv", "run"]
 
 
+@pytest.mark.slow
+def test_train_export_writes_the_run_and_the_bundle_export_would(tmp_path):
+    sample = small_sample(60)
+    write_csv(tmp_path / "reviews.csv", zip(sample.texts, sample.labels))
+    result = run_cli("train", "--data", "reviews.csv", *TINY_TRAIN, "--out", "run", "--export", "bundle", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "run written to run" in result.stdout and "parity validation" in result.stderr
+    again = run_cli("export", "run", "--out", "apart", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    together, apart = tmp_path / "bundle", tmp_path / "apart"
+    assert sorted(p.name for p in together.iterdir()) == sorted(p.name for p in apart.iterdir())
+    for name in ("model.onnx", "model.text.onnx", "tokenizer.json", "labels.json", "golden.json"):
+        assert (together / name).read_bytes() == (apart / name).read_bytes(), name
+    predicted = run_cli("predict", "bundle", "a moving film", cwd=tmp_path)
+    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("case", ["--export is the run", "--export holds the data", "--export is someone's directory"])
+def test_train_export_is_refused_before_training(tmp_path, case):
+    sample = small_sample(40)
+    (tmp_path / "mydata").mkdir()
+    write_csv(tmp_path / "mydata" / "reviews.csv", zip(sample.texts, sample.labels))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    bundle, reason = {
+        "--export is the run": ("run", "input"),
+        "--export holds the data": ("mydata", "input"),
+        "--export is someone's directory": ("photos", "not an rnnonnx bundle"),
+    }[case]
+    before = snapshot(tmp_path)
+    result = run_cli("train", "--data", "mydata/reviews.csv", *TINY_TRAIN, "--out", "run", "--export", bundle, cwd=tmp_path)
+    assert_refused(result, f"{bundle}: ", reason)
+    assert snapshot(tmp_path) == before  # no run either: refused before training
+
+
+def test_train_export_that_fails_keeps_the_run_and_says_so(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rnnonnx import api
+    from rnnonnx.cli import main
+    from rnnonnx.errors import ParityError
+
+    def refuse(run_dir, out_dir=None, **options):
+        raise ParityError("ONNX Runtime and PyTorch disagree beyond 1e-05 (see above); no bundle written")
+
+    monkeypatch.setattr(api, "export", refuse)
+    monkeypatch.chdir(tmp_path)
+    sample = small_sample(40)
+    write_csv(tmp_path / "reviews.csv", zip(sample.texts, sample.labels))
+    result = CliRunner().invoke(main, ["train", "--data", "reviews.csv", *TINY_TRAIN, "--out", "run", "--export", "bundle"])
+    assert result.exit_code == 1
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: run written to run, bundle not written: ONNX Runtime and PyTorch disagree"), error
+    assert "rnnonnx export run --out bundle" in error
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not (tmp_path / "bundle").exists()
+
+
 @pytest.mark.parametrize("case", ["--out is the run", "--out holds the run", "--out is another run"])
 def test_export_out_never_replaces_its_input_or_a_run(tmp_path, tiny_run, case):
     import shutil
