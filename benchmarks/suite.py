@@ -692,6 +692,7 @@ def main() -> None:
                 if args.rescore and read_predictions(work) is None and system == "fasttext-auto":
                     print(f"{key}: a timed search, not made again (--redo runs it anew)", file=sys.stderr)
                 elif args.rescore and read_predictions(work) is None:
+                    work.mkdir(parents=True, exist_ok=True)  # a work folder removed since: refitted into a new one
                     save_predictions(work, rescore(system, parts, SETS[name], work, results["runs"][key], args.seed))
                     print(f"{key}: test predictions made again, same scores", file=sys.stderr)
                 else:
