@@ -269,6 +269,15 @@ def snapshot(root) -> dict:
     return seen
 
 
+def user_files(root) -> None:
+    """What a user keeps beside their runs: labelled texts in mydata/reviews.csv, a photo in photos/."""
+    sample = small_sample(40)
+    (root / "mydata").mkdir()
+    write_csv(root / "mydata" / "reviews.csv", zip(sample.texts, sample.labels))
+    (root / "photos").mkdir()
+    (root / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+
+
 TINY_TRAIN = ("--members", "1", "--epochs", "1", "--embed-dim", "8", "--hidden", "8", "--quiet")
 
 
@@ -286,12 +295,8 @@ TINY_TRAIN = ("--members", "1", "--epochs", "1", "--embed-dim", "8", "--hidden",
 def test_train_out_never_replaces_what_rnnonnx_did_not_write(tmp_path, tiny_run, tiny_bundle, case):
     import shutil
 
-    sample = small_sample(40)
-    (tmp_path / "mydata").mkdir()
-    write_csv(tmp_path / "mydata" / "reviews.csv", zip(sample.texts, sample.labels))
+    user_files(tmp_path)
     (tmp_path / "notes.txt").write_text("my notes")
-    (tmp_path / "photos").mkdir()
-    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
     shutil.copytree(tiny_bundle, tmp_path / "bundle")
     shutil.copytree(tiny_run, tmp_path / "run")
     out, reason = {
@@ -342,11 +347,7 @@ def test_train_export_writes_the_run_and_the_bundle_export_would(tmp_path):
 
 @pytest.mark.parametrize("case", ["--export is the run", "--export holds the data", "--export is someone's directory"])
 def test_train_export_is_refused_before_training(tmp_path, case):
-    sample = small_sample(40)
-    (tmp_path / "mydata").mkdir()
-    write_csv(tmp_path / "mydata" / "reviews.csv", zip(sample.texts, sample.labels))
-    (tmp_path / "photos").mkdir()
-    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 a cat")
+    user_files(tmp_path)
     bundle, reason = {
         "--export is the run": ("run", "input"),
         "--export holds the data": ("mydata", "input"),
