@@ -12,7 +12,8 @@ Systems, all fitted on the train rows, with every choice made on the validation 
   validation rows (its own test share unused), then ``rnnonnx export``; train time includes the export;
   size is the bundle folder.
 * ``tfidf``: TF-IDF over 1-2-grams of rnnonnx's tokens (character 1-2-grams for ``char`` sets),
-  sublinear tf, then logistic regression with C picked on validation from a fixed grid.
+  sublinear tf, then logistic regression with C picked on validation from a fixed grid, on one thread
+  (BLAS and OpenMP held to one, so a refit repeats its record).
 * ``fasttext``: fastText supervised (PyPI ``fasttext-wheel``, in its own venv since it needs numpy<2):
   wordNgrams 2, dim 50, epoch 25, one thread, learning rate picked on validation from a fixed grid.
   Its input is rnnonnx's tokens joined by spaces (so ``char`` sets give character n-grams).
@@ -24,6 +25,9 @@ predict speed (texts/s over the test texts through each library's Python API, on
 Each system's test predictions are kept in its work folder, and rnnonnx is compared with each peer row
 by row: the difference in accuracy and macro-F1 with its paired bootstrap interval (``--rescore`` makes
 the predictions of runs recorded before they were kept, and checks that they give the recorded scores).
+Every run records the sha256 of the split it was scored on; a run of another split (a set rebuilt
+since) is marked in the tables and left out of the row-by-row comparison (``--rescore`` ties a run
+recorded before runs kept it to the current split when its kept predictions give its scores there).
 Results go to ``--report`` (markdown) and the same path with ``.json`` (raw numbers, load averages, the
 command and the rnnonnx commit); a set/system pair already in the JSON is skipped unless ``--redo``.
 
@@ -77,6 +81,11 @@ PARTS = ("train", "validation", "test")
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FASTTEXT_LR_GRID = (0.1, 0.25, 0.5, 1.0)
 PEERS = ("tfidf", "fasttext", "fasttext-auto")  # what rnnonnx is compared with, row by row
+OFF_SPLIT = "†"  # marks a run not recorded on its set's current split
+OFF_SPLIT_NOTE = (
+    "not recorded on this split of the set (scored on an earlier one, or before runs kept their split's "
+    "sha256, and not yet checked by `--rescore`): left out of the row-by-row comparison."
+)
 PREDICTIONS = "test_predictions.json"  # each system's test predictions, in its work folder
 BOOTSTRAP_ROUNDS = 2000
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
@@ -178,7 +187,14 @@ def describe_set(parts: dict[str, Rows], analyzer: str) -> dict[str, Any]:
         "largest_class": max(counts.values()),
         "smallest_class": min(counts.values()),
         "split_rows": {part: len(parts[part][0]) for part in PARTS},
+        "split_sha256": split_digest(parts),
     }
+
+
+def split_digest(parts: dict[str, Rows]) -> str:
+    """sha256 of a split's rows, part by part: every run records the one it was scored on, so a run
+    of an earlier split (a set rebuilt since) is never read as this split's."""
+    return hashlib.sha256(json.dumps([parts[part] for part in PARTS], ensure_ascii=False).encode()).hexdigest()
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -239,14 +255,34 @@ def read_predictions(work: Path) -> list[str] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def paired_records(parts: dict[str, Rows], models: Path) -> dict[str, Any]:
-    """rnnonnx against each peer whose test predictions are in ``models`` (a set's folder)."""
+def paired_records(parts: dict[str, Rows], models: Path, results: dict[str, Any], name: str) -> dict[str, Any]:
+    """rnnonnx against each peer whose test predictions are in ``models`` (a set's folder), both
+    recorded on this split (:func:`on_split`)."""
     ours = read_predictions(models / "rnnonnx")
-    if ours is None:
+    if ours is None or not on_split(results, name, "rnnonnx"):
         return {}
     truth = parts["test"][1]
-    found = {peer: read_predictions(models / peer) for peer in PEERS}
+    found = {peer: read_predictions(models / peer) for peer in PEERS if on_split(results, name, peer)}
     return {peer: paired_bootstrap(truth, ours, theirs) for peer, theirs in found.items() if theirs is not None}
+
+
+def on_split(results: dict[str, Any], name: str, system: str) -> bool:
+    """Whether ``system``'s record of set ``name`` was scored on the set's current split."""
+    run = results["runs"].get(f"{name}/{system}")
+    return run is not None and run.get("split_sha256") == results["sets"][name].get("split_sha256")
+
+
+def stamp(parts: dict[str, Rows], work: Path, run: dict[str, Any], digest: str) -> str:
+    """Ties a run recorded before runs kept their split's digest to this split, when the test
+    predictions it kept give its recorded scores on this split's test rows; what was done, in words."""
+    predicted = read_predictions(work)
+    if predicted is None or len(predicted) != len(parts["test"][1]):
+        return "kept no predictions of this split's test rows; not tied to it (--redo runs it anew)"
+    again = scores(parts["test"][1], predicted)
+    if again != {k: run[k] for k in again}:
+        return f"its kept predictions score {again} on this split, not its record; not tied to it (--redo)"
+    run["split_sha256"] = digest
+    return "its kept predictions give its recorded scores on this split: tied to it"
 
 
 def texts_per_second(predict: Any, texts: list[str], rounds: int = 3) -> float:
@@ -286,7 +322,22 @@ def tfidf_pipeline(analyzer: str, c: float, seed: int) -> Any:
 
 
 def run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> dict[str, Any]:
-    """TF-IDF 1-2-grams + logistic regression, C picked on validation accuracy; fitted on train only."""
+    """TF-IDF 1-2-grams + logistic regression, C picked on validation accuracy; fitted on train only,
+    on one thread (:func:`one_thread`)."""
+    with one_thread():
+        return _run_tfidf(parts, analyzer, work, seed)
+
+
+def one_thread() -> Any:
+    """A context with BLAS and OpenMP held to one thread: scikit-learn's lbfgs sums its loss over
+    OpenMP threads, and another thread count gives other sums, so another C or fit; one thread, as
+    fastText here, makes a refit repeat its record."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def _run_tfidf(parts: dict[str, Rows], analyzer: str, work: Path, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     vectorizer = tfidf_pipeline(analyzer, 1.0, seed)[0]  # the grid shares one vectorizer
     train_x = vectorizer.fit_transform(parts["train"][0])
@@ -469,7 +520,8 @@ def rescore(system: str, parts: dict[str, Rows], analyzer: str, work: Path, run:
         predictor = rnnonnx.load(work / "bundle", threads=1)
         predicted = [str(p.label) for p in predictor.predict(test_texts)]
     elif system == "tfidf":
-        pipeline = tfidf_pipeline(analyzer, run["chosen"]["C"], seed).fit(*parts["train"])
+        with one_thread():
+            pipeline = tfidf_pipeline(analyzer, run["chosen"]["C"], seed).fit(*parts["train"])
         predicted = pipeline.predict(test_texts).tolist()
     elif system == "fasttext":
         predicted = fit_fasttext(parts, analyzer, work, seed, None, [run["chosen"]["lr"]])[1]
@@ -527,8 +579,9 @@ def report_markdown(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for system, run in runs.items():
+            mark = OFF_SPLIT * (not on_split(results, name, system))
             lines.append(
-                f"| {system} | {run['test_accuracy']:.1f} | {run['test_macro_f1']:.1f} | {run['train_seconds']:g} | "
+                f"| {system}{mark} | {run['test_accuracy']:.1f} | {run['test_macro_f1']:.1f} | {run['train_seconds']:g} | "
                 f"{run['size_bytes'] / 1024:,.0f} | {run['predict_per_second']:,.0f} | {_chosen(system, run)} |"
             )
         lines.append("")
@@ -566,10 +619,12 @@ def _summary(results: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|" + "---:|" * (2 * len(systems)),
     ]
     for name, info in _in_order(results["sets"]):
-        runs = [results["runs"].get(f"{name}/{s}") for s in systems]
-        scored = " | ".join(f"{r['test_accuracy']:.1f} / {r['test_macro_f1']:.1f}" if r else "-" for r in runs)
-        timed = " | ".join(f"{r['train_seconds']:g}" if r else "-" for r in runs)
+        runs = [(results["runs"].get(f"{name}/{s}"), OFF_SPLIT * (not on_split(results, name, s))) for s in systems]
+        scored = " | ".join(f"{r['test_accuracy']:.1f} / {r['test_macro_f1']:.1f}{mark}" if r else "-" for r, mark in runs)
+        timed = " | ".join(f"{r['train_seconds']:g}" if r else "-" for r, _ in runs)
         lines.append(f"| {name} | {info['rows']} | {info['classes']} | {info['median_tokens']:g} | {scored} | {timed} |")
+    if OFF_SPLIT in "".join(lines[2:]):
+        lines += ["", f"{OFF_SPLIT} {OFF_SPLIT_NOTE}"]
     return lines
 
 
@@ -689,12 +744,18 @@ def main() -> None:
             key = f"{name}/{system}"
             work = args.out / "models" / name / system
             if key in results["runs"] and not args.redo:
+                run = results["runs"][key]
                 if args.rescore and read_predictions(work) is None and system == "fasttext-auto":
                     print(f"{key}: a timed search, not made again (--redo runs it anew)", file=sys.stderr)
                 elif args.rescore and read_predictions(work) is None:
                     work.mkdir(parents=True, exist_ok=True)  # a work folder removed since: refitted into a new one
-                    save_predictions(work, rescore(system, parts, SETS[name], work, results["runs"][key], args.seed))
+                    save_predictions(work, rescore(system, parts, SETS[name], work, run, args.seed))
+                    run["split_sha256"] = results["sets"][name]["split_sha256"]  # rescore checked its scores on it
+                    results = _merged(json_path, results, name, key, run)
                     print(f"{key}: test predictions made again, same scores", file=sys.stderr)
+                elif args.rescore and not on_split(results, name, system):
+                    print(f"{key}: " + stamp(parts, work, run, results["sets"][name]["split_sha256"]), file=sys.stderr)
+                    results = _merged(json_path, results, name, key, run)
                 else:
                     print(f"{key}: already in {json_path}, skipped", file=sys.stderr)
                 continue
@@ -709,14 +770,15 @@ def main() -> None:
                 autotune = args.autotune_seconds if system == "fasttext-auto" else None
                 run = run_fasttext(parts, SETS[name], work, args.seed, autotune)
             run |= {
+                "split_sha256": results["sets"][name]["split_sha256"],
                 "when": when,
                 "load_before": load_before,
                 "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                 "command": command,
                 "machine": machine(),
             }
-            results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name)
             results = _merged(json_path, results, name, key, run)
+            results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name, results, name)
             print(
                 f"{key}: test accuracy {run['test_accuracy']:.1f}, macro-F1 {run['test_macro_f1']:.1f}, "
                 f"train {run['train_seconds']:g} s, {run['size_bytes'] / 1024:,.0f} KiB, "
@@ -725,7 +787,7 @@ def main() -> None:
             )
             _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
             _write(args.report, report_markdown(results))
-        results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name)
+        results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name, results, name)
         results = _merged(json_path, results, name, None, None)
         _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
         _write(args.report, report_markdown(results))

@@ -297,3 +297,9 @@ def test_dropout_draws_from_the_seed_and_does_nothing_at_inference_or_at_zero():
     assert Dropout(0.3).eval()(x) is x
     assert Dropout(0.0).train()(x) is x
     assert Dropout(0.3).train()(x.double()).dtype == torch.float64
+
+
+def test_dropout_within_a_level_of_one_drops_everything_like_nn_dropout_of_one():
+    x = torch.randn(5, 7)
+    out = Dropout(1 - 2**-18).train()(x)  # rounds to all 65,536 levels dropped: no keep rate to scale by
+    assert torch.equal(out, torch.zeros_like(x)) and torch.equal(out, torch.nn.Dropout(1.0).train()(x))

@@ -114,3 +114,50 @@ def test_rescore_refits_a_recorded_tfidf_run_and_refuses_other_scores(suite, tmp
         suite.rescore("tfidf", parts, "word", tmp_path, record | {"test_accuracy": 50.0}, seed=0)
     with pytest.raises(ValueError, match="timed search"):
         suite.rescore("fasttext-auto", parts, "word", tmp_path, record, seed=0)
+
+
+def _run(accuracy: float, digest: str | None) -> dict:
+    run = {"test_accuracy": accuracy, "test_macro_f1": accuracy, "train_seconds": 1.0, "size_bytes": 1024}
+    run |= {"predict_per_second": 10.0, "chosen": {"C": 1.0, "lr": 0.1, "options": {}, "best_epoch": 1}}
+    run |= {"load_before": "0", "load_after": "0", "command": "c"}
+    run["machine"] = {"cpu": "cpu", "cores": 2, "rnnonnx_commit": "abc"}
+    return run if digest is None else run | {"split_sha256": digest}
+
+
+def test_runs_of_another_split_are_marked_and_left_out_of_the_pairs(suite, tmp_path):
+    truth = ["a", "b", "a", "b"]
+    parts = {"train": (["x"], ["a"]), "validation": (["y"], ["b"]), "test": (["t1", "t2", "t3", "t4"], truth)}
+    digest = suite.split_digest(parts)
+    assert digest != suite.split_digest(parts | {"test": (["t1", "t2", "t3", "t5"], truth)})
+    info = {"rows": 6, "classes": 2, "median_tokens": 1, "analyzer": "word", "largest_class": 3, "smallest_class": 3}
+    info |= {"split_rows": {"train": 1, "validation": 1, "test": 4}, "split_sha256": digest}
+    for system in ("rnnonnx", "tfidf", "fasttext"):
+        suite.save_predictions(tmp_path / system, truth)
+    runs = {"s/rnnonnx": _run(100.0, digest), "s/tfidf": _run(100.0, digest), "s/fasttext": _run(100.0, "0" * 64)}
+    results = {"sets": {"s": info}, "runs": runs}
+    assert set(suite.paired_records(parts, tmp_path, results, "s")) == {"tfidf"}
+    results["sets"]["s"]["paired"] = suite.paired_records(parts, tmp_path, results, "s")
+    text = suite.report_markdown(results)
+    assert "| 100.0 / 100.0 | 100.0 / 100.0 | 100.0 / 100.0† |" in text and "| fasttext† |" in text
+    assert "| tfidf |" in text and suite.OFF_SPLIT_NOTE in text
+    del runs["s/rnnonnx"]["split_sha256"]  # an unstamped rnnonnx run: no pairs at all
+    assert suite.paired_records(parts, tmp_path, results, "s") == {}
+
+
+def test_stamp_ties_a_run_whose_kept_predictions_give_its_scores(suite, tmp_path):
+    truth = ["a", "b", "a", "b"]
+    parts = {"train": (["x"], ["a"]), "validation": (["y"], ["b"]), "test": (["t1", "t2", "t3", "t4"], truth)}
+    run = _run(75.0, None) | {"test_macro_f1": 73.33}
+    assert "kept no predictions" in suite.stamp(parts, tmp_path, run, "d") and "split_sha256" not in run
+    suite.save_predictions(tmp_path, ["a", "b", "a"])  # an earlier split's test rows, one fewer
+    assert "kept no predictions" in suite.stamp(parts, tmp_path, run, "d") and "split_sha256" not in run
+    suite.save_predictions(tmp_path, ["a", "b", "a", "a"])  # 3 of 4 right: 75% accuracy, macro-F1 73.33
+    assert "not its record" in suite.stamp(parts, tmp_path, run | {"test_accuracy": 50.0}, "d")
+    assert "tied to it" in suite.stamp(parts, tmp_path, run, "d") and run["split_sha256"] == "d"
+
+
+def test_tfidf_fits_on_one_thread(suite):
+    from threadpoolctl import threadpool_info
+
+    with suite.one_thread():
+        assert {pool["num_threads"] for pool in threadpool_info()} == {1}
