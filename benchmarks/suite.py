@@ -752,10 +752,12 @@ def main() -> None:
                     save_predictions(work, rescore(system, parts, SETS[name], work, run, args.seed))
                     run["split_sha256"] = results["sets"][name]["split_sha256"]  # rescore checked its scores on it
                     results = _merged(json_path, results, name, key, run)
+                    _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
                     print(f"{key}: test predictions made again, same scores", file=sys.stderr)
                 elif args.rescore and not on_split(results, name, system):
                     print(f"{key}: " + stamp(parts, work, run, results["sets"][name]["split_sha256"]), file=sys.stderr)
                     results = _merged(json_path, results, name, key, run)
+                    _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
                 else:
                     print(f"{key}: already in {json_path}, skipped", file=sys.stderr)
                 continue

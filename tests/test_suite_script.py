@@ -1,6 +1,7 @@
 """benchmarks/suite.py's split: stratified, deterministic, disjoint, written once and then reused."""
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -161,3 +162,25 @@ def test_tfidf_fits_on_one_thread(suite):
 
     with suite.one_thread():
         assert {pool["num_threads"] for pool in threadpool_info()} == {1}
+
+
+def test_rescore_ties_every_checked_run_of_a_set_and_pairs_them(suite, tmp_path, monkeypatch):
+    data, out, report = tmp_path / "data", tmp_path / "out", tmp_path / "SUITE.md"
+    data.mkdir()
+    rows = ([f"{word} package number {i}" for i in range(20) for word in ("editor", "game")], ["a", "b"] * 20)
+    suite.write_rows(data / "debian-en.csv", rows)
+    parts = suite.load_split("debian-en", data, out, seed=0)
+    truth = parts["test"][1]
+    runs = {}
+    for system, predicted in (("rnnonnx", truth), ("tfidf", truth[:-1] + ["a" if truth[-1] == "b" else "b"])):
+        suite.save_predictions(out / "models" / "debian-en" / system, predicted)
+        runs[f"debian-en/{system}"] = _run(0.0, None) | suite.scores(truth, predicted)
+    report.with_suffix(".json").write_text(json.dumps({"sets": {}, "runs": runs}))
+    argv = ["suite.py", "--data", str(data), "--out", str(out), "--report", str(report), "--only", "debian-en"]
+    monkeypatch.setattr("sys.argv", [*argv, "--systems", "rnnonnx,tfidf", "--rescore"])
+    suite.main()
+    results = json.loads(report.with_suffix(".json").read_text())
+    digest = results["sets"]["debian-en"]["split_sha256"]
+    assert digest == suite.split_digest(parts)
+    assert [results["runs"][f"debian-en/{s}"].get("split_sha256") for s in ("rnnonnx", "tfidf")] == [digest, digest]
+    assert set(results["sets"]["debian-en"]["paired"]) == {"tfidf"} and suite.OFF_SPLIT not in report.read_text()
