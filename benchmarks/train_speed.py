@@ -18,7 +18,9 @@ labelled by language and file (``en/computers``, ``de/witze``, ...; the 58 files
 random (seed 0). The packages are fetched with apt into ``OUT/apt``.
 
 Each step runs as the CLI would, in a fresh process (``time`` of the whole command, import
-included); the figures are printed with the CPU model, the cores and the load average.
+included); the figures are printed with the CPU model, the cores and the load average, after
+numpy's fp32 matrix product timed on one thread and on every core just before (the cores' speed on
+a shared machine moves with its other tenants).
 ``--one-command``: one process, ``rnnonnx train ... --export BUNDLE``, instead of ``train`` then ``export``.
 """
 
@@ -111,6 +113,20 @@ def machine(options: list[str]) -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {options or ''}"
 
 
+def gemm_reference(threads: int, seconds: float = 2.0) -> float:
+    """GFLOP/s of numpy's fp32 matrix product on ``threads`` threads, in a fresh process: what the
+    cores gave just before a timed command, so that runs on shared or other machines can be compared."""
+    env = {**os.environ, **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    code = f"from rnnonnx.benchmark_worker import gemm_peak; print(gemm_peak({seconds})['gflops'])"
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+
+
+def reference() -> str:
+    """The fp32 matrix product's GFLOP/s on one thread and on every core, in words."""
+    figures = [f"{gemm_reference(threads):.1f} GFLOP/s on {threads}" for threads in sorted({1, os.cpu_count() or 1})]
+    return "fp32 matrix product (numpy, 1024 x 1024) just before: " + ", ".join(figures) + " thread(s)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lists", type=Path, default=Path("/var/lib/apt/lists"))
@@ -127,6 +143,7 @@ def main() -> None:
     extra = [part for item in args.set for part in (f"--{item.split('=', 1)[0].replace('_', '-')}", item.split("=", 1)[1])]
     cli = [sys.executable, "-m", "rnnonnx.cli"]
     train = [*cli, "train", "--data", str(data), "--out", str(args.out / "run"), "--quiet", *extra]
+    print(reference(), flush=True)
     if args.one_command:
         if args.quantize:
             parser.error("--one-command exports with export's defaults: leave out --quantize")

@@ -12,8 +12,11 @@ each engine's GFLOP/s (from :mod:`rnnonnx.flops`) reads as a fraction of what th
 a bundle does not carry: they come from the run directory the bundle was exported from, and the
 two engines' probabilities are compared before any figure is reported, so a mismatched run is
 refused rather than timed. The cold start of ``rnnonnx predict`` on one sentence is measured
-against a process that imports torch and predicts the same sentence: wall time and peak RSS of
-each child (``os.wait4``), median of several runs.
+against a process that imports torch and predicts the same sentence, and against its floor: a bare
+interpreter that imports onnxruntime and numpy, opens the same text graph and classifies the
+sentence (what any app embedding the bundle pays, whatever wraps it): wall time and peak RSS of
+each child (``os.wait4``), median of several runs, and the wall time's ratio to the floor's within
+each turn, which a slower host moves on both sides alike.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .benchmark_report import CORE_INSTALL, FP32, INT8, PEAK, TORCH, BenchReport, targets
+from .benchmark_report import CORE_INSTALL, FLOOR, FP32, INT8, PEAK, TORCH, BenchReport, targets
 from .benchmark_worker import cycled
-from .bundle import INT8_MODEL, Bundle
+from .bundle import INT8_MODEL, PROBABILITIES, TEXT_MODEL, Bundle
 from .errors import RnnonnxError
 from .machine import machine, usable_cores
 from .run import is_run_dir, parent_run
@@ -118,6 +121,24 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     return wall, peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
+# The floor of a cold start: the least a process can do to classify one text with the bundle's text
+# graph (argv: model, text, output), nothing of rnnonnx imported.
+_FLOOR_SCRIPT = """
+import sys
+import numpy as np
+import onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+print(session.run([sys.argv[3]], {session.get_inputs()[0].name: np.array([sys.argv[2]], dtype=object)})[0])
+"""
+
+
+def floor_command(bundle: Path, text: str, env: Path | None = None) -> list[str]:
+    """The cold-start floor on ``text``: the interpreter of ``env`` (or this one) running only
+    onnxruntime and numpy on the bundle's fp32 text graph."""
+    python = (env / ("Scripts" if os.name == "nt" else "bin") / "python") if env else Path(sys.executable)
+    return [str(python), "-I", "-c", _FLOOR_SCRIPT, str((bundle / TEXT_MODEL).resolve()), text, PROBABILITIES]
+
+
 def rnnonnx_command(env: Path | None = None) -> list[str]:
     """``rnnonnx`` as a user types it: the installed script of this interpreter (or of the
     virtual environment ``env``) when there is one."""
@@ -148,10 +169,14 @@ def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", c
     of the machine reaches them alike. ``core_env``: also cold-start the ``rnnonnx``
     of that virtual environment, a plain ``pip install`` of the predictor as users deploy it
     (a development environment adds its editable-install hooks and every extra's ``.pth``
-    files to each start)."""
+    files to each start). With a text graph (and ``graph`` not ``ids``) the floor runs too: onnxruntime
+    and numpy alone in the same interpreter as the core install (else this one) on the text graph
+    ``predict`` opens; each ``rnnonnx predict`` gets its wall time's ratio to the floor's, turn by turn."""
     commands: dict[str, list[str]] = {"rnnonnx predict": predict_command(bundle, COLD_TEXT, graph)}
     if core_env is not None:
         commands[CORE_INSTALL] = predict_command(bundle.resolve(), COLD_TEXT, graph, core_env)
+    if graph != "ids" and (bundle / TEXT_MODEL).is_file():
+        commands[FLOOR] = floor_command(bundle, COLD_TEXT, core_env)
     if run is not None:
         commands["torch predict"] = [sys.executable, "-m", "rnnonnx.benchmark_worker", "--cold-torch", str(run), COLD_TEXT]
     for command in commands.values():
@@ -170,6 +195,9 @@ def cold_start(bundle: Path, run: Path | None, runs: int, graph: str = "auto", c
             "wall_s_runs": walls,
             "peak_rss_mib_runs": peaks,
         }
+        if FLOOR in samples and name.startswith("rnnonnx predict"):
+            ratios = [s[0] / floor[0] for s, floor in zip(samples[name], samples[FLOOR])]
+            out[name] |= {"wall_vs_floor": statistics.median(ratios), "wall_vs_floor_runs": ratios}
     return out
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, pick_run, run_bench, run_measured, spread
-from rnnonnx.benchmark_report import PEAK, format_markdown, format_text, targets
+from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, floor_command, pick_run, run_bench, run_measured, spread
+from rnnonnx.benchmark_report import FLOOR, PEAK, format_markdown, format_text, targets
 from rnnonnx.bundle import INT8_MODEL, Bundle
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.flops import flops_per_token_and_text
@@ -64,7 +64,7 @@ def test_short_bench_report(tiny_bundle, tiny_run):
         assert result["engines"]["torch"]["ratios"]["latency_ratio"]["values"] == [1.0, 1.0]
     assert report["parity"]["ort-fp32 vs torch"]["max_abs_diff"] < 1e-4
     cold = report["cold_start"]
-    assert set(cold) == {"rnnonnx predict", "torch predict"}
+    assert set(cold) == {"rnnonnx predict", "torch predict", FLOOR}
     assert all(c["wall_s"] > 0 and c["peak_rss_mib"] > 10 for c in cold.values())
     assert cold["torch predict"]["peak_rss_mib"] > cold["rnnonnx predict"]["peak_rss_mib"]
     speed = [t for t in report["targets"] if t["threads"] is not None]
@@ -207,6 +207,8 @@ def test_core_env_is_cold_started_and_judged(tiny_bundle, tmp_path):
     script = env / "bin" / "rnnonnx"
     script.write_text(f'#!/bin/sh\nexec {sys.executable} -m rnnonnx.cli "$@"\n')
     script.chmod(0o755)
+    (env / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (env / "bin" / "python").chmod(0o755)
     (tmp_path / "texts.txt").write_text("a fine film\n", encoding="utf-8")
     report, _ = bench_in_fresh_process(
         ["bench", str(tiny_bundle), "--data", str(tmp_path / "texts.txt"), "--core-env", str(env), *SHORT, "--json"]
@@ -216,9 +218,35 @@ def test_core_env_is_cold_started_and_judged(tiny_bundle, tmp_path):
     targets = {t["key"]: t for t in report["targets"]}
     assert "core install" in targets["cold_wall"]["description"] and targets["cold_wall"]["value"] == core["wall_s"]
     assert "core install" in targets["cold_rss"]["description"] and targets["cold_rss"]["value"] == core["peak_rss_mib"]
+    floor = report["cold_start"][FLOOR]  # onnxruntime alone, in the core install's interpreter, taking turns
+    assert floor["command"][0] == str(env / "bin" / "python") and floor["wall_s"] > 0 and "wall_vs_floor" not in floor
+    assert core["wall_vs_floor_runs"] == [w / f for w, f in zip(core["wall_s_runs"], floor["wall_s_runs"])]
+    assert targets["cold_floor"]["value"] == core["wall_vs_floor"] and targets["cold_floor"]["goal"] == 1.2
     with pytest.raises(RnnonnxError, match="no rnnonnx script"):
         run_bench(
             tiny_bundle,
             BenchOptions(data=str(tmp_path / "texts.txt"), threads=1, seconds=0.01, cold_runs=1, core_env=str(tmp_path)),
             log=lambda m: None,
         )
+
+
+def test_the_cold_start_floor_classifies_with_onnxruntime_alone(tiny_bundle):
+    from rnnonnx.predictor import Predictor
+
+    command = floor_command(Path(tiny_bundle), "a fine film")
+    assert command[0] == sys.executable and "rnnonnx" not in command[3]
+    done = subprocess.run(
+        [*command[:3], "import sys; " + command[3] + "assert 'rnnonnx' not in sys.modules", *command[4:]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    printed = [float(x) for x in done.stdout.replace("[", " ").replace("]", " ").split()]
+    expected = Predictor(tiny_bundle, device="cpu").predict_proba(["a fine film"])[0]
+    assert printed == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_no_floor_leaves_its_target_unjudged():
+    cold = {"rnnonnx predict": {"wall_s": 0.2, "peak_rss_mib": 80.0, "wall_s_runs": [0.2], "peak_rss_mib_runs": [80.0]}}
+    floor = {t["key"]: t for t in targets({}, cold, {})}["cold_floor"]
+    assert floor["met"] is None and "no onnxruntime floor" in floor["note"]
