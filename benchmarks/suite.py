@@ -753,12 +753,12 @@ def main() -> None:
                     save_predictions(work, rescore(system, parts, SETS[name], work, run, args.seed))
                     run["split_sha256"] = results["sets"][name]["split_sha256"]  # rescore checked its scores on it
                     results = _merged(json_path, results, name, key, run)
-                    _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+                    _save(json_path, results)
                     print(f"{key}: test predictions made again, same scores", file=sys.stderr)
                 elif args.rescore and not on_split(results, name, system):
                     print(f"{key}: " + stamp(parts, work, run, results["sets"][name]["split_sha256"]), file=sys.stderr)
                     results = _merged(json_path, results, name, key, run)
-                    _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+                    _save(json_path, results)
                 else:
                     print(f"{key}: already in {json_path}, skipped", file=sys.stderr)
                 continue
@@ -788,11 +788,11 @@ def main() -> None:
                 f"{run['predict_per_second']:,.0f} texts/s",
                 flush=True,
             )
-            _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+            _save(json_path, results)
             _write(args.report, report_markdown(results))
         results["sets"][name]["paired"] = paired_records(parts, args.out / "models" / name, results, name)
         results = _merged(json_path, results, name, None, None)
-        _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        _save(json_path, results)
         _write(args.report, report_markdown(results))
 
 
@@ -804,6 +804,11 @@ def _merged(json_path: Path, results: dict[str, Any], name: str, key: str | None
     if key is not None:
         on_disk["runs"][key] = run
     return on_disk
+
+
+def _save(json_path: Path, results: dict[str, Any]) -> None:
+    """The results JSON, written whole through :func:`_write`."""
+    _write(json_path, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
 
 
 def _write(path: Path, text: str) -> None:

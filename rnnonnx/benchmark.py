@@ -132,17 +132,22 @@ print(session.run([sys.argv[3]], {session.get_inputs()[0].name: np.array([sys.ar
 """
 
 
+def _scripts(env: Path) -> Path:
+    """The folder of a virtual environment's interpreter and scripts."""
+    return env / ("Scripts" if os.name == "nt" else "bin")
+
+
 def floor_command(bundle: Path, text: str, env: Path | None = None) -> list[str]:
     """The cold-start floor on ``text``: the interpreter of ``env`` (or this one) running only
     onnxruntime and numpy on the bundle's fp32 text graph."""
-    python = (env / ("Scripts" if os.name == "nt" else "bin") / "python") if env else Path(sys.executable)
+    python = _scripts(env) / "python" if env else Path(sys.executable)
     return [str(python), "-I", "-c", _FLOOR_SCRIPT, str((bundle / TEXT_MODEL).resolve()), text, PROBABILITIES]
 
 
 def rnnonnx_command(env: Path | None = None) -> list[str]:
     """``rnnonnx`` as a user types it: the installed script of this interpreter (or of the
     virtual environment ``env``) when there is one."""
-    script = (env / ("Scripts" if os.name == "nt" else "bin") / "rnnonnx") if env else Path(sys.executable).with_name("rnnonnx")
+    script = _scripts(env) / "rnnonnx" if env else Path(sys.executable).with_name("rnnonnx")
     if env is not None and not (script.is_file() and os.access(script, os.X_OK)):
         raise RnnonnxError(
             f"{env}: no rnnonnx script in this environment (python -m venv {env} && {env}/bin/pip install rnnonnx)"
