@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rnnonnx.machine import cpu_name  # noqa: E402  (the checkout's package, found through ROOT)
 
 WEIGHTINGS = "none;balanced"
 
@@ -49,16 +50,6 @@ def write_imbalanced(path: Path, ratio: int) -> tuple[int, int]:
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     return sum(1 for _, y in rows if y == "neg"), sum(1 for _, y in rows if y == "pos")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

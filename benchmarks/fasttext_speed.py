@@ -107,14 +107,9 @@ def main() -> None:
         sys.exit(f"no fastText venv at {FASTTEXT_VENV}: run python benchmarks/suite.py --setup")
     runs = json.loads(args.results.read_text())["runs"]  # "SET/SYSTEM" -> the suite's record
     names = [n for n in args.only.split(",") if n] or list(SETS)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
+    from rnnonnx.machine import cpu_name
+
+    cpu = cpu_name()
     print(
         f"CPU {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start; "
         f"{args.rounds} rounds of {args.seconds:g} s per engine; one thread each"

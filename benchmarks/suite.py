@@ -538,19 +538,14 @@ def rescore(system: str, parts: dict[str, Rows], analyzer: str, work: Path, run:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and core count (from /proc/cpuinfo and os), and the commit that last changed rnnonnx."""
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    """CPU (name, generation) and core count, and the commit that last changed rnnonnx."""
+    from rnnonnx.machine import cpu_name
+
     git = ["git", "-C", str(ROOT)]
     last = [*git, "log", "-1", "--format=%h", "--", "rnnonnx", "pyproject.toml"]  # the library's last change
     commit = subprocess.run(last, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run([*git, "status", "--porcelain", "rnnonnx"], capture_output=True, text=True).stdout
-    return {"cpu": model, "cores": os.cpu_count(), "rnnonnx_commit": commit + ("+dirty" if dirty.strip() else "")}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "rnnonnx_commit": commit + ("+dirty" if dirty.strip() else "")}
 
 
 def report_markdown(results: dict[str, Any]) -> str:

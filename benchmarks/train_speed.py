@@ -101,16 +101,11 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def machine(options: list[str]) -> str:
     """The CPU, its cores and the load average now, with the extra train options."""
-    return f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {options or ''}"
+    from rnnonnx.machine import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} {options or ''}"
 
 
 def gemm_reference(threads: int, seconds: float = 2.0) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rnnonnx.machine import cpu_name, machine, usable_cores
+from rnnonnx.machine import _generation, cpu_name, machine, usable_cores
 
 
 def test_usable_cores_follow_the_affinity_mask():
@@ -16,3 +16,11 @@ def test_usable_cores_follow_the_affinity_mask():
 def test_machine_record_names_the_cpu():
     info = machine()
     assert info["cpu"] == cpu_name() and info["cpu"] and info["usable_cores"] == usable_cores()
+
+
+def test_cpu_generation_tells_alike_names_apart():
+    zen3 = {"model name": "AMD EPYC", "cpu family": "25", "model": "1", "flags": "fpu avx2 fma"}
+    zen4 = {"model name": "AMD EPYC", "cpu family": "25", "model": "17", "flags": "avx2 avx512f avx512_vnni"}
+    assert _generation(zen3) == " (family 25 model 1; AVX2)"
+    assert _generation(zen4) == " (family 25 model 17; AVX-512, VNNI)"
+    assert _generation({"model name": "Apple M2"}) == ""
