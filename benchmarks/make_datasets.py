@@ -19,6 +19,10 @@ the files go to ``--out`` (default /tmp/rnnonnx-data) as CSV with columns ``text
 
     python benchmarks/make_datasets.py --out /tmp/rnnonnx-data
 
+The sets follow the Debian archive of the day: a point release can change a package (the kernel
+documentation above all) and with it a set's rows. ``OUT/SOURCES.txt`` names the archive's release
+dates and the .deb files a build read; the benchmark suite ties every result to its split's sha256.
+
 Apt state goes to ``OUT/apt`` (its own lists directory, with the translations enabled), so the
 system's package lists are left alone. Needs ``apt-get``, ``dpkg-deb`` and ``/usr/lib/apt/apt-helper``.
 """
@@ -70,6 +74,18 @@ def apt_update(state: Path) -> Path:
             check=True,
         )
     return lists
+
+
+def record_sources(out: Path) -> None:
+    """Write ``OUT/SOURCES.txt``: each index's release date and every .deb read, so a set whose rows
+    changed can be traced to the archive that changed it."""
+    state = out / "apt"
+    lines = []
+    for release in sorted((state / "lists").glob("*_InRelease")):
+        date = next((line for line in release.read_text(errors="replace").splitlines() if line.startswith("Date:")), "")
+        lines.append(f"{release.name.removesuffix('_InRelease')}: {date.removeprefix('Date:').strip()}")
+    lines += sorted(deb.name for deb in (state / "debs").glob("*.deb"))
+    (out / "SOURCES.txt").write_text("\n".join(lines) + "\n")
 
 
 def cat_index(path: Path) -> str:
@@ -288,6 +304,7 @@ def main() -> None:
     for name, rows, analyzer in sets:
         write_csv(args.out / f"{name}.csv", rows)
         print(describe(name, rows, analyzer))
+    record_sources(args.out)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from make_datasets import (  # noqa: E402  (benchmarks/ is a folder of scripts, 
     describe,
     description_text,
     download_deb,
+    record_sources,
     roff_text,
     stanzas,
     write_csv,
@@ -159,6 +160,7 @@ def main() -> None:
         rows = builders[name]()
         write_csv(args.out / f"{name}.csv", rows)
         print(describe(name, rows, "word"))
+    record_sources(args.out)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,19 @@ def test_rescore_ties_every_checked_run_of_a_set_and_pairs_them(suite, tmp_path,
     assert digest == suite.split_digest(parts)
     assert [results["runs"][f"debian-en/{s}"].get("split_sha256") for s in ("rnnonnx", "tfidf")] == [digest, digest]
     assert set(results["sets"]["debian-en"]["paired"]) == {"tfidf"} and suite.OFF_SPLIT not in report.read_text()
+
+
+def test_dataset_sources_name_the_archive_and_every_deb(tmp_path):
+    make_datasets = load_script("make_datasets_script", "make_datasets.py")
+    (tmp_path / "apt" / "lists").mkdir(parents=True)
+    (tmp_path / "apt" / "debs").mkdir()
+    release = "Origin: Debian\nDate: Sat, 11 Jul 2026 10:16:37 UTC\nSuite: stable\n"
+    (tmp_path / "apt" / "lists" / "deb.debian.org_debian_dists_bookworm_InRelease").write_text(release)
+    for deb in ("linux-doc-6.1_6.1.192-3_all.deb", "manpages-de_4.18.1-1_all.deb"):
+        (tmp_path / "apt" / "debs" / deb).write_bytes(b"")
+    make_datasets.record_sources(tmp_path)
+    assert (tmp_path / "SOURCES.txt").read_text().splitlines() == [
+        "deb.debian.org_debian_dists_bookworm: Sat, 11 Jul 2026 10:16:37 UTC",
+        "linux-doc-6.1_6.1.192-3_all.deb",
+        "manpages-de_4.18.1-1_all.deb",
+    ]
