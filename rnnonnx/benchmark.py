@@ -382,7 +382,7 @@ def run_bench(
             "skipped": skipped,
             "parity": rounds.parity,
             "cold_start": cold,
-            "targets": targets(results, cold, skipped),
+            "targets": targets(results, cold, skipped, started),
         }
     )
 

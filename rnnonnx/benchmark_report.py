@@ -26,6 +26,7 @@ COLD_TARGETS = (
     ("cold_floor", "rnnonnx predict cold start / onnxruntime floor, wall", "rnnonnx predict", "wall_vs_floor", "<=", 1.2),
 )
 TARGETS = SPEED_TARGETS + COLD_TARGETS
+NO_INT8_DOT = "this CPU has no int8 dot-product instructions (VNNI), so int8 is about as fast as fp32 here"
 _COMPARE = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
 
 
@@ -48,9 +49,12 @@ class BenchReport:
         return format_markdown(self.data)
 
 
-def targets(results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, str]) -> list[dict[str, Any]]:
+def targets(
+    results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, str], cpu: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Each target with its measured median, spread and whether it is met (``None``: not
-    measured, and why); speed targets once per thread count, cold-start targets once."""
+    measured, and why); speed targets once per thread count, cold-start targets once. An int8
+    target missed on a CPU (``cpu``, ``machine()``'s record) without int8 dot products says so."""
     out = []
     for threads, result in results.items():
         engines = result["engines"]
@@ -69,6 +73,8 @@ def targets(results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, st
                     q3=measured["q3"],
                     met=bool(_COMPARE[op](measured["median"], goal)),
                 )
+                if engine == INT8 and not entry["met"] and (cpu or {}).get("int8_dot_product") is False:
+                    entry["note"] = NO_INT8_DOT
             out.append(entry)
     for key, description, subject, measure, op, goal in COLD_TARGETS:
         entry = {"key": key, "threads": None, "description": description, "op": op, "goal": goal}
@@ -85,6 +91,15 @@ def targets(results: dict[str, Any], cold: dict[str, Any], skipped: dict[str, st
             )
         out.append(entry)
     return out
+
+
+def verdict(target: dict[str, Any]) -> str:
+    """A target's result cell: met, NOT met (with the reason where one is known), or why it was skipped."""
+    if target["met"] is None:
+        return f"skipped: {target.get('note')}"
+    if target["met"]:
+        return "met"
+    return f"NOT met ({target['note']})" if target.get("note") else "NOT met"
 
 
 def _describe_model(model: dict[str, Any]) -> str:
@@ -178,8 +193,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         shown = "n/a" if t["value"] is None else f"{t['value']:.3g}{unit}"
         span = "" if t["value"] is None else f"{t['min']:.3g}-{t['max']:.3g}"
         goal = f"{t['op']} {t['goal']:g}{unit}"
-        verdict = {True: "met", False: "NOT met", None: f"skipped: {t.get('note')}"}[t["met"]]
-        target_rows.append([t["description"], "" if t["threads"] is None else str(t["threads"]), shown, span, goal, verdict])
+        target_rows.append([t["description"], "" if t["threads"] is None else str(t["threads"]), shown, span, goal, verdict(t)])
     return tables + [
         (
             "cold start (median of the runs, min-max)",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, floor_command, pick_run, run_bench, run_measured, spread
-from rnnonnx.benchmark_report import FLOOR, PEAK, format_markdown, format_text, targets
+from rnnonnx.benchmark_report import FLOOR, NO_INT8_DOT, PEAK, format_markdown, format_text, targets, verdict
 from rnnonnx.bundle import INT8_MODEL, Bundle
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.flops import flops_per_token_and_text
@@ -250,3 +250,22 @@ def test_no_floor_leaves_its_target_unjudged():
     cold = {"rnnonnx predict": {"wall_s": 0.2, "peak_rss_mib": 80.0, "wall_s_runs": [0.2], "peak_rss_mib_runs": [80.0]}}
     floor = {t["key"]: t for t in targets({}, cold, {})}["cold_floor"]
     assert floor["met"] is None and "no onnxruntime floor" in floor["note"]
+
+
+def test_a_missed_int8_target_says_when_the_cpu_lacks_int8_dot_products():
+    slow = fake_round(1000, 1600, 10)
+    slow["ort-int8"] = dict(slow["ort-fp32"], texts_per_s_256=1500.0)  # int8 slower than fp32: 0.94x
+    results = {"1": aggregate([slow])}
+
+    def judged(cpu):
+        return {t["key"]: t for t in targets(results, {}, {}, cpu)}["int8_vs_fp32"]
+
+    assert judged({"int8_dot_product": False})["met"] is False
+    assert judged({"int8_dot_product": False})["note"] == NO_INT8_DOT
+    assert verdict(judged({"int8_dot_product": False})) == f"NOT met ({NO_INT8_DOT})"
+    assert verdict(judged({"int8_dot_product": True})) == "NOT met"
+    assert "note" not in judged({"int8_dot_product": True}) and "note" not in judged(None)
+    fast = fake_round(1000, 1600, 10)
+    fast["ort-int8"] = dict(fast["ort-fp32"], texts_per_s_256=2000.0)
+    met = {t["key"]: t for t in targets({"1": aggregate([fast])}, {}, {}, {"int8_dot_product": False})}["int8_vs_fp32"]
+    assert met["met"] is True and "note" not in met

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rnnonnx.machine import _generation, cpu_name, machine, usable_cores
+from rnnonnx.machine import _generation, _has_int8_dot, cpu_name, machine, usable_cores
 
 
 def test_usable_cores_follow_the_affinity_mask():
@@ -24,3 +24,10 @@ def test_cpu_generation_tells_alike_names_apart():
     assert _generation(zen3) == " (family 25 model 1; AVX2)"
     assert _generation(zen4) == " (family 25 model 17; AVX-512, VNNI)"
     assert _generation({"model name": "Apple M2"}) == ""
+
+
+def test_int8_dot_products_from_the_cpu_flags():
+    assert _has_int8_dot({"avx2", "avx512f", "avx512_vnni"}) and _has_int8_dot({"avx_vnni"})
+    assert _has_int8_dot({"fp", "asimd", "asimddp"})  # Arm's dot product
+    assert not _has_int8_dot({"avx2", "fma", "avx512f"})
+    assert machine()["int8_dot_product"] in (True, False, None)
