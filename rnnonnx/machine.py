@@ -16,22 +16,32 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_name() -> str:
-    """The processor's name, with its family, model and vector units where the OS tells them:
-    virtual machines often name every generation alike ("AMD EPYC"), and int8 and fp32 speeds
-    depend on the generation (AVX-512 and VNNI above all)."""
+_X86_INT8_DOT = {"avx512_vnni", "avx_vnni", "amx_int8"}  # VNNI and AMX: int8 multiply-add in one instruction
+_INT8_DOT = _X86_INT8_DOT | {"asimddp"}  # with Arm's dot product
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's name, family, model and flags from /proc/cpuinfo (``{}`` where absent)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
                 key = key.strip()
-                if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+                if key in ("model name", "cpu family", "model", "flags", "Features") and key not in fields:
                     fields[key] = value.strip()
                 if not line.strip() and fields:
                     break
     except OSError:
         pass
+    return fields
+
+
+def cpu_name() -> str:
+    """The processor's name, with its family, model and vector units where the OS tells them:
+    virtual machines often name every generation alike ("AMD EPYC"), and int8 and fp32 speeds
+    depend on the generation (AVX-512 and VNNI above all)."""
+    fields = _cpuinfo()
     if "model name" not in fields:
         return platform.processor() or platform.machine()
     return fields["model name"] + _generation(fields)
@@ -40,19 +50,13 @@ def cpu_name() -> str:
 def int8_dot_product() -> bool | None:
     """Whether the CPU multiplies and adds int8 in one instruction (x86 VNNI, Arm's dot product):
     without it ONNX Runtime's int8 kernels are about as fast as fp32. ``None`` where the OS does not say."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return _has_int8_dot(set(value.split()))
-    except OSError:
-        pass
-    return None
+    fields = _cpuinfo()
+    flags = fields.get("flags", fields.get("Features"))
+    return None if flags is None else _has_int8_dot(set(flags.split()))
 
 
 def _has_int8_dot(flags: set[str]) -> bool:
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+    return bool(flags & _INT8_DOT)
 
 
 def _generation(fields: dict[str, str]) -> str:
@@ -62,7 +66,7 @@ def _generation(fields: dict[str, str]) -> str:
         parts.append(f"family {fields['cpu family']} model {fields['model']}")
     flags = set(fields.get("flags", "").split())
     units = [name for name, flag in (("AVX-512", "avx512f"), ("AVX2", "avx2")) if flag in flags][:1]
-    units += ["VNNI"] if flags & {"avx512_vnni", "avx_vnni"} else []
+    units += ["VNNI"] if flags & _X86_INT8_DOT else []
     if units:
         parts.append(", ".join(units))
     return f" ({'; '.join(parts)})" if parts else ""
