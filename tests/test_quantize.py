@@ -133,6 +133,28 @@ def test_the_lstm_kernels_weights_leave_no_cpu_room_to_saturate(int8_export):
     assert 32 < peak <= 64 and 2 * 255 * peak <= 32_767
 
 
+@pytest.mark.slow
+def test_the_lstm_twin_computes_the_same_on_the_kernels_of_cpus_without_vnni(int8_export, tmp_path):
+    """On a CPU with int8 dot products (VNNI), a copy of ONNX Runtime that takes its AVX2 kernels
+    instead (benchmarks/avx2_kernels.py) gives the twin's outputs exactly as this CPU's kernels do,
+    while the same weights stretched over the full int8 range come out different there: the AVX2
+    kernel's int16 pair sums saturate, and the 7-bit weights are what keep them from it."""
+    from rnnonnx.machine import int8_dot_product
+    from tests.conftest import load_script
+
+    if not int8_dot_product():
+        pytest.skip("this CPU has no int8 dot products: ONNX Runtime runs its AVX2 kernels here already")
+    avx2 = load_script("avx2_kernels", "avx2_kernels.py")
+    try:
+        copy = avx2.patched_copy(tmp_path / "ort")
+    except avx2.PatternsNotFound as exc:
+        pytest.skip(str(exc))
+    moved = avx2.kernel_agreement(int8_export[0], read_builtin().texts[:1000], copy, tmp_path)
+    print(f"\ntiny LSTM int8 twin, this CPU's kernels vs AVX2 kernels, max |d| of the outputs: {moved}")
+    assert moved[avx2.SHIPPED] <= BATCH_INDEPENDENCE_BOUND
+    assert moved[avx2.STRETCHED] > 10 * BATCH_INDEPENDENCE_BOUND  # the AVX2 kernels did run, and saturate
+
+
 def test_the_gru_twin_stores_every_weight_matrix_int8_and_computes_fp32(gru_export):
     bundle, _ = gru_export
     report = Bundle(bundle).manifest["int8"]
