@@ -239,11 +239,11 @@ def main() -> None:
     if command:
         sys.exit(subprocess.run(command, env=env).returncode)
     native, avx2 = gemm_rates(threads=args.threads), gemm_rates(env, args.threads)
-    print(f"onnxruntime with its AVX2 kernels: {copy / 'onnxruntime'}")
+    print(f"onnxruntime with its AVX2 kernels: {copy / 'onnxruntime'}", file=sys.stderr)
     print(f"GOP/s, {GEMM_SIZE}x{GEMM_SIZE} products, {args.threads} thread(s): installed -> copy")
     for name in native:
         print(f"  {name}: {native[name]:.1f} -> {avx2[name]:.1f}")
-    print("run with: " + " ".join(f"{key}={env[key]}" for key in (*AVX2_ENV, "PYTHONPATH")))
+    print("run with: " + " ".join(f"{key}={env[key]}" for key in (*AVX2_ENV, "PYTHONPATH")), file=sys.stderr)
     if args.compare:
         from rnnonnx.data import read_builtin
 
