@@ -10,14 +10,8 @@
 # runs/bench, trained and exported as benchmarks/run_bench.sh does when missing), THREADS (default
 # "1 2"), ROUNDS (interleaved rounds, default 5), MEASURE_SECONDS (default 1).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
-WORK=${WORK:-runs/bench}
-THREADS=${THREADS:-1 2}
-ROUNDS=${ROUNDS:-5}
-SECONDS_EACH=${MEASURE_SECONDS:-1}
-thread_args=()
-for t in $THREADS; do thread_args+=(--threads "$t"); done
+# shellcheck source=benchmarks/settings.sh
+source "$(dirname "$0")/settings.sh"
 
 [ -f "$WORK/config.json" ] || "$PYTHON" -m rnnonnx.cli train --out "$WORK" --quiet
 [ -f "$WORK/bundle/model.int8.onnx" ] || "$PYTHON" -m rnnonnx.cli export "$WORK" --out "$WORK/bundle" --quantize int8
@@ -49,6 +43,22 @@ bench_args=("$WORK/bundle" --run "$WORK" "${thread_args[@]}" --rounds "$ROUNDS" 
   echo '```'
   "$PYTHON" benchmarks/avx2_kernels.py --out "$copy" --compare "$WORK/bundle"
   echo '```'
+  echo
+  echo "## Where an int8 LSTM step goes"
+  echo
+  echo "\`python benchmarks/lstm_kernel.py --rounds $ROUNDS\`, then the same on the copy: ONNX Runtime's fp32 LSTM and its int8"
+  echo "kernel alone on the same random weights, one thread, 32 texts of 20 tokens per call (the predictor's calls hold 16-64"
+  echo "texts of similar length); beside them the layer's matrix products alone. int8 speeds up the products only: the"
+  echo "hidden state it quantizes at every step and the products it scales back are work fp32 does not do. A twin's two"
+  echo "sentinel units make a 64-unit layer 66 wide for the kernel."
+  echo
+  echo "This CPU's kernels:"
+  echo
+  "$PYTHON" benchmarks/lstm_kernel.py --rounds "$ROUNDS"
+  echo
+  echo "AVX2 kernels:"
+  echo
+  avx2 "$PYTHON" benchmarks/lstm_kernel.py --rounds "$ROUNDS"
   echo
   echo "## Engines on this CPU's own kernels"
   echo

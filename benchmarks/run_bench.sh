@@ -15,18 +15,12 @@
 # runs/core-env), SUITE_OUT (the benchmark suite's splits and models: with them and the suite's
 # fastText venv, the fastText comparison runs too; default /tmp/rnnonnx-suite).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
-WORK=${WORK:-runs/bench}
-THREADS=${THREADS:-1 2}
-ROUNDS=${ROUNDS:-5}
-SECONDS_EACH=${MEASURE_SECONDS:-1}
+# shellcheck source=benchmarks/settings.sh
+source "$(dirname "$0")/settings.sh"
 ROWS=${ROWS:-100000}
 CORE_ENV=${CORE_ENV:-runs/core-env}
 SUITE_OUT=${SUITE_OUT:-/tmp/rnnonnx-suite}
 rnnonnx() { "$PYTHON" -m rnnonnx.cli "$@"; }
-thread_args=()
-for t in $THREADS; do thread_args+=(--threads "$t"); done
 
 [ -f "$WORK/config.json" ] || rnnonnx train --out "$WORK" --quiet
 # shellcheck disable=SC2086

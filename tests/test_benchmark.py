@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rnnonnx.benchmark import BenchOptions, aggregate, batch_flops, floor_command, pick_run, run_bench, run_measured, spread
-from rnnonnx.benchmark_report import FLOOR, NO_INT8_DOT, PEAK, format_markdown, format_text, targets, verdict
+from rnnonnx.benchmark_report import FLOOR, FLOOR_ABOVE_GOAL, NO_INT8_DOT, PEAK, format_markdown, format_text, targets, verdict
 from rnnonnx.bundle import INT8_MODEL, Bundle
 from rnnonnx.errors import RnnonnxError
 from rnnonnx.flops import flops_per_token_and_text
@@ -250,6 +250,25 @@ def test_no_floor_leaves_its_target_unjudged():
     cold = {"rnnonnx predict": {"wall_s": 0.2, "peak_rss_mib": 80.0, "wall_s_runs": [0.2], "peak_rss_mib_runs": [80.0]}}
     floor = {t["key"]: t for t in targets({}, cold, {})}["cold_floor"]
     assert floor["met"] is None and "no onnxruntime floor" in floor["note"]
+
+
+def test_a_missed_wall_time_says_when_onnxruntime_alone_misses_it_too():
+    def wall(process, seconds):
+        return {process: {"wall_s": seconds, "peak_rss_mib": 80.0, "wall_s_runs": [seconds], "peak_rss_mib_runs": [80.0]}}
+
+    def judged(predict, floor):
+        cold = wall("rnnonnx predict", predict) | wall(FLOOR, floor)
+        cold["rnnonnx predict"] |= {"wall_vs_floor": predict / floor, "wall_vs_floor_runs": [predict / floor]}
+        return {t["key"]: t for t in targets({}, cold, {})}["cold_wall"]
+
+    slow_host = judged(0.40, 0.38)
+    assert slow_host["met"] is False and slow_host["note"] == FLOOR_ABOVE_GOAL.format(floor=0.38)
+    assert (
+        verdict(slow_host)
+        == "NOT met (onnxruntime and numpy alone take 0.380 s on this machine, above the goal; see the ratio to the floor)"
+    )
+    assert "note" not in judged(0.40, 0.30)  # the floor meets the goal: rnnonnx's own miss
+    assert judged(0.30, 0.38)["met"] is True and "note" not in judged(0.30, 0.38)
 
 
 def test_a_missed_int8_target_says_when_the_cpu_lacks_int8_dot_products():
