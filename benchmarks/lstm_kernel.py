@@ -20,12 +20,12 @@ range, one thread by default, as the predictor runs each batch.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Any
 
 import numpy as np
 
+from rnnonnx.benchmark import spread
 from rnnonnx.pinning import SENTINELS
 
 GATES = 4
@@ -145,23 +145,19 @@ def measure(hidden_sizes: list[int], batch: int, steps: int, threads: int, round
     for hidden, timing in samples.items():
         per_step = {k: [1e6 * t / (batch * steps) for t in timing[k]] for k in ("fp32", "int8")}
         out[hidden] = {
-            "fp32_us": summary(per_step["fp32"]),
-            "int8_us": summary(per_step["int8"]),
-            "layer_speedup": summary([f / i for f, i in zip(timing["fp32"], timing["int8"])]),
-            "product_speedup": summary([f / i for f, i in zip(timing["fp32 products"], timing["int8 products"])]),
+            "fp32_us": spread(per_step["fp32"]),
+            "int8_us": spread(per_step["int8"]),
+            "layer_speedup": spread([f / i for f, i in zip(timing["fp32"], timing["int8"])]),
+            "product_speedup": spread([f / i for f, i in zip(timing["fp32 products"], timing["int8 products"])]),
         }
         pinned = samples.get(hidden + SENTINELS)
         if pinned:  # a twin of this layer: the kernel sees its two sentinel units too
-            out[hidden]["twin_speedup"] = summary([f / i for f, i in zip(timing["fp32"], pinned["int8"])])
+            out[hidden]["twin_speedup"] = spread([f / i for f, i in zip(timing["fp32"], pinned["int8"])])
     return out
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def table(results: dict[int, Any]) -> str:
-    def cell(s: dict[str, float], fmt: str, unit: str = "") -> str:
+    def cell(s: dict[str, Any], fmt: str, unit: str = "") -> str:
         return f"{format(s['median'], fmt)}{unit} ({format(s['min'], fmt)}-{format(s['max'], fmt)})"
 
     lines = [
