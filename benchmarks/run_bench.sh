@@ -68,11 +68,12 @@ trap 'rm -f "$tmp"' EXIT
   if [ -d "$SUITE_OUT/models" ]; then
     echo "## int8 on the suite's sets"
     echo
-    echo "\`python benchmarks/int8_suite.py --out $SUITE_OUT\`: each benchmark-suite run exported again with \`--quantize int8\`,"
-    echo "its test texts scored once in fp32 and in int8; \"alone vs batched\" as above, on up to 250 test texts, for fp32, the"
-    echo "int8 twin export writes (fixed ranges) and the same twin with the batch's scales."
+    echo "\`python benchmarks/int8_suite.py --out $SUITE_OUT ${thread_args[*]} --rounds $ROUNDS --seconds $SECONDS_EACH\`: each"
+    echo "benchmark-suite run exported again with \`--quantize int8\`, its test texts scored once in fp32 and in int8; \"alone vs"
+    echo "batched\" as above, on up to 250 test texts, for fp32, the int8 twin export writes (fixed ranges) and the same twin with"
+    echo "the batch's scales. Then the speed an app sees on each set, and why int8 gains what it gains there."
     echo
-    "$PYTHON" benchmarks/int8_suite.py --out "$SUITE_OUT"
+    "$PYTHON" benchmarks/int8_suite.py --out "$SUITE_OUT" "${thread_args[@]}" --rounds "$ROUNDS" --seconds "$SECONDS_EACH"
     echo
   fi
   echo "## Where a second thread helps"
