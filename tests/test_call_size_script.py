@@ -1,0 +1,43 @@
+"""benchmarks/call_size.py: every engine takes its turn in every round, and each figure is taken
+against the base engine of the same round."""
+
+import pytest
+
+from tests.conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def call_size():
+    return load_script("call_size_script", "call_size.py")
+
+
+def test_each_round_is_taken_against_the_base_of_that_round(call_size):
+    order = []
+    speeds = iter([100.0, 150.0, 300.0, 200.0])  # round 1: base, other; round 2 (reversed): other, base
+
+    def measure(engine, texts, seconds):
+        order.append(engine)
+        return next(speeds)
+
+    engines = {("fp32", 256): "base", ("int8", 32): "other"}
+    found = call_size.rounds_of(engines, ["a text"], ("fp32", 256), rounds=2, seconds=0, measure=measure)
+    assert order == ["base", "other", "other", "base"]
+    assert found == {("fp32", 256): [1.0, 1.0], ("int8", 32): [1.5, 1.5]}
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_run, tmp_path_factory):
+    from rnnonnx.exporting import export_run
+
+    return export_run(tiny_run, tmp_path_factory.mktemp("bundles") / "int8", log=lambda message: None, quantize="int8")
+
+
+def test_the_table_has_a_row_per_size_with_the_default_as_its_base(call_size, int8_bundle, tmp_path, capsys):
+    test_file = tmp_path / "split" / "test.csv"
+    test_file.parent.mkdir()
+    test_file.write_text("text,label\na good film,pos\na dull and tired film,neg\nfine,pos\n", encoding="utf-8")
+    call_size.main([str(int8_bundle), str(test_file), "--batch-size", "1", "--rounds", "2", "--seconds", "0"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |") or line.startswith("| 256 |")]
+    assert len(rows) == 2
+    assert rows[1].startswith("| 256 | 1.00x (1.00-1.00) |")
+    assert all(float(cell.split("x")[0]) > 0 for row in rows for cell in row.strip("|").split("|")[1:])
