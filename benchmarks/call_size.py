@@ -3,10 +3,10 @@
 
 ONNX Runtime's recurrent kernels first compute every step's input products for the whole call,
 then walk the steps: a call of B texts of T tokens keeps T x B x 4H gate values in flight, which
-outgrows the CPU's caches long before B reaches the predictor's default. This script measures what
-that costs: each (precision, batch_size) opens its own predictor, all of them take turns in every
-round (the order reversed every other round), and each figure is reported relative to fp32 at the
-default batch size within the same round, median and range over rounds.
+outgrows the CPU's caches as B grows, while every call also has a fixed cost. This script measures
+both: each (precision, batch_size) opens its own predictor, all of them take turns in every round
+(the order reversed every other round), and each figure is reported relative to fp32 at the CPU's
+default call size (``CPU_CALL_SIZE``) within the same round, median and range over rounds.
 
     python benchmarks/call_size.py BUNDLE TEST.csv [--batch-size 16 --batch-size 64 ...] [--threads 1]
         [--rounds 5] [--seconds 0.5]
@@ -15,7 +15,6 @@ default batch size within the same round, median and range over rounds.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import rnnonnx
     from rnnonnx.benchmark import spread
     from rnnonnx.machine import machine
-    from rnnonnx.predictor import Predictor
+    from rnnonnx.predictor import CPU_CALL_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path)
@@ -71,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="per measurement, at least one call")
     args = parser.parse_args(argv)
-    default = inspect.signature(Predictor).parameters["batch_size"].default
+    default = CPU_CALL_SIZE
     sizes = sorted(set(args.batch_size or SIZES) | {default})
     if min(sizes) < 1 or args.threads < 1 or args.rounds < 1:
         parser.error("--batch-size, --threads and --rounds must be at least 1")

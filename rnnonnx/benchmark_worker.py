@@ -32,7 +32,8 @@ Engine = Callable[[Sequence[str]], Any]
 
 
 def ort_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
-    """The shipped predictor with the bundle's fp32 or int8 model, in the graph asked for."""
+    """The shipped predictor with the bundle's fp32 or int8 model, in the graph asked for, at its default
+    call size (a batch of 256 texts runs as the predictor splits it for a user)."""
     import numpy
     import onnxruntime
 
@@ -42,7 +43,6 @@ def ort_engine(task: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
         task["bundle"],
         device="cpu",
         threads=task["threads"],
-        batch_size=max(BATCH_SIZES),
         precision=task["precision"],
         graph=task["graph"],
     )

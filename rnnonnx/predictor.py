@@ -52,6 +52,14 @@ PADDING_SLACK = 0.25
 # The fewest rows of a part when a model call is cut into parts for several threads (see
 # thread_parts): a smaller part costs more in hand-off than it saves.
 MIN_PART_ROWS = 8
+# Most texts per model call by default. On the CPU, ONNX Runtime's recurrent kernels compute a
+# call's input products for every step before walking the steps, so a call of B texts keeps
+# T x B x 4H gate values in flight, beyond the caches when B is large; very short texts want
+# large calls instead, each call having a fixed cost. Calls of 64 ran five of the benchmark
+# suite's sets at 0.99x-1.14x the speed of calls of 256 on one thread and 1.00x-1.19x on two
+# (fp32; benchmarks/call_size.py), where 32 lost 12% on the shortest texts. A GPU wants large calls.
+CPU_CALL_SIZE = 64
+CUDA_CALL_SIZE = 256
 GPU_HINT = 'install the GPU build: pip install "rnnonnx[gpu]" (onnxruntime-gpu, with CUDA and cuDNN libraries it can load)'
 SHADOW_HINT = (
     "both onnxruntime and onnxruntime-gpu are installed and the CPU build shadows the GPU one; run: "
@@ -223,6 +231,9 @@ class Predictor:
     ``session.intra_op.allow_spinning``, so idle intra-op threads leave the cores to the event loop;
     only sessions on CUDA keep an intra-op pool, see ``threads``).
 
+    ``batch_size`` is the most texts one model call holds (default ``CPU_CALL_SIZE`` on the CPU,
+    ``CUDA_CALL_SIZE`` on CUDA); ``predict`` takes any number of texts and splits them.
+
     ``threads`` (default: every core this process may use) is how many cores one call may keep
     busy. On the CPU, each model run takes one thread: one text runs alone on the caller's thread
     (the fastest way, since ONNX Runtime's intra-op threads only slow a single row down), and a
@@ -237,7 +248,7 @@ class Predictor:
         bundle_dir: str | os.PathLike,
         device: str = "auto",
         threads: int | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         precision: str = "fp32",
         graph: str = "auto",
         session_config: Mapping[str, str] | None = None,
@@ -248,10 +259,11 @@ class Predictor:
             raise RnnonnxError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         if graph not in GRAPHS:
             raise RnnonnxError(f"unknown graph {graph!r}; use one of {', '.join(GRAPHS)}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1
+        ):
             raise RnnonnxError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.bundle = Bundle(bundle_dir)
-        self.batch_size = int(batch_size)
         self.precision = precision
         self.graph = self._pick_graph(graph, precision)
         self.model_file = MODEL_FILES[(self.graph, precision)]
@@ -290,6 +302,8 @@ class Predictor:
                 f"CUDA execution provider is installed but unusable; running on {self.providers}", RuntimeWarning, stacklevel=2
             )
         self.device = "cuda" if CUDA_PROVIDER in self.providers else "cpu"
+        default_size = CUDA_CALL_SIZE if self.device == "cuda" else CPU_CALL_SIZE
+        self.batch_size: int = default_size if batch_size is None else int(batch_size)
         if self._single_threaded_runs:
             from .machine import usable_cores
 

@@ -37,7 +37,10 @@ def test_the_table_has_a_row_per_size_with_the_default_as_its_base(call_size, in
     test_file.parent.mkdir()
     test_file.write_text("text,label\na good film,pos\na dull and tired film,neg\nfine,pos\n", encoding="utf-8")
     call_size.main([str(int8_bundle), str(test_file), "--batch-size", "1", "--rounds", "2", "--seconds", "0"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |") or line.startswith("| 256 |")]
+    from rnnonnx.predictor import CPU_CALL_SIZE
+
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| 1 |") or line.startswith(f"| {CPU_CALL_SIZE} |")]
     assert len(rows) == 2
-    assert rows[1].startswith("| 256 | 1.00x (1.00-1.00) |")
+    assert rows[1].startswith(f"| {CPU_CALL_SIZE} | 1.00x (1.00-1.00) |")
     assert all(float(cell.split("x")[0]) > 0 for row in rows for cell in row.strip("|").split("|")[1:])

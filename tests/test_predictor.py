@@ -313,11 +313,27 @@ def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):
     assert [r.rsplit(",", 2)[1] for r in rows] == [p.label for p in expected]
 
 
-@pytest.mark.parametrize("size", [-1, 0, True, 2.5, "8", None])
+@pytest.mark.parametrize("size", [-1, 0, True, 2.5, "8"])
 def test_batch_size_must_be_a_positive_integer(tiny_bundle, size):
     """batch_size=-1 used to slice nothing and return uninitialised memory as probabilities."""
     with pytest.raises(RnnonnxError, match=f"batch_size must be a positive integer, not {re.escape(repr(size))}"):
         Predictor(tiny_bundle, batch_size=size)
+
+
+def test_a_cpu_predictor_calls_the_model_with_at_most_cpu_call_size_texts(tiny_bundle):
+    from rnnonnx.predictor import CPU_CALL_SIZE
+
+    predictor = Predictor(tiny_bundle, device="cpu", threads=1)
+    assert predictor.batch_size == CPU_CALL_SIZE
+    sizes, run = [], predictor._run
+
+    def counted(feed, *args, **kwargs):
+        sizes.append(len(next(iter(feed.values()))))
+        return run(feed, *args, **kwargs)
+
+    predictor._run = counted
+    predictor.predict_proba(["a good film"] * (3 * CPU_CALL_SIZE + 4))
+    assert sorted(sizes) == [4] + [CPU_CALL_SIZE] * 3
 
 
 def test_numpy_integer_batch_size_is_a_batch_size(tiny_bundle):
