@@ -2,9 +2,9 @@
 ``batch_size`` (the most texts ``Predictor`` puts in one ONNX Runtime call), fp32 and int8.
 
 ONNX Runtime's recurrent kernels first compute every step's input products for the whole call,
-then walk the steps: a call of B texts of T tokens keeps T x B x 4H gate values in flight, which
-outgrows the CPU's caches as B grows, while every call also has a fixed cost. This script measures
-both: each (precision, batch_size) opens its own predictor, all of them take turns in every round
+then walk the steps: a call of B texts of T tokens keeps T x B x 4H gate values in flight, likely
+outgrowing the CPU's caches as B grows, while every call also has a fixed cost. This script measures
+what the two add up to: each (precision, batch_size) opens its own predictor, all of them take turns in every round
 (the order reversed every other round), and each figure is reported relative to fp32 at the CPU's
 default call size (``CPU_CALL_SIZE``) within the same round, median and range over rounds.
 

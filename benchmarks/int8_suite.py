@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -64,8 +63,14 @@ def api_speed(bundle: Path, precision: str, threads: int, texts: list[str], seco
 def speed_in_process(job: dict[str, Any]) -> float:
     """:func:`api_speed` in a fresh interpreter (this script with ``--speed-worker``), so that no
     other measurement's sessions or threads are alive while it runs."""
-    env = {**os.environ, **{f"{lib}_NUM_THREADS": str(job["threads"]) for lib in ("OMP", "MKL", "OPENBLAS")}}
-    proc = subprocess.run([sys.executable, __file__, "--speed-worker", json.dumps(job)], capture_output=True, text=True, env=env)
+    from rnnonnx.benchmark import thread_env
+
+    proc = subprocess.run(
+        [sys.executable, __file__, "--speed-worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=thread_env(job["threads"]),
+    )
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         raise SystemExit(f"speed worker for {job['bundle']} ({job['precision']}) failed: {lines[-1]}")

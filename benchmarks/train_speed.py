@@ -111,9 +111,12 @@ def machine(options: list[str]) -> str:
 def gemm_reference(threads: int, seconds: float = 2.0) -> float:
     """GFLOP/s of numpy's fp32 matrix product on ``threads`` threads, in a fresh process: what the
     cores gave just before a timed command, so that runs on shared or other machines can be compared."""
-    env = {**os.environ, **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    from rnnonnx.benchmark import thread_env
+
     code = f"from rnnonnx.benchmark_worker import gemm_peak; print(gemm_peak({seconds})['gflops'])"
-    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    return float(
+        subprocess.run([sys.executable, "-c", code], env=thread_env(threads), capture_output=True, text=True, check=True).stdout
+    )
 
 
 def reference() -> str:

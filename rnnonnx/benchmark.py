@@ -83,9 +83,14 @@ def pick_run(bundle: Path, run: str | None) -> tuple[Path | None, str | None]:
     return parent, None
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """This process's environment with the BLAS and OpenMP pools of a child capped at ``threads``."""
+    return {**os.environ, **{f"{lib}_NUM_THREADS": str(threads) for lib in ("OMP", "MKL", "OPENBLAS")}}
+
+
 def run_worker(task: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run one engine's measurements in a fresh interpreter and return its JSON result."""
-    env = {**os.environ, **{f"{lib}_NUM_THREADS": str(threads) for lib in ("OMP", "MKL", "OPENBLAS")}}
+    env = thread_env(threads)
     proc = subprocess.run(
         [sys.executable, "-m", "rnnonnx.benchmark_worker"], input=json.dumps(task), capture_output=True, text=True, env=env
     )

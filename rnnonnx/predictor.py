@@ -54,8 +54,8 @@ PADDING_SLACK = 0.25
 MIN_PART_ROWS = 8
 # Most texts per model call by default. On the CPU, ONNX Runtime's recurrent kernels compute a
 # call's input products for every step before walking the steps, so a call of B texts keeps
-# T x B x 4H gate values in flight, beyond the caches when B is large; very short texts want
-# large calls instead, each call having a fixed cost. Calls of 64 ran five of the benchmark
+# T x B x 4H gate values in flight, likely beyond the caches when B is large (not measured
+# directly); very short texts want large calls instead, each call having a fixed cost. Calls of 64 ran five of the benchmark
 # suite's sets at 0.99x-1.14x the speed of calls of 256 on one thread and 1.00x-1.19x on two
 # (fp32; benchmarks/call_size.py), where 32 lost 12% on the shortest texts. A GPU wants large calls.
 CPU_CALL_SIZE = 64
