@@ -111,10 +111,11 @@ def profiled_bound(bundle: Path, texts: list[str]) -> dict[str, float]:
     the predictor splits them."""
     from op_profile import profile
 
-    from rnnonnx.bundle import TEXT_INT8_MODEL, TEXT_MODEL
-    from rnnonnx.predictor import CPU_CALL_SIZE, TEXT_BATCH_CHARS, text_batches
+    from rnnonnx.bundle import TEXT_INT8_MODEL, TEXT_MODEL, Bundle
+    from rnnonnx.predictor import CPU_CALL_SIZE, text_calls
 
-    batches = [[texts[i] for i in chosen] for chosen in text_batches([len(t) for t in texts], CPU_CALL_SIZE, TEXT_BATCH_CHARS)]
+    calls, _ = text_calls(texts, Bundle(bundle).tokenizer.spec, CPU_CALL_SIZE)
+    batches = [[texts[i] for i in chosen] for chosen in calls]
     fp32, int8 = (profile(str(bundle), batches, 1, PROFILE_PASSES, model) for model in (TEXT_MODEL, TEXT_INT8_MODEL))
     return recurrent_bound(fp32, int8)
 

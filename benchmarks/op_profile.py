@@ -49,8 +49,9 @@ def profile(
 
 
 def main() -> None:
+    from rnnonnx.bundle import Bundle
     from rnnonnx.data import read_builtin
-    from rnnonnx.predictor import CPU_CALL_SIZE, TEXT_BATCH_CHARS, text_batches
+    from rnnonnx.predictor import CPU_CALL_SIZE, text_calls
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle")
@@ -58,7 +59,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args()
     texts = read_builtin().texts[:256]
-    split = [[texts[i] for i in chosen] for chosen in text_batches([len(t) for t in texts], CPU_CALL_SIZE, TEXT_BATCH_CHARS)]
+    calls, _ = text_calls(texts, Bundle(args.bundle).tokenizer.spec, CPU_CALL_SIZE)
+    split = [[texts[i] for i in chosen] for chosen in calls]
     settings = {"one text per call": [[t] for t in texts[:64]], f"256 texts, {len(split)} calls": split}
     results = {name: profile(args.bundle, batches, args.threads, args.calls) for name, batches in settings.items()}
     ops = sorted({op for kernel in results.values() for op in kernel}, key=lambda op: -results[next(iter(results))][op])

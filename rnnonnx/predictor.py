@@ -20,7 +20,7 @@ import numpy as np
 from .bundle import IDS_INPUT, INT8_MODEL, MODEL, PRECISIONS, PROBABILITIES, TEXT_INPUT, TEXT_INT8_MODEL, TEXT_MODEL, Bundle
 from .config import DEVICES
 from .errors import BundleError, InputTypeError, RnnonnxError
-from .text import Tokenizer, pad_ids
+from .text import Tokenizer, TokenizerSpec, pad_ids
 
 if TYPE_CHECKING:
     from .explanation import Explanation
@@ -45,8 +45,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Runtime's memory on the text-in graph (see text_batches). 256 sentences of up to 1,024
 # characters still share a batch; a text of 4 MB goes alone.
 TEXT_BATCH_CHARS = 1 << 18
-# Model calls split by length (see text_batches): the fewest rows a split-off batch keeps, and how
-# much longer than a batch's shortest text its longest may be.
+# Model calls split by token count (see text_batches): the fewest rows a split-off batch keeps, and
+# how many more steps than a batch's shortest text its longest may take.
 MIN_SPLIT_ROWS = 16
 PADDING_SLACK = 0.25
 # The fewest rows of a part when a model call is cut into parts for several threads (see
@@ -156,29 +156,41 @@ def predictions_from_proba(
     return out
 
 
-def text_batches(lengths: Sequence[int], batch_size: int, budget: int) -> list[list[int]]:
-    """Row indices of each model call: texts sorted by length, at most ``batch_size`` of them, and
-    at most ``budget`` characters counted as rows x the batch's longest text (a longer text goes
-    alone). The in-graph tokenizer pads every row to the batch's longest token list before
-    truncating to ``max_len``, so its memory grows with that product, not with the characters.
+def text_batches(steps: Sequence[int], batch_size: int, budget: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
+    """Row indices of each model call: texts sorted by ``steps`` (token counts, or estimates of
+    them), at most ``batch_size`` of them, and at most ``budget`` counted as rows x the batch's
+    largest of ``sizes`` (characters, for the text-in graph; ``steps`` when not given; a larger
+    text goes alone). The in-graph tokenizer pads every row to the batch's longest token list
+    before truncating to ``max_len``, so its memory grows with that product, not with the tokens.
 
-    A batch of at least ``MIN_SPLIT_ROWS`` rows also ends before a text more than
-    ``PADDING_SLACK`` longer than its shortest: ONNX Runtime's recurrent kernels compute every row
+    A batch of at least ``MIN_SPLIT_ROWS`` rows also ends before a text of more than
+    ``PADDING_SLACK`` more steps than its first: ONNX Runtime's recurrent kernels compute every row
     up to the batch's longest text, so padding is work (PyTorch's packed sequences skip it), and a
     few calls of similar lengths beat one padded call (2.2x at batch 256 on the built-in
     sentences). Results do not depend on the split (no text's arithmetic sees another text)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = steps if sizes is None else sizes
+    order = sorted(range(len(steps)), key=lambda i: (steps[i], sizes[i]))
     batches: list[list[int]] = []
     current: list[int] = []
+    largest = 0
     for i in order:
-        padded = len(current) >= MIN_SPLIT_ROWS and lengths[i] > (1 + PADDING_SLACK) * max(1, lengths[current[0]])
-        if current and (padded or len(current) >= batch_size or (len(current) + 1) * max(1, lengths[i]) > budget):
+        padded = len(current) >= MIN_SPLIT_ROWS and steps[i] > (1 + PADDING_SLACK) * max(1, steps[current[0]])
+        if current and (padded or len(current) >= batch_size or (len(current) + 1) * max(1, largest, sizes[i]) > budget):
             batches.append(current)
-            current = []
+            current, largest = [], 0
         current.append(i)
+        largest = max(largest, sizes[i])
     if current:
         batches.append(current)
     return batches
+
+
+def text_calls(texts: Sequence[str], spec: TokenizerSpec, batch_size: int) -> tuple[list[list[int]], list[int]]:
+    """The text-in graph's model calls for ``texts`` (row indices, :func:`text_batches`), grouped by
+    estimated token counts (:meth:`TokenizerSpec.estimated_steps`) within the character budget,
+    and those estimates (what a call costs, for :func:`thread_parts`)."""
+    steps = [spec.estimated_steps(t) for t in texts]
+    return text_batches(steps, batch_size, TEXT_BATCH_CHARS, [len(t) for t in texts]), steps
 
 
 def thread_parts(batches: Sequence[Sequence[int]], lengths: Sequence[int], threads: int) -> list[list[int]]:
@@ -508,7 +520,7 @@ class Predictor:
     def predict_proba(self, texts: Sequence[str] | Iterable[str]) -> np.ndarray:
         """Probabilities ``[len(texts), len(labels)]`` (float32).
 
-        Texts are grouped by token count (by length, for the text-in graph) before batching, so
+        Texts are grouped by token count (estimated from their words, for the text-in graph) before batching, so
         little compute goes to padding; the result keeps the input order and, in fp32, does not
         depend on the grouping (an LSTM's int8 twin moves a little with its batch, within the
         bound its manifest states: see :mod:`rnnonnx.quantize`).
@@ -539,13 +551,13 @@ class Predictor:
         if len(texts) == 1:  # one text, the latency path: no grouping, no copy
             return self._run_texts(texts)
         out = np.empty((len(texts), len(self.bundle.labels)), dtype=np.float32)
-        lengths = [len(t) for t in texts]
 
         def run(chosen: list[int]) -> None:
             out[chosen] = self._run_texts([texts[i] for i in chosen])
 
         if texts:
-            self._run_parts(text_batches(lengths, self.batch_size, TEXT_BATCH_CHARS), lengths, run)
+            batches, steps = text_calls(texts, self.tokenizer.spec, self.batch_size)
+            self._run_parts(batches, steps, run)
         return out
 
     def _run_texts(self, texts: list[str]) -> np.ndarray:

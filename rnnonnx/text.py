@@ -188,6 +188,20 @@ class TokenizerSpec:
         """The tokens of one text, before vocabulary lookup and truncation."""
         return analyze(text, self.analyzer, self.lowercase)
 
+    def estimated_steps(self, text: str) -> int:
+        """About how many tokens ``text`` gives, from 1 to ``max_len``, without tokenizing it: its
+        words, counted as spaces and line breaks plus one (``word``), or its characters other than
+        spaces (``char``). The text-in graph tokenizes inside ONNX Runtime, so this is what groups
+        texts of similar token counts into one model call, where padding is work; results never
+        depend on it. On the built-in sentences, in calls of up to 64, it leaves 15% of the steps
+        padding, where characters left 25% and exact tokens 10%, at a tenth of tokenizing's cost
+        (``benchmarks/call_grouping.py``)."""
+        if self.analyzer == "word":
+            count = text.count(" ") + text.count("\n") + 1
+        else:
+            count = len(text) - text.count(" ")
+        return min(max(1, count), self.max_len)
+
 
 def pad_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
     """Right-pad id lists with ``PAD_ID`` into an int64 matrix of at least one column.

@@ -48,6 +48,16 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_int8_bundle(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run`` exported with its int8 twins (four model files); tests only read it."""
+    from rnnonnx.exporting import export_run
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
+    export_run(tiny_run, out, log=lambda message: None, quantize="int8")
+    return out
+
+
 def load_script(name: str, filename: str):
     """A script of ``benchmarks/`` imported as the module ``name``, for tests of its functions."""
     import importlib.util

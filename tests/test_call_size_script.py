@@ -25,18 +25,11 @@ def test_each_round_is_taken_against_the_base_of_that_round(call_size):
     assert found == {("fp32", 256): [1.0, 1.0], ("int8", 32): [1.5, 1.5]}
 
 
-@pytest.fixture(scope="module")
-def int8_bundle(tiny_run, tmp_path_factory):
-    from rnnonnx.exporting import export_run
-
-    return export_run(tiny_run, tmp_path_factory.mktemp("bundles") / "int8", log=lambda message: None, quantize="int8")
-
-
-def test_the_table_has_a_row_per_size_with_the_default_as_its_base(call_size, int8_bundle, tmp_path, capsys):
+def test_the_table_has_a_row_per_size_with_the_default_as_its_base(call_size, tiny_int8_bundle, tmp_path, capsys):
     test_file = tmp_path / "split" / "test.csv"
     test_file.parent.mkdir()
     test_file.write_text("text,label\na good film,pos\na dull and tired film,neg\nfine,pos\n", encoding="utf-8")
-    call_size.main([str(int8_bundle), str(test_file), "--batch-size", "1", "--rounds", "2", "--seconds", "0"])
+    call_size.main([str(tiny_int8_bundle), str(test_file), "--batch-size", "1", "--rounds", "2", "--seconds", "0"])
     from rnnonnx.predictor import CPU_CALL_SIZE
 
     out = capsys.readouterr().out.splitlines()

@@ -45,23 +45,16 @@ def test_the_bound_counts_both_kernels_as_the_recurrent_layers(suite_script):
     assert bound["bound"] == pytest.approx(1 / (0.4 + 0.6 / 1.5))
 
 
-@pytest.fixture(scope="module")
-def int8_bundle(tiny_run, tmp_path_factory):
-    from rnnonnx.exporting import export_run
-
-    return export_run(tiny_run, tmp_path_factory.mktemp("bundles") / "int8", log=lambda message: None, quantize="int8")
-
-
-def test_the_profile_reads_the_graph_it_is_given(int8_bundle):
+def test_the_profile_reads_the_graph_it_is_given(tiny_int8_bundle):
     op_profile = load_script("op_profile_script", "op_profile.py")
     batches = [["a good film", "a dull and tired film"], ["fine"]]
-    fp32 = op_profile.profile(str(int8_bundle), batches, threads=1, calls=1)
-    int8 = op_profile.profile(str(int8_bundle), batches, threads=1, calls=1, model="model.text.int8.onnx")
+    fp32 = op_profile.profile(str(tiny_int8_bundle), batches, threads=1, calls=1)
+    int8 = op_profile.profile(str(tiny_int8_bundle), batches, threads=1, calls=1, model="model.text.int8.onnx")
     assert fp32["LSTM"] > 0 and "DynamicQuantizeLSTM" not in fp32
     assert int8["DynamicQuantizeLSTM"] > 0 and "LSTM" not in int8
 
 
-def test_the_profiled_bound_lies_between_no_gain_and_the_layers_gain(suite_script, int8_bundle):
-    bound = suite_script.profiled_bound(int8_bundle, ["a good film", "a dull and tired film", "fine"] * 10)
+def test_the_profiled_bound_lies_between_no_gain_and_the_layers_gain(suite_script, tiny_int8_bundle):
+    bound = suite_script.profiled_bound(tiny_int8_bundle, ["a good film", "a dull and tired film", "fine"] * 10)
     assert 0 < bound["share"] < 1
     assert min(1, bound["layers"]) <= bound["bound"] <= max(1, bound["layers"])

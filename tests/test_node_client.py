@@ -155,16 +155,6 @@ BUNDLES = [pytest.param(p, id=p.name) for p in EXPORTED] + [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_int8_bundle(tiny_run, tmp_path_factory) -> Path:
-    """The tiny run exported with its int8 twins, so both precisions are compared."""
-    from rnnonnx.exporting import export_run
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny-int8"
-    export_run(tiny_run, out, log=lambda message: None, quantize="int8")
-    return out
-
-
 @pytest.fixture(params=BUNDLES)
 def bundle_dir(request) -> Path:
     fixtures = {"tiny": "tiny_bundle", "tiny-int8": "tiny_int8_bundle"}

@@ -266,6 +266,44 @@ def test_model_calls_split_where_padding_would_be_work():
     assert len(text_batches(few, batch_size=256, budget=10**9)) == 1, "small batches stay whole"
 
 
+def test_text_batches_sort_by_steps_and_bound_rows_times_the_largest_size():
+    from rnnonnx.predictor import text_batches
+
+    steps, sizes = [9, 1, 5, 1], [10, 40, 30, 20]
+    assert text_batches(steps, batch_size=4, budget=10**9, sizes=sizes) == [[3, 1, 2, 0]], "by steps, then sizes"
+    assert text_batches(steps, batch_size=4, budget=90, sizes=sizes) == [[3, 1], [2, 0]], "3 rows x 40 > 90"
+
+
+def test_text_calls_group_texts_by_words_not_characters():
+    from rnnonnx.predictor import MIN_SPLIT_ROWS, text_calls
+    from rnnonnx.text import TokenizerSpec
+
+    many = "be to of in at my do so an we up it"  # 12 tokens, 35 characters
+    few = "extraordinarily overwhelming"  # 2 tokens, 28 characters
+    texts = [many, few] * MIN_SPLIT_ROWS
+    calls, steps = text_calls(texts, TokenizerSpec(), 256)
+    assert [sorted({texts[i] for i in call}) for call in calls] == [[few], [many]]
+    assert steps == [12, 2] * MIN_SPLIT_ROWS
+
+
+def test_text_calls_leave_little_padding_on_builtin_sentences():
+    """Padded recurrent steps over real ones in the calls the predictor makes of 256 sentences at a
+    time: 1.25 when texts were grouped by characters, 1.14 by words."""
+    from rnnonnx.predictor import CPU_CALL_SIZE, text_calls
+    from rnnonnx.text import TokenizerSpec
+
+    spec = TokenizerSpec()
+    texts = read_builtin().texts[:2560]
+    real = padded = 0
+    for start in range(0, len(texts), 256):
+        chunk = texts[start : start + 256]
+        tokens = [max(1, len(spec.tokens(t))) for t in chunk]
+        for call in text_calls(chunk, spec, CPU_CALL_SIZE)[0]:
+            real += sum(tokens[i] for i in call)
+            padded += len(call) * max(tokens[i] for i in call)
+    assert padded / real < 1.2
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="address-space limit through RLIMIT_AS (Linux)")
 def test_a_long_line_among_short_ones_stays_within_a_memory_limit(tmp_path):

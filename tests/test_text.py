@@ -71,6 +71,23 @@ def test_encode_truncates_and_maps_unknown_tokens():
     assert ids.tolist() == [[2, PAD_ID, PAD_ID], [PAD_ID] * 3, [3, 2, UNK_ID]]
 
 
+def test_estimated_steps_count_words_or_characters_within_one_and_max_len():
+    assert TokenizerSpec().estimated_steps("a gripping, funny\nfilm") == 4
+    assert TokenizerSpec().estimated_steps("") == TokenizerSpec().estimated_steps("nothing") == 1
+    assert TokenizerSpec(max_len=3).estimated_steps("one two three four five") == 3
+    assert TokenizerSpec(analyzer="char", max_len=5).estimated_steps("日本 語") == 3
+    assert TokenizerSpec(analyzer="char", max_len=5).estimated_steps("日本語の文章です") == 5
+    assert TokenizerSpec(analyzer="char").estimated_steps("   ") == 1
+
+
+def test_estimated_steps_track_token_counts_on_builtin_sentences():
+    spec = TokenizerSpec()
+    texts = read_builtin().texts[:2000]
+    tokens = np.array([len(spec.tokens(t)) for t in texts])
+    estimates = np.array([spec.estimated_steps(t) for t in texts])
+    assert np.corrcoef(tokens, estimates)[0, 1] > np.corrcoef(tokens, [len(t) for t in texts])[0, 1] > 0.9
+
+
 def test_padding_keeps_at_least_one_column():
     assert pad_ids([[], []]).shape == (2, 1)
     assert pad_ids([]).shape == (0, 1)

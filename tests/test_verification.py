@@ -10,22 +10,13 @@ import onnx
 import pytest
 
 import rnnonnx
-from rnnonnx.exporting import export_run
 from rnnonnx.verification import GOLDEN_TOLERANCE, verify_bundle
 from tests.conftest import ROOT, run_cli
 from tests.test_bundle import copy_of, edit_json, resign
 
 
-@pytest.fixture(scope="module")
-def int8_bundle(tiny_run, tmp_path_factory):
-    """The tiny run exported with its int8 graphs (four model files, each with golden examples)."""
-    out = tmp_path_factory.mktemp("verify") / "int8"
-    export_run(tiny_run, out, log=lambda message: None, quantize="int8")
-    return out
-
-
-def test_a_fresh_bundle_verifies_with_its_golden_examples(int8_bundle):
-    result = rnnonnx.verify(int8_bundle)
+def test_a_fresh_bundle_verifies_with_its_golden_examples(tiny_int8_bundle):
+    result = rnnonnx.verify(tiny_int8_bundle)
     assert result.ok, result.problems
     assert {f["name"] for f in result.files} >= {"model.onnx", "model.int8.onnx", "golden.json", "tokenizer.json", "labels.json"}
     assert all(f["ok"] for f in result.files)
@@ -33,9 +24,9 @@ def test_a_fresh_bundle_verifies_with_its_golden_examples(int8_bundle):
     for check in result.graphs:
         assert check.loaded and check.golden["passed"] and check.golden["rows"] == result.golden_texts > 8
         assert check.golden["tolerance"] == GOLDEN_TOLERANCE[check.precision]
-    done = run_cli("verify", str(int8_bundle))
+    done = run_cli("verify", str(tiny_int8_bundle))
     assert done.returncode == 0 and done.stderr == "" and done.stdout.strip().endswith("ok")
-    report = json.loads(run_cli("verify", str(int8_bundle), "--json").stdout)
+    report = json.loads(run_cli("verify", str(tiny_int8_bundle), "--json").stdout)
     assert report["ok"] and report["problems"] == [] and len(report["graphs"]) == 4
     # weights stored once: the ids and int8 graphs read them from other files (rnnonnx.storage)
     assert {g["file"]: g["weights_from"] for g in report["graphs"]} == {

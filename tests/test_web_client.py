@@ -150,20 +150,12 @@ def test_browser_predictions_match_python(browser_tools, server, tmp_path):
         assert [t["label"] for t in g["top"]] == sorted(answer["labels"], key=lambda label: -g["probabilities"][label])
 
 
-@pytest.fixture(scope="module")
-def int8_bundle(tiny_run, tmp_path_factory) -> Path:
-    """The tiny run exported with int8 twins (model.int8.onnx)."""
-    from rnnonnx.exporting import export_run
-
-    return export_run(tiny_run, tmp_path_factory.mktemp("bundles") / "tiny-int8", log=lambda message: None, quantize="int8")
-
-
 @pytest.mark.slow
-def test_browser_int8_predictions_match_python(browser_tools, server, tmp_path, int8_bundle):
+def test_browser_int8_predictions_match_python(browser_tools, server, tmp_path, tiny_int8_bundle):
     """precision 'int8' runs model.int8.onnx: the Python predictor's int8 labels and probabilities
     (same batching, so the same per-batch activation scales)."""
     texts = parity_texts()[:600]
-    server["mount"]("/bundles/int8/", int8_bundle)
+    server["mount"]("/bundles/int8/", tiny_int8_bundle)
     [answer] = run_browser(
         browser_tools,
         server,
@@ -171,7 +163,7 @@ def test_browser_int8_predictions_match_python(browser_tools, server, tmp_path, 
         [{"mode": "predict", "bundle": "/bundles/int8/", "precision": "int8", "texts_json": json.dumps(texts), "top_k": None}],
     )
     assert answer["model_file"].endswith("/bundles/int8/model.int8.onnx")
-    predictor = Predictor(int8_bundle, device="cpu", threads=1, graph="ids", precision="int8")
+    predictor = Predictor(tiny_int8_bundle, device="cpu", threads=1, graph="ids", precision="int8")
     expected = predictor.predict_proba(texts)
     got = np.array([[p["probabilities"][label] for label in predictor.labels] for p in answer["predictions"]])
     diff = float(np.abs(got - expected).max())

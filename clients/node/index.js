@@ -66,8 +66,8 @@ class Classifier {
     const k = this.labels.length;
     const out = new Float32Array(texts.length * k);
     if (this.graph === 'text') {
-      // Group texts by length in code points (as the Python predictor does) so little compute goes to padding.
-      for (const chosen of lengthBatches(texts.map(codePointLength), this.batchSize)) {
+      // Group texts by estimated token count (as the Python predictor does) so little compute goes to padding.
+      for (const chosen of lengthBatches(texts.map((t) => this.tokenizer.estimatedSteps(t)), this.batchSize)) {
         // onnxruntime-node passes strings to ONNX Runtime as C strings, cut at the first U+0000;
         // U+0000 is no word character, so a space in its place changes no token.
         const batch = chosen.map((i) => (texts[i].includes('\0') ? texts[i].replace(NUL, ' ') : texts[i]));
@@ -99,13 +99,6 @@ class Classifier {
 }
 
 const NUL = /\0/g;
-const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
-
-function codePointLength(text) {
-  let pairs = 0;
-  if (/[\uD800-\uDBFF]/.test(text)) pairs = text.match(SURROGATE_PAIR)?.length ?? 0;
-  return text.length - pairs;
-}
 
 
 /**

@@ -67,8 +67,8 @@ export function predictionsFromProba(rows, labels, { topK, minScore, thresholds 
 }
 
 // Model calls as the Python predictor makes them (rnnonnx.predictor.text_batches): rows sorted by
-// length, at most batchSize per call, and a call of at least MIN_SPLIT_ROWS rows ends before a text
-// more than PADDING_SLACK longer than its shortest. ONNX Runtime's recurrent kernels compute every
+// token count (estimated, for the text-in graph), at most batchSize per call, and a call of at least
+// MIN_SPLIT_ROWS rows ends before a text of more than PADDING_SLACK more tokens than its shortest. ONNX Runtime's recurrent kernels compute every
 // row up to the call's longest text, so padding is work; results do not depend on the split.
 export const MIN_SPLIT_ROWS = 16;
 export const PADDING_SLACK = 0.25;

@@ -73,6 +73,21 @@ export function simpleLower(text) {
   return text.replace(LOWER_RE, (ch) => LOWER.get(ch));
 }
 
+const WORD_BREAKS = /[ \n]/g;
+const SPACES = / /g;
+
+function countOf(text, pattern) {
+  return text.match(pattern)?.length ?? 0;
+}
+
+const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
+
+function codePointLength(text) {
+  let pairs = 0;
+  if (/[\uD800-\uDBFF]/.test(text)) pairs = text.match(SURROGATE_PAIR)?.length ?? 0;
+  return text.length - pairs;
+}
+
 export class Tokenizer {
   constructor(data) {
     if (!data || typeof data !== 'object') throw new TypeError('tokenizer.json must hold an object');
@@ -107,6 +122,17 @@ export class Tokenizer {
   /** The tokens of one text, before vocabulary lookup and truncation. */
   tokens(text) {
     return this.lower(text).match(this.pattern) ?? [];
+  }
+
+  /**
+   * About how many tokens a text gives, 1 to max_len, without tokenizing it: spaces and line breaks
+   * plus one (analyzer word), or code points other than spaces (char), as
+   * rnnonnx.text.TokenizerSpec.estimated_steps. It groups texts of similar token counts into the
+   * text-in graph's calls; results never depend on it.
+   */
+  estimatedSteps(text) {
+    const count = this.analyzer === 'word' ? countOf(text, WORD_BREAKS) + 1 : codePointLength(text) - countOf(text, SPACES);
+    return Math.min(Math.max(1, count), this.maxLen);
   }
 
   /** Token ids of one text, truncated to max_len (possibly empty). */

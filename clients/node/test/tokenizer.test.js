@@ -20,6 +20,18 @@ test('simple lowercase: per code point, Unicode 14.0 table', () => {
   assert.equal(TABLES.version, '14.0.0');
 });
 
+test('estimated steps: spaces and line breaks plus one, or code points but spaces, from 1 to max_len', () => {
+  const word = new Tokenizer(spec('word'));
+  assert.equal(word.estimatedSteps('a gripping, funny\nfilm'), 4);
+  assert.equal(word.estimatedSteps(''), 1);
+  assert.equal(new Tokenizer(spec('word', { max_len: 3 })).estimatedSteps('one two three four five'), 3);
+  const char = new Tokenizer(spec('char', { max_len: 5 }));
+  assert.equal(char.estimatedSteps('日本 語'), 3);
+  assert.equal(char.estimatedSteps('\u{20000}\u{20001}'), 2); // code points, not UTF-16 units
+  assert.equal(char.estimatedSteps('日本語の文章です'), 5);
+  assert.equal(char.estimatedSteps('   '), 1);
+});
+
 test('word tokens are runs of two or more word characters', () => {
   const t = new Tokenizer(spec('word'));
   assert.deepEqual(t.tokens('I am a Bad_Cat, 42 times! é x 日本語'), ['am', 'bad_cat', '42', 'times', '日本語']);
