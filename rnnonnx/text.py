@@ -193,9 +193,9 @@ class TokenizerSpec:
         words, counted as spaces and line breaks plus one (``word``), or its characters other than
         spaces (``char``). The text-in graph tokenizes inside ONNX Runtime, so this is what groups
         texts of similar token counts into one model call, where padding is work; results never
-        depend on it. On the built-in sentences, in calls of up to 64, it leaves 15% of the steps
-        padding, where characters left 25% and exact tokens 10%, at a tenth of tokenizing's cost
-        (``benchmarks/call_grouping.py``)."""
+        depend on it. On the built-in sentences, in calls of up to 64, padding adds 15% to the steps
+        grouped so, 25% grouped by characters and 10% by exact tokens, which cost ten times as much
+        to count (``benchmarks/call_grouping.py``)."""
         if self.analyzer == "word":
             count = text.count(" ") + text.count("\n") + 1
         else:
